@@ -1,0 +1,120 @@
+// The run configuration: one struct per JSON section. Parsing validates every key (unknown keys,
+// wrong types, out-of-range and inconsistent values are errors that name the JSON path) so that the
+// rest of the program can trust these fields. docs/config.md documents every key.
+#pragma once
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace lh {
+
+// Thrown for any invalid configuration; what() reads "<json path>: <reason>", e.g.
+// "model.n_heads: 6 does not divide model.dim = 256".
+struct ConfigError : std::runtime_error {
+  ConfigError(const std::string& path, const std::string& reason)
+      : std::runtime_error(path + ": " + reason), path(path) {}
+  std::string path;
+};
+
+struct ModelConfig {
+  int dim = 256;
+  int n_layers = 4;
+  int n_heads = 4;
+  int n_kv_heads = 4;
+  int ffn_hidden = 768;       // SwiGLU hidden width
+  int vocab_size = 257;       // byte vocab + end-of-document
+  double rope_theta = 10000.0;
+  double norm_eps = 1e-5;
+  int max_seq_len = 1024;
+  bool tied_embeddings = false;
+  double init_std = 0.02;     // normal init; output projections get init_std / sqrt(2 * n_layers)
+
+  int head_dim() const { return dim / n_heads; }
+  int q_dim() const { return n_heads * head_dim(); }
+  int kv_dim() const { return n_kv_heads * head_dim(); }
+  int qkv_dim() const { return q_dim() + 2 * kv_dim(); }
+};
+
+struct DataConfig {
+  std::vector<std::string> train;  // shard files, directories (all *.bin inside) or glob patterns
+  std::vector<std::string> val;
+  int seq_len = 256;
+  int micro_batch = 4;             // sequences per forward/backward pass on one device
+};
+
+struct OptimizerConfig {
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
+  double weight_decay = 0.1;  // decoupled; not applied to norms and embeddings
+  double grad_clip = 1.0;     // global L2 norm; 0 disables clipping
+};
+
+struct ScheduleConfig {
+  std::string decay = "cosine";  // constant | cosine | linear | wsd
+  int warmup_steps = 0;          // linear warm-up from 0 to lr
+  double min_lr = 0.0;           // the floor that decays end at (absolute)
+  double decay_fraction = 0.2;   // wsd only: the final fraction of steps that decays
+};
+
+struct TrainingConfig {
+  int steps = 1000;
+  int global_batch = 0;       // sequences per optimizer step over all ranks; 0 = derive from grad_accum
+  int grad_accum = 0;         // micro-batches per rank per step; 0 = derive from global_batch
+  uint64_t seed = 1337;
+  int eval_interval = 100;    // steps between validation passes; 0 disables
+  int eval_batches = 4;       // micro-batches per validation pass
+  int checkpoint_interval = 0;  // steps between checkpoints; 0 = only at the end
+  int keep_last = 3;          // checkpoints kept in the run directory; 0 keeps all
+  std::string device = "auto";  // auto | cpu | cuda
+};
+
+// One span of training steps and the attention backend used during it. `options` holds the
+// backend's own knobs (validated by the backend); dense has none yet.
+struct AttentionPhase {
+  int until_step = 0;  // exclusive end of the phase; phases cover [0, steps)
+  std::string attention = "dense";
+  nlohmann::json options = nlohmann::json::object();
+};
+
+struct AttentionConfig {
+  std::vector<AttentionPhase> phases;  // empty = dense for the whole run
+};
+
+struct LoggingConfig {
+  std::string dir = "runs/default";  // the run directory: metrics.jsonl and checkpoints live here
+  int interval = 1;                  // steps between progress lines / metric records
+};
+
+struct Config {
+  ModelConfig model;
+  DataConfig data;
+  OptimizerConfig optimizer;
+  ScheduleConfig schedule;
+  TrainingConfig training;
+  AttentionConfig attention;
+  LoggingConfig logging;
+
+  // Parses and validates a whole config. Every key is optional (defaults above) except
+  // data.train; unknown keys are errors.
+  static Config from_json(const nlohmann::json& j);
+  static Config load_file(const std::string& path);  // errors name the file too
+  nlohmann::json to_json() const;                    // complete: every key, defaults included
+
+  // Applies "a.b.c=value" overrides (value parsed as JSON, falling back to a plain string) to a
+  // JSON document before parsing, so overrides pass the same validation.
+  static void apply_override(nlohmann::json& j, const std::string& assignment);
+
+  // Derived quantities, valid after validation, for a given data-parallel world size.
+  int grad_accum_steps(int world_size = 1) const;
+  int global_batch_sequences(int world_size = 1) const;
+  // The attention phase active at a (0-based) step; the last phase extends to the end.
+  const AttentionPhase& phase_at(int step) const;
+  int phase_index_at(int step) const;
+};
+
+}  // namespace lh
