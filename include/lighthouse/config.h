@@ -103,6 +103,11 @@ struct Config {
   // data.train; unknown keys are errors.
   static Config from_json(const nlohmann::json& j);
   static Config load_file(const std::string& path);  // errors name the file too
+  // load_file with --set overrides applied (in order) before validation.
+  static Config load_file(const std::string& path, const std::vector<std::string>& overrides);
+  // Reads and parses a JSON file without validating it (// and /* */ comments allowed). Throws
+  // ConfigError(path, ...) when the file is missing or malformed (with line and column).
+  static nlohmann::json load_json_file(const std::string& path);
   nlohmann::json to_json() const;                    // complete: every key, defaults included
 
   // Applies "a.b.c=value" overrides (value parsed as JSON, falling back to a plain string) to a
@@ -116,5 +121,9 @@ struct Config {
   const AttentionPhase& phase_at(int step) const;
   int phase_index_at(int step) const;
 };
+
+// Field-by-field equality (phase options compared as JSON values); from_json(c.to_json()) == c.
+bool operator==(const Config& a, const Config& b);
+bool operator!=(const Config& a, const Config& b);
 
 }  // namespace lh

@@ -9,7 +9,7 @@
 
 namespace lh {
 
-enum class DType { F32, F64, BF16 };
+enum class DType { F32, F64, BF16, I32 };
 enum class Device { CPU, CUDA };
 
 inline size_t dtype_size(DType t) {
@@ -17,6 +17,7 @@ inline size_t dtype_size(DType t) {
     case DType::F32: return 4;
     case DType::F64: return 8;
     case DType::BF16: return 2;
+    case DType::I32: return 4;
   }
   return 0;
 }
@@ -25,6 +26,7 @@ inline const char* dtype_name(DType t) {
     case DType::F32: return "F32";
     case DType::F64: return "F64";
     case DType::BF16: return "BF16";
+    case DType::I32: return "I32";
   }
   return "?";
 }
@@ -32,6 +34,7 @@ inline const char* dtype_name(DType t) {
 template <typename T> constexpr DType dtype_of();
 template <> constexpr DType dtype_of<float>() { return DType::F32; }
 template <> constexpr DType dtype_of<double>() { return DType::F64; }
+template <> constexpr DType dtype_of<int32_t>() { return DType::I32; }
 
 struct Tensor {
   void* data = nullptr;

@@ -45,6 +45,8 @@ void matmul_backward(T* dx, T* dweight, const T* dout, const T* x, const T* weig
 // Rotate-half convention of Hugging Face Llama: for i < D/2 the pair (x[i], x[i + D/2]) is rotated
 // by angle = t * theta^(-2i/D), computed in float exactly as transformers does
 // (inv_freq = 1 / theta^(2i/D) in float, angle = float(t) * inv_freq) so exported models agree.
+// The double instantiation widens that same float angle to double (both precisions rotate by
+// identical angles; only cos/sin and the rotation itself run in double).
 template <typename T> void rope_forward(T* qkv, int B, int Tlen, int H, int Hkv, int D, double theta);
 // The adjoint: rotation by -angle, in place on dqkv.
 template <typename T> void rope_backward(T* dqkv, int B, int Tlen, int H, int Hkv, int D, double theta);

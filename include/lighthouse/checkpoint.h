@@ -1,0 +1,55 @@
+// Training checkpoints: one directory per step (run_dir/step_%08d) holding
+//   model.safetensors      the fp32 master weights, by parameter name (ParamLayout)
+//   optimizer.safetensors  AdamW's first and second moments ("m.<name>", "v.<name>")
+//   state.json             step, phase, data-loader position, RNG, the full config, checksums
+// written into a staging directory, fsynced and renamed into place (checkpoint_dir.h), state.json
+// last. Loading verifies everything (format, config compatibility, checksums, names, shapes)
+// before it touches the model, so a bad checkpoint is refused and never half-loaded.
+// docs/checkpoints.md describes the format.
+#pragma once
+#include <stdexcept>
+#include <string>
+
+#include "lighthouse/config.h"
+#include "lighthouse/data/loader.h"
+#include "lighthouse/model.h"
+#include "lighthouse/optimizer.h"
+
+namespace lh {
+
+struct CheckpointError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct TrainState {
+  int step = 0;                  // optimizer steps completed
+  int phase_index = 0;           // attention phase of the next step
+  std::string attention = "dense";
+  data::LoaderPosition loader;   // position of the training stream
+  std::string rng_state;         // the trainer's Rng (lh::Rng::state_string)
+  int world_size = 1;
+  double tokens_seen = 0;
+};
+
+struct CheckpointInfo {
+  std::string path;
+  Config config;
+  TrainState state;
+};
+
+// Writes run_dir/step_<state.step> atomically (replacing one of the same step) and prunes the run
+// directory to config.training.keep_last checkpoints. Returns the checkpoint's path.
+std::string save_checkpoint(const std::string& run_dir, const Config& config, const LlamaModel& model,
+                            const AdamW& optimizer, const TrainState& state);
+
+// Reads and validates state.json (format, version, config). Throws CheckpointError naming the
+// checkpoint and the problem.
+CheckpointInfo read_checkpoint_info(const std::string& dir);
+
+// Loads weights (and moments, when optimizer is not null) after verifying checksums, names,
+// dtypes and shapes of every tensor against the model. The model config in the checkpoint must
+// equal model.config(). On any error, throws CheckpointError and leaves model and optimizer as
+// they were.
+CheckpointInfo load_checkpoint(const std::string& dir, LlamaModel& model, AdamW* optimizer);
+
+}  // namespace lh

@@ -1,0 +1,88 @@
+// The Llama-3 decoder over the Backend op API. All parameters live in one allocation and all
+// gradients in another, with the same named layout (ParamLayout); the model code is the same on
+// every device.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lighthouse/attention.h"
+#include "lighthouse/backend.h"
+#include "lighthouse/config.h"
+
+namespace lh {
+
+// One named parameter tensor inside the flat parameter allocation.
+struct ParamEntry {
+  std::string name;            // e.g. "layers.3.wqkv"
+  std::vector<int64_t> shape;  // row-major; linear weights are [out, in]
+  size_t offset = 0;           // in elements
+  size_t numel = 0;
+  bool weight_decay = false;   // AdamW decays matrices only, not norms or embeddings
+};
+
+// The flat parameter layout. Per layer: attn_norm [C], wqkv [(H + 2*Hkv) * D, C] (query rows, then
+// key rows, then value rows), wo [C, H*D], mlp_norm [C], w_gate_up [2F, C] (gate rows, then up
+// rows), w_down [C, F]. Around the layers: embed [V, C], final_norm [C], lm_head [V, C] (absent
+// when tied to the embedding).
+class ParamLayout {
+ public:
+  explicit ParamLayout(const ModelConfig& cfg);
+  const std::vector<ParamEntry>& entries() const { return entries_; }
+  size_t total() const { return total_; }
+  const ParamEntry& at(const std::string& name) const;  // throws naming the parameter
+  const ParamEntry* find(const std::string& name) const;
+
+ private:
+  void add(const std::string& name, std::vector<int64_t> shape, bool decay);
+  std::vector<ParamEntry> entries_;
+  size_t total_ = 0;
+};
+
+class LlamaModel {
+ public:
+  LlamaModel(const ModelConfig& cfg, Backend& backend);
+  ~LlamaModel();
+
+  const ModelConfig& config() const { return cfg_; }
+  const ParamLayout& layout() const { return layout_; }
+  Backend& backend() const { return be_; }
+  Tensor params() const { return params_.view(); }
+  Tensor grads() const { return grads_.view(); }
+  Tensor param(const std::string& name) const;  // a view of one parameter
+  Tensor grad(const std::string& name) const;
+
+  // Normal(0, init_std) for matrices (output projections scaled by 1/sqrt(2 * n_layers)), ones
+  // for norms; drawn on the host in layout order so every backend starts from the same bits.
+  void init_weights(uint64_t seed);
+
+  void set_attention(std::unique_ptr<AttentionOp> attention);
+  const AttentionOp& attention() const { return *attention_; }
+
+  // Forward pass on host token ids [B*T]. With targets, returns the mean cross-entropy (nats) and
+  // keeps what backward needs; without, returns 0 and only computes logits.
+  double forward(const int32_t* tokens, const int32_t* targets, int B, int T);
+  // Backward of the last forward with targets. Gradients ACCUMULATE into grads(); the loss is
+  // scaled by loss_scale (e.g. 1 / grad_accum) on top of the mean over tokens.
+  void backward(double loss_scale = 1.0);
+  void zero_grads();
+
+  // Logits [B*T, V] of the last forward, converted to float on the host.
+  std::vector<float> logits_host() const;
+
+ private:
+  struct Activations;
+  void ensure_capacity(int B, int T);
+
+  ModelConfig cfg_;
+  Backend& be_;
+  ParamLayout layout_;
+  Buffer params_, grads_;
+  std::unique_ptr<AttentionOp> attention_;
+  std::unique_ptr<Activations> acts_;
+  int B_ = 0, T_ = 0;      // shape of the last forward
+  bool has_targets_ = false;
+};
+
+}  // namespace lh

@@ -1,0 +1,33 @@
+// The training loop: phases of attention backends, gradient accumulation, AdamW with a schedule,
+// validation, metrics, checkpoints and resume.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "lighthouse/backend.h"
+#include "lighthouse/config.h"
+
+namespace lh {
+
+struct TrainOptions {
+  bool resume = false;  // continue from the newest complete checkpoint in logging.dir, if any
+  bool quiet = false;   // no progress lines (tests)
+  int stop_at_step = -1;  // >= 0: checkpoint and return once this many steps are done (job chunks)
+};
+
+struct TrainSummary {
+  int steps_done = 0;            // optimizer steps completed in total (including before a resume)
+  double last_loss = 0.0;        // training loss of the last step
+  double last_val_loss = -1.0;   // -1 when no validation ran
+  double tokens_per_s = 0.0;     // over the steps this process ran
+  std::string last_checkpoint;   // empty when none was written
+  bool interrupted = false;      // stopped early by SIGINT/SIGTERM (a checkpoint was written)
+};
+
+TrainSummary train(const Config& config, Backend& backend, const TrainOptions& options = {});
+
+// The backend that training.device asks for ("auto" takes CUDA when a GPU and the CUDA backend are
+// present, else the CPU).
+std::unique_ptr<Backend> make_backend(const std::string& device);
+
+}  // namespace lh

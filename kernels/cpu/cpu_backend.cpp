@@ -1,0 +1,105 @@
+// The CPU backend: Backend's op API over the templated reference kernels of cpu_reference.h.
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "lighthouse/backend.h"
+#include "lighthouse/ops/cpu_reference.h"
+
+namespace lh {
+namespace {
+
+template <typename T>
+class CpuBackend final : public Backend {
+ public:
+  Device device() const override { return Device::CPU; }
+  std::string name() const override { return std::string("cpu-") + dtype_name(dtype()); }
+  DType dtype() const override { return dtype_of<T>(); }
+
+  void copy_from_host(Tensor dst, const void* src) override { std::memcpy(dst.data, src, dst.bytes()); }
+  void copy_to_host(void* dst, const Tensor& src) override { std::memcpy(dst, src.data, src.bytes()); }
+  void fill_zero(Tensor t) override { std::memset(t.data, 0, t.bytes()); }
+  void synchronize() override {}
+
+  void embedding_forward(Tensor out, const Tensor& tokens, const Tensor& wte, int N, int C) override {
+    cpu::embedding_forward(out.as<T>(), tokens.as<int32_t>(), wte.as<T>(), N, C);
+  }
+  void embedding_backward(Tensor dwte, const Tensor& dout, const Tensor& tokens, int N, int C) override {
+    cpu::embedding_backward(dwte.as<T>(), dout.as<T>(), tokens.as<int32_t>(), N, C);
+  }
+  void rmsnorm_forward(Tensor out, Tensor rstd, const Tensor& x, const Tensor& w, int N, int C,
+                       double eps) override {
+    cpu::rmsnorm_forward(out.as<T>(), rstd.as<T>(), x.as<T>(), w.as<T>(), N, C, eps);
+  }
+  void rmsnorm_backward(Tensor dx, Tensor dw, const Tensor& dout, const Tensor& x, const Tensor& w,
+                        const Tensor& rstd, int N, int C) override {
+    cpu::rmsnorm_backward(dx.as<T>(), dw.as<T>(), dout.as<T>(), x.as<T>(), w.as<T>(), rstd.as<T>(), N, C);
+  }
+  void matmul_forward(Tensor out, const Tensor& x, const Tensor& w, int N, int IC, int OC) override {
+    cpu::matmul_forward(out.as<T>(), x.as<T>(), w.as<T>(), N, IC, OC);
+  }
+  void matmul_backward(Tensor dx, Tensor dw, const Tensor& dout, const Tensor& x, const Tensor& w, int N,
+                       int IC, int OC) override {
+    T* dx_ptr = dx.data ? dx.as<T>() : nullptr;
+    cpu::matmul_backward(dx_ptr, dw.as<T>(), dout.as<T>(), x.as<T>(), w.as<T>(), N, IC, OC);
+  }
+  void rope_forward(Tensor qkv, int B, int Tl, int H, int Hkv, int D, double theta) override {
+    cpu::rope_forward(qkv.as<T>(), B, Tl, H, Hkv, D, theta);
+  }
+  void rope_backward(Tensor dqkv, int B, int Tl, int H, int Hkv, int D, double theta) override {
+    cpu::rope_backward(dqkv.as<T>(), B, Tl, H, Hkv, D, theta);
+  }
+  void attention_forward(Tensor out, Tensor lse, const Tensor& qkv, int B, int Tl, int H, int Hkv,
+                         int D) override {
+    cpu::attention_forward(out.as<T>(), lse.as<T>(), qkv.as<T>(), B, Tl, H, Hkv, D);
+  }
+  void attention_backward(Tensor dqkv, const Tensor& dout, const Tensor& qkv, const Tensor& out,
+                          const Tensor& lse, int B, int Tl, int H, int Hkv, int D) override {
+    cpu::attention_backward(dqkv.as<T>(), dout.as<T>(), qkv.as<T>(), out.as<T>(), lse.as<T>(), B, Tl, H, Hkv,
+                            D);
+  }
+  void swiglu_forward(Tensor out, const Tensor& gate_up, int N, int F) override {
+    cpu::swiglu_forward(out.as<T>(), gate_up.as<T>(), N, F);
+  }
+  void swiglu_backward(Tensor dgate_up, const Tensor& dout, const Tensor& gate_up, int N, int F) override {
+    cpu::swiglu_backward(dgate_up.as<T>(), dout.as<T>(), gate_up.as<T>(), N, F);
+  }
+  void residual_forward(Tensor out, const Tensor& a, const Tensor& b) override {
+    cpu::residual_forward(out.as<T>(), a.as<T>(), b.as<T>(), out.numel);
+  }
+  void accumulate(Tensor dst, const Tensor& src) override { cpu::accumulate(dst.as<T>(), src.as<T>(), dst.numel); }
+  void cross_entropy_forward(Tensor losses, const Tensor& logits, const Tensor& targets, int N, int V) override {
+    cpu::cross_entropy_forward(losses.as<T>(), logits.as<T>(), targets.as<int32_t>(), N, V);
+  }
+  void cross_entropy_backward(Tensor dlogits, const Tensor& logits, const Tensor& targets, int N, int V,
+                              double dloss) override {
+    cpu::cross_entropy_backward(dlogits.as<T>(), logits.as<T>(), targets.as<int32_t>(), N, V, dloss);
+  }
+  double sum_squares(const Tensor& x) override { return cpu::sum_squares(x.as<T>(), x.numel); }
+  void scale_inplace(Tensor x, double s) override { cpu::scale_inplace(x.as<T>(), x.numel, s); }
+  void adamw_update(Tensor p, const Tensor& g, Tensor m, Tensor v, double lr, double b1, double b2, double eps,
+                    double wd, int step) override {
+    cpu::adamw_update(p.as<T>(), g.as<T>(), m.as<T>(), v.as<T>(), p.numel, lr, b1, b2, eps, wd, step);
+  }
+
+ protected:
+  void* raw_alloc(size_t bytes) override {
+    // 64-byte alignment keeps rows cache-line aligned for the vectorised loops.
+    void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (!p) throw std::bad_alloc();
+    return p;
+  }
+  void raw_free(void* p) override { std::free(p); }
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend(DType dtype) {
+  switch (dtype) {
+    case DType::F32: return std::make_unique<CpuBackend<float>>();
+    case DType::F64: return std::make_unique<CpuBackend<double>>();
+    default: throw std::invalid_argument(std::string("no CPU backend for dtype ") + dtype_name(dtype));
+  }
+}
+
+}  // namespace lh

@@ -1,0 +1,185 @@
+#include "lighthouse/checkpoint.h"
+
+#include <filesystem>
+#include <fstream>
+#include <vector>
+
+#include "lighthouse/checkpoint_dir.h"
+#include "lighthouse/checksum.h"
+#include "lighthouse/safetensors.h"
+
+namespace lh {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr const char* kFormat = "lighthouse-checkpoint";
+constexpr int kFormatVersion = 1;
+constexpr const char* kModelFile = "model.safetensors";
+constexpr const char* kOptimizerFile = "optimizer.safetensors";
+constexpr const char* kStateFile = "state.json";
+
+// A host copy of a whole allocation, as raw bytes.
+std::vector<char> to_host(Backend& be, const Tensor& t) {
+  std::vector<char> bytes(t.bytes());
+  be.copy_to_host(bytes.data(), t);
+  return bytes;
+}
+
+std::vector<safetensors::TensorRef> tensor_refs(const ParamLayout& layout, DType dtype, const char* data,
+                                                const std::string& prefix) {
+  std::vector<safetensors::TensorRef> refs;
+  for (const ParamEntry& e : layout.entries())
+    refs.push_back({prefix + e.name, dtype, e.shape, data + e.offset * dtype_size(dtype)});
+  return refs;
+}
+
+nlohmann::json state_to_json(const TrainState& s) {
+  return {{"step", s.step},
+          {"phase_index", s.phase_index},
+          {"attention", s.attention},
+          {"loader", {{"epoch", s.loader.epoch}, {"cursor", s.loader.cursor}}},
+          {"rng", s.rng_state},
+          {"world_size", s.world_size},
+          {"tokens_seen", s.tokens_seen}};
+}
+
+TrainState state_from_json(const nlohmann::json& j) {
+  TrainState s;
+  s.step = j.at("step").get<int>();
+  s.phase_index = j.at("phase_index").get<int>();
+  s.attention = j.at("attention").get<std::string>();
+  s.loader.epoch = j.at("loader").at("epoch").get<uint64_t>();
+  s.loader.cursor = j.at("loader").at("cursor").get<uint64_t>();
+  s.rng_state = j.at("rng").get<std::string>();
+  s.world_size = j.at("world_size").get<int>();
+  s.tokens_seen = j.at("tokens_seen").get<double>();
+  return s;
+}
+
+// Reads every tensor named by the layout (with prefix) into a host byte buffer laid out like the
+// flat allocation; throws on any missing name or dtype/shape mismatch.
+std::vector<char> read_all(const safetensors::File& file, const ParamLayout& layout, DType dtype,
+                           const std::string& prefix) {
+  std::vector<char> bytes(layout.total() * dtype_size(dtype));
+  for (const ParamEntry& e : layout.entries())
+    file.read(prefix + e.name, dtype, e.shape, bytes.data() + e.offset * dtype_size(dtype));
+  const size_t expected = layout.entries().size();
+  if (file.names().size() != expected)
+    throw CheckpointError(file.path() + ": holds " + std::to_string(file.names().size()) + " tensors, the model has " +
+                          std::to_string(expected));
+  return bytes;
+}
+
+}  // namespace
+
+std::string save_checkpoint(const std::string& run_dir, const Config& config, const LlamaModel& model,
+                            const AdamW& optimizer, const TrainState& state) {
+  Backend& be = model.backend();
+  const DType dt = be.dtype();
+  fs::create_directories(run_dir);
+  const std::string final_path = (fs::path(run_dir) / ckpt::checkpoint_name(state.step)).string();
+  ckpt::StagedDir staged(final_path);
+  const fs::path dir(staged.path());
+
+  const std::vector<char> weights = to_host(be, model.params());
+  safetensors::write_file((dir / kModelFile).string(), tensor_refs(model.layout(), dt, weights.data(), ""),
+                          {{"format", kFormat}});
+  std::vector<char> m = to_host(be, optimizer.m()), v = to_host(be, optimizer.v());
+  auto refs = tensor_refs(model.layout(), dt, m.data(), "m.");
+  for (auto& r : tensor_refs(model.layout(), dt, v.data(), "v.")) refs.push_back(std::move(r));
+  safetensors::write_file((dir / kOptimizerFile).string(), refs, {{"format", kFormat}});
+
+  nlohmann::json j = {{"format", kFormat}, {"version", kFormatVersion}};
+  j["state"] = state_to_json(state);
+  j["optimizer_steps"] = optimizer.steps_taken();
+  j["dtype"] = dtype_name(dt);
+  j["config"] = config.to_json();
+  for (const char* f : {kModelFile, kOptimizerFile})
+    j["checksums"][f] = checksum_hex(checksum_file((dir / f).string()));
+  ckpt::write_file_atomic((dir / kStateFile).string(), j.dump(2) + "\n");
+  staged.commit();
+  ckpt::prune_checkpoints(run_dir, config.training.keep_last);
+  return final_path;
+}
+
+CheckpointInfo read_checkpoint_info(const std::string& dir) {
+  const std::string state_path = (fs::path(dir) / kStateFile).string();
+  std::ifstream in(state_path);
+  if (!in) throw CheckpointError(dir + ": not a checkpoint (no readable " + kStateFile + ")");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const std::exception& e) {
+    throw CheckpointError(state_path + ": not valid JSON (" + e.what() + ")");
+  }
+  if (!j.is_object() || j.value("format", "") != kFormat)
+    throw CheckpointError(state_path + ": not a lighthouse checkpoint state (format key missing or wrong)");
+  if (j.value("version", 0) != kFormatVersion)
+    throw CheckpointError(state_path + ": checkpoint format version " + j.value("version", nlohmann::json()).dump() +
+                          " is not supported (expected " + std::to_string(kFormatVersion) + ")");
+  CheckpointInfo info;
+  info.path = dir;
+  try {
+    info.state = state_from_json(j.at("state"));
+    info.config = Config::from_json(j.at("config"));
+  } catch (const ConfigError& e) {
+    throw CheckpointError(state_path + ": stored config is invalid: " + e.what());
+  } catch (const std::exception& e) {
+    throw CheckpointError(state_path + ": malformed state (" + e.what() + ")");
+  }
+  return info;
+}
+
+CheckpointInfo load_checkpoint(const std::string& dir, LlamaModel& model, AdamW* optimizer) {
+  CheckpointInfo info = read_checkpoint_info(dir);
+  const fs::path root(dir);
+  nlohmann::json j = nlohmann::json::parse(std::ifstream((root / kStateFile).string()));
+  Config current;
+  current.model = model.config();
+  const nlohmann::json want_model = current.to_json()["model"], have_model = info.config.to_json()["model"];
+  if (want_model != have_model)
+    throw CheckpointError(dir + ": the checkpoint's model section differs from the config's: checkpoint has " +
+                          have_model.dump() + ", config has " + want_model.dump());
+  Backend& be = model.backend();
+  if (j.value("dtype", "") != dtype_name(be.dtype()))
+    throw CheckpointError(dir + ": stored as " + j.value("dtype", std::string("?")) + ", the backend works in " +
+                          dtype_name(be.dtype()));
+  try {
+    std::vector<const char*> files = {kModelFile};
+    if (optimizer) files.push_back(kOptimizerFile);
+    for (const char* f : files) {
+      const std::string path = (root / f).string();
+      const std::string want = j.at("checksums").at(f).get<std::string>();
+      const std::string got = checksum_hex(checksum_file(path));
+      if (want != got) throw CheckpointError(path + ": checksum mismatch (file is damaged): expected " + want + ", got " + got);
+    }
+    const auto weights = read_all(safetensors::File::open((root / kModelFile).string()), model.layout(), be.dtype(), "");
+    std::vector<char> m, v;
+    if (optimizer) {
+      const auto file = safetensors::File::open((root / kOptimizerFile).string());
+      if (file.names().size() != 2 * model.layout().entries().size())
+        throw CheckpointError(file.path() + ": expected " + std::to_string(2 * model.layout().entries().size()) +
+                              " moment tensors, found " + std::to_string(file.names().size()));
+      m.resize(model.layout().total() * dtype_size(be.dtype()));
+      v.resize(m.size());
+      for (const ParamEntry& e : model.layout().entries()) {
+        file.read("m." + e.name, be.dtype(), e.shape, m.data() + e.offset * dtype_size(be.dtype()));
+        file.read("v." + e.name, be.dtype(), e.shape, v.data() + e.offset * dtype_size(be.dtype()));
+      }
+    }
+    // Everything verified: only now touch the live state.
+    be.copy_from_host(model.params(), weights.data());
+    if (optimizer) {
+      be.copy_from_host(optimizer->m(), m.data());
+      be.copy_from_host(optimizer->v(), v.data());
+      optimizer->set_steps_taken(j.at("optimizer_steps").get<int>());
+    }
+  } catch (const CheckpointError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw CheckpointError(dir + ": cannot load: " + e.what());
+  }
+  return info;
+}
+
+}  // namespace lh

@@ -1,0 +1,111 @@
+// lighthouse eval --checkpoint DIR [--val-batches N] [--passkey-lengths ...] [--passkey-depths ...]
+//                 [--logits-for tokens.bin --logits-out logits.bin] [--out results.json]
+#include <cstdio>
+#include <fstream>
+#include <optional>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "cli/commands.h"
+#include "lighthouse/checkpoint.h"
+#include "lighthouse/data.h"
+#include "lighthouse/evaluate.h"
+#include "lighthouse/trainer.h"
+
+namespace {
+struct EvalArgs {
+  std::string checkpoint, out, logits_for, logits_out;
+  std::vector<std::string> val;  // overrides the checkpoint config's data.val
+  int val_batches = 0;           // 0: the config's training.eval_batches
+  std::vector<int> passkey_lengths;
+  std::vector<double> passkey_depths{0.0, 0.5, 1.0};
+  int passkey_samples = 10;
+  uint64_t seed = 1234;
+  std::string device = "auto";
+};
+
+// tokens file: int32 B, int32 T, then B*T int32 ids; logits file: int32 B, T, V, then float32
+// logits [B, T, V] (scripts/compare_hf.py reads both).
+void dump_logits(lh::LlamaModel& model, const std::string& tokens_path, const std::string& out_path) {
+  std::ifstream in(tokens_path, std::ios::binary);
+  int32_t dims[2] = {0, 0};
+  if (!in.read(reinterpret_cast<char*>(dims), sizeof dims) || dims[0] <= 0 || dims[1] <= 0)
+    throw std::runtime_error(tokens_path + ": expected a header of two positive int32 (B, T)");
+  std::vector<int32_t> tokens(size_t(dims[0]) * dims[1]);
+  if (!in.read(reinterpret_cast<char*>(tokens.data()), std::streamsize(tokens.size() * sizeof(int32_t))))
+    throw std::runtime_error(tokens_path + ": truncated: expected " + std::to_string(tokens.size()) + " tokens");
+  for (size_t i = 0; i < tokens.size(); ++i)
+    if (tokens[i] < 0 || tokens[i] >= model.config().vocab_size)
+      throw std::runtime_error(tokens_path + ": token " + std::to_string(tokens[i]) + " at " + std::to_string(i) +
+                               " is outside the vocabulary");
+  model.forward(tokens.data(), nullptr, dims[0], dims[1]);
+  const std::vector<float> logits = model.logits_host();
+  std::ofstream out(out_path, std::ios::binary);
+  const int32_t header[3] = {dims[0], dims[1], model.config().vocab_size};
+  out.write(reinterpret_cast<const char*>(header), sizeof header);
+  out.write(reinterpret_cast<const char*>(logits.data()), std::streamsize(logits.size() * sizeof(float)));
+  if (!out) throw std::runtime_error(out_path + ": cannot write logits");
+}
+
+void run_eval(const EvalArgs& a) {
+  const lh::CheckpointInfo info = lh::read_checkpoint_info(a.checkpoint);
+  const lh::Config& cfg = info.config;
+  auto backend = lh::make_backend(a.device);
+  lh::LlamaModel model(cfg.model, *backend);
+  lh::load_checkpoint(a.checkpoint, model, nullptr);
+  lh::AttentionPhase dense;  // evaluation is always dense: the exported model is a dense Llama
+  model.set_attention(lh::make_attention(dense, cfg.model));
+
+  nlohmann::json results = {{"checkpoint", a.checkpoint}, {"step", info.state.step}};
+  if (!a.logits_for.empty()) {
+    if (a.logits_out.empty()) throw std::runtime_error("--logits-for needs --logits-out");
+    dump_logits(model, a.logits_for, a.logits_out);
+    results["logits_out"] = a.logits_out;
+  }
+  const std::vector<std::string> val_specs = a.val.empty() ? cfg.data.val : a.val;
+  if (!val_specs.empty()) {
+    lh::data::DataLoader val(lh::data::resolve_shards(val_specs), cfg.model.vocab_size, cfg.data.seq_len,
+                             cfg.data.micro_batch, 0, 1, cfg.training.seed, /*shuffle=*/false);
+    const int batches = a.val_batches > 0 ? a.val_batches : cfg.training.eval_batches;
+    results["val_loss"] = lh::validation_loss(model, val, batches);
+    std::printf("val_loss %.4f (%d batches of %d x %d)\n", results["val_loss"].get<double>(), batches,
+                cfg.data.micro_batch, cfg.data.seq_len);
+  }
+  for (int length : a.passkey_lengths) {
+    for (double depth : a.passkey_depths) {
+      const lh::PasskeyResult r = lh::passkey_accuracy(model, length, depth, a.passkey_samples, a.seed);
+      std::printf("passkey length %6d depth %.2f: %d/%d keys exact, digit accuracy %.3f\n", length, depth,
+                  r.correct, r.samples, r.digit_accuracy);
+      results["passkey"].push_back({{"length", length}, {"depth", depth}, {"samples", r.samples},
+                                    {"correct", r.correct}, {"digit_accuracy", r.digit_accuracy}});
+    }
+  }
+  if (!a.out.empty()) {
+    std::ofstream out(a.out);
+    out << results.dump(2) << "\n";
+    if (!out) throw std::runtime_error(a.out + ": cannot write results");
+  }
+}
+}  // namespace
+
+void register_eval_command(CLI::App& app) {
+  auto a = std::make_shared<EvalArgs>();
+  CLI::App* cmd = app.add_subcommand("eval", "Evaluate a checkpoint: validation loss, passkey retrieval, logits");
+  cmd->add_option("--checkpoint", a->checkpoint, "Checkpoint directory")->required()->check(CLI::ExistingDirectory);
+  cmd->add_option("--val", a->val, "Validation shards (default: the checkpoint config's data.val)");
+  cmd->add_option("--val-batches", a->val_batches, "Validation micro-batches (default: training.eval_batches)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--passkey-lengths", a->passkey_lengths, "Passkey prompt lengths in tokens")
+      ->check(CLI::Range(64, 1 << 24));
+  cmd->add_option("--passkey-depths", a->passkey_depths, "Key depths as fractions in [0, 1]")
+      ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--passkey-samples", a->passkey_samples, "Prompts per (length, depth)")->check(CLI::PositiveNumber);
+  cmd->add_option("--seed", a->seed, "Seed of the passkey prompts");
+  cmd->add_option("--logits-for", a->logits_for, "Token file (int32 B, T, tokens) to compute logits for")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--logits-out", a->logits_out, "Where to write the logits (int32 B, T, V, float32 logits)");
+  cmd->add_option("--device", a->device, "auto | cpu | cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  cmd->add_option("--out", a->out, "Write the results as JSON here");
+  cmd->callback([a]() { run_eval(*a); });
+}

@@ -1,0 +1,54 @@
+// Quantities derived from a validated Config: batch arithmetic for a world size, attention phases.
+#include <algorithm>
+#include <climits>
+#include <cstdint>
+
+#include "lighthouse/config.h"
+
+namespace lh {
+using nlohmann::json;
+
+int Config::grad_accum_steps(int world_size) const {
+  if (world_size < 1)
+    throw ConfigError("world_size", "must be >= 1, got " + std::to_string(world_size));
+  const int64_t per_step = int64_t(data.micro_batch) * world_size;  // sequences per micro-step
+  const int gb = training.global_batch, ga = training.grad_accum;
+  const std::string ws = std::to_string(world_size);
+  if (gb == 0) return std::max(ga, 1);
+  if (ga == 0) {
+    if (gb % per_step != 0)
+      throw ConfigError("training.global_batch",
+                        std::to_string(gb) + " is not divisible by data.micro_batch * world size = " +
+                            std::to_string(data.micro_batch) + " * " + ws + " = " +
+                            std::to_string(per_step));
+    return static_cast<int>(gb / per_step);
+  }
+  if (int64_t(ga) * per_step != gb)
+    throw ConfigError("training.global_batch",
+                      std::to_string(gb) + " != training.grad_accum * data.micro_batch * world size = " +
+                          std::to_string(ga) + " * " + std::to_string(data.micro_batch) + " * " +
+                          ws + " = " + std::to_string(int64_t(ga) * per_step));
+  return ga;
+}
+
+int Config::global_batch_sequences(int world_size) const {
+  const int64_t n = int64_t(grad_accum_steps(world_size)) * data.micro_batch * world_size;
+  if (n > INT_MAX) throw ConfigError("training.global_batch", "global batch does not fit in an int");
+  return static_cast<int>(n);
+}
+
+int Config::phase_index_at(int step) const {
+  for (size_t i = 0; i < attention.phases.size(); ++i)
+    if (step < attention.phases[i].until_step) return static_cast<int>(i);
+  return attention.phases.empty() ? 0 : static_cast<int>(attention.phases.size()) - 1;
+}
+
+const AttentionPhase& Config::phase_at(int step) const {
+  if (attention.phases.empty()) {
+    static const AttentionPhase kDenseForever{INT_MAX, "dense", json::object()};
+    return kDenseForever;
+  }
+  return attention.phases[phase_index_at(step)];
+}
+
+}  // namespace lh

@@ -1,0 +1,116 @@
+#include "lighthouse/export.h"
+
+#include <cstring>
+#include <filesystem>
+#include <stdexcept>
+#include <vector>
+
+#include "lighthouse/checkpoint.h"
+#include "lighthouse/checkpoint_dir.h"
+#include "lighthouse/model.h"
+#include "lighthouse/safetensors.h"
+
+namespace lh {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr int kEndOfDocument = 256;  // byte vocab's end-of-document id, used as eos
+
+uint16_t to_bf16(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, sizeof bits);
+  if ((bits & 0x7f800000u) == 0x7f800000u && (bits & 0x7fffffu)) return uint16_t((bits >> 16) | 0x40);  // NaN stays NaN
+  const uint32_t rounding = 0x7fffu + ((bits >> 16) & 1u);  // round to nearest, ties to even
+  return uint16_t((bits + rounding) >> 16);
+}
+
+// One exported tensor: rows [row_begin, row_begin + rows) of a [*, cols] parameter.
+struct Piece {
+  std::string hf_name, param;
+  int64_t row_begin, rows, cols;
+};
+
+std::vector<Piece> hf_pieces(const ModelConfig& m) {
+  const int64_t C = m.dim, F = m.ffn_hidden, q = m.q_dim(), kv = m.kv_dim();
+  std::vector<Piece> p;
+  p.push_back({"model.embed_tokens.weight", "embed", 0, m.vocab_size, C});
+  for (int l = 0; l < m.n_layers; ++l) {
+    const std::string ours = "layers." + std::to_string(l) + ".";
+    const std::string hf = "model.layers." + std::to_string(l) + ".";
+    p.push_back({hf + "input_layernorm.weight", ours + "attn_norm", 0, 1, C});
+    p.push_back({hf + "self_attn.q_proj.weight", ours + "wqkv", 0, q, C});
+    p.push_back({hf + "self_attn.k_proj.weight", ours + "wqkv", q, kv, C});
+    p.push_back({hf + "self_attn.v_proj.weight", ours + "wqkv", q + kv, kv, C});
+    p.push_back({hf + "self_attn.o_proj.weight", ours + "wo", 0, C, q});
+    p.push_back({hf + "post_attention_layernorm.weight", ours + "mlp_norm", 0, 1, C});
+    p.push_back({hf + "mlp.gate_proj.weight", ours + "w_gate_up", 0, F, C});
+    p.push_back({hf + "mlp.up_proj.weight", ours + "w_gate_up", F, F, C});
+    p.push_back({hf + "mlp.down_proj.weight", ours + "w_down", 0, C, F});
+  }
+  p.push_back({"model.norm.weight", "final_norm", 0, 1, C});
+  if (!m.tied_embeddings) p.push_back({"lm_head.weight", "lm_head", 0, m.vocab_size, C});
+  return p;
+}
+
+}  // namespace
+
+nlohmann::json hf_llama_config(const ModelConfig& m, DType dtype) {
+  return {{"architectures", {"LlamaForCausalLM"}},
+          {"model_type", "llama"},
+          {"hidden_size", m.dim},
+          {"intermediate_size", m.ffn_hidden},
+          {"num_hidden_layers", m.n_layers},
+          {"num_attention_heads", m.n_heads},
+          {"num_key_value_heads", m.n_kv_heads},
+          {"head_dim", m.head_dim()},
+          {"vocab_size", m.vocab_size},
+          {"max_position_embeddings", m.max_seq_len},
+          {"rms_norm_eps", m.norm_eps},
+          {"rope_theta", m.rope_theta},
+          {"rope_scaling", nullptr},
+          {"tie_word_embeddings", m.tied_embeddings},
+          {"hidden_act", "silu"},
+          {"attention_bias", false},
+          {"mlp_bias", false},
+          {"attention_dropout", 0.0},
+          {"initializer_range", m.init_std},
+          {"pretraining_tp", 1},
+          {"eos_token_id", kEndOfDocument},
+          {"torch_dtype", dtype == DType::BF16 ? "bfloat16" : "float32"},
+          {"use_cache", true}};
+}
+
+void export_hf(const std::string& checkpoint_dir, const std::string& out_dir, DType dtype) {
+  if (dtype != DType::F32 && dtype != DType::BF16)
+    throw std::invalid_argument(std::string("export dtype must be F32 or BF16, got ") + dtype_name(dtype));
+  const CheckpointInfo info = read_checkpoint_info(checkpoint_dir);
+  auto backend = make_cpu_backend(DType::F32);
+  LlamaModel model(info.config.model, *backend);
+  load_checkpoint(checkpoint_dir, model, nullptr);
+  std::vector<float> weights(model.layout().total());
+  backend->copy_to_host(weights.data(), model.params());
+
+  const std::vector<Piece> pieces = hf_pieces(info.config.model);
+  std::vector<uint16_t> bf16;
+  if (dtype == DType::BF16) {
+    bf16.resize(weights.size());
+    for (size_t i = 0; i < weights.size(); ++i) bf16[i] = to_bf16(weights[i]);
+  }
+  std::vector<safetensors::TensorRef> refs;
+  for (const Piece& p : pieces) {
+    const ParamEntry& e = model.layout().at(p.param);
+    const size_t first = e.offset + size_t(p.row_begin) * size_t(p.cols);
+    const void* data = dtype == DType::BF16 ? static_cast<const void*>(bf16.data() + first) : weights.data() + first;
+    std::vector<int64_t> shape = p.rows == 1 && e.shape.size() == 1 ? std::vector<int64_t>{p.cols}
+                                                                      : std::vector<int64_t>{p.rows, p.cols};
+    refs.push_back({p.hf_name, dtype, shape, data});
+  }
+  fs::create_directories(out_dir);
+  const std::string tmp = (fs::path(out_dir) / ".model.safetensors.tmp").string();
+  safetensors::write_file(tmp, refs, {{"format", "pt"}});
+  fs::rename(tmp, fs::path(out_dir) / "model.safetensors");
+  ckpt::write_file_atomic((fs::path(out_dir) / "config.json").string(),
+                          hf_llama_config(info.config.model, dtype).dump(2) + "\n");
+}
+
+}  // namespace lh

@@ -1,0 +1,64 @@
+#include "model/activations.h"
+
+namespace lh {
+namespace {
+// Per-layer slots, in the order of LayerActivations.
+enum LayerSlot { kX, kLn1, kRstd1, kQkv, kAttn, kMid, kLn2, kRstd2, kGateUp, kHidden, kLayerSlots };
+}  // namespace
+
+ActivationArena::ActivationArena(Backend& be, const ModelConfig& cfg, int B, int T)
+    : cfg_(cfg), max_tokens_(B * T) {
+  const size_t C = cfg.dim, F = cfg.ffn_hidden;
+  const size_t per_layer_widths[kLayerSlots] = {C, C, 1, size_t(cfg.qkv_dim()), size_t(cfg.q_dim()),
+                                                C, C, 1, 2 * F, F};
+  for (int l = 0; l < cfg.n_layers; ++l)
+    for (int s = 0; s < kLayerSlots; ++s) layer_slots_.push_back(reserve(per_layer_widths[s]));
+  final_x_ = reserve(C);
+  final_ln_ = reserve(C);
+  final_rstd_ = reserve(1);
+  logits_ = reserve(cfg.vocab_size);
+  losses_ = reserve(1);
+  dresid_ = reserve(C);
+  dln_ = reserve(C);
+  dqkv_ = reserve(cfg.qkv_dim());
+  dattn_ = reserve(cfg.q_dim());
+  dgate_up_ = reserve(2 * F);
+  dhidden_ = reserve(F);
+  data_ = be.allocate(be.dtype(), total_per_token_ * max_tokens_);
+  ids_ = be.allocate(DType::I32, 2 * size_t(max_tokens_));
+}
+
+ActivationArena::Slot ActivationArena::reserve(size_t per_token) {
+  // Offsets are in units of "per token" elements times max_tokens, so a slot's first N tokens are
+  // contiguous.
+  Slot s{total_per_token_, per_token};
+  total_per_token_ += per_token;
+  return s;
+}
+
+Tensor ActivationArena::view(const Slot& s, int N) const {
+  return data_.slice(s.offset * size_t(max_tokens_), s.per_token * size_t(N));
+}
+
+LayerActivations ActivationArena::layer(int l, int N) const {
+  const Slot* s = &layer_slots_[size_t(l) * kLayerSlots];
+  return LayerActivations{view(s[kX], N),   view(s[kLn1], N),   view(s[kRstd1], N),  view(s[kQkv], N),
+                          view(s[kAttn], N), view(s[kMid], N), view(s[kLn2], N), view(s[kRstd2], N),
+                          view(s[kGateUp], N), view(s[kHidden], N)};
+}
+
+Tensor ActivationArena::final_x(int N) const { return view(final_x_, N); }
+Tensor ActivationArena::final_ln(int N) const { return view(final_ln_, N); }
+Tensor ActivationArena::final_rstd(int N) const { return view(final_rstd_, N); }
+Tensor ActivationArena::logits(int N) const { return view(logits_, N); }
+Tensor ActivationArena::losses(int N) const { return view(losses_, N); }
+Tensor ActivationArena::tokens(int N) const { return ids_.slice(0, N); }
+Tensor ActivationArena::targets(int N) const { return ids_.slice(max_tokens_, N); }
+Tensor ActivationArena::dresid(int N) const { return view(dresid_, N); }
+Tensor ActivationArena::dln(int N) const { return view(dln_, N); }
+Tensor ActivationArena::dqkv(int N) const { return view(dqkv_, N); }
+Tensor ActivationArena::dattn(int N) const { return view(dattn_, N); }
+Tensor ActivationArena::dgate_up(int N) const { return view(dgate_up_, N); }
+Tensor ActivationArena::dhidden(int N) const { return view(dhidden_, N); }
+
+}  // namespace lh

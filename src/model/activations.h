@@ -1,0 +1,60 @@
+// The activation arena of the Llama model: everything the backward pass reads, sized for a
+// maximum (B, T), in one allocation, plus the backward pass's scratch buffers.
+#pragma once
+#include <vector>
+
+#include "lighthouse/backend.h"
+#include "lighthouse/config.h"
+
+namespace lh {
+
+struct LayerActivations {
+  Tensor x;         // [N, C]  residual stream entering the layer
+  Tensor ln1;       // [N, C]  attention-norm output
+  Tensor rstd1;     // [N]
+  Tensor qkv;       // [N, qkv_dim] after RoPE
+  Tensor attn;      // [N, q_dim] attention output (before wo)
+  Tensor mid;       // [N, C]  residual stream after the attention block
+  Tensor ln2;       // [N, C]
+  Tensor rstd2;     // [N]
+  Tensor gate_up;   // [N, 2F]
+  Tensor hidden;    // [N, F]  SwiGLU output
+};
+
+class ActivationArena {
+ public:
+  ActivationArena(Backend& be, const ModelConfig& cfg, int B, int T);
+  int max_tokens() const { return max_tokens_; }
+  // Views for the first N tokens (row-major, so any N <= max_tokens is a prefix).
+  LayerActivations layer(int l, int N) const;
+  Tensor final_x(int N) const;    // [N, C] residual stream after the last layer
+  Tensor final_ln(int N) const;   // [N, C]
+  Tensor final_rstd(int N) const; // [N]
+  Tensor logits(int N) const;     // [N, V]; reused for dlogits in backward
+  Tensor losses(int N) const;     // [N]
+  Tensor tokens(int N) const;     // [N] int32
+  Tensor targets(int N) const;    // [N] int32
+  // Backward scratch.
+  Tensor dresid(int N) const;     // [N, C] gradient of the residual stream
+  Tensor dln(int N) const;        // [N, C]
+  Tensor dqkv(int N) const;       // [N, qkv_dim]
+  Tensor dattn(int N) const;      // [N, q_dim]
+  Tensor dgate_up(int N) const;   // [N, 2F]
+  Tensor dhidden(int N) const;    // [N, F]
+
+ private:
+  struct Slot { size_t offset, per_token; };
+  Slot reserve(size_t per_token);
+  Tensor view(const Slot& s, int N) const;
+
+  ModelConfig cfg_;
+  int max_tokens_;
+  size_t total_per_token_ = 0;
+  std::vector<Slot> layer_slots_;  // kLayerSlots per layer
+  Slot final_x_, final_ln_, final_rstd_, logits_, losses_;
+  Slot dresid_, dln_, dqkv_, dattn_, dgate_up_, dhidden_;
+  Buffer data_;
+  Buffer ids_;  // tokens then targets, int32
+};
+
+}  // namespace lh

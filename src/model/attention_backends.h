@@ -1,0 +1,9 @@
+// Constructors of the attention backends, one per file; attention_registry.cpp maps names to them.
+#pragma once
+#include <memory>
+
+#include "lighthouse/attention.h"
+
+namespace lh {
+std::unique_ptr<AttentionOp> make_dense_attention();
+}  // namespace lh

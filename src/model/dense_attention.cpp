@@ -1,0 +1,45 @@
+// Dense causal attention: the backend's fused attention op, keeping each layer's log-sum-exp rows
+// for the backward pass (which recomputes the probabilities from them).
+#include <stdexcept>
+#include <vector>
+
+#include "model/attention_backends.h"
+
+namespace lh {
+namespace {
+
+class DenseAttention final : public AttentionOp {
+ public:
+  std::string name() const override { return "dense"; }
+
+  void reserve(Backend& be, int n_layers, const AttentionShape& s) override {
+    const size_t per_layer = s.tokens() * s.H;
+    if (int(lse_.size()) == n_layers && per_layer <= per_layer_) return;
+    lse_.clear();
+    for (int l = 0; l < n_layers; ++l) lse_.push_back(be.allocate(be.dtype(), per_layer));
+    per_layer_ = per_layer;
+  }
+
+  void forward(Backend& be, int layer, Tensor out, const Tensor& qkv, const AttentionShape& s) override {
+    be.attention_forward(out, lse(layer, s), qkv, s.B, s.T, s.H, s.Hkv, s.D);
+  }
+
+  void backward(Backend& be, int layer, Tensor dqkv, const Tensor& dout, const Tensor& qkv, const Tensor& out,
+                const AttentionShape& s) override {
+    be.attention_backward(dqkv, dout, qkv, out, lse(layer, s), s.B, s.T, s.H, s.Hkv, s.D);
+  }
+
+ private:
+  Tensor lse(int layer, const AttentionShape& s) const {
+    if (layer < 0 || layer >= int(lse_.size())) throw std::logic_error("dense attention: reserve() not called");
+    return lse_[layer].slice(0, s.tokens() * s.H);
+  }
+  std::vector<Buffer> lse_;
+  size_t per_layer_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<AttentionOp> make_dense_attention() { return std::make_unique<DenseAttention>(); }
+
+}  // namespace lh

@@ -1,0 +1,185 @@
+// The Llama-3 decoder's forward and backward passes over the Backend op API.
+//   x0 = embed[tokens]
+//   per layer: mid = x + wo(attn(rope(wqkv(rmsnorm(x)))));  x' = mid + w_down(swiglu(w_gate_up(rmsnorm(mid))))
+//   logits = lm_head(rmsnorm(x_L)); loss = mean cross-entropy
+#include <cmath>
+#include <stdexcept>
+
+#include "lighthouse/model.h"
+#include "lighthouse/rng.h"
+#include "model/activations.h"
+
+namespace lh {
+
+struct LlamaModel::Activations : ActivationArena {
+  using ActivationArena::ActivationArena;
+};
+
+namespace {
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// Per-layer parameter views, looked up once per pass by name (names, not indices, tie the model
+// code to the layout).
+struct LayerWeights {
+  Tensor attn_norm, wqkv, wo, mlp_norm, w_gate_up, w_down;
+};
+LayerWeights layer_weights(const ParamLayout& layout, const Tensor& flat, int l) {
+  const std::string p = "layers." + std::to_string(l) + ".";
+  auto get = [&](const char* n) {
+    const ParamEntry& e = layout.at(p + n);
+    return flat.slice(e.offset, e.numel);
+  };
+  return {get("attn_norm"), get("wqkv"), get("wo"), get("mlp_norm"), get("w_gate_up"), get("w_down")};
+}
+}  // namespace
+
+LlamaModel::LlamaModel(const ModelConfig& cfg, Backend& backend)
+    : cfg_(cfg), be_(backend), layout_(cfg) {
+  params_ = be_.allocate(be_.dtype(), layout_.total());
+  grads_ = be_.allocate(be_.dtype(), layout_.total());
+}
+
+LlamaModel::~LlamaModel() = default;
+
+Tensor LlamaModel::param(const std::string& name) const {
+  const ParamEntry& e = layout_.at(name);
+  return params_.slice(e.offset, e.numel);
+}
+
+Tensor LlamaModel::grad(const std::string& name) const {
+  const ParamEntry& e = layout_.at(name);
+  return grads_.slice(e.offset, e.numel);
+}
+
+void LlamaModel::init_weights(uint64_t seed) {
+  Rng rng(seed);
+  const double out_std = cfg_.init_std / std::sqrt(2.0 * cfg_.n_layers);
+  std::vector<double> host(layout_.total());
+  for (const ParamEntry& e : layout_.entries()) {
+    const bool is_norm = e.shape.size() == 1;
+    const bool is_output_proj = ends_with(e.name, ".wo") || ends_with(e.name, ".w_down");
+    const double std = is_output_proj ? out_std : cfg_.init_std;
+    for (size_t i = 0; i < e.numel; ++i) host[e.offset + i] = is_norm ? 1.0 : std * rng.normal();
+  }
+  if (be_.dtype() == DType::F64) {
+    be_.copy_from_host(params_.view(), host.data());
+  } else {
+    std::vector<float> f(host.begin(), host.end());
+    be_.copy_from_host(params_.view(), f.data());
+  }
+}
+
+void LlamaModel::set_attention(std::unique_ptr<AttentionOp> attention) { attention_ = std::move(attention); }
+
+void LlamaModel::zero_grads() { be_.fill_zero(grads_.view()); }
+
+void LlamaModel::ensure_capacity(int B, int T) {
+  if (T > cfg_.max_seq_len)
+    throw std::invalid_argument("sequence length " + std::to_string(T) + " exceeds model.max_seq_len " +
+                                std::to_string(cfg_.max_seq_len));
+  if (!acts_ || acts_->max_tokens() < B * T) acts_ = std::make_unique<Activations>(be_, cfg_, B, T);
+  if (!attention_) throw std::logic_error("LlamaModel: no attention backend set");
+  attention_->reserve(be_, cfg_.n_layers, AttentionShape{B, T, cfg_.n_heads, cfg_.n_kv_heads, cfg_.head_dim()});
+}
+
+double LlamaModel::forward(const int32_t* tokens, const int32_t* targets, int B, int T) {
+  ensure_capacity(B, T);
+  B_ = B, T_ = T, has_targets_ = targets != nullptr;
+  const int N = B * T, C = cfg_.dim, V = cfg_.vocab_size, F = cfg_.ffn_hidden;
+  const int H = cfg_.n_heads, Hkv = cfg_.n_kv_heads, D = cfg_.head_dim();
+  const AttentionShape shape{B, T, H, Hkv, D};
+  Activations& a = *acts_;
+  be_.copy_from_host(a.tokens(N), tokens);
+
+  const Tensor wp = params_.view();
+  be_.embedding_forward(a.layer(0, N).x, a.tokens(N), param("embed"), N, C);
+  for (int l = 0; l < cfg_.n_layers; ++l) {
+    const LayerWeights w = layer_weights(layout_, wp, l);
+    const LayerActivations act = a.layer(l, N);
+    const Tensor out = l + 1 < cfg_.n_layers ? a.layer(l + 1, N).x : a.final_x(N);
+    be_.rmsnorm_forward(act.ln1, act.rstd1, act.x, w.attn_norm, N, C, cfg_.norm_eps);
+    be_.matmul_forward(act.qkv, act.ln1, w.wqkv, N, C, cfg_.qkv_dim());
+    be_.rope_forward(act.qkv, B, T, H, Hkv, D, cfg_.rope_theta);
+    attention_->forward(be_, l, act.attn, act.qkv, shape);
+    be_.matmul_forward(act.mid, act.attn, w.wo, N, cfg_.q_dim(), C);  // mid = attn @ wo^T ...
+    be_.residual_forward(act.mid, act.mid, act.x);                    // ... + x
+    be_.rmsnorm_forward(act.ln2, act.rstd2, act.mid, w.mlp_norm, N, C, cfg_.norm_eps);
+    be_.matmul_forward(act.gate_up, act.ln2, w.w_gate_up, N, C, 2 * F);
+    be_.swiglu_forward(act.hidden, act.gate_up, N, F);
+    be_.matmul_forward(out, act.hidden, w.w_down, N, F, C);
+    be_.residual_forward(out, out, act.mid);
+  }
+  be_.rmsnorm_forward(a.final_ln(N), a.final_rstd(N), a.final_x(N), param("final_norm"), N, C, cfg_.norm_eps);
+  const Tensor head = cfg_.tied_embeddings ? param("embed") : param("lm_head");
+  be_.matmul_forward(a.logits(N), a.final_ln(N), head, N, C, V);
+  if (!targets) return 0.0;
+
+  be_.copy_from_host(a.targets(N), targets);
+  be_.cross_entropy_forward(a.losses(N), a.logits(N), a.targets(N), N, V);
+  std::vector<double> losses(N);
+  if (be_.dtype() == DType::F64) {
+    be_.copy_to_host(losses.data(), a.losses(N));
+  } else {
+    std::vector<float> f(N);
+    be_.copy_to_host(f.data(), a.losses(N));
+    losses.assign(f.begin(), f.end());
+  }
+  double sum = 0.0;
+  for (double x : losses) sum += x;  // fixed order: deterministic
+  return sum / N;
+}
+
+void LlamaModel::backward(double loss_scale) {
+  if (!has_targets_) throw std::logic_error("LlamaModel::backward needs a forward with targets");
+  const int B = B_, T = T_, N = B * T, C = cfg_.dim, V = cfg_.vocab_size, F = cfg_.ffn_hidden;
+  const int H = cfg_.n_heads, Hkv = cfg_.n_kv_heads, D = cfg_.head_dim();
+  const AttentionShape shape{B, T, H, Hkv, D};
+  Activations& a = *acts_;
+  const Tensor wp = params_.view(), gp = grads_.view();
+
+  // Loss -> logits (in place) -> final norm input. dresid holds d(loss)/d(residual stream).
+  const Tensor dlogits = a.logits(N);
+  be_.cross_entropy_backward(dlogits, a.logits(N), a.targets(N), N, V, loss_scale / N);
+  const Tensor head = cfg_.tied_embeddings ? param("embed") : param("lm_head");
+  const Tensor dhead = cfg_.tied_embeddings ? grad("embed") : grad("lm_head");
+  be_.matmul_backward(a.dln(N), dhead, dlogits, a.final_ln(N), head, N, C, V);
+  be_.fill_zero(a.dresid(N));
+  be_.rmsnorm_backward(a.dresid(N), grad("final_norm"), a.dln(N), a.final_x(N), param("final_norm"),
+                       a.final_rstd(N), N, C);
+
+  for (int l = cfg_.n_layers - 1; l >= 0; --l) {
+    const LayerWeights w = layer_weights(layout_, wp, l);
+    const LayerWeights g = layer_weights(layout_, gp, l);
+    const LayerActivations act = a.layer(l, N);
+    // MLP block: dresid is d/d(out); out = mid + w_down(swiglu(w_gate_up(ln2(mid)))).
+    be_.matmul_backward(a.dhidden(N), g.w_down, a.dresid(N), act.hidden, w.w_down, N, F, C);
+    be_.swiglu_backward(a.dgate_up(N), a.dhidden(N), act.gate_up, N, F);
+    be_.matmul_backward(a.dln(N), g.w_gate_up, a.dgate_up(N), act.ln2, w.w_gate_up, N, C, 2 * F);
+    be_.rmsnorm_backward(a.dresid(N), g.mlp_norm, a.dln(N), act.mid, w.mlp_norm, act.rstd2, N, C);
+    // Attention block: dresid is now d/d(mid); mid = x + wo(attn(rope(wqkv(ln1(x))))).
+    be_.matmul_backward(a.dattn(N), g.wo, a.dresid(N), act.attn, w.wo, N, cfg_.q_dim(), C);
+    attention_->backward(be_, l, a.dqkv(N), a.dattn(N), act.qkv, act.attn, shape);
+    be_.rope_backward(a.dqkv(N), B, T, H, Hkv, D, cfg_.rope_theta);
+    be_.matmul_backward(a.dln(N), g.wqkv, a.dqkv(N), act.ln1, w.wqkv, N, C, cfg_.qkv_dim());
+    be_.rmsnorm_backward(a.dresid(N), g.attn_norm, a.dln(N), act.x, w.attn_norm, act.rstd1, N, C);
+  }
+  be_.embedding_backward(grad("embed"), a.dresid(N), a.tokens(N), N, C);
+  has_targets_ = false;  // the logits buffer now holds gradients
+}
+
+std::vector<float> LlamaModel::logits_host() const {
+  const int N = B_ * T_;
+  std::vector<float> out(size_t(N) * cfg_.vocab_size);
+  if (be_.dtype() == DType::F64) {
+    std::vector<double> d(out.size());
+    be_.copy_to_host(d.data(), acts_->logits(N));
+    out.assign(d.begin(), d.end());
+  } else {
+    be_.copy_to_host(out.data(), acts_->logits(N));
+  }
+  return out;
+}
+
+}  // namespace lh

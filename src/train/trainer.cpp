@@ -1,0 +1,185 @@
+#include "lighthouse/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <optional>
+
+#include <spdlog/spdlog.h>
+
+#include "lighthouse/checkpoint.h"
+#include "lighthouse/checkpoint_dir.h"
+#include "lighthouse/data.h"
+#include "lighthouse/evaluate.h"
+#include "lighthouse/model.h"
+#include "lighthouse/optimizer.h"
+#include "lighthouse/rng.h"
+#include "lighthouse/schedule.h"
+#include "train/metrics.h"
+
+namespace lh {
+namespace fs = std::filesystem;
+namespace {
+
+// Set by SIGINT/SIGTERM; the loop finishes the current step, checkpoints and returns.
+volatile std::sig_atomic_t g_stop_requested = 0;
+extern "C" void request_stop(int) { g_stop_requested = 1; }
+
+class StopSignals {
+ public:
+  StopSignals() {
+    g_stop_requested = 0;
+    old_int_ = std::signal(SIGINT, request_stop);
+    old_term_ = std::signal(SIGTERM, request_stop);
+  }
+  ~StopSignals() {
+    std::signal(SIGINT, old_int_);
+    std::signal(SIGTERM, old_term_);
+  }
+
+ private:
+  void (*old_int_)(int);
+  void (*old_term_)(int);
+};
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+void print_progress(int step, int total, double loss, double lr, double gnorm, double tok_s, double step_ms,
+                    double eta_s) {
+  std::printf("step %6d/%d | loss %.4f | lr %.3e | gnorm %.3f | %8.0f tok/s | %7.1f ms/step | ETA %s\n", step,
+              total, loss, lr, gnorm, tok_s, step_ms, format_duration(eta_s).c_str());
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt) {
+  const int world_size = 1, rank = 0;  // data parallelism arrives with the NCCL backend
+  const int B = cfg.data.micro_batch, T = cfg.data.seq_len;
+  const int accum = cfg.grad_accum_steps(world_size);
+  const std::string& run_dir = cfg.logging.dir;
+  fs::create_directories(run_dir);
+
+  data::DataLoader train_data(data::resolve_shards(cfg.data.train), cfg.model.vocab_size, T, B, rank, world_size,
+                              cfg.training.seed, /*shuffle=*/true);
+  std::optional<data::DataLoader> val_data;
+  if (!cfg.data.val.empty())
+    val_data.emplace(data::resolve_shards(cfg.data.val), cfg.model.vocab_size, T, B, rank, world_size,
+                     cfg.training.seed, /*shuffle=*/false);
+
+  LlamaModel model(cfg.model, be);
+  model.init_weights(cfg.training.seed);
+  AdamW optimizer(cfg.optimizer, model.layout(), be);
+  Rng rng(cfg.training.seed);
+  TrainState state;
+  state.world_size = world_size;
+
+  if (!opt.resume) {
+    if (auto existing = ckpt::newest_checkpoint(run_dir))
+      throw std::runtime_error("run directory " + run_dir + " already holds checkpoints (newest: " + *existing +
+                               "); pass --resume to continue it, or set logging.dir to a new directory");
+  } else {
+    if (auto newest = ckpt::newest_checkpoint(run_dir)) {
+      const CheckpointInfo info = load_checkpoint(*newest, model, &optimizer);
+      state = info.state;
+      if (state.world_size != world_size)
+        spdlog::warn("checkpoint was written with {} ranks, resuming with {}: the data order changes",
+                     state.world_size, world_size);
+      train_data.set_position(state.loader);
+      rng.set_state_string(state.rng_state);
+      spdlog::info("resumed from {} (step {})", *newest, state.step);
+    } else {
+      spdlog::warn("--resume: no complete checkpoint in {}, starting from scratch", run_dir);
+    }
+  }
+  if (state.step >= cfg.training.steps)
+    spdlog::info("checkpoint step {} already reaches training.steps = {}; nothing to train", state.step,
+                 cfg.training.steps);
+  ckpt::write_file_atomic((fs::path(run_dir) / "config.json").string(), cfg.to_json().dump(2) + "\n");
+  MetricsLog metrics((fs::path(run_dir) / "metrics.jsonl").string(), state.step);
+
+  const size_t tokens_per_step = size_t(B) * T * accum * world_size;
+  spdlog::info("model: {} parameters | backend {} | {} tokens/step ({} x {} x {} accum) | {} train windows",
+               model.layout().total(), be.name(), tokens_per_step, B, T, accum, train_data.windows_per_epoch());
+
+  std::vector<int32_t> inputs(size_t(B) * T), targets(size_t(B) * T);
+  TrainSummary summary;
+  StopSignals signals;
+  const auto start = Clock::now();
+  const int first_step = state.step;
+  auto save = [&]() {
+    state.loader = train_data.position();
+    state.rng_state = rng.state_string();
+    summary.last_checkpoint = save_checkpoint(run_dir, cfg, model, optimizer, state);
+    spdlog::info("checkpoint written: {}", summary.last_checkpoint);
+  };
+
+  int current_phase = -1;
+  for (int step = state.step; step < cfg.training.steps; ++step) {
+    const int phase = cfg.phase_index_at(step);
+    if (phase != current_phase) {
+      const AttentionPhase& p = cfg.phase_at(step);
+      model.set_attention(make_attention(p, cfg.model));
+      if (current_phase >= 0 || step > 0) spdlog::info("step {}: attention phase {} ({})", step, phase, p.attention);
+      current_phase = phase;
+      state.phase_index = phase;
+      state.attention = p.attention;
+    }
+    const auto step_start = Clock::now();
+    model.zero_grads();
+    double loss = 0.0;
+    for (int micro = 0; micro < accum; ++micro) {
+      train_data.next_batch(inputs.data(), targets.data());
+      loss += model.forward(inputs.data(), targets.data(), B, T) / accum;
+      model.backward(1.0 / accum);
+    }
+    if (!std::isfinite(loss))
+      throw std::runtime_error("training diverged: loss is " + std::to_string(loss) + " at step " +
+                               std::to_string(step + 1) + " (no checkpoint written for it)");
+    const double lr = learning_rate(cfg.schedule, cfg.optimizer.lr, step, cfg.training.steps);
+    const double gnorm = optimizer.step(model.params(), model.grads(), lr);
+    state.step = step + 1;
+    state.tokens_seen += double(tokens_per_step);
+
+    const double elapsed = seconds_since(start);
+    const double tok_s = double(tokens_per_step) * (state.step - first_step) / elapsed;
+    const double step_ms = 1e3 * seconds_since(step_start);
+    const double eta = elapsed / (state.step - first_step) * (cfg.training.steps - state.step);
+    summary.last_loss = loss;
+    if (state.step % cfg.logging.interval == 0 || state.step == cfg.training.steps) {
+      metrics.write({{"step", state.step}, {"loss", loss}, {"lr", lr}, {"grad_norm", gnorm},
+                     {"tokens_per_s", tok_s}, {"step_ms", step_ms}, {"tokens", state.tokens_seen},
+                     {"phase", state.attention}, {"time_s", elapsed}});
+      if (!opt.quiet) print_progress(state.step, cfg.training.steps, loss, lr, gnorm, tok_s, step_ms, eta);
+    }
+    const bool last = state.step == cfg.training.steps;
+    const int ev = cfg.training.eval_interval;
+    if (val_data && ev > 0 && (state.step % ev == 0 || last)) {
+      summary.last_val_loss = validation_loss(model, *val_data, cfg.training.eval_batches);
+      metrics.write({{"step", state.step}, {"val_loss", summary.last_val_loss}});
+      if (!opt.quiet) std::printf("step %6d | val_loss %.4f\n", state.step, summary.last_val_loss), std::fflush(stdout);
+    }
+    const int ci = cfg.training.checkpoint_interval;
+    if (last || (ci > 0 && state.step % ci == 0)) save();
+    if (!last && state.step == opt.stop_at_step) {
+      spdlog::info("stopping at step {} as asked (--stop-at); resume with --resume", state.step);
+      if (!(ci > 0 && state.step % ci == 0)) save();
+      break;
+    }
+    if (g_stop_requested && !last) {
+      spdlog::warn("stop requested: saving a checkpoint at step {} and exiting", state.step);
+      save();
+      summary.interrupted = true;
+      break;
+    }
+  }
+  summary.steps_done = state.step;
+  const double elapsed = seconds_since(start);
+  if (state.step > first_step) summary.tokens_per_s = double(tokens_per_step) * (state.step - first_step) / elapsed;
+  return summary;
+}
+
+}  // namespace lh

@@ -1,0 +1,111 @@
+// Config --set overrides, file loading and the shipped configs (docs/config.md).
+#include <catch2/catch.hpp>
+
+#include <string>
+#include <vector>
+
+#include "config_test_util.h"
+#include "lighthouse/config.h"
+
+using lh::Config;
+using nlohmann::json;
+
+namespace {
+using lh::testing::write_temp_file;
+json minimal() { return lh::testing::minimal_config(); }
+template <typename Fn>
+void expect_error(Fn&& fn, const std::string& path, const std::string& keyword) {
+  lh::testing::expect_config_error(fn, path, keyword);
+}
+}  // namespace
+
+TEST_CASE("--set overrides", "[config]") {
+  json j = minimal();
+  SECTION("dotted paths, JSON values and the plain-string fallback") {
+    Config::apply_override(j, "model.dim=512");
+    Config::apply_override(j, "training.device= cpu ");        // not JSON: a (trimmed) string
+    Config::apply_override(j, "logging.dir=\"runs/q\"");        // a JSON string
+    Config::apply_override(j, "data.val=[\"a.bin\",\"b.bin\"]");
+    Config::apply_override(j, "model.tied_embeddings=true");
+    Config::apply_override(j, "optimizer.lr = 2e-3");
+    const Config c = Config::from_json(j);
+    CHECK(c.model.dim == 512);
+    CHECK(c.training.device == "cpu");
+    CHECK(c.logging.dir == "runs/q");
+    CHECK(c.data.val == std::vector<std::string>{"a.bin", "b.bin"});
+    CHECK(c.model.tied_embeddings);
+    CHECK(c.optimizer.lr == 2e-3);
+  }
+  SECTION("list indices, bracketed or dotted; index == size appends") {
+    Config::apply_override(j, "training.steps=300");
+    Config::apply_override(j, "attention.phases[0].until_step=100");
+    Config::apply_override(j, "attention.phases.1.until_step=300");
+    Config::apply_override(j, "attention.phases[1].attention=dense");
+    Config::apply_override(j, "attention.phases.0.until_step=150");
+    const Config c = Config::from_json(j);
+    REQUIRE(c.attention.phases.size() == 2);
+    CHECK(c.attention.phases[0].until_step == 150);
+    CHECK(c.attention.phases[1].until_step == 300);
+    expect_error([&] { Config::apply_override(j, "attention.phases[5].until_step=1"); },
+                 "attention.phases", "out of range");
+    expect_error([&] { Config::apply_override(j, "training.steps[0]=1"); }, "training.steps",
+                 "not a list");
+    expect_error([&] { Config::apply_override(j, "training.steps.x=1"); }, "training.steps",
+                 "cannot set key");
+  }
+  SECTION("overrides go through validation") {
+    Config::apply_override(j, "model.dim=abc");
+    expect_error([&] { Config::from_json(j); }, "model.dim", "expected an integer, got string");
+    json k = minimal();
+    Config::apply_override(k, "model.dimm=64");
+    expect_error([&] { Config::from_json(k); }, "model.dimm", "unknown key");
+    json l = minimal();
+    Config::apply_override(l, "attention.phases[0].options.window=64");
+    Config::apply_override(l, "attention.phases[0].until_step=1000");
+    expect_error([&] { Config::from_json(l); }, "attention.phases[0].options.window", "no options");
+  }
+  SECTION("malformed assignments name the assignment") {
+    for (const std::string bad : {"model.dim", "=5", " =5", "model..dim=1", ".dim=1", "model.=1",
+                                  "phases[x]=1", "phases[1=1", "[0]=1", "a.[0]=1", "a[0]b=1"}) {
+      json k = minimal();
+      expect_error([&] { Config::apply_override(k, bad); }, bad, "malformed override");
+    }
+  }
+}
+
+TEST_CASE("load_file", "[config]") {
+  expect_error([] { Config::load_file("/nonexistent/lh.json"); }, "/nonexistent/lh.json",
+               "cannot open");
+  const std::string syntax = write_temp_file("syntax.json", "{\n  \"model\": {\n    \"dim\": 64,,\n  }\n}\n");
+  expect_error([&] { Config::load_file(syntax); }, syntax, "line 3, column");
+  const std::string empty = write_temp_file("empty.json", "");
+  expect_error([&] { Config::load_file(empty); }, empty, "JSON syntax error");
+  const std::string invalid = write_temp_file("invalid.json", R"({"data":{"train":["a"]},"model":{"dim":0}})");
+  expect_error([&] { Config::load_file(invalid); }, "model.dim", "(in " + invalid + ")");
+  const std::string good = write_temp_file("good.json",
+      "// comments are allowed\n{\"data\": {\"train\": [\"a\"]}, /* here too */ \"model\": {\"dim\": 64}}");
+  CHECK(Config::load_file(good).model.dim == 64);
+  CHECK(Config::load_file(good, {"model.dim=128", "model.n_heads=2", "model.n_kv_heads=2"}).model.dim == 128);
+  expect_error([&] { Config::load_file(good, {"model.dim=x"}); }, "model.dim", "in " + good);
+}
+
+TEST_CASE("shipped configs parse", "[config]") {
+  const std::string dir = std::string(LH_SOURCE_DIR) + "/configs/";
+  const Config q = Config::load_file(dir + "quickstart.json");
+  CHECK(q.model.dim == 64);
+  CHECK(q.model.vocab_size == 257);
+  CHECK(q.data.seq_len == 128);
+  CHECK(q.logging.dir == "runs/quickstart");
+  CHECK(q.grad_accum_steps(1) >= 1);
+  const Config big = Config::load_file(dir + "llama270m_98k_dense.json");
+  CHECK(big.model.dim == 1024);
+  CHECK(big.model.n_layers == 30);
+  CHECK(big.model.head_dim() == 128);
+  CHECK(big.model.ffn_hidden == 1536);
+  CHECK(big.data.seq_len == 98304);
+  CHECK(big.model.max_seq_len == 98304);
+  CHECK(big.training.device == "cuda");
+  CHECK(big.phase_at(0).attention == "dense");
+  CHECK(big.phase_at(big.training.steps - 1).attention == "dense");
+  CHECK(Config::from_json(big.to_json()) == big);
+}

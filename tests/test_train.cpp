@@ -1,0 +1,239 @@
+// The trainer end to end on the CPU backend: learning, bit-exact resume, checkpoint safety,
+// schedules.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "lighthouse/checkpoint.h"
+#include "lighthouse/checkpoint_dir.h"
+#include "lighthouse/data.h"
+#include "lighthouse/schedule.h"
+#include "lighthouse/trainer.h"
+#include "support/temp_dir.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// A small model on toy-language data in `dir`; fast enough for many runs per test.
+lh::Config small_run(const fs::path& dir, int steps) {
+  lh::data::SyntheticOptions o;
+  o.task = lh::data::SyntheticTask::Toy;
+  o.length = 33;
+  o.train_samples = 200;
+  o.val_samples = 16;
+  o.seed = 3;
+  lh::data::generate_synthetic(o, (dir / "data").string());
+  nlohmann::json j = {
+      {"model", {{"dim", 32}, {"n_layers", 2}, {"n_heads", 4}, {"n_kv_heads", 2}, {"ffn_hidden", 64},
+                 {"max_seq_len", 32}}},
+      {"data", {{"train", {(dir / "data" / "train_*.bin").string()}}, {"val", {(dir / "data" / "val_*.bin").string()}},
+                {"seq_len", 32}, {"micro_batch", 4}}},
+      {"optimizer", {{"lr", 3e-3}}},
+      {"schedule", {{"decay", "cosine"}, {"warmup_steps", 2}, {"min_lr", 1e-4}}},
+      {"training", {{"steps", steps}, {"grad_accum", 2}, {"eval_interval", 5}, {"eval_batches", 2},
+                    {"checkpoint_interval", 5}, {"keep_last", 0}, {"device", "cpu"}}},
+      {"logging", {{"dir", (dir / "run").string()}, {"interval", 1}}}};
+  return lh::Config::from_json(j);
+}
+
+std::vector<double> losses_in(const fs::path& metrics) {
+  std::vector<double> out;
+  std::ifstream in(metrics);
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto j = nlohmann::json::parse(line);
+    if (j.contains("loss")) out.push_back(j["loss"].get<double>());
+  }
+  return out;
+}
+
+std::string file_bytes(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+}  // namespace
+
+TEST_CASE("resume is bit-exact: N steps == N/2 steps + resume + N/2 steps", "[cpu][train]") {
+  lh::testing::TempDir straight_dir, split_dir;
+  auto be = lh::make_cpu_backend();
+  const int N = 10;
+
+  const lh::Config straight = small_run(straight_dir.path(), N);
+  lh::train(straight, *be, {false, true});
+
+  // The same config, stopped after N/2 steps (as a preempted job would be), then resumed.
+  const lh::Config split = small_run(split_dir.path(), N);
+  lh::TrainOptions stop_half{false, true};
+  stop_half.stop_at_step = N / 2;
+  const auto first = lh::train(split, *be, stop_half);
+  REQUIRE(first.steps_done == N / 2);
+  const auto second = lh::train(split, *be, {true, true});
+  REQUIRE(second.steps_done == N);
+
+  const auto a = losses_in(straight_dir.path() / "run" / "metrics.jsonl");
+  const auto b = losses_in(split_dir.path() / "run" / "metrics.jsonl");
+  REQUIRE(a.size() == size_t(N));
+  REQUIRE(b.size() == size_t(N));
+  for (int i = 0; i < N; ++i) {
+    INFO("step " << i + 1);
+    CHECK(a[i] == b[i]);  // bitwise: the same doubles
+  }
+  const std::string name = lh::ckpt::checkpoint_name(N);
+  CHECK(file_bytes(straight_dir.path() / "run" / name / "model.safetensors") ==
+        file_bytes(split_dir.path() / "run" / name / "model.safetensors"));
+  CHECK(file_bytes(straight_dir.path() / "run" / name / "optimizer.safetensors") ==
+        file_bytes(split_dir.path() / "run" / name / "optimizer.safetensors"));
+}
+
+TEST_CASE("an interrupted checkpoint write leaves the previous checkpoint loadable", "[cpu][train]") {
+  lh::testing::TempDir dir;
+  auto be = lh::make_cpu_backend();
+  const lh::Config cfg = small_run(dir.path(), 10);
+  lh::TrainOptions stop{false, true};
+  stop.stop_at_step = 5;
+  lh::train(cfg, *be, stop);
+  const fs::path run = dir.path() / "run";
+
+  // A crash in the middle of writing step 10: the staging directory holds a torn weights file and
+  // no state; a crash between mkdir and the state file of the final name is impossible by
+  // construction, but an incomplete final directory is ignored as well.
+  const fs::path torn = run / ".tmp-step_00000010-99999";
+  fs::create_directories(torn);
+  std::ofstream(torn / "model.safetensors") << "torn";
+  fs::create_directories(run / "step_00000010");
+  std::ofstream(run / "step_00000010" / "model.safetensors") << "torn";
+
+  const auto newest = lh::ckpt::newest_checkpoint(run.string());
+  REQUIRE(newest.has_value());
+  CHECK(fs::path(*newest).filename() == "step_00000005");
+  lh::LlamaModel model(cfg.model, *be);
+  lh::AdamW opt(cfg.optimizer, model.layout(), *be);
+  CHECK(lh::load_checkpoint(*newest, model, &opt).state.step == 5);
+  const auto resumed = lh::train(cfg, *be, {true, true});
+  CHECK(resumed.steps_done == 10);
+}
+
+TEST_CASE("damaged or mismatching checkpoints are refused without touching the model", "[cpu][train]") {
+  lh::testing::TempDir dir;
+  auto be = lh::make_cpu_backend();
+  const lh::Config cfg = small_run(dir.path(), 5);
+  lh::train(cfg, *be, {false, true});
+  const fs::path ckpt = dir.path() / "run" / lh::ckpt::checkpoint_name(5);
+
+  lh::LlamaModel model(cfg.model, *be);
+  model.init_weights(99);
+  const std::vector<float> before(model.params().as<float>(), model.params().as<float>() + model.layout().total());
+  auto unchanged = [&]() {
+    const float* p = model.params().as<float>();
+    return std::equal(before.begin(), before.end(), p);
+  };
+
+  SECTION("a flipped byte in the weights fails the checksum") {
+    {
+      std::fstream f(ckpt / "model.safetensors", std::ios::in | std::ios::out | std::ios::binary);
+      f.seekp(-3, std::ios::end);
+      f.put('\x7f');
+    }
+    try {
+      lh::load_checkpoint(ckpt.string(), model, nullptr);
+      FAIL("damaged checkpoint was accepted");
+    } catch (const lh::CheckpointError& e) {
+      CHECK_THAT(e.what(), Catch::Contains("checksum") && Catch::Contains("model.safetensors"));
+    }
+    CHECK(unchanged());
+  }
+  SECTION("a different model shape is refused") {
+    lh::ModelConfig other = cfg.model;
+    other.ffn_hidden = 96;
+    lh::LlamaModel wrong(other, *be);
+    CHECK_THROWS_WITH(lh::load_checkpoint(ckpt.string(), wrong, nullptr), Catch::Contains("model section differs"));
+  }
+  SECTION("a truncated state.json is refused") {
+    std::ofstream(ckpt / "state.json") << "{\"format\": \"lighthouse-check";
+    CHECK_THROWS_WITH(lh::load_checkpoint(ckpt.string(), model, nullptr), Catch::Contains("state.json"));
+    CHECK(unchanged());
+  }
+  SECTION("a missing optimizer file is refused") {
+    fs::remove(ckpt / "optimizer.safetensors");
+    lh::AdamW opt(cfg.optimizer, model.layout(), *be);
+    CHECK_THROWS_WITH(lh::load_checkpoint(ckpt.string(), model, &opt), Catch::Contains("optimizer.safetensors"));
+    CHECK(unchanged());
+  }
+}
+
+TEST_CASE("a fresh run refuses a run directory that holds checkpoints", "[cpu][train]") {
+  lh::testing::TempDir dir;
+  auto be = lh::make_cpu_backend();
+  const lh::Config cfg = small_run(dir.path(), 5);
+  lh::train(cfg, *be, {false, true});
+  CHECK_THROWS_WITH(lh::train(cfg, *be, {false, true}), Catch::Contains("--resume"));
+}
+
+TEST_CASE("learning-rate schedules", "[cpu][train]") {
+  lh::ScheduleConfig s;
+  s.warmup_steps = 10;
+  s.min_lr = 0.1;
+  const double peak = 1.0;
+  const int total = 110;
+  SECTION("linear warm-up reaches the peak at the last warm-up step") {
+    s.decay = "constant";
+    CHECK(lh::learning_rate(s, peak, 0, total) == Approx(0.1));
+    CHECK(lh::learning_rate(s, peak, 4, total) == Approx(0.5));
+    CHECK(lh::learning_rate(s, peak, 9, total) == Approx(1.0));
+    CHECK(lh::learning_rate(s, peak, 100, total) == Approx(1.0));
+  }
+  SECTION("cosine: peak after warm-up, halfway at the midpoint, min_lr at the end") {
+    s.decay = "cosine";
+    CHECK(lh::learning_rate(s, peak, 10, total) == Approx(1.0));
+    CHECK(lh::learning_rate(s, peak, total - 1, total) == Approx(0.1));
+    const double mid = lh::learning_rate(s, peak, 10 + (total - 11) / 2, total);
+    CHECK(mid == Approx(0.55).margin(0.01));
+  }
+  SECTION("linear decays to min_lr") {
+    s.decay = "linear";
+    CHECK(lh::learning_rate(s, peak, total - 1, total) == Approx(0.1));
+    CHECK(lh::learning_rate(s, peak, 60, total) < lh::learning_rate(s, peak, 30, total));
+  }
+  SECTION("wsd holds the peak, then decays over the final fraction") {
+    s.decay = "wsd";
+    s.decay_fraction = 0.2;  // the last 22 steps
+    CHECK(lh::learning_rate(s, peak, 87, total) == Approx(1.0));
+    CHECK(lh::learning_rate(s, peak, 88, total) < 1.0);
+    CHECK(lh::learning_rate(s, peak, total - 1, total) == Approx(0.1));
+  }
+}
+
+TEST_CASE("the quickstart config learns: loss falls well below the data's unigram entropy", "[cpu][train][slow]") {
+  lh::testing::TempDir dir;
+  lh::Config cfg = lh::Config::load_file(std::string(LH_SOURCE_DIR) + "/configs/quickstart.json");
+  lh::data::SyntheticOptions o;
+  o.task = lh::data::SyntheticTask::Toy;
+  o.length = cfg.data.seq_len + 1;
+  o.train_samples = 4000;
+  o.val_samples = 200;
+  o.seed = 20260520;
+  const auto stats = lh::data::generate_synthetic(o, (dir.path() / "data").string());
+  cfg.data.train = {(dir.path() / "data" / "train_*.bin").string()};
+  cfg.data.val = {(dir.path() / "data" / "val_*.bin").string()};
+  cfg.logging.dir = (dir.path() / "run").string();
+  cfg.training.device = "cpu";
+
+  std::vector<int32_t> all;
+  for (const auto& shard : stats.train_shards) {
+    const auto t = lh::data::read_shard(shard);
+    all.insert(all.end(), t.begin(), t.end());
+  }
+  const double unigram_nats = lh::data::unigram_entropy_bits(all) * std::log(2.0);
+  auto be = lh::make_cpu_backend();
+  const auto s = lh::train(cfg, *be, {false, true});
+  INFO("unigram entropy " << unigram_nats << " nats, final val loss " << s.last_val_loss);
+  REQUIRE(s.last_val_loss > 0);
+  CHECK(s.last_val_loss < 0.6 * unigram_nats);
+}
