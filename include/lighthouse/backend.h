@@ -5,6 +5,8 @@
 //
 // Tensors are views (tensor.h) with explicit dimensions passed to each op, as in llm.c. The
 // contracts (which outputs accumulate, aliasing) are those documented in cpu_reference.h.
+// Element types: weights read by the forward pass and activations are act_dtype(); parameter
+// gradients (dweight), rstd, lse and losses are param_dtype(). Backends check what they get.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -43,8 +45,12 @@ class Backend {
 
   virtual Device device() const = 0;
   virtual std::string name() const = 0;
-  // Element type of parameters, gradients, optimizer moments and activations on this backend.
-  virtual DType dtype() const = 0;
+  // Element type of master weights, gradients, optimizer moments and statistics (norm rstd,
+  // softmax log-sum-exp, losses): F32 (F64 for the gradient-check backend).
+  virtual DType param_dtype() const = 0;
+  // Element type of activations and of the compute copy of the weights the forward pass reads:
+  // the param dtype on the CPU, BF16 on CUDA.
+  virtual DType act_dtype() const = 0;
 
   // ---- memory ----------------------------------------------------------------------------------
   Buffer allocate(DType dtype, size_t numel);  // zero-filled
@@ -52,6 +58,8 @@ class Backend {
   virtual void copy_to_host(void* dst, const Tensor& src) = 0;
   virtual void fill_zero(Tensor t) = 0;
   virtual void synchronize() = 0;
+  // dst = src converted elementwise to dst's dtype (same numel).
+  virtual void convert(Tensor dst, const Tensor& src) = 0;
 
   // ---- ops (semantics: cpu_reference.h) ---------------------------------------------------------
   virtual void embedding_forward(Tensor out, const Tensor& tokens, const Tensor& wte, int N, int C) = 0;
@@ -80,8 +88,9 @@ class Backend {
                                       int V, double dloss) = 0;
   virtual double sum_squares(const Tensor& x) = 0;
   virtual void scale_inplace(Tensor x, double s) = 0;
-  virtual void adamw_update(Tensor param, const Tensor& grad, Tensor m, Tensor v, double lr, double beta1,
-                            double beta2, double eps, double weight_decay, int step) = 0;
+  // Updates the master weights; when compute_copy is not empty, also refreshes it from them.
+  virtual void adamw_update(Tensor param, const Tensor& grad, Tensor m, Tensor v, Tensor compute_copy, double lr,
+                            double beta1, double beta2, double eps, double weight_decay, int step) = 0;
 
  protected:
   friend class Buffer;

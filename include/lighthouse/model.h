@@ -48,8 +48,13 @@ class LlamaModel {
   const ModelConfig& config() const { return cfg_; }
   const ParamLayout& layout() const { return layout_; }
   Backend& backend() const { return be_; }
-  Tensor params() const { return params_.view(); }
-  Tensor grads() const { return grads_.view(); }
+  Tensor params() const { return params_.view(); }  // master weights (param dtype)
+  Tensor grads() const { return grads_.view(); }    // param dtype
+  // The weights the forward pass reads (act dtype): the master weights themselves when the dtypes
+  // agree (CPU), else a compute copy that the optimizer refreshes. Empty when they agree.
+  Tensor compute_copy() const { return compute_.view(); }
+  // Refreshes the compute copy after the master weights were written (init, checkpoint load).
+  void sync_compute_weights();
   Tensor param(const std::string& name) const;  // a view of one parameter
   Tensor grad(const std::string& name) const;
 
@@ -78,7 +83,10 @@ class LlamaModel {
   ModelConfig cfg_;
   Backend& be_;
   ParamLayout layout_;
-  Buffer params_, grads_;
+  Tensor weights() const { return compute_.view().data ? compute_.view() : params_.view(); }
+  Tensor weight(const std::string& name) const;
+
+  Buffer params_, grads_, compute_;
   std::unique_ptr<AttentionOp> attention_;
   std::unique_ptr<Activations> acts_;
   int B_ = 0, T_ = 0;      // shape of the last forward

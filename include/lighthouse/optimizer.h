@@ -14,8 +14,9 @@ class AdamW {
 
   // Clips the gradients to the global L2 norm cfg.grad_clip (if > 0) and applies one update with
   // learning rate lr. Weight decay applies only to entries marked weight_decay. Returns the global
-  // gradient norm before clipping. Steps are counted from 1.
-  double step(Tensor params, Tensor grads, double lr);
+  // gradient norm before clipping. Steps are counted from 1. A non-empty compute_copy (the
+  // model's low-precision weights) is refreshed from the updated master weights.
+  double step(Tensor params, Tensor grads, Tensor compute_copy, double lr);
   // The global L2 norm of a gradient allocation (double accumulation, fixed order).
   double grad_norm(const Tensor& grads);
 

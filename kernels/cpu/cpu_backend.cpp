@@ -2,6 +2,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <stdexcept>
 
 #include "lighthouse/backend.h"
 #include "lighthouse/ops/cpu_reference.h"
@@ -13,13 +14,27 @@ template <typename T>
 class CpuBackend final : public Backend {
  public:
   Device device() const override { return Device::CPU; }
-  std::string name() const override { return std::string("cpu-") + dtype_name(dtype()); }
-  DType dtype() const override { return dtype_of<T>(); }
+  std::string name() const override { return std::string("cpu-") + dtype_name(param_dtype()); }
+  DType param_dtype() const override { return dtype_of<T>(); }
+  DType act_dtype() const override { return dtype_of<T>(); }
 
   void copy_from_host(Tensor dst, const void* src) override { std::memcpy(dst.data, src, dst.bytes()); }
   void copy_to_host(void* dst, const Tensor& src) override { std::memcpy(dst, src.data, src.bytes()); }
   void fill_zero(Tensor t) override { std::memset(t.data, 0, t.bytes()); }
   void synchronize() override {}
+  void convert(Tensor dst, const Tensor& src) override {
+    if (dst.numel != src.numel) throw std::invalid_argument("convert: element counts differ");
+    if (dst.dtype == src.dtype) {
+      std::memcpy(dst.data, src.data, dst.bytes());
+    } else if (dst.dtype == DType::F32 && src.dtype == DType::F64) {
+      for (size_t i = 0; i < dst.numel; ++i) dst.as<float>()[i] = float(src.as<double>()[i]);
+    } else if (dst.dtype == DType::F64 && src.dtype == DType::F32) {
+      for (size_t i = 0; i < dst.numel; ++i) dst.as<double>()[i] = src.as<float>()[i];
+    } else {
+      throw std::invalid_argument(std::string("convert: ") + dtype_name(src.dtype) + " -> " + dtype_name(dst.dtype) +
+                                  " is not supported on the CPU");
+    }
+  }
 
   void embedding_forward(Tensor out, const Tensor& tokens, const Tensor& wte, int N, int C) override {
     cpu::embedding_forward(out.as<T>(), tokens.as<int32_t>(), wte.as<T>(), N, C);
@@ -77,9 +92,10 @@ class CpuBackend final : public Backend {
   }
   double sum_squares(const Tensor& x) override { return cpu::sum_squares(x.as<T>(), x.numel); }
   void scale_inplace(Tensor x, double s) override { cpu::scale_inplace(x.as<T>(), x.numel, s); }
-  void adamw_update(Tensor p, const Tensor& g, Tensor m, Tensor v, double lr, double b1, double b2, double eps,
-                    double wd, int step) override {
+  void adamw_update(Tensor p, const Tensor& g, Tensor m, Tensor v, Tensor copy, double lr, double b1, double b2,
+                    double eps, double wd, int step) override {
     cpu::adamw_update(p.as<T>(), g.as<T>(), m.as<T>(), v.as<T>(), p.numel, lr, b1, b2, eps, wd, step);
+    if (copy.data && copy.data != p.data) convert(copy, p);
   }
 
  protected:

@@ -75,7 +75,7 @@ std::vector<char> read_all(const safetensors::File& file, const ParamLayout& lay
 std::string save_checkpoint(const std::string& run_dir, const Config& config, const LlamaModel& model,
                             const AdamW& optimizer, const TrainState& state) {
   Backend& be = model.backend();
-  const DType dt = be.dtype();
+  const DType dt = be.param_dtype();
   fs::create_directories(run_dir);
   const std::string final_path = (fs::path(run_dir) / ckpt::checkpoint_name(state.step)).string();
   ckpt::StagedDir staged(final_path);
@@ -141,9 +141,9 @@ CheckpointInfo load_checkpoint(const std::string& dir, LlamaModel& model, AdamW*
     throw CheckpointError(dir + ": the checkpoint's model section differs from the config's: checkpoint has " +
                           have_model.dump() + ", config has " + want_model.dump());
   Backend& be = model.backend();
-  if (j.value("dtype", "") != dtype_name(be.dtype()))
+  if (j.value("dtype", "") != dtype_name(be.param_dtype()))
     throw CheckpointError(dir + ": stored as " + j.value("dtype", std::string("?")) + ", the backend works in " +
-                          dtype_name(be.dtype()));
+                          dtype_name(be.param_dtype()));
   try {
     std::vector<const char*> files = {kModelFile};
     if (optimizer) files.push_back(kOptimizerFile);
@@ -153,22 +153,23 @@ CheckpointInfo load_checkpoint(const std::string& dir, LlamaModel& model, AdamW*
       const std::string got = checksum_hex(checksum_file(path));
       if (want != got) throw CheckpointError(path + ": checksum mismatch (file is damaged): expected " + want + ", got " + got);
     }
-    const auto weights = read_all(safetensors::File::open((root / kModelFile).string()), model.layout(), be.dtype(), "");
+    const auto weights = read_all(safetensors::File::open((root / kModelFile).string()), model.layout(), be.param_dtype(), "");
     std::vector<char> m, v;
     if (optimizer) {
       const auto file = safetensors::File::open((root / kOptimizerFile).string());
       if (file.names().size() != 2 * model.layout().entries().size())
         throw CheckpointError(file.path() + ": expected " + std::to_string(2 * model.layout().entries().size()) +
                               " moment tensors, found " + std::to_string(file.names().size()));
-      m.resize(model.layout().total() * dtype_size(be.dtype()));
+      m.resize(model.layout().total() * dtype_size(be.param_dtype()));
       v.resize(m.size());
       for (const ParamEntry& e : model.layout().entries()) {
-        file.read("m." + e.name, be.dtype(), e.shape, m.data() + e.offset * dtype_size(be.dtype()));
-        file.read("v." + e.name, be.dtype(), e.shape, v.data() + e.offset * dtype_size(be.dtype()));
+        file.read("m." + e.name, be.param_dtype(), e.shape, m.data() + e.offset * dtype_size(be.param_dtype()));
+        file.read("v." + e.name, be.param_dtype(), e.shape, v.data() + e.offset * dtype_size(be.param_dtype()));
       }
     }
     // Everything verified: only now touch the live state.
     be.copy_from_host(model.params(), weights.data());
+    model.sync_compute_weights();
     if (optimizer) {
       be.copy_from_host(optimizer->m(), m.data());
       be.copy_from_host(optimizer->v(), v.data());

@@ -7,6 +7,7 @@
 
 #include "lighthouse/checkpoint.h"
 #include "lighthouse/checkpoint_dir.h"
+#include "lighthouse/host_io.h"
 #include "lighthouse/model.h"
 #include "lighthouse/safetensors.h"
 
@@ -16,13 +17,6 @@ namespace {
 
 constexpr int kEndOfDocument = 256;  // byte vocab's end-of-document id, used as eos
 
-uint16_t to_bf16(float f) {
-  uint32_t bits;
-  std::memcpy(&bits, &f, sizeof bits);
-  if ((bits & 0x7f800000u) == 0x7f800000u && (bits & 0x7fffffu)) return uint16_t((bits >> 16) | 0x40);  // NaN stays NaN
-  const uint32_t rounding = 0x7fffu + ((bits >> 16) & 1u);  // round to nearest, ties to even
-  return uint16_t((bits + rounding) >> 16);
-}
 
 // One exported tensor: rows [row_begin, row_begin + rows) of a [*, cols] parameter.
 struct Piece {
@@ -94,7 +88,7 @@ void export_hf(const std::string& checkpoint_dir, const std::string& out_dir, DT
   std::vector<uint16_t> bf16;
   if (dtype == DType::BF16) {
     bf16.resize(weights.size());
-    for (size_t i = 0; i < weights.size(); ++i) bf16[i] = to_bf16(weights[i]);
+    for (size_t i = 0; i < weights.size(); ++i) bf16[i] = float_to_bf16(weights[i]);
   }
   std::vector<safetensors::TensorRef> refs;
   for (const Piece& p : pieces) {

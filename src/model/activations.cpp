@@ -12,32 +12,36 @@ ActivationArena::ActivationArena(Backend& be, const ModelConfig& cfg, int B, int
   const size_t per_layer_widths[kLayerSlots] = {C, C, 1, size_t(cfg.qkv_dim()), size_t(cfg.q_dim()),
                                                 C, C, 1, 2 * F, F};
   for (int l = 0; l < cfg.n_layers; ++l)
-    for (int s = 0; s < kLayerSlots; ++s) layer_slots_.push_back(reserve(per_layer_widths[s]));
+    for (int s = 0; s < kLayerSlots; ++s)
+      layer_slots_.push_back(reserve(per_layer_widths[s], /*stats=*/s == kRstd1 || s == kRstd2));
   final_x_ = reserve(C);
   final_ln_ = reserve(C);
-  final_rstd_ = reserve(1);
+  final_rstd_ = reserve(1, true);
   logits_ = reserve(cfg.vocab_size);
-  losses_ = reserve(1);
+  losses_ = reserve(1, true);
   dresid_ = reserve(C);
   dln_ = reserve(C);
   dqkv_ = reserve(cfg.qkv_dim());
   dattn_ = reserve(cfg.q_dim());
   dgate_up_ = reserve(2 * F);
   dhidden_ = reserve(F);
-  data_ = be.allocate(be.dtype(), total_per_token_ * max_tokens_);
+  data_ = be.allocate(be.act_dtype(), act_per_token_ * max_tokens_);
+  stats_ = be.allocate(be.param_dtype(), stats_per_token_ * max_tokens_);
   ids_ = be.allocate(DType::I32, 2 * size_t(max_tokens_));
 }
 
-ActivationArena::Slot ActivationArena::reserve(size_t per_token) {
+ActivationArena::Slot ActivationArena::reserve(size_t per_token, bool stats) {
   // Offsets are in units of "per token" elements times max_tokens, so a slot's first N tokens are
   // contiguous.
-  Slot s{total_per_token_, per_token};
-  total_per_token_ += per_token;
+  size_t& total = stats ? stats_per_token_ : act_per_token_;
+  Slot s{total, per_token, stats};
+  total += per_token;
   return s;
 }
 
 Tensor ActivationArena::view(const Slot& s, int N) const {
-  return data_.slice(s.offset * size_t(max_tokens_), s.per_token * size_t(N));
+  const Buffer& b = s.stats ? stats_ : data_;
+  return b.slice(s.offset * size_t(max_tokens_), s.per_token * size_t(N));
 }
 
 LayerActivations ActivationArena::layer(int l, int N) const {

@@ -1,5 +1,6 @@
 // The activation arena of the Llama model: everything the backward pass reads, sized for a
-// maximum (B, T), in one allocation, plus the backward pass's scratch buffers.
+// maximum (B, T), plus the backward pass's scratch buffers. Activations live in one allocation of
+// the backend's act_dtype; per-row statistics (rstd, losses) in one of its param_dtype.
 #pragma once
 #include <vector>
 
@@ -11,12 +12,12 @@ namespace lh {
 struct LayerActivations {
   Tensor x;         // [N, C]  residual stream entering the layer
   Tensor ln1;       // [N, C]  attention-norm output
-  Tensor rstd1;     // [N]
+  Tensor rstd1;     // [N]     (param dtype)
   Tensor qkv;       // [N, qkv_dim] after RoPE
   Tensor attn;      // [N, q_dim] attention output (before wo)
   Tensor mid;       // [N, C]  residual stream after the attention block
   Tensor ln2;       // [N, C]
-  Tensor rstd2;     // [N]
+  Tensor rstd2;     // [N]     (param dtype)
   Tensor gate_up;   // [N, 2F]
   Tensor hidden;    // [N, F]  SwiGLU output
 };
@@ -43,17 +44,18 @@ class ActivationArena {
   Tensor dhidden(int N) const;    // [N, F]
 
  private:
-  struct Slot { size_t offset, per_token; };
-  Slot reserve(size_t per_token);
+  struct Slot { size_t offset, per_token; bool stats; };
+  Slot reserve(size_t per_token, bool stats = false);
   Tensor view(const Slot& s, int N) const;
 
   ModelConfig cfg_;
   int max_tokens_;
-  size_t total_per_token_ = 0;
+  size_t act_per_token_ = 0, stats_per_token_ = 0;
   std::vector<Slot> layer_slots_;  // kLayerSlots per layer
   Slot final_x_, final_ln_, final_rstd_, logits_, losses_;
   Slot dresid_, dln_, dqkv_, dattn_, dgate_up_, dhidden_;
-  Buffer data_;
+  Buffer data_;   // act dtype
+  Buffer stats_;  // param dtype
   Buffer ids_;  // tokens then targets, int32
 };
 

@@ -16,7 +16,7 @@ class DenseAttention final : public AttentionOp {
     const size_t per_layer = s.tokens() * s.H;
     if (int(lse_.size()) == n_layers && per_layer <= per_layer_) return;
     lse_.clear();
-    for (int l = 0; l < n_layers; ++l) lse_.push_back(be.allocate(be.dtype(), per_layer));
+    for (int l = 0; l < n_layers; ++l) lse_.push_back(be.allocate(be.param_dtype(), per_layer));
     per_layer_ = per_layer;
   }
 

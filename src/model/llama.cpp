@@ -5,6 +5,7 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "lighthouse/host_io.h"
 #include "lighthouse/model.h"
 #include "lighthouse/rng.h"
 #include "model/activations.h"
@@ -37,8 +38,18 @@ LayerWeights layer_weights(const ParamLayout& layout, const Tensor& flat, int l)
 
 LlamaModel::LlamaModel(const ModelConfig& cfg, Backend& backend)
     : cfg_(cfg), be_(backend), layout_(cfg) {
-  params_ = be_.allocate(be_.dtype(), layout_.total());
-  grads_ = be_.allocate(be_.dtype(), layout_.total());
+  params_ = be_.allocate(be_.param_dtype(), layout_.total());
+  grads_ = be_.allocate(be_.param_dtype(), layout_.total());
+  if (be_.act_dtype() != be_.param_dtype()) compute_ = be_.allocate(be_.act_dtype(), layout_.total());
+}
+
+Tensor LlamaModel::weight(const std::string& name) const {
+  const ParamEntry& e = layout_.at(name);
+  return weights().slice(e.offset, e.numel);
+}
+
+void LlamaModel::sync_compute_weights() {
+  if (compute_.view().data) be_.convert(compute_.view(), params_.view());
 }
 
 LlamaModel::~LlamaModel() = default;
@@ -63,12 +74,8 @@ void LlamaModel::init_weights(uint64_t seed) {
     const double std = is_output_proj ? out_std : cfg_.init_std;
     for (size_t i = 0; i < e.numel; ++i) host[e.offset + i] = is_norm ? 1.0 : std * rng.normal();
   }
-  if (be_.dtype() == DType::F64) {
-    be_.copy_from_host(params_.view(), host.data());
-  } else {
-    std::vector<float> f(host.begin(), host.end());
-    be_.copy_from_host(params_.view(), f.data());
-  }
+  upload_doubles(be_, params_.view(), host);
+  sync_compute_weights();
 }
 
 void LlamaModel::set_attention(std::unique_ptr<AttentionOp> attention) { attention_ = std::move(attention); }
@@ -93,8 +100,8 @@ double LlamaModel::forward(const int32_t* tokens, const int32_t* targets, int B,
   Activations& a = *acts_;
   be_.copy_from_host(a.tokens(N), tokens);
 
-  const Tensor wp = params_.view();
-  be_.embedding_forward(a.layer(0, N).x, a.tokens(N), param("embed"), N, C);
+  const Tensor wp = weights();
+  be_.embedding_forward(a.layer(0, N).x, a.tokens(N), weight("embed"), N, C);
   for (int l = 0; l < cfg_.n_layers; ++l) {
     const LayerWeights w = layer_weights(layout_, wp, l);
     const LayerActivations act = a.layer(l, N);
@@ -111,21 +118,14 @@ double LlamaModel::forward(const int32_t* tokens, const int32_t* targets, int B,
     be_.matmul_forward(out, act.hidden, w.w_down, N, F, C);
     be_.residual_forward(out, out, act.mid);
   }
-  be_.rmsnorm_forward(a.final_ln(N), a.final_rstd(N), a.final_x(N), param("final_norm"), N, C, cfg_.norm_eps);
-  const Tensor head = cfg_.tied_embeddings ? param("embed") : param("lm_head");
+  be_.rmsnorm_forward(a.final_ln(N), a.final_rstd(N), a.final_x(N), weight("final_norm"), N, C, cfg_.norm_eps);
+  const Tensor head = cfg_.tied_embeddings ? weight("embed") : weight("lm_head");
   be_.matmul_forward(a.logits(N), a.final_ln(N), head, N, C, V);
   if (!targets) return 0.0;
 
   be_.copy_from_host(a.targets(N), targets);
   be_.cross_entropy_forward(a.losses(N), a.logits(N), a.targets(N), N, V);
-  std::vector<double> losses(N);
-  if (be_.dtype() == DType::F64) {
-    be_.copy_to_host(losses.data(), a.losses(N));
-  } else {
-    std::vector<float> f(N);
-    be_.copy_to_host(f.data(), a.losses(N));
-    losses.assign(f.begin(), f.end());
-  }
+  const std::vector<double> losses = download_doubles(be_, a.losses(N));
   double sum = 0.0;
   for (double x : losses) sum += x;  // fixed order: deterministic
   return sum / N;
@@ -137,16 +137,16 @@ void LlamaModel::backward(double loss_scale) {
   const int H = cfg_.n_heads, Hkv = cfg_.n_kv_heads, D = cfg_.head_dim();
   const AttentionShape shape{B, T, H, Hkv, D};
   Activations& a = *acts_;
-  const Tensor wp = params_.view(), gp = grads_.view();
+  const Tensor wp = weights(), gp = grads_.view();
 
   // Loss -> logits (in place) -> final norm input. dresid holds d(loss)/d(residual stream).
   const Tensor dlogits = a.logits(N);
   be_.cross_entropy_backward(dlogits, a.logits(N), a.targets(N), N, V, loss_scale / N);
-  const Tensor head = cfg_.tied_embeddings ? param("embed") : param("lm_head");
+  const Tensor head = cfg_.tied_embeddings ? weight("embed") : weight("lm_head");
   const Tensor dhead = cfg_.tied_embeddings ? grad("embed") : grad("lm_head");
   be_.matmul_backward(a.dln(N), dhead, dlogits, a.final_ln(N), head, N, C, V);
   be_.fill_zero(a.dresid(N));
-  be_.rmsnorm_backward(a.dresid(N), grad("final_norm"), a.dln(N), a.final_x(N), param("final_norm"),
+  be_.rmsnorm_backward(a.dresid(N), grad("final_norm"), a.dln(N), a.final_x(N), weight("final_norm"),
                        a.final_rstd(N), N, C);
 
   for (int l = cfg_.n_layers - 1; l >= 0; --l) {
@@ -169,17 +169,6 @@ void LlamaModel::backward(double loss_scale) {
   has_targets_ = false;  // the logits buffer now holds gradients
 }
 
-std::vector<float> LlamaModel::logits_host() const {
-  const int N = B_ * T_;
-  std::vector<float> out(size_t(N) * cfg_.vocab_size);
-  if (be_.dtype() == DType::F64) {
-    std::vector<double> d(out.size());
-    be_.copy_to_host(d.data(), acts_->logits(N));
-    out.assign(d.begin(), d.end());
-  } else {
-    be_.copy_to_host(out.data(), acts_->logits(N));
-  }
-  return out;
-}
+std::vector<float> LlamaModel::logits_host() const { return download_floats(be_, acts_->logits(B_ * T_)); }
 
 }  // namespace lh

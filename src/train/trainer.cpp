@@ -140,7 +140,7 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt) {
       throw std::runtime_error("training diverged: loss is " + std::to_string(loss) + " at step " +
                                std::to_string(step + 1) + " (no checkpoint written for it)");
     const double lr = learning_rate(cfg.schedule, cfg.optimizer.lr, step, cfg.training.steps);
-    const double gnorm = optimizer.step(model.params(), model.grads(), lr);
+    const double gnorm = optimizer.step(model.params(), model.grads(), model.compute_copy(), lr);
     state.step = step + 1;
     state.tokens_seen += double(tokens_per_step);
 
