@@ -1,0 +1,40 @@
+// Lighthouse norm scorer: level-0 scores are the L2 norms of the (post-RoPE) vectors, coarser
+// levels take the MAX of the level-0 scores inside their window (not the norm of the pooled
+// vector: a window with one loud token stays loud). Scores are constants of the backward pass.
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+
+#include "lighthouse/ops/lighthouse_reference.h"
+
+namespace lh::lighthouse {
+
+template <typename T> void norm_scores(float* score, const T* pyr, int B, int Hx, int D, const Geometry& g) {
+  const int64_t P = g.pyramid_size();
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int b = 0; b < B; ++b)
+    for (int x = 0; x < Hx; ++x) {
+      const T* level0 = pyr + (size_t(b) * Hx + x) * P * D;
+      float* s = score + (size_t(b) * Hx + x) * P;
+      for (int64_t t = 0; t < g.N; ++t) {
+        // Accumulated in double whatever T is, then rounded once, so that float and double
+        // pyramids of the same values give the same float scores (and the same selection).
+        double sq = 0.0;
+        for (int d = 0; d < D; ++d) sq += double(level0[t * D + d]) * double(level0[t * D + d]);
+        s[t] = float(std::sqrt(sq));
+      }
+      // The max over a window of p^l base scores equals the max over its p children of level l-1
+      // (max is associative and exact), which is cheaper.
+      for (int l = 1; l < g.L; ++l) {
+        const float* finer = s + g.offset(l - 1);
+        float* coarse = s + g.offset(l);
+        for (int64_t i = 0; i < g.level_size(l); ++i)
+          coarse[i] = *std::max_element(finer + i * g.p, finer + (i + 1) * g.p);
+      }
+    }
+}
+
+template void norm_scores<float>(float*, const float*, int, int, int, const Geometry&);
+template void norm_scores<double>(float*, const double*, int, int, int, const Geometry&);
+
+}  // namespace lh::lighthouse
