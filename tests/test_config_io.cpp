@@ -92,7 +92,7 @@ TEST_CASE("load_file", "[config]") {
 TEST_CASE("shipped configs parse", "[config]") {
   const std::string dir = std::string(LH_SOURCE_DIR) + "/configs/";
   const Config q = Config::load_file(dir + "quickstart.json");
-  CHECK(q.model.dim == 64);
+  CHECK(q.model.dim == 128);
   CHECK(q.model.vocab_size == 257);
   CHECK(q.data.seq_len == 128);
   CHECK(q.logging.dir == "runs/quickstart");

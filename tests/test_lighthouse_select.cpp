@@ -96,7 +96,7 @@ TEST_CASE("lighthouse geometry: invalid shapes are refused with their numbers", 
   CHECK_THAT(lhl::Geometry({256, 2, 2, 100}).problem(), Catch::Contains("k = 100"));
   CHECK_THAT(lhl::Geometry({1000, 3, 4, 128}).problem(), Catch::Contains("N = 1000") && Catch::Contains("16"));
   CHECK_THAT(lhl::Geometry({1024, 2, 2, 384}).problem(), Catch::Contains("512") && Catch::Contains("3"));
-  CHECK_THAT(lhl::Geometry({1024, 2, 2, 512}).problem(), Catch::Contains("128") && Catch::Contains("4 tiles"));
+  CHECK_THAT(lhl::Geometry({1024, 2, 2, 1024}).problem(), Catch::Contains("holds 64") && Catch::Contains("8 tiles"));
   CHECK_THROWS_WITH(lhl::Geometry({128, 2, 2, 128}).validate(), Catch::Contains("holds 64"));
 }
 

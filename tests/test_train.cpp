@@ -12,64 +12,22 @@
 #include "lighthouse/data.h"
 #include "lighthouse/schedule.h"
 #include "lighthouse/trainer.h"
+#include "support/small_run.h"
 #include "support/temp_dir.h"
 
 namespace fs = std::filesystem;
 
-namespace {
-
-// A small model on toy-language data in `dir`; fast enough for many runs per test.
-lh::Config small_run(const fs::path& dir, int steps) {
-  lh::data::SyntheticOptions o;
-  o.task = lh::data::SyntheticTask::Toy;
-  o.length = 33;
-  o.train_samples = 200;
-  o.val_samples = 16;
-  o.seed = 3;
-  lh::data::generate_synthetic(o, (dir / "data").string());
-  nlohmann::json j = {
-      {"model", {{"dim", 32}, {"n_layers", 2}, {"n_heads", 4}, {"n_kv_heads", 2}, {"ffn_hidden", 64},
-                 {"max_seq_len", 32}}},
-      {"data", {{"train", {(dir / "data" / "train_*.bin").string()}}, {"val", {(dir / "data" / "val_*.bin").string()}},
-                {"seq_len", 32}, {"micro_batch", 4}}},
-      {"optimizer", {{"lr", 3e-3}}},
-      {"schedule", {{"decay", "cosine"}, {"warmup_steps", 2}, {"min_lr", 1e-4}}},
-      {"training", {{"steps", steps}, {"grad_accum", 2}, {"eval_interval", 5}, {"eval_batches", 2},
-                    {"checkpoint_interval", 5}, {"keep_last", 0}, {"device", "cpu"}}},
-      {"logging", {{"dir", (dir / "run").string()}, {"interval", 1}}}};
-  return lh::Config::from_json(j);
-}
-
-std::vector<double> losses_in(const fs::path& metrics) {
-  std::vector<double> out;
-  std::ifstream in(metrics);
-  std::string line;
-  while (std::getline(in, line)) {
-    const auto j = nlohmann::json::parse(line);
-    if (j.contains("loss")) out.push_back(j["loss"].get<double>());
-  }
-  return out;
-}
-
-std::string file_bytes(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-}  // namespace
 
 TEST_CASE("resume is bit-exact: N steps == N/2 steps + resume + N/2 steps", "[cpu][train]") {
   lh::testing::TempDir straight_dir, split_dir;
   auto be = lh::make_cpu_backend();
   const int N = 10;
 
-  const lh::Config straight = small_run(straight_dir.path(), N);
+  const lh::Config straight = lh::testing::small_run(straight_dir.path(), N);
   lh::train(straight, *be, {false, true});
 
   // The same config, stopped after N/2 steps (as a preempted job would be), then resumed.
-  const lh::Config split = small_run(split_dir.path(), N);
+  const lh::Config split = lh::testing::small_run(split_dir.path(), N);
   lh::TrainOptions stop_half{false, true};
   stop_half.stop_at_step = N / 2;
   const auto first = lh::train(split, *be, stop_half);
@@ -77,8 +35,8 @@ TEST_CASE("resume is bit-exact: N steps == N/2 steps + resume + N/2 steps", "[cp
   const auto second = lh::train(split, *be, {true, true});
   REQUIRE(second.steps_done == N);
 
-  const auto a = losses_in(straight_dir.path() / "run" / "metrics.jsonl");
-  const auto b = losses_in(split_dir.path() / "run" / "metrics.jsonl");
+  const auto a = lh::testing::losses_in(straight_dir.path() / "run" / "metrics.jsonl");
+  const auto b = lh::testing::losses_in(split_dir.path() / "run" / "metrics.jsonl");
   REQUIRE(a.size() == size_t(N));
   REQUIRE(b.size() == size_t(N));
   for (int i = 0; i < N; ++i) {
@@ -86,16 +44,16 @@ TEST_CASE("resume is bit-exact: N steps == N/2 steps + resume + N/2 steps", "[cp
     CHECK(a[i] == b[i]);  // bitwise: the same doubles
   }
   const std::string name = lh::ckpt::checkpoint_name(N);
-  CHECK(file_bytes(straight_dir.path() / "run" / name / "model.safetensors") ==
-        file_bytes(split_dir.path() / "run" / name / "model.safetensors"));
-  CHECK(file_bytes(straight_dir.path() / "run" / name / "optimizer.safetensors") ==
-        file_bytes(split_dir.path() / "run" / name / "optimizer.safetensors"));
+  CHECK(lh::testing::file_bytes(straight_dir.path() / "run" / name / "model.safetensors") ==
+        lh::testing::file_bytes(split_dir.path() / "run" / name / "model.safetensors"));
+  CHECK(lh::testing::file_bytes(straight_dir.path() / "run" / name / "optimizer.safetensors") ==
+        lh::testing::file_bytes(split_dir.path() / "run" / name / "optimizer.safetensors"));
 }
 
 TEST_CASE("an interrupted checkpoint write leaves the previous checkpoint loadable", "[cpu][train]") {
   lh::testing::TempDir dir;
   auto be = lh::make_cpu_backend();
-  const lh::Config cfg = small_run(dir.path(), 10);
+  const lh::Config cfg = lh::testing::small_run(dir.path(), 10);
   lh::TrainOptions stop{false, true};
   stop.stop_at_step = 5;
   lh::train(cfg, *be, stop);
@@ -123,7 +81,7 @@ TEST_CASE("an interrupted checkpoint write leaves the previous checkpoint loadab
 TEST_CASE("damaged or mismatching checkpoints are refused without touching the model", "[cpu][train]") {
   lh::testing::TempDir dir;
   auto be = lh::make_cpu_backend();
-  const lh::Config cfg = small_run(dir.path(), 5);
+  const lh::Config cfg = lh::testing::small_run(dir.path(), 5);
   lh::train(cfg, *be, {false, true});
   const fs::path ckpt = dir.path() / "run" / lh::ckpt::checkpoint_name(5);
 
@@ -171,7 +129,7 @@ TEST_CASE("damaged or mismatching checkpoints are refused without touching the m
 TEST_CASE("a fresh run refuses a run directory that holds checkpoints", "[cpu][train]") {
   lh::testing::TempDir dir;
   auto be = lh::make_cpu_backend();
-  const lh::Config cfg = small_run(dir.path(), 5);
+  const lh::Config cfg = lh::testing::small_run(dir.path(), 5);
   lh::train(cfg, *be, {false, true});
   CHECK_THROWS_WITH(lh::train(cfg, *be, {false, true}), Catch::Contains("--resume"));
 }

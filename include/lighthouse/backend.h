@@ -11,8 +11,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <stdexcept>
 #include <string>
 
+#include "lighthouse/ops/lighthouse_geometry.h"
 #include "lighthouse/tensor.h"
 
 namespace lh {
@@ -35,6 +37,7 @@ class Buffer {
   size_t numel() const { return view_.numel; }
 
  private:
+  void release();
   Backend* owner_ = nullptr;
   Tensor view_{};
 };
@@ -54,6 +57,9 @@ class Backend {
 
   // ---- memory ----------------------------------------------------------------------------------
   Buffer allocate(DType dtype, size_t numel);  // zero-filled
+  // Bytes held in Buffers now, and the most ever held at once (scratch of libraries excluded).
+  size_t bytes_in_use() const { return bytes_in_use_; }
+  size_t peak_bytes() const { return peak_bytes_; }
   virtual void copy_from_host(Tensor dst, const void* src) = 0;  // dst.bytes() bytes
   virtual void copy_to_host(void* dst, const Tensor& src) = 0;
   virtual void fill_zero(Tensor t) = 0;
@@ -92,13 +98,69 @@ class Backend {
   virtual void adamw_update(Tensor param, const Tensor& grad, Tensor m, Tensor v, Tensor compute_copy, double lr,
                             double beta1, double beta2, double eps, double weight_decay, int step) = 0;
 
+  // ---- Lighthouse attention stages (semantics and layouts: ops/lighthouse_reference.h) ---------
+  // Data tensors are act_dtype(); lse is param_dtype(); scores are F32 and indices I32 on every
+  // backend. Not pure: a backend that lacks them throws naming the op when a lighthouse phase runs.
+  virtual void lighthouse_pyramid_forward(Tensor /*qpyr*/, Tensor /*kpyr*/, Tensor /*vpyr*/, const Tensor& /*qkv*/, int /*B*/, int /*H*/,
+                                          int /*Hkv*/, int /*D*/, const lighthouse::Geometry& /*g*/) {
+    lighthouse_missing("pyramid_forward");
+  }
+  virtual void lighthouse_pyramid_backward(Tensor /*dqkv*/, const Tensor& /*dqpyr*/, const Tensor& /*dkpyr*/, const Tensor& /*dvpyr*/,
+                                           int /*B*/, int /*H*/, int /*Hkv*/, int /*D*/, const lighthouse::Geometry& /*g*/) {
+    lighthouse_missing("pyramid_backward");
+  }
+  virtual void lighthouse_norm_scores(Tensor /*score*/, const Tensor& /*pyr*/, int /*B*/, int /*Hx*/, int /*D*/,
+                                      const lighthouse::Geometry& /*g*/) {
+    lighthouse_missing("norm_scores");
+  }
+  // May copy the scores to the host and the indices back on a device: selection is a sort.
+  virtual void lighthouse_select(Tensor /*idx*/, const Tensor& /*sq*/, const Tensor& /*sk*/, int /*B*/, int /*H*/, int /*Hkv*/,
+                                 const lighthouse::Geometry& /*g*/) {
+    lighthouse_missing("select");
+  }
+  virtual void lighthouse_gather_forward(Tensor /*sub*/, const Tensor& /*pyr*/, const Tensor& /*idx*/, int /*B*/, int /*H*/, int /*Hx*/,
+                                         int /*D*/, const lighthouse::Geometry& /*g*/) {
+    lighthouse_missing("gather_forward");
+  }
+  virtual void lighthouse_gather_backward(Tensor /*dpyr*/, const Tensor& /*dsub*/, const Tensor& /*idx*/, int /*B*/, int /*H*/, int /*Hx*/,
+                                          int /*D*/, const lighthouse::Geometry& /*g*/) {
+    lighthouse_missing("gather_backward");
+  }
+  virtual void lighthouse_sdpa_forward(Tensor /*o*/, Tensor /*lse*/, const Tensor& /*q*/, const Tensor& /*k*/, const Tensor& /*v*/, int /*BH*/,
+                                       int /*S*/, int /*D*/) {
+    lighthouse_missing("sdpa_forward");
+  }
+  virtual void lighthouse_sdpa_backward(Tensor /*dq*/, Tensor /*dk*/, Tensor /*dv*/, const Tensor& /*dout*/, const Tensor& /*q*/,
+                                        const Tensor& /*k*/, const Tensor& /*v*/, const Tensor& /*o*/, const Tensor& /*lse*/, int /*BH*/,
+                                        int /*S*/, int /*D*/) {
+    lighthouse_missing("sdpa_backward");
+  }
+  virtual void lighthouse_scatter_forward(Tensor /*out*/, const Tensor& /*o*/, const Tensor& /*idx*/, int /*B*/, int /*H*/, int /*D*/,
+                                          const lighthouse::Geometry& /*g*/) {
+    lighthouse_missing("scatter_forward");
+  }
+  virtual void lighthouse_scatter_backward(Tensor /*dsub*/, const Tensor& /*dout*/, const Tensor& /*idx*/, int /*B*/, int /*H*/, int /*D*/,
+                                           const lighthouse::Geometry& /*g*/) {
+    lighthouse_missing("scatter_backward");
+  }
+
  protected:
   friend class Buffer;
   virtual void* raw_alloc(size_t bytes) = 0;
   virtual void raw_free(void* p) = 0;
+
+ private:
+  [[noreturn]] void lighthouse_missing(const char* op) const {
+    throw std::logic_error("backend " + name() + " does not implement lighthouse " + op);
+  }
+
+ private:
+  size_t bytes_in_use_ = 0, peak_bytes_ = 0;
 };
 
 // The CPU reference backend in fp32 (dtype F32) or fp64 (dtype F64, for gradient checks).
 std::unique_ptr<Backend> make_cpu_backend(DType dtype = DType::F32);
+// The CUDA backend on one device: bf16 activations, fp32 master weights/gradients/statistics.
+std::unique_ptr<Backend> make_cuda_backend(int device = 0);
 
 }  // namespace lh

@@ -6,6 +6,7 @@
 
 #include "lighthouse/backend.h"
 #include "lighthouse/ops/cpu_reference.h"
+#include "lighthouse/ops/lighthouse_reference.h"
 
 namespace lh {
 namespace {
@@ -96,6 +97,49 @@ class CpuBackend final : public Backend {
                     double eps, double wd, int step) override {
     cpu::adamw_update(p.as<T>(), g.as<T>(), m.as<T>(), v.as<T>(), p.numel, lr, b1, b2, eps, wd, step);
     if (copy.data && copy.data != p.data) convert(copy, p);
+  }
+
+  // Lighthouse stages: lighthouse_reference.h, scores F32 and indices I32 whatever T is.
+  using Geometry = lighthouse::Geometry;
+  void lighthouse_pyramid_forward(Tensor qp, Tensor kp, Tensor vp, const Tensor& qkv, int B, int H, int Hkv, int D,
+                                  const Geometry& g) override {
+    lighthouse::pyramid_forward(qp.as<T>(), kp.as<T>(), vp.as<T>(), qkv.as<T>(), B, H, Hkv, D, g);
+  }
+  void lighthouse_pyramid_backward(Tensor dqkv, const Tensor& dqp, const Tensor& dkp, const Tensor& dvp, int B, int H,
+                                   int Hkv, int D, const Geometry& g) override {
+    lighthouse::pyramid_backward(dqkv.as<T>(), dqp.as<T>(), dkp.as<T>(), dvp.as<T>(), B, H, Hkv, D, g);
+  }
+  void lighthouse_norm_scores(Tensor score, const Tensor& pyr, int B, int Hx, int D, const Geometry& g) override {
+    lighthouse::norm_scores(score.as<float>(), pyr.as<T>(), B, Hx, D, g);
+  }
+  void lighthouse_select(Tensor idx, const Tensor& sq, const Tensor& sk, int B, int H, int Hkv,
+                         const Geometry& g) override {
+    lighthouse::select(idx.as<int32_t>(), sq.as<float>(), sk.as<float>(), B, H, Hkv, g);
+  }
+  void lighthouse_gather_forward(Tensor sub, const Tensor& pyr, const Tensor& idx, int B, int H, int Hx, int D,
+                                 const Geometry& g) override {
+    lighthouse::gather_forward(sub.as<T>(), pyr.as<T>(), idx.as<int32_t>(), B, H, Hx, D, g);
+  }
+  void lighthouse_gather_backward(Tensor dpyr, const Tensor& dsub, const Tensor& idx, int B, int H, int Hx, int D,
+                                  const Geometry& g) override {
+    lighthouse::gather_backward(dpyr.as<T>(), dsub.as<T>(), idx.as<int32_t>(), B, H, Hx, D, g);
+  }
+  void lighthouse_sdpa_forward(Tensor o, Tensor lse, const Tensor& q, const Tensor& k, const Tensor& v, int BH, int S,
+                               int D) override {
+    lighthouse::sdpa_forward(o.as<T>(), lse.as<T>(), q.as<T>(), k.as<T>(), v.as<T>(), BH, S, D);
+  }
+  void lighthouse_sdpa_backward(Tensor dq, Tensor dk, Tensor dv, const Tensor& dout, const Tensor& q, const Tensor& k,
+                                const Tensor& v, const Tensor& o, const Tensor& lse, int BH, int S, int D) override {
+    lighthouse::sdpa_backward(dq.as<T>(), dk.as<T>(), dv.as<T>(), dout.as<T>(), q.as<T>(), k.as<T>(), v.as<T>(),
+                              o.as<T>(), lse.as<T>(), BH, S, D);
+  }
+  void lighthouse_scatter_forward(Tensor out, const Tensor& o, const Tensor& idx, int B, int H, int D,
+                                  const Geometry& g) override {
+    lighthouse::scatter_forward(out.as<T>(), o.as<T>(), idx.as<int32_t>(), B, H, D, g);
+  }
+  void lighthouse_scatter_backward(Tensor dsub, const Tensor& dout, const Tensor& idx, int B, int H, int D,
+                                   const Geometry& g) override {
+    lighthouse::scatter_backward(dsub.as<T>(), dout.as<T>(), idx.as<int32_t>(), B, H, D, g);
   }
 
  protected:

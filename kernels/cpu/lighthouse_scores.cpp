@@ -9,6 +9,22 @@
 
 namespace lh::lighthouse {
 
+// The max over a window of p^l base scores equals the max over its p children of level l-1 (max is
+// associative and exact), which is cheaper.
+void pool_scores(float* score, int rows, const Geometry& g) {
+  const int64_t P = g.pyramid_size();
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < rows; ++r) {
+    float* s = score + size_t(r) * P;
+    for (int l = 1; l < g.L; ++l) {
+      const float* finer = s + g.offset(l - 1);
+      float* coarse = s + g.offset(l);
+      for (int64_t i = 0; i < g.level_size(l); ++i)
+        coarse[i] = *std::max_element(finer + i * g.p, finer + (i + 1) * g.p);
+    }
+  }
+}
+
 template <typename T> void norm_scores(float* score, const T* pyr, int B, int Hx, int D, const Geometry& g) {
   const int64_t P = g.pyramid_size();
 #pragma omp parallel for collapse(2) schedule(static)
@@ -23,15 +39,8 @@ template <typename T> void norm_scores(float* score, const T* pyr, int B, int Hx
         for (int d = 0; d < D; ++d) sq += double(level0[t * D + d]) * double(level0[t * D + d]);
         s[t] = float(std::sqrt(sq));
       }
-      // The max over a window of p^l base scores equals the max over its p children of level l-1
-      // (max is associative and exact), which is cheaper.
-      for (int l = 1; l < g.L; ++l) {
-        const float* finer = s + g.offset(l - 1);
-        float* coarse = s + g.offset(l);
-        for (int64_t i = 0; i < g.level_size(l); ++i)
-          coarse[i] = *std::max_element(finer + i * g.p, finer + (i + 1) * g.p);
-      }
     }
+  pool_scores(score, B * Hx, g);
 }
 
 template void norm_scores<float>(float*, const float*, int, int, int, const Geometry&);

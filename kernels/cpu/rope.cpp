@@ -45,6 +45,18 @@ void rope_rotate(T* qkv, int B, int Tlen, int H, int Hkv, int D, double theta, T
 }
 }  // namespace
 
+void rope_cos_sin_table(float* table, int Tlen, int D, double theta) {
+  const int half = D / 2;
+  for (int i = 0; i < half; ++i) {
+    const float inv_freq = 1.0f / std::pow(static_cast<float>(theta), static_cast<float>(2 * i) / static_cast<float>(D));
+    for (int t = 0; t < Tlen; ++t) {
+      const float angle = static_cast<float>(t) * inv_freq;
+      table[(static_cast<size_t>(t) * half + i) * 2] = std::cos(angle);
+      table[(static_cast<size_t>(t) * half + i) * 2 + 1] = std::sin(angle);
+    }
+  }
+}
+
 template <typename T>
 void rope_forward(T* qkv, int B, int Tlen, int H, int Hkv, int D, double theta) {
   rope_rotate(qkv, B, Tlen, H, Hkv, D, theta, T(1));

@@ -33,6 +33,8 @@ void rmsnorm_backward(bf16* dx, float* dweight, const bf16* dout, const bf16* x,
 // ---- rope.cu ----
 // cos_sin: [T, D/2, 2] float table (cos, sin) computed on the host exactly as the CPU reference
 // computes its angles, so both backends rotate by identical angles.
+// Host helper filling that table ([T, D/2, 2] floats, host memory) with the reference's float angles.
+void rope_cos_sin_table(float* table, int T, int D, double theta);
 void rope_forward(bf16* qkv, const float* cos_sin, int B, int T, int H, int Hkv, int D, cudaStream_t s);
 void rope_backward(bf16* dqkv, const float* cos_sin, int B, int T, int H, int Hkv, int D, cudaStream_t s);
 
@@ -64,5 +66,11 @@ void scale_inplace(float* x, size_t n, float scale, cudaStream_t s);
 // receives the updated weights in bf16.
 void adamw_update(float* param, const float* grad, float* m, float* v, bf16* compute_copy, size_t n, float lr,
                   float beta1, float beta2, float eps, float weight_decay, int step, cudaStream_t s);
+
+// ---- bench_kernels.cu ----
+// Times every kernel above at rows x cols (bf16 activations; logits rows x 257) on the current
+// device and prints achieved GB/s per kernel (bytes each kernel must move / median time), with a
+// device-to-device cudaMemcpy as the bandwidth ceiling.
+void bench_elementwise_kernels(int rows = 32768, int cols = 1024);
 
 }  // namespace lh::cuda

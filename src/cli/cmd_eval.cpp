@@ -63,10 +63,21 @@ void run_eval(const EvalArgs& a) {
     dump_logits(model, a.logits_for, a.logits_out);
     results["logits_out"] = a.logits_out;
   }
-  const std::vector<std::string> val_specs = a.val.empty() ? cfg.data.val : a.val;
-  if (!val_specs.empty()) {
-    lh::data::DataLoader val(lh::data::resolve_shards(val_specs), cfg.model.vocab_size, cfg.data.seq_len,
-                             cfg.data.micro_batch, 0, 1, cfg.training.seed, /*shuffle=*/false);
+  // The config's validation shards may be absent where a checkpoint is evaluated (another
+  // machine): then skip the loss with a warning. Shards named with --val must exist.
+  std::vector<std::string> val_shards;
+  if (!a.val.empty()) {
+    val_shards = lh::data::resolve_shards(a.val);
+  } else if (!cfg.data.val.empty()) {
+    try {
+      val_shards = lh::data::resolve_shards(cfg.data.val);
+    } catch (const std::exception& e) {
+      spdlog::warn("skipping the validation loss: {}", e.what());
+    }
+  }
+  if (!val_shards.empty()) {
+    lh::data::DataLoader val(val_shards, cfg.model.vocab_size, cfg.data.seq_len, cfg.data.micro_batch, 0, 1,
+                             cfg.training.seed, /*shuffle=*/false);
     const int batches = a.val_batches > 0 ? a.val_batches : cfg.training.eval_batches;
     results["val_loss"] = lh::validation_loss(model, val, batches);
     std::printf("val_loss %.4f (%d batches of %d x %d)\n", results["val_loss"].get<double>(), batches,

@@ -7,3 +7,5 @@ void register_data_command(CLI::App& app);
 void register_train_command(CLI::App& app);
 void register_eval_command(CLI::App& app);
 void register_export_command(CLI::App& app);
+void register_select_command(CLI::App& app);
+void register_bench_command(CLI::App& app);

@@ -14,6 +14,8 @@ int main(int argc, char** argv) {
   register_train_command(app);
   register_eval_command(app);
   register_export_command(app);
+  register_select_command(app);
+  register_bench_command(app);
   spdlog::set_pattern("[%H:%M:%S] %^%l%$ %v");
   try {
     app.parse(argc, argv);

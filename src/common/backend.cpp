@@ -1,25 +1,35 @@
 #include "lighthouse/backend.h"
 
+#include <algorithm>
 #include <utility>
 
 namespace lh {
 
 Buffer& Buffer::operator=(Buffer&& o) noexcept {
   if (this != &o) {
-    if (owner_ && view_.data) owner_->raw_free(view_.data);
+    release();
     owner_ = std::exchange(o.owner_, nullptr);
     view_ = std::exchange(o.view_, Tensor{});
   }
   return *this;
 }
 
-Buffer::~Buffer() {
-  if (owner_ && view_.data) owner_->raw_free(view_.data);
+Buffer::~Buffer() { release(); }
+
+void Buffer::release() {
+  if (owner_ && view_.data) {
+    owner_->raw_free(view_.data);
+    owner_->bytes_in_use_ -= view_.bytes();
+  }
 }
 
 Buffer Backend::allocate(DType dtype, size_t numel) {
   Tensor t{nullptr, dtype, numel};
-  if (numel > 0) t.data = raw_alloc(t.bytes());
+  if (numel > 0) {
+    t.data = raw_alloc(t.bytes());
+    bytes_in_use_ += t.bytes();
+    peak_bytes_ = std::max(peak_bytes_, bytes_in_use_);
+  }
   Buffer b(this, t);
   if (numel > 0) fill_zero(t);
   return b;

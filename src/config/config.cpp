@@ -168,7 +168,7 @@ TrainingConfig parse_training(const json& j, const DataConfig& d) {
   return t;
 }
 
-AttentionConfig parse_attention(const json& j, int steps) {
+AttentionConfig parse_attention(const json& j, int steps, const config_detail::AttentionContext& context) {
   ObjectReader r(j, "attention");
   AttentionConfig a;
   const json* phases = r.get_raw("phases");
@@ -196,7 +196,7 @@ AttentionConfig parse_attention(const json& j, int steps) {
               std::to_string(phase.until_step) + " must be greater than the previous phase's "
               "until_step = " + std::to_string(a.phases.back().until_step));
     config_detail::validate_attention_options(phase.attention, phase.options,
-                                              p.path_of("attention"), p.path_of("options"));
+                                              p.path_of("attention"), p.path_of("options"), context);
     a.phases.push_back(std::move(phase));
   }
   if (!a.phases.empty())
@@ -249,7 +249,7 @@ Config Config::from_json(const json& j) {
   c.optimizer = parse_optimizer(jo);
   c.training = parse_training(jt, c.data);
   c.schedule = parse_schedule(js, c.optimizer, c.training.steps);
-  c.attention = parse_attention(ja, c.training.steps);
+  c.attention = parse_attention(ja, c.training.steps, {c.data.seq_len, c.model.n_layers});
   c.logging = parse_logging(jl);
   return c;
 }

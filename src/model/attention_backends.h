@@ -6,4 +6,6 @@
 
 namespace lh {
 std::unique_ptr<AttentionOp> make_dense_attention();
+// `options`: a phase's validated "lighthouse" options (lighthouse_options.h).
+std::unique_ptr<AttentionOp> make_lighthouse_attention(const nlohmann::json& options);
 }  // namespace lh

@@ -8,6 +8,7 @@ namespace lh {
 
 std::unique_ptr<AttentionOp> make_attention(const AttentionPhase& phase, const ModelConfig&) {
   if (phase.attention == "dense") return make_dense_attention();
+  if (phase.attention == "lighthouse") return make_lighthouse_attention(phase.options);
   throw std::invalid_argument("unknown attention backend '" + phase.attention + "'");
 }
 

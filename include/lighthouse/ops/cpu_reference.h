@@ -48,6 +48,9 @@ void matmul_backward(T* dx, T* dweight, const T* dout, const T* x, const T* weig
 // The double instantiation widens that same float angle to double (both precisions rotate by
 // identical angles; only cos/sin and the rotation itself run in double).
 template <typename T> void rope_forward(T* qkv, int B, int Tlen, int H, int Hkv, int D, double theta);
+// The float (cos, sin) of every angle, table[(t * D/2 + i) * 2 + {0, 1}], computed exactly as the
+// float reference does; the CUDA backend uploads it so both backends rotate by identical angles.
+void rope_cos_sin_table(float* table, int Tlen, int D, double theta);
 // The adjoint: rotation by -angle, in place on dqkv.
 template <typename T> void rope_backward(T* dqkv, int B, int Tlen, int H, int Hkv, int D, double theta);
 

@@ -40,6 +40,9 @@ void pyramid_backward(T* dqkv, const T* dqpyr, const T* dkpyr, const T* dvpyr, i
 // score(0, t) = ||pyr(0, t)||_2 (accumulated in double, stored as float); score(l, i) for l >= 1 =
 // max of the level-0 scores inside the window. No gradient.
 template <typename T> void norm_scores(float* score, const T* pyr, int B, int Hx, int D, const Geometry& g);
+// Fills levels >= 1 of `rows` score rows [rows, P] from their level 0 (window maxima), in place:
+// for scores that come from elsewhere (the `lighthouse select` command).
+void pool_scores(float* score, int rows, const Geometry& g);
 
 // ---- selection (kernels/cpu/lighthouse_select.cpp) -----------------------------------------------
 // The per-tile top-k cascade, coarse to fine, with the kQuerySlots / kQuerySlots split (query score

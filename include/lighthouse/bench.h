@@ -1,0 +1,32 @@
+// Benchmarks behind `lighthouse bench`: timings are medians over iterations after warm-up, each
+// iteration synchronised; results are JSON records (docs/benchmarks.md collects them).
+#pragma once
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "lighthouse/backend.h"
+#include "lighthouse/config.h"
+
+namespace lh {
+
+struct AttentionBenchOptions {
+  std::vector<int> seq_lens{4096, 8192, 16384, 32768, 65536, 131072};
+  int batch = 1, heads = 8, kv_heads = 8, head_dim = 128;
+  int warmup = 3, iters = 10;
+};
+// Dense causal attention forward and forward+backward of one layer per sequence length.
+// FLOPs counted: forward 2 * B * H * N^2 * d (two matmuls over the causal half), backward 2.5x that.
+nlohmann::json bench_attention(Backend& be, const AttentionBenchOptions& o);
+
+struct TrainBenchOptions {
+  int warmup = 2, steps = 5;
+  double peak_tflops = 989.0;  // H100 SXM dense bf16; MFU is relative to this
+};
+// Full training steps (forward, backward, optimizer) on random tokens. Model FLOPs per token:
+// 6 * (parameters excluding the embedding) + 6 * n_layers * T * q_dim (causal attention: the
+// 12 * L * T * d of the PaLM formula, halved for the mask).
+nlohmann::json bench_train(Backend& be, const Config& cfg, const TrainBenchOptions& o);
+
+}  // namespace lh

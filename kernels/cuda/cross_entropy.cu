@@ -1,0 +1,163 @@
+// Softmax cross-entropy, one warp per row of V logits.
+//   V <= 1024 (our byte vocabulary, V = 257): the row is read ONCE into registers (lane l holds
+//     logits l, l+32, ...: each load instruction is a coalesced 64-byte warp access, whatever the
+//     parity of V, which rules out 16-byte vectors for odd V), then max and sum of exponentials
+//     are exact-order warp reductions; backward writes dlogits from the same registers, so the
+//     in-place write never races with a read.
+//   V > 1024: an online softmax (running max and rescaled sum per lane, merged across lanes) in
+//     one read of the row; backward re-reads the row once more for the probabilities.
+// Bytes: forward N*V*2 read + N*8 (targets, losses); backward N*V*2 read + N*V*2 written
+// (small V; large V reads the row twice, the second time mostly from L2).
+#include <cfloat>
+
+#include "vec.cuh"
+
+namespace lh::cuda {
+namespace {
+using namespace detail;
+
+constexpr int kWarps = 8;  // rows per block
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// Row statistics from registers: m = max, s = sum exp(x - m). J = logits per lane.
+template <int J>
+__device__ __forceinline__ void row_stats_regs(const float (&x)[J], int lane, int V, float& m, float& s) {
+  m = -FLT_MAX;
+#pragma unroll
+  for (int j = 0; j < J; ++j)
+    if (lane + 32 * j < V) m = fmaxf(m, x[j]);
+  m = warp_max(m);
+  s = 0.f;
+#pragma unroll
+  for (int j = 0; j < J; ++j)
+    if (lane + 32 * j < V) s += __expf(x[j] - m);
+  s = warp_sum(s);
+}
+
+template <int J>
+__device__ __forceinline__ void load_row(float (&x)[J], const bf16* row, int lane, int V) {
+#pragma unroll
+  for (int j = 0; j < J; ++j) x[j] = lane + 32 * j < V ? __bfloat162float(row[lane + 32 * j]) : 0.f;
+}
+
+template <int J>
+__global__ __launch_bounds__(kWarps * 32) void ce_forward_small(float* losses, const bf16* logits,
+                                                                const int32_t* targets, int N, int V) {
+  const int n = blockIdx.x * kWarps + threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (n >= N) return;
+  const bf16* row = logits + static_cast<size_t>(n) * V;
+  float x[J], m, s;
+  load_row(x, row, lane, V);
+  row_stats_regs(x, lane, V, m, s);
+  if (lane == 0) losses[n] = m + logf(s) - __bfloat162float(row[targets[n]]);
+}
+
+template <int J>
+__global__ __launch_bounds__(kWarps * 32) void ce_backward_small(bf16* dlogits, const bf16* logits,
+                                                                 const int32_t* targets, int N, int V,
+                                                                 float dloss) {
+  const int n = blockIdx.x * kWarps + threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (n >= N) return;
+  const size_t off = static_cast<size_t>(n) * V;
+  float x[J], m, s;
+  load_row(x, logits + off, lane, V);
+  row_stats_regs(x, lane, V, m, s);
+  const float inv = 1.0f / s;
+  const int t = targets[n];
+#pragma unroll
+  for (int j = 0; j < J; ++j) {
+    const int v = lane + 32 * j;
+    if (v < V) dlogits[off + v] = __float2bfloat16((__expf(x[j] - m) * inv - (v == t ? 1.f : 0.f)) * dloss);
+  }
+}
+
+// Online softmax: merge (m1, s1) and (m2, s2). Rounded products (no FMA contraction) keep the
+// merge symmetric, so both lanes of a butterfly step hold the same bits.
+__device__ __forceinline__ void merge(float& m, float& s, float m2, float s2) {
+  const float mm = fmaxf(m, m2);
+  s = __fadd_rn(__fmul_rn(s, __expf(m - mm)), __fmul_rn(s2, __expf(m2 - mm)));
+  m = mm;
+}
+
+__device__ __forceinline__ void row_stats_online(const bf16* row, int lane, int V, float& m, float& s) {
+  m = -FLT_MAX;  // not -inf: exp(-FLT_MAX - -FLT_MAX) = 1 times s = 0, never NaN
+  s = 0.f;
+  for (int v = lane; v < V; v += 32) {
+    const float x = __bfloat162float(row[v]);
+    if (x > m) {
+      s = s * __expf(m - x) + 1.f;
+      m = x;
+    } else {
+      s += __expf(x - m);
+    }
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, s, o);
+    merge(m, s, m2, s2);
+  }
+}
+
+__global__ __launch_bounds__(kWarps * 32) void ce_forward_large(float* losses, const bf16* logits,
+                                                                const int32_t* targets, int N, int V) {
+  const int n = blockIdx.x * kWarps + threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (n >= N) return;
+  const bf16* row = logits + static_cast<size_t>(n) * V;
+  float m, s;
+  row_stats_online(row, lane, V, m, s);
+  if (lane == 0) losses[n] = m + logf(s) - __bfloat162float(row[targets[n]]);
+}
+
+__global__ __launch_bounds__(kWarps * 32) void ce_backward_large(bf16* dlogits, const bf16* logits,
+                                                                 const int32_t* targets, int N, int V,
+                                                                 float dloss) {
+  const int n = blockIdx.x * kWarps + threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (n >= N) return;
+  const size_t off = static_cast<size_t>(n) * V;
+  float m, s;
+  row_stats_online(logits + off, lane, V, m, s);
+  const float inv = 1.0f / s;
+  const int t = targets[n];
+  // Each lane reads then writes only its own indices, so in-place is safe here too.
+  for (int v = lane; v < V; v += 32)
+    dlogits[off + v] =
+        __float2bfloat16((__expf(__bfloat162float(logits[off + v]) - m) * inv - (v == t ? 1.f : 0.f)) * dloss);
+}
+
+// Picks the register count per lane (J) for V <= 1024; returns false for larger V.
+template <typename F> bool dispatch_small(int V, F&& f) {
+  if (V <= 32 * 4) return f(std::integral_constant<int, 4>{}), true;
+  if (V <= 32 * 8) return f(std::integral_constant<int, 8>{}), true;
+  if (V <= 32 * 16) return f(std::integral_constant<int, 16>{}), true;
+  if (V <= 32 * 32) return f(std::integral_constant<int, 32>{}), true;
+  return false;
+}
+}  // namespace
+
+void cross_entropy_forward(float* losses, const bf16* logits, const int32_t* targets, int N, int V, cudaStream_t s) {
+  if (N <= 0 || V <= 0) return;
+  const unsigned grid = ceil_div(N, kWarps);
+  const bool small = dispatch_small(V, [&](auto j) {
+    ce_forward_small<decltype(j)::value><<<grid, kWarps * 32, 0, s>>>(losses, logits, targets, N, V);
+  });
+  if (!small) ce_forward_large<<<grid, kWarps * 32, 0, s>>>(losses, logits, targets, N, V);
+  LH_CUDA_CHECK_LAUNCH();
+}
+
+void cross_entropy_backward(bf16* dlogits, const bf16* logits, const int32_t* targets, int N, int V, float dloss,
+                            cudaStream_t s) {
+  if (N <= 0 || V <= 0) return;
+  const unsigned grid = ceil_div(N, kWarps);
+  const bool small = dispatch_small(V, [&](auto j) {
+    ce_backward_small<decltype(j)::value><<<grid, kWarps * 32, 0, s>>>(dlogits, logits, targets, N, V, dloss);
+  });
+  if (!small) ce_backward_large<<<grid, kWarps * 32, 0, s>>>(dlogits, logits, targets, N, V, dloss);
+  LH_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace lh::cuda

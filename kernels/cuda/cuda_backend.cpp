@@ -1,0 +1,203 @@
+// The CUDA backend: bf16 activations and compute weights, fp32 master weights, gradients, moments
+// and statistics. GEMMs through cuBLASLt, attention through cuDNN, everything else hand-written
+// (kernels.h). All work is queued on one stream; host transfers synchronise it.
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <map>
+#include <stdexcept>
+#include <tuple>
+#include <vector>
+
+#include "cublaslt_matmul.h"
+#include "cuda_check.h"
+#include "cudnn_sdpa.h"
+#include "kernels.h"
+#include "lighthouse/backend.h"
+#include "lighthouse/device.h"
+#include "lighthouse/ops/cpu_reference.h"
+
+namespace lh {
+namespace {
+
+using cuda::bf16;
+
+bf16* bf(const Tensor& t, const char* what) {
+  if (t.dtype != DType::BF16) throw std::logic_error(std::string(what) + ": expected a BF16 tensor, got " + dtype_name(t.dtype));
+  return static_cast<bf16*>(t.data);
+}
+float* f32(const Tensor& t) { return t.as<float>(); }
+int32_t* i32(const Tensor& t) { return t.as<int32_t>(); }
+
+class CudaBackend final : public Backend {
+ public:
+  // The device is selected before any member (cuBLASLt, cuDNN) allocates on it.
+  explicit CudaBackend(int device) : device_(select(device)) {
+    LH_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    LH_CUDA_CHECK(cudaMalloc(&reduce_result_, sizeof(double)));
+  }
+  ~CudaBackend() override {
+    if (scratch_) cudaFree(scratch_);
+    if (reduce_result_) cudaFree(reduce_result_);
+    if (stream_) cudaStreamDestroy(stream_);
+  }
+
+  Device device() const override { return Device::CUDA; }
+  std::string name() const override { return "cuda:" + std::to_string(device_) + " (" + cuda_device_description(device_) + ")"; }
+  DType param_dtype() const override { return DType::F32; }
+  DType act_dtype() const override { return DType::BF16; }
+
+  void copy_from_host(Tensor dst, const void* src) override {
+    LH_CUDA_CHECK(cudaMemcpyAsync(dst.data, src, dst.bytes(), cudaMemcpyHostToDevice, stream_));
+    synchronize();  // the host buffer may go away as soon as we return
+  }
+  void copy_to_host(void* dst, const Tensor& src) override {
+    LH_CUDA_CHECK(cudaMemcpyAsync(dst, src.data, src.bytes(), cudaMemcpyDeviceToHost, stream_));
+    synchronize();
+  }
+  void fill_zero(Tensor t) override { LH_CUDA_CHECK(cudaMemsetAsync(t.data, 0, t.bytes(), stream_)); }
+  void synchronize() override { LH_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+  void convert(Tensor dst, const Tensor& src) override {
+    if (dst.numel != src.numel) throw std::invalid_argument("convert: element counts differ");
+    if (dst.dtype == src.dtype) {
+      LH_CUDA_CHECK(cudaMemcpyAsync(dst.data, src.data, dst.bytes(), cudaMemcpyDeviceToDevice, stream_));
+    } else if (dst.dtype == DType::BF16 && src.dtype == DType::F32) {
+      cuda::convert_f32_to_bf16(bf(dst, "convert"), f32(src), dst.numel, stream_);
+    } else if (dst.dtype == DType::F32 && src.dtype == DType::BF16) {
+      cuda::convert_bf16_to_f32(f32(dst), bf(src, "convert"), dst.numel, stream_);
+    } else {
+      throw std::invalid_argument(std::string("convert: ") + dtype_name(src.dtype) + " -> " + dtype_name(dst.dtype));
+    }
+  }
+
+  void embedding_forward(Tensor out, const Tensor& tokens, const Tensor& wte, int N, int C) override {
+    cuda::embedding_forward(bf(out, "embedding"), i32(tokens), bf(wte, "embedding"), N, C, stream_);
+  }
+  void embedding_backward(Tensor dwte, const Tensor& dout, const Tensor& tokens, int N, int C) override {
+    cuda::embedding_backward(f32(dwte), bf(dout, "embedding"), i32(tokens), N, C, int(dwte.numel / C), stream_);
+  }
+  void rmsnorm_forward(Tensor out, Tensor rstd, const Tensor& x, const Tensor& w, int N, int C, double eps) override {
+    cuda::rmsnorm_forward(bf(out, "rmsnorm"), f32(rstd), bf(x, "rmsnorm"), bf(w, "rmsnorm"), N, C, float(eps), stream_);
+  }
+  void rmsnorm_backward(Tensor dx, Tensor dw, const Tensor& dout, const Tensor& x, const Tensor& w,
+                        const Tensor& rstd, int N, int C) override {
+    void* scratch = scratch_bytes(cuda::rmsnorm_backward_scratch_bytes(N, C));
+    cuda::rmsnorm_backward(bf(dx, "rmsnorm"), f32(dw), bf(dout, "rmsnorm"), bf(x, "rmsnorm"), bf(w, "rmsnorm"),
+                           f32(rstd), N, C, scratch, stream_);
+  }
+  void matmul_forward(Tensor out, const Tensor& x, const Tensor& w, int N, int IC, int OC) override {
+    gemm_.forward(bf(out, "matmul"), bf(x, "matmul"), bf(w, "matmul"), N, IC, OC, stream_);
+  }
+  void matmul_backward(Tensor dx, Tensor dw, const Tensor& dout, const Tensor& x, const Tensor& w, int N, int IC,
+                       int OC) override {
+    if (dx.data) gemm_.backward_input(bf(dx, "matmul"), bf(dout, "matmul"), bf(w, "matmul"), N, IC, OC, stream_);
+    gemm_.backward_weight(f32(dw), bf(dout, "matmul"), bf(x, "matmul"), N, IC, OC, stream_);
+  }
+  void rope_forward(Tensor qkv, int B, int T, int H, int Hkv, int D, double theta) override {
+    cuda::rope_forward(bf(qkv, "rope"), rope_table(T, D, theta), B, T, H, Hkv, D, stream_);
+  }
+  void rope_backward(Tensor dqkv, int B, int T, int H, int Hkv, int D, double theta) override {
+    cuda::rope_backward(bf(dqkv, "rope"), rope_table(T, D, theta), B, T, H, Hkv, D, stream_);
+  }
+  void attention_forward(Tensor out, Tensor lse, const Tensor& qkv, int B, int T, int H, int Hkv, int D) override {
+    const bf16* base = bf(qkv, "attention");
+    sdpa_.forward(cuda::fused_qkv_shape(B, T, H, Hkv, D), base, base + cuda::fused_k_offset(H, D),
+                  base + cuda::fused_v_offset(H, Hkv, D), bf(out, "attention"), f32(lse), scale(D), stream_);
+  }
+  void attention_backward(Tensor dqkv, const Tensor& dout, const Tensor& qkv, const Tensor& out, const Tensor& lse,
+                          int B, int T, int H, int Hkv, int D) override {
+    const bf16* base = bf(qkv, "attention");
+    bf16* dbase = bf(dqkv, "attention");
+    const int64_t ko = cuda::fused_k_offset(H, D), vo = cuda::fused_v_offset(H, Hkv, D);
+    sdpa_.backward(cuda::fused_qkv_shape(B, T, H, Hkv, D), base, base + ko, base + vo, bf(out, "attention"),
+                   bf(dout, "attention"), f32(lse), dbase, dbase + ko, dbase + vo, scale(D), stream_);
+  }
+  void swiglu_forward(Tensor out, const Tensor& gate_up, int N, int F) override {
+    cuda::swiglu_forward(bf(out, "swiglu"), bf(gate_up, "swiglu"), N, F, stream_);
+  }
+  void swiglu_backward(Tensor dgate_up, const Tensor& dout, const Tensor& gate_up, int N, int F) override {
+    cuda::swiglu_backward(bf(dgate_up, "swiglu"), bf(dout, "swiglu"), bf(gate_up, "swiglu"), N, F, stream_);
+  }
+  void residual_forward(Tensor out, const Tensor& a, const Tensor& b) override {
+    cuda::residual_forward(bf(out, "residual"), bf(a, "residual"), bf(b, "residual"), out.numel, stream_);
+  }
+  void accumulate(Tensor dst, const Tensor& src) override {
+    cuda::accumulate(bf(dst, "accumulate"), bf(src, "accumulate"), dst.numel, stream_);
+  }
+  void cross_entropy_forward(Tensor losses, const Tensor& logits, const Tensor& targets, int N, int V) override {
+    cuda::cross_entropy_forward(f32(losses), bf(logits, "cross_entropy"), i32(targets), N, V, stream_);
+  }
+  void cross_entropy_backward(Tensor dlogits, const Tensor& logits, const Tensor& targets, int N, int V,
+                              double dloss) override {
+    cuda::cross_entropy_backward(bf(dlogits, "cross_entropy"), bf(logits, "cross_entropy"), i32(targets), N, V,
+                                 float(dloss), stream_);
+  }
+  double sum_squares(const Tensor& x) override {
+    void* scratch = scratch_bytes(cuda::sum_squares_scratch_bytes(x.numel));
+    cuda::sum_squares(reduce_result_, f32(x), x.numel, scratch, stream_);
+    double result = 0.0;
+    LH_CUDA_CHECK(cudaMemcpyAsync(&result, reduce_result_, sizeof result, cudaMemcpyDeviceToHost, stream_));
+    synchronize();
+    return result;
+  }
+  void scale_inplace(Tensor x, double s) override { cuda::scale_inplace(f32(x), x.numel, float(s), stream_); }
+  void adamw_update(Tensor p, const Tensor& g, Tensor m, Tensor v, Tensor copy, double lr, double b1, double b2,
+                    double eps, double wd, int step) override {
+    bf16* copy_ptr = copy.data ? bf(copy, "adamw") : nullptr;
+    cuda::adamw_update(f32(p), f32(g), f32(m), f32(v), copy_ptr, p.numel, float(lr), float(b1), float(b2),
+                       float(eps), float(wd), step, stream_);
+  }
+
+ protected:
+  void* raw_alloc(size_t bytes) override {
+    void* p = nullptr;
+    LH_CUDA_CHECK(cudaMalloc(&p, bytes));
+    return p;
+  }
+  void raw_free(void* p) override { cudaFree(p); }
+
+ private:
+  static int select(int device) {
+    LH_CUDA_CHECK(cudaSetDevice(device));
+    return device;
+  }
+  static float scale(int D) { return 1.0f / std::sqrt(float(D)); }
+
+  void* scratch_bytes(size_t bytes) {
+    if (bytes > scratch_size_) {
+      synchronize();  // the old scratch may still be in use by queued kernels
+      if (scratch_) LH_CUDA_CHECK(cudaFree(scratch_));
+      scratch_ = nullptr;
+      LH_CUDA_CHECK(cudaMalloc(&scratch_, bytes));
+      scratch_size_ = bytes;
+    }
+    return scratch_;
+  }
+
+  // The (cos, sin) table of the CPU reference, uploaded once per (T, D, theta).
+  const float* rope_table(int T, int D, double theta) {
+    auto& buf = rope_tables_[std::make_tuple(T, D, theta)];
+    if (!buf.view().data) {
+      std::vector<float> host(size_t(T) * D);
+      cpu::rope_cos_sin_table(host.data(), T, D, theta);
+      buf = allocate(DType::F32, host.size());
+      copy_from_host(buf.view(), host.data());
+    }
+    return static_cast<const float*>(buf.view().data);
+  }
+
+  int device_;
+  cudaStream_t stream_ = nullptr;
+  cuda::CublasLtMatmul gemm_;
+  cuda::CudnnSdpa sdpa_;
+  void* scratch_ = nullptr;
+  size_t scratch_size_ = 0;
+  double* reduce_result_ = nullptr;
+  std::map<std::tuple<int, int, double>, Buffer> rope_tables_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cuda_backend(int device) { return std::make_unique<CudaBackend>(device); }
+
+}  // namespace lh

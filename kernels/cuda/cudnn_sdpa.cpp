@@ -1,0 +1,207 @@
+#include "cudnn_sdpa.h"
+
+#include <limits>
+
+#include "cuda_check.h"
+
+namespace lh::cuda {
+namespace {
+
+using Dims = CudnnGraph::Dims;
+
+// Unique ids of the tensors bound at execution time.
+enum Uid : int64_t { kQ = 1, kK, kV, kO, kStats, kScale, kNegInf, kOne, kDO, kDQ, kDK, kDV, kSoftmaxSum };
+
+Dims dims4(int64_t b, int64_t h, int64_t s, int64_t d) { return {b, h, s, d}; }
+Dims strides(const Strides4& s) { return {s[0], s[1], s[2], s[3]}; }
+// The transposed view [b, h, d, s] of a [b, h, s, d] tensor: same memory, last two dims swapped.
+Dims transposed(const Strides4& s) { return {s[0], s[1], s[3], s[2]}; }
+Dims row_stats_strides(const SdpaShape& sh) { return {sh.hq * sh.s, sh.s, 1, 1}; }
+
+constexpr size_t kScratchAlign = 256;
+size_t round_up(size_t n) { return (n + kScratchAlign - 1) / kScratchAlign * kScratchAlign; }
+
+// The causal mask on a [b, hq, s, s] score tensor: keep (row >= col), else -inf.
+const CudnnDesc& causal_mask(CudnnGraph& g, const SdpaShape& sh, const CudnnDesc& scores) {
+  const Dims ss = dims4(sh.b, sh.hq, sh.s, sh.s);
+  const CudnnDesc& row = g.virt(CUDNN_DATA_INT32, ss);
+  const CudnnDesc& col = g.virt(CUDNN_DATA_INT32, ss);
+  g.gen_index(scores, 2, row);
+  g.gen_index(scores, 3, col);
+  const CudnnDesc& keep = g.virt(CUDNN_DATA_BOOLEAN, ss);
+  g.pointwise(CUDNN_POINTWISE_CMP_GE, CUDNN_DATA_BOOLEAN, row, &col, keep);
+  const CudnnDesc& masked = g.virt(CUDNN_DATA_FLOAT, ss);
+  const CudnnDesc& neg_inf = g.scalar(kNegInf, CUDNN_DATA_FLOAT);
+  g.pointwise(CUDNN_POINTWISE_BINARY_SELECT, CUDNN_DATA_FLOAT, scores, &neg_inf, masked, &keep);
+  return masked;
+}
+
+std::unique_ptr<CudnnPlan> build_forward(cudnnHandle_t handle, const SdpaShape& sh) {
+  CudnnGraph g;
+  const auto bf = CUDNN_DATA_BFLOAT16, f32 = CUDNN_DATA_FLOAT;
+  const Dims ss = dims4(sh.b, sh.hq, sh.s, sh.s), rows = dims4(sh.b, sh.hq, sh.s, 1);
+  const CudnnDesc& q = g.tensor(kQ, bf, dims4(sh.b, sh.hq, sh.s, sh.d), strides(sh.q));
+  const CudnnDesc& kt = g.tensor(kK, bf, dims4(sh.b, sh.hk, sh.d, sh.s), transposed(sh.k));
+  const CudnnDesc& v = g.tensor(kV, bf, dims4(sh.b, sh.hk, sh.s, sh.d), strides(sh.v));
+  const CudnnDesc& o = g.tensor(kO, bf, dims4(sh.b, sh.hq, sh.s, sh.d), strides(sh.o));
+  const CudnnDesc& stats = g.tensor(kStats, f32, rows, row_stats_strides(sh));
+  const CudnnDesc& scale = g.scalar(kScale, f32);
+
+  const CudnnDesc& s0 = g.virt(f32, ss);
+  g.matmul(q, kt, s0);
+  const CudnnDesc& s1 = g.virt(f32, ss);
+  g.pointwise(CUDNN_POINTWISE_MUL, f32, s0, &scale, s1);
+  const CudnnDesc& s2 = causal_mask(g, sh, s1);
+  const CudnnDesc& m = g.virt(f32, rows);
+  g.reduction(CUDNN_REDUCE_TENSOR_MAX, s2, m);
+  const CudnnDesc& centered = g.virt(f32, ss);
+  g.pointwise(CUDNN_POINTWISE_SUB, f32, s2, &m, centered);
+  const CudnnDesc& e = g.virt(f32, ss);
+  g.pointwise(CUDNN_POINTWISE_EXP, f32, centered, nullptr, e);
+  const CudnnDesc& z = g.virt(f32, rows);
+  g.reduction(CUDNN_REDUCE_TENSOR_ADD, e, z);
+  const CudnnDesc& log_z = g.virt(f32, rows);
+  g.pointwise(CUDNN_POINTWISE_LOG, f32, z, nullptr, log_z);
+  g.pointwise(CUDNN_POINTWISE_ADD, f32, m, &log_z, stats);
+  const CudnnDesc& p = g.virt(bf, ss);  // bf16: both matmul inputs must share a type
+  g.pointwise(CUDNN_POINTWISE_DIV, f32, e, &z, p);
+  g.matmul(p, v, o);
+  return std::make_unique<CudnnPlan>(g.build(handle));
+}
+
+// dK / dV of every query head, summed over each GQA group when hq > hk.
+void grouped_matmul(CudnnGraph& g, const SdpaShape& sh, const CudnnDesc& a, const CudnnDesc& b,
+                    const CudnnDesc& out) {
+  if (sh.hq == sh.hk) {
+    g.matmul(a, b, out);
+    return;
+  }
+  const CudnnDesc& per_head = g.virt(CUDNN_DATA_BFLOAT16, dims4(sh.b, sh.hq, sh.s, sh.d));
+  g.matmul(a, b, per_head);
+  g.reduction(CUDNN_REDUCE_TENSOR_ADD, per_head, out);
+}
+
+std::unique_ptr<CudnnPlan> build_backward(cudnnHandle_t handle, const SdpaShape& sh) {
+  CudnnGraph g;
+  const auto bf = CUDNN_DATA_BFLOAT16, f32 = CUDNN_DATA_FLOAT;
+  const Dims ss = dims4(sh.b, sh.hq, sh.s, sh.s), rows = dims4(sh.b, sh.hq, sh.s, 1);
+  const Dims qd = dims4(sh.b, sh.hq, sh.s, sh.d), kd = dims4(sh.b, sh.hk, sh.s, sh.d);
+  const CudnnDesc& q = g.tensor(kQ, bf, qd, strides(sh.q));
+  const CudnnDesc& kt = g.tensor(kK, bf, dims4(sh.b, sh.hk, sh.d, sh.s), transposed(sh.k));
+  const CudnnDesc& vt = g.tensor(kV, bf, dims4(sh.b, sh.hk, sh.d, sh.s), transposed(sh.v));
+  const CudnnDesc& o = g.tensor(kO, bf, qd, strides(sh.o));
+  const CudnnDesc& dout = g.tensor(kDO, bf, qd, strides(sh.o));
+  const CudnnDesc& stats = g.tensor(kStats, f32, rows, row_stats_strides(sh));
+  const CudnnDesc& dq = g.tensor(kDQ, bf, qd, strides(sh.q));
+  const CudnnDesc& dk = g.tensor(kDK, bf, kd, strides(sh.k));
+  const CudnnDesc& dv = g.tensor(kDV, bf, kd, strides(sh.v));
+  const CudnnDesc& scale = g.scalar(kScale, f32);
+  const CudnnDesc& one = g.scalar(kOne, f32);
+
+  // softmax_sum = rowsum(dO * O): the "D" term of the softmax backward, kept in fp32 scratch.
+  const CudnnDesc& d_o = g.virt(f32, qd);
+  g.pointwise(CUDNN_POINTWISE_MUL, f32, dout, &o, d_o);
+  const CudnnDesc& rowsum = g.virt(f32, rows);
+  g.reduction(CUDNN_REDUCE_TENSOR_ADD, d_o, rowsum);
+  const CudnnDesc& softmax_sum = g.tensor(kSoftmaxSum, f32, rows, CudnnGraph::contiguous_strides(rows));
+  g.pointwise(CUDNN_POINTWISE_MUL, f32, rowsum, &one, softmax_sum);
+
+  // P recomputed from the saved log-sum-exp.
+  const CudnnDesc& s0 = g.virt(f32, ss);
+  g.matmul(q, kt, s0);
+  const CudnnDesc& s1 = g.virt(f32, ss);
+  g.pointwise(CUDNN_POINTWISE_MUL, f32, s0, &scale, s1);
+  const CudnnDesc& s2 = g.virt(f32, ss);
+  g.pointwise(CUDNN_POINTWISE_SUB, f32, s1, &stats, s2);
+  const CudnnDesc& s3 = causal_mask(g, sh, s2);
+  const CudnnDesc& p = g.virt(f32, ss);
+  g.pointwise(CUDNN_POINTWISE_EXP, f32, s3, nullptr, p);
+
+  // dV = P^T dO
+  const Dims ss_t = {sh.hq * sh.s * sh.s, sh.s * sh.s, 1, sh.s};  // [b, hq, s_kv, s_q] view strides
+  const CudnnDesc& p_t = g.virt(bf, dims4(sh.b, sh.hq, sh.s, sh.s), ss_t);
+  g.reshape(p, p_t);
+  grouped_matmul(g, sh, p_t, dout, dv);
+
+  // dS = P * (dO V^T - softmax_sum) * scale
+  const CudnnDesc& dp = g.virt(f32, ss);
+  g.matmul(dout, vt, dp);
+  const CudnnDesc& dp_c = g.virt(f32, ss);
+  g.pointwise(CUDNN_POINTWISE_SUB, f32, dp, &softmax_sum, dp_c);
+  const CudnnDesc& ds0 = g.virt(f32, ss);
+  g.pointwise(CUDNN_POINTWISE_MUL, f32, dp_c, &p, ds0);
+  const CudnnDesc& ds = g.virt(bf, ss);
+  g.pointwise(CUDNN_POINTWISE_MUL, f32, ds0, &scale, ds);
+
+  // dK = dS^T Q;  dQ = dS K (deterministic: written directly, no fp32 atomics buffer)
+  const CudnnDesc& ds_t = g.virt(bf, dims4(sh.b, sh.hq, sh.s, sh.s), ss_t);
+  g.reshape(ds, ds_t);
+  grouped_matmul(g, sh, ds_t, q, dk);
+  const CudnnDesc& k = g.virt(bf, kd, strides(sh.k));
+  g.reshape(kt, k);
+  g.matmul(ds, k, dq);
+  return std::make_unique<CudnnPlan>(g.build(handle));
+}
+
+}  // namespace
+
+SdpaShape fused_qkv_shape(int B, int T, int H, int Hkv, int D) {
+  const int64_t row = int64_t(H + 2 * Hkv) * D;  // elements per token of the fused qkv
+  SdpaShape s;
+  s.b = B, s.hq = H, s.hk = Hkv, s.s = T, s.d = D;
+  s.q = {T * row, D, row, 1};
+  s.k = s.q;
+  s.v = s.q;
+  s.o = {int64_t(T) * H * D, D, int64_t(H) * D, 1};
+  return s;
+}
+
+CudnnSdpa::CudnnSdpa() { LH_CUDNN_CHECK(cudnnCreate(&handle_)); }
+
+CudnnSdpa::~CudnnSdpa() {
+  if (workspace_) cudaFree(workspace_);
+  if (handle_) cudnnDestroy(handle_);
+}
+
+void* CudnnSdpa::workspace(size_t bytes) {
+  if (bytes > workspace_bytes_) {
+    if (workspace_) LH_CUDA_CHECK(cudaFree(workspace_));
+    workspace_ = nullptr;
+    LH_CUDA_CHECK(cudaMalloc(&workspace_, bytes));
+    workspace_bytes_ = bytes;
+  }
+  return workspace_;
+}
+
+void CudnnSdpa::forward(const SdpaShape& sh, const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
+                        __nv_bfloat16* o, float* stats, float scale, cudaStream_t stream) {
+  auto& plan = fwd_plans_[sh];
+  if (!plan) plan = build_forward(handle_, sh);
+  LH_CUDNN_CHECK(cudnnSetStream(handle_, stream));
+  float neg_inf = -std::numeric_limits<float>::infinity();
+  void* ws = workspace(size_t(plan->workspace_bytes));
+  cudnn_execute(handle_, *plan, {kQ, kK, kV, kO, kStats, kScale, kNegInf},
+                {const_cast<__nv_bfloat16*>(q), const_cast<__nv_bfloat16*>(k), const_cast<__nv_bfloat16*>(v), o,
+                 stats, &scale, &neg_inf},
+                ws);
+}
+
+void CudnnSdpa::backward(const SdpaShape& sh, const __nv_bfloat16* q, const __nv_bfloat16* k,
+                         const __nv_bfloat16* v, const __nv_bfloat16* o, const __nv_bfloat16* dout,
+                         const float* stats, __nv_bfloat16* dq, __nv_bfloat16* dk, __nv_bfloat16* dv, float scale,
+                         cudaStream_t stream) {
+  auto& plan = bwd_plans_[sh];
+  if (!plan) plan = build_backward(handle_, sh);
+  LH_CUDNN_CHECK(cudnnSetStream(handle_, stream));
+  // The softmax_sum scratch sits in front of the plan's own workspace.
+  const size_t scratch = round_up(size_t(sizeof(float)) * sh.b * sh.hq * sh.s);
+  char* ws = static_cast<char*>(workspace(scratch + size_t(plan->workspace_bytes)));
+  float neg_inf = -std::numeric_limits<float>::infinity(), one = 1.0f;
+  auto cv = [](const __nv_bfloat16* p) { return static_cast<void*>(const_cast<__nv_bfloat16*>(p)); };
+  cudnn_execute(handle_, *plan, {kQ, kK, kV, kO, kDO, kStats, kDQ, kDK, kDV, kScale, kOne, kNegInf, kSoftmaxSum},
+                {cv(q), cv(k), cv(v), cv(o), cv(dout), const_cast<float*>(stats), dq, dk, dv, &scale, &one,
+                 &neg_inf, ws},
+                ws + scratch);
+}
+
+}  // namespace lh::cuda

@@ -1,0 +1,60 @@
+// Causal scaled-dot-product attention through cuDNN's fused flash-attention engines, expressed as
+// a graph of matmul/pointwise/reduction ops (../shared/CUDNN_SDPA.md explains why not SDPA_FWD).
+// Arbitrary strides, so it reads q/k/v straight from the fused qkv activation [B, T, (H+2Hkv)*D]
+// (dense layers) or from packed [B, H, S, D] buffers (Lighthouse's inner attention). GQA native:
+// K/V are never repeated in memory. Plans are cached per shape; backward is the deterministic
+// variant.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <cudnn.h>
+
+#include <array>
+#include <map>
+#include <memory>
+#include <tuple>
+
+#include "cudnn_graph.h"
+
+namespace lh::cuda {
+
+// Element strides of a [b, h, s, d] view (d must be innermost: stride 1).
+using Strides4 = std::array<int64_t, 4>;
+
+struct SdpaShape {
+  int64_t b = 1, hq = 1, hk = 1, s = 1, d = 64;
+  Strides4 q{}, k{}, v{}, o{};  // dq/dk/dv/do share the strides of q/k/v/o
+  auto key() const { return std::tie(b, hq, hk, s, d, q, k, v, o); }
+  bool operator<(const SdpaShape& x) const { return key() < x.key(); }
+};
+
+// Views of the fused qkv layout [B, T, (H + 2*Hkv) * D] and of an output [B, T, H*D].
+SdpaShape fused_qkv_shape(int B, int T, int H, int Hkv, int D);
+// Element offsets of K and V inside a fused qkv row.
+inline int64_t fused_k_offset(int H, int D) { return int64_t(H) * D; }
+inline int64_t fused_v_offset(int H, int Hkv, int D) { return int64_t(H + Hkv) * D; }
+
+class CudnnSdpa {
+ public:
+  CudnnSdpa();
+  ~CudnnSdpa();
+  CudnnSdpa(const CudnnSdpa&) = delete;
+  CudnnSdpa& operator=(const CudnnSdpa&) = delete;
+
+  // o = softmax(q k^T * scale + causal mask) v; stats [b, hq, s] = log-sum-exp per row (fp32).
+  void forward(const SdpaShape& shape, const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
+               __nv_bfloat16* o, float* stats, float scale, cudaStream_t stream);
+  // Writes dq, dk, dv (strides of q, k, v).
+  void backward(const SdpaShape& shape, const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
+                const __nv_bfloat16* o, const __nv_bfloat16* dout, const float* stats, __nv_bfloat16* dq,
+                __nv_bfloat16* dk, __nv_bfloat16* dv, float scale, cudaStream_t stream);
+
+ private:
+  void* workspace(size_t bytes);
+  cudnnHandle_t handle_ = nullptr;
+  std::map<SdpaShape, std::unique_ptr<CudnnPlan>> fwd_plans_, bwd_plans_;
+  void* workspace_ = nullptr;
+  size_t workspace_bytes_ = 0;
+};
+
+}  // namespace lh::cuda

@@ -1,0 +1,83 @@
+// Device helpers shared by the hand-written kernels: 16-byte vector loads/stores (8 bf16 or 4+4
+// floats per transaction, the widest a thread can issue, so a warp moves 512 contiguous bytes per
+// instruction), a deterministic warp reduction, and the host-side grid sizing of grid-stride loops.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+
+#include "cuda_check.h"
+#include "kernels.h"
+
+namespace lh::cuda::detail {
+
+constexpr int kVec = 8;  // bf16 per 16-byte vector
+
+inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+__device__ __forceinline__ void load8(float (&f)[8], const bf16* p) {
+  const uint4 raw = *reinterpret_cast<const uint4*>(p);
+  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 t = __bfloat1622float2(h[i]);
+    f[2 * i] = t.x;
+    f[2 * i + 1] = t.y;
+  }
+}
+
+__device__ __forceinline__ void store8(bf16* p, const float (&f)[8]) {
+  uint4 raw;
+  __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&raw);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) h[i] = __floats2bfloat162_rn(f[2 * i], f[2 * i + 1]);
+  *reinterpret_cast<uint4*>(p) = raw;
+}
+
+__device__ __forceinline__ void load8(float (&f)[8], const float* p) {
+  const float4 a = reinterpret_cast<const float4*>(p)[0];
+  const float4 b = reinterpret_cast<const float4*>(p)[1];
+  f[0] = a.x; f[1] = a.y; f[2] = a.z; f[3] = a.w;
+  f[4] = b.x; f[5] = b.y; f[6] = b.z; f[7] = b.w;
+}
+
+__device__ __forceinline__ void store8(float* p, const float (&f)[8]) {
+  reinterpret_cast<float4*>(p)[0] = make_float4(f[0], f[1], f[2], f[3]);
+  reinterpret_cast<float4*>(p)[1] = make_float4(f[4], f[5], f[6], f[7]);
+}
+
+// Butterfly sum: every lane ends with the same bits (IEEE addition is commutative, and each step
+// pairs the same partners whatever the timing), so row statistics are deterministic.
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+__device__ __forceinline__ size_t global_thread() {
+  return static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+}
+__device__ __forceinline__ size_t grid_threads() { return static_cast<size_t>(gridDim.x) * blockDim.x; }
+
+// Grid for a grid-stride loop over `items`: enough blocks to fill every SM several times over, no
+// more (beyond that, extra blocks only add scheduling). Used only for elementwise kernels, whose
+// results never depend on the grid. The SM count is read once per device.
+inline unsigned grid_for(size_t items, int threads, int blocks_per_sm = 16) {
+  static thread_local int cached_device = -1, cached_sms = 0;  // per host thread: one GPU each
+  int dev = 0;
+  LH_CUDA_CHECK(cudaGetDevice(&dev));
+  if (dev != cached_device) {
+    LH_CUDA_CHECK(cudaDeviceGetAttribute(&cached_sms, cudaDevAttrMultiProcessorCount, dev));
+    cached_device = dev;
+  }
+  const size_t want = (items + threads - 1) / threads;
+  const size_t cap = static_cast<size_t>(cached_sms) * blocks_per_sm;
+  return static_cast<unsigned>(std::max<size_t>(1, std::min(want, cap)));
+}
+
+inline unsigned ceil_div(size_t a, size_t b) { return static_cast<unsigned>((a + b - 1) / b); }
+
+}  // namespace lh::cuda::detail

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# On a GPU machine: builds (unless build/ already holds binaries built elsewhere), runs the GPU
+# tests and the benchmarks, writes everything under OUT_DIR and ends with a short table.
+#   scripts/gpu_check.sh [OUT_DIR]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-gpu_check}
+mkdir -p "$out"
+if [ ! -x build/lighthouse ] || [ ! -x build/lighthouse_tests ]; then scripts/build.sh || exit 1; fi
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$out/gpu.txt" 2>&1
+
+build/lighthouse_tests "[gpu]" > "$out/gpu_tests.log" 2>&1
+tests_rc=$?
+build/lighthouse bench --device cuda --out "$out/attention.json" attention \
+  --seq-lens 4096 8192 16384 32768 65536 131072 > "$out/bench_attention.log" 2>&1
+for T in 4096 32768; do
+  mb=$(( 32768 / T )); [ "$mb" -lt 1 ] && mb=1
+  build/lighthouse bench --device cuda --out "$out/train_$T.json" train --config configs/llama270m_98k_dense.json \
+    --set data.seq_len=$T --set data.micro_batch=$mb --set training.global_batch=0 --set training.grad_accum=1 \
+    > "$out/bench_train_$T.log" 2>&1
+done
+
+echo "== $(cat "$out/gpu.txt")"
+echo "GPU tests: $(tail -2 "$out/gpu_tests.log" | tr '\n' ' ') (exit $tests_rc)"
+printf "%-28s %s\n" "benchmark" "result"
+grep -h "attention N=" "$out/bench_attention.log" | sed 's/^/  /'
+for T in 4096 32768; do printf "  train 270M T=%-6s %s\n" "$T" "$(grep -h 'train step' "$out/bench_train_$T.log")"; done
+exit $tests_rc

@@ -1,0 +1,53 @@
+#include <cstdio>
+
+#include "bench/timing.h"
+#include "lighthouse/bench.h"
+#include "lighthouse/model.h"
+#include "lighthouse/optimizer.h"
+#include "lighthouse/rng.h"
+
+namespace lh {
+
+nlohmann::json bench_train(Backend& be, const Config& cfg, const TrainBenchOptions& o) {
+  const int B = cfg.data.micro_batch, T = cfg.data.seq_len, accum = cfg.grad_accum_steps(1);
+  LlamaModel model(cfg.model, be);
+  model.init_weights(cfg.training.seed);
+  model.set_attention(make_attention(cfg.phase_at(0), cfg.model));
+  AdamW opt(cfg.optimizer, model.layout(), be);
+  Rng rng(cfg.training.seed);
+  std::vector<int32_t> tok(size_t(B) * T), tgt(size_t(B) * T);
+  for (auto& t : tok) t = int32_t(rng.below(cfg.model.vocab_size));
+  for (auto& t : tgt) t = int32_t(rng.below(cfg.model.vocab_size));
+  auto step = [&] {
+    model.zero_grads();
+    for (int m = 0; m < accum; ++m) {
+      model.forward(tok.data(), tgt.data(), B, T);
+      model.backward(1.0 / accum);
+    }
+    opt.step(model.params(), model.grads(), model.compute_copy(), 1e-4);
+  };
+  const double ms = median_ms(be, o.warmup, o.steps, step);
+  const double tokens = double(B) * T * accum;
+  const double non_embedding = double(model.layout().total() - model.layout().at("embed").numel);
+  const double flops_per_token = 6.0 * non_embedding + 6.0 * cfg.model.n_layers * T * cfg.model.q_dim();
+  const double tflops = flops_per_token * tokens / ms * 1e-9;
+  nlohmann::json r = {{"benchmark", "train_step"},
+                      {"backend", be.name()},
+                      {"parameters", model.layout().total()},
+                      {"tokens_per_step", tokens},
+                      {"micro_batch", B},
+                      {"seq_len", T},
+                      {"grad_accum", accum},
+                      {"attention", cfg.phase_at(0).attention},
+                      {"step_ms", ms},
+                      {"tokens_per_s", tokens / ms * 1e3},
+                      {"model_tflops", tflops},
+                      {"mfu", tflops / o.peak_tflops},
+                      {"peak_buffer_bytes", be.peak_bytes()}};
+  std::printf("train step: %.1f ms, %.0f tokens/s, %.1f TFLOP/s, MFU %.1f%% (of %.0f TFLOP/s), peak buffers %.2f GiB\n",
+              ms, r["tokens_per_s"].get<double>(), tflops, 100.0 * tflops / o.peak_tflops, o.peak_tflops,
+              be.peak_bytes() / double(1 << 30));
+  return r;
+}
+
+}  // namespace lh

@@ -1,0 +1,54 @@
+// lighthouse bench attention|train ... : timings as JSON (stdout summary, --out file).
+#include <fstream>
+
+#include "cli/commands.h"
+#include "lighthouse/bench.h"
+#include "lighthouse/trainer.h"
+
+namespace {
+struct BenchArgs {
+  std::string device = "auto", out, config;
+  std::vector<std::string> overrides;
+  lh::AttentionBenchOptions attention;
+  lh::TrainBenchOptions train;
+};
+
+void write_result(const nlohmann::json& j, const std::string& path) {
+  if (path.empty()) return;
+  std::ofstream out(path);
+  out << j.dump(2) << "\n";
+  if (!out) throw std::runtime_error(path + ": cannot write the benchmark result");
+}
+}  // namespace
+
+void register_bench_command(CLI::App& app) {
+  auto a = std::make_shared<BenchArgs>();
+  CLI::App* cmd = app.add_subcommand("bench", "Benchmarks: attention layer, training step");
+  cmd->require_subcommand(1);
+  cmd->add_option("--device", a->device, "auto | cpu | cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  cmd->add_option("--out", a->out, "Write the results as JSON here");
+
+  CLI::App* att = cmd->add_subcommand("attention", "Dense causal attention forward / forward+backward of one layer");
+  att->add_option("--seq-lens", a->attention.seq_lens, "Sequence lengths");
+  att->add_option("--batch", a->attention.batch)->check(CLI::PositiveNumber);
+  att->add_option("--heads", a->attention.heads)->check(CLI::PositiveNumber);
+  att->add_option("--kv-heads", a->attention.kv_heads)->check(CLI::PositiveNumber);
+  att->add_option("--head-dim", a->attention.head_dim)->check(CLI::PositiveNumber);
+  att->add_option("--iters", a->attention.iters)->check(CLI::PositiveNumber);
+  att->callback([a] {
+    auto be = lh::make_backend(a->device);
+    write_result(lh::bench_attention(*be, a->attention), a->out);
+  });
+
+  CLI::App* tr = cmd->add_subcommand("train", "Training steps of a config on random tokens (tokens/s, MFU)");
+  tr->add_option("-c,--config", a->config, "Config file")->required()->check(CLI::ExistingFile);
+  tr->add_option("--set", a->overrides, "Config overrides, e.g. --set data.seq_len=4096");
+  tr->add_option("--steps", a->train.steps)->check(CLI::PositiveNumber);
+  tr->add_option("--warmup", a->train.warmup)->check(CLI::NonNegativeNumber);
+  tr->add_option("--peak-tflops", a->train.peak_tflops, "Peak dense bf16 TFLOP/s of the card, for MFU");
+  tr->callback([a] {
+    const lh::Config cfg = lh::Config::load_file(a->config, a->overrides);
+    auto be = lh::make_backend(a->device);
+    write_result(lh::bench_train(*be, cfg, a->train), a->out);
+  });
+}

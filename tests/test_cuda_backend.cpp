@@ -1,0 +1,168 @@
+// The CUDA backend's cuBLASLt GEMMs and cuDNN attention against the CPU reference, the whole model
+// on both backends, GPU determinism and a short training run. Skipped without a GPU.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <vector>
+
+#include "lighthouse/backend.h"
+#include "lighthouse/host_io.h"
+#include "lighthouse/model.h"
+#include "lighthouse/ops/cpu_reference.h"
+#include "lighthouse/rng.h"
+#include "lighthouse/trainer.h"
+#include "support/gpu.h"
+#include "support/small_run.h"
+#include "support/temp_dir.h"
+
+namespace {
+
+// Random values already rounded to bf16, so both backends see identical inputs.
+std::vector<double> bf16_values(size_t n, uint64_t seed, double scale = 1.0) {
+  lh::Rng rng(seed);
+  std::vector<double> v(n);
+  for (auto& x : v) x = lh::bf16_to_float(lh::float_to_bf16(float(scale * rng.normal())));
+  return v;
+}
+
+lh::Buffer upload(lh::Backend& be, lh::DType t, const std::vector<double>& v) {
+  lh::Buffer b = be.allocate(t, v.size());
+  lh::upload_doubles(be, b.view(), v);
+  return b;
+}
+
+// ||a - b|| / ||b||: one number per tensor, robust to the few large relative errors of near-zero
+// entries that bf16 rounding produces.
+double rel_l2(const std::vector<double>& a, const std::vector<double>& b) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size(); ++i) num += (a[i] - b[i]) * (a[i] - b[i]), den += b[i] * b[i];
+  return std::sqrt(num / std::max(den, 1e-300));
+}
+
+std::vector<float> as_float(const std::vector<double>& v) { return std::vector<float>(v.begin(), v.end()); }
+
+}  // namespace
+
+TEST_CASE("cuda: cuBLASLt matmul forward and backward match the CPU reference", "[gpu][cuda]") {
+  LH_SKIP_WITHOUT_GPU();
+  auto gpu = lh::make_cuda_backend();
+  const int N = 300, IC = 136, OC = 264;
+  const auto x = bf16_values(size_t(N) * IC, 1), w = bf16_values(size_t(OC) * IC, 2, 0.1),
+             dout = bf16_values(size_t(N) * OC, 3);
+  auto gx = upload(*gpu, lh::DType::BF16, x), gw = upload(*gpu, lh::DType::BF16, w),
+       gd = upload(*gpu, lh::DType::BF16, dout);
+  auto gout = gpu->allocate(lh::DType::BF16, size_t(N) * OC), gdx = gpu->allocate(lh::DType::BF16, size_t(N) * IC);
+  auto gdw = upload(*gpu, lh::DType::F32, std::vector<double>(size_t(OC) * IC, 0.5));  // accumulates onto 0.5
+  gpu->matmul_forward(gout.view(), gx.view(), gw.view(), N, IC, OC);
+  gpu->matmul_backward(gdx.view(), gdw.view(), gd.view(), gx.view(), gw.view(), N, IC, OC);
+
+  auto fx = as_float(x), fw = as_float(w), fd = as_float(dout);
+  std::vector<float> out(size_t(N) * OC), dx(size_t(N) * IC), dw(size_t(OC) * IC, 0.5f);
+  lh::cpu::matmul_forward(out.data(), fx.data(), fw.data(), N, IC, OC);
+  lh::cpu::matmul_backward(dx.data(), dw.data(), fd.data(), fx.data(), fw.data(), N, IC, OC);
+  // bf16 outputs: one rounding of the fp32 result, ~2^-8 relative; fp32 dW: accumulation order only.
+  CHECK(rel_l2(lh::download_doubles(*gpu, gout.view()), {out.begin(), out.end()}) < 1e-2);
+  CHECK(rel_l2(lh::download_doubles(*gpu, gdx.view()), {dx.begin(), dx.end()}) < 1e-2);
+  CHECK(rel_l2(lh::download_doubles(*gpu, gdw.view()), {dw.begin(), dw.end()}) < 1e-5);
+}
+
+TEST_CASE("cuda: cuDNN attention forward and backward match the CPU reference (GQA, odd lengths)", "[gpu][cuda]") {
+  LH_SKIP_WITHOUT_GPU();
+  auto gpu = lh::make_cuda_backend();
+  struct Shape { int B, T, H, Hkv, D; };
+  const Shape shape = GENERATE(Shape{2, 128, 4, 4, 64}, Shape{1, 100, 8, 2, 128}, Shape{2, 1000, 4, 1, 64},
+                               Shape{1, 257, 2, 2, 128});
+  const auto [B, T, H, Hkv, D] = shape;
+  CAPTURE(B, T, H, Hkv, D);
+  const size_t W = size_t(H + 2 * Hkv) * D, n_qkv = size_t(B) * T * W, n_out = size_t(B) * T * H * D;
+  const auto qkv = bf16_values(n_qkv, 10), dout = bf16_values(n_out, 11);
+  auto gq = upload(*gpu, lh::DType::BF16, qkv), gdo = upload(*gpu, lh::DType::BF16, dout);
+  auto go = gpu->allocate(lh::DType::BF16, n_out), glse = gpu->allocate(lh::DType::F32, size_t(B) * H * T);
+  auto gdq = gpu->allocate(lh::DType::BF16, n_qkv);
+  gpu->attention_forward(go.view(), glse.view(), gq.view(), B, T, H, Hkv, D);
+  gpu->attention_backward(gdq.view(), gdo.view(), gq.view(), go.view(), glse.view(), B, T, H, Hkv, D);
+
+  auto fq = as_float(qkv), fdo = as_float(dout);
+  std::vector<float> out(n_out), lse(size_t(B) * H * T), dq(n_qkv);
+  lh::cpu::attention_forward(out.data(), lse.data(), fq.data(), B, T, H, Hkv, D);
+  lh::cpu::attention_backward(dq.data(), fdo.data(), fq.data(), out.data(), lse.data(), B, T, H, Hkv, D);
+  // bf16 P and dS inside the fused kernel: ~1e-2 relative; the fp32 log-sum-exp much tighter.
+  CHECK(rel_l2(lh::download_doubles(*gpu, go.view()), {out.begin(), out.end()}) < 1e-2);
+  CHECK(rel_l2(lh::download_doubles(*gpu, glse.view()), {lse.begin(), lse.end()}) < 1e-4);
+  CHECK(rel_l2(lh::download_doubles(*gpu, gdq.view()), {dq.begin(), dq.end()}) < 2e-2);
+}
+
+namespace {
+lh::ModelConfig small_model() {
+  lh::ModelConfig m;
+  m.dim = 128, m.n_layers = 2, m.n_heads = 2, m.n_kv_heads = 1, m.ffn_hidden = 320, m.vocab_size = 257;
+  m.max_seq_len = 192;
+  return m;
+}
+}  // namespace
+
+TEST_CASE("cuda: whole-model loss and gradients match the CPU reference, deterministically", "[gpu][cuda]") {
+  LH_SKIP_WITHOUT_GPU();
+  auto gpu = lh::make_cuda_backend();
+  auto cpu = lh::make_cpu_backend();
+  const lh::ModelConfig cfg = small_model();
+  lh::LlamaModel gm(cfg, *gpu), cm(cfg, *cpu);
+  gm.init_weights(5);
+  // The CPU model starts from the bf16-rounded weights the GPU computes with.
+  const auto w = lh::download_doubles(*gpu, gm.compute_copy());
+  lh::upload_doubles(*cpu, cm.params(), w);
+  for (auto* m : {&gm, &cm}) m->set_attention(lh::make_attention(lh::AttentionPhase{}, cfg));
+  const int B = 2, T = 192;
+  lh::Rng rng(9);
+  std::vector<int32_t> tok(B * T), tgt(B * T);
+  for (auto& t : tok) t = int32_t(rng.below(cfg.vocab_size));
+  for (auto& t : tgt) t = int32_t(rng.below(cfg.vocab_size));
+
+  gm.zero_grads();
+  cm.zero_grads();
+  const double gl = gm.forward(tok.data(), tgt.data(), B, T), cl = cm.forward(tok.data(), tgt.data(), B, T);
+  gm.backward();
+  cm.backward();
+  CHECK(gl == Approx(cl).epsilon(5e-3));
+  const auto gg = lh::download_doubles(*gpu, gm.grads()), cg = lh::download_doubles(*cpu, cm.grads());
+  for (const auto& e : gm.layout().entries()) {
+    const std::vector<double> a(gg.begin() + e.offset, gg.begin() + e.offset + e.numel);
+    const std::vector<double> b(cg.begin() + e.offset, cg.begin() + e.offset + e.numel);
+    INFO(e.name);
+    CHECK(rel_l2(a, b) < 5e-2);  // bf16 activations through two layers of backward
+  }
+  // Same inputs again: bit-identical gradients.
+  gm.zero_grads();
+  gm.forward(tok.data(), tgt.data(), B, T);
+  gm.backward();
+  CHECK(lh::download_doubles(*gpu, gm.grads()) == gg);
+}
+
+TEST_CASE("cuda: a short GPU run follows the CPU loss curve; GPU runs and resumes are bit-exact", "[gpu][cuda]") {
+  LH_SKIP_WITHOUT_GPU();
+  lh::testing::TempDir cpu_dir, gpu_dir, gpu_again, gpu_split;
+  const int N = 10;
+  auto cpu = lh::make_cpu_backend();
+  lh::train(lh::testing::small_run(cpu_dir.path(), N, "cpu"), *cpu, {false, true});
+  auto gpu = lh::make_cuda_backend();
+  lh::train(lh::testing::small_run(gpu_dir.path(), N, "cuda"), *gpu, {false, true});
+  lh::train(lh::testing::small_run(gpu_again.path(), N, "cuda"), *gpu, {false, true});
+  const lh::Config split = lh::testing::small_run(gpu_split.path(), N, "cuda");
+  lh::TrainOptions half{false, true};
+  half.stop_at_step = N / 2;
+  lh::train(split, *gpu, half);
+  lh::train(split, *gpu, {true, true});
+
+  const auto c = lh::testing::losses_in(cpu_dir.path() / "run/metrics.jsonl");
+  const auto g = lh::testing::losses_in(gpu_dir.path() / "run/metrics.jsonl");
+  REQUIRE(c.size() == size_t(N));
+  REQUIRE(g.size() == size_t(N));
+  for (int i = 0; i < N; ++i) {
+    INFO("step " << i + 1 << ": cpu " << c[i] << " gpu " << g[i]);
+    CHECK(std::abs(c[i] - g[i]) < 0.02 * c[i]);  // bf16 activations: ~1% of the loss
+  }
+  CHECK(lh::testing::losses_in(gpu_again.path() / "run/metrics.jsonl") == g);
+  CHECK(lh::testing::losses_in(gpu_split.path() / "run/metrics.jsonl") == g);
+  const std::string last = "run/step_00000010/model.safetensors";
+  CHECK(lh::testing::file_bytes(gpu_dir.path() / last) == lh::testing::file_bytes(gpu_split.path() / last));
+}

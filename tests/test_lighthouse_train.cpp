@@ -1,0 +1,146 @@
+// The "lighthouse" AttentionOp: identical to the reference composition through the Backend, dense
+// layers delegated, and the trainer crossing a lighthouse -> dense phase boundary, straight and
+// across a resume, bit-exactly.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <tuple>
+
+#include "lighthouse/attention.h"
+#include "lighthouse/checkpoint.h"
+#include "lighthouse/checkpoint_dir.h"
+#include "lighthouse/data.h"
+#include "lighthouse/ops/cpu_reference.h"
+#include "lighthouse/ops/lighthouse_reference.h"
+#include "lighthouse/trainer.h"
+#include "support/temp_dir.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+const json kOptions = {{"levels", 2}, {"pooling", 2}, {"topk", 128}, {"dense_layers", {0}}};
+
+std::string file_bytes(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// Two layers (layer 0 stays dense), seq_len 256: the smallest shape with a 128-entry tile at L=2.
+lh::Config phased_run(const fs::path& dir, int steps, int boundary) {
+  lh::data::SyntheticOptions o;
+  o.task = lh::data::SyntheticTask::Toy;
+  o.length = 257;
+  o.train_samples = 40;
+  o.val_samples = 4;
+  o.seed = 5;
+  lh::data::generate_synthetic(o, (dir / "data").string());
+  json j = {
+      {"model", {{"dim", 32}, {"n_layers", 2}, {"n_heads", 4}, {"n_kv_heads", 2}, {"ffn_hidden", 64},
+                 {"max_seq_len", 256}}},
+      {"data", {{"train", {(dir / "data" / "train_*.bin").string()}}, {"val", {(dir / "data" / "val_*.bin").string()}},
+                {"seq_len", 256}, {"micro_batch", 2}}},
+      {"optimizer", {{"lr", 3e-3}}},
+      {"training", {{"steps", steps}, {"grad_accum", 1}, {"eval_interval", 2}, {"eval_batches", 1},
+                    {"checkpoint_interval", 2}, {"keep_last", 0}, {"device", "cpu"}}},
+      {"attention", {{"phases", {{{"until_step", boundary}, {"attention", "lighthouse"}, {"options", kOptions}},
+                                 {{"until_step", steps}, {"attention", "dense"}}}}}},
+      {"logging", {{"dir", (dir / "run").string()}, {"interval", 1}}}};
+  return lh::Config::from_json(j);
+}
+
+// (step, loss, phase) of every training record.
+std::vector<std::tuple<int, double, std::string>> records(const fs::path& metrics) {
+  std::vector<std::tuple<int, double, std::string>> out;
+  std::ifstream in(metrics);
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto j = json::parse(line);
+    if (j.contains("loss")) out.emplace_back(j["step"].get<int>(), j["loss"].get<double>(), j["phase"].get<std::string>());
+  }
+  return out;
+}
+}  // namespace
+
+TEST_CASE("the lighthouse AttentionOp equals the reference composition; dense layers delegate", "[cpu][lighthouse]") {
+  auto be = lh::make_cpu_backend(lh::DType::F64);
+  lh::ModelConfig m;
+  m.n_layers = 2;
+  lh::AttentionPhase phase{1, "lighthouse", kOptions};
+  auto op = lh::make_attention(phase, m);
+  REQUIRE(op->name() == "lighthouse");
+  const lh::AttentionShape s{2, 256, 4, 2, 8};
+  const lh::lighthouse::Geometry g{256, 2, 2, 128};
+  const size_t W = size_t(s.H + 2 * s.Hkv) * s.D, n_qkv = s.tokens() * W, n_out = s.tokens() * s.H * s.D;
+  std::mt19937 rng(3);
+  std::normal_distribution<double> nd;
+  std::vector<double> qkv(n_qkv), dout(n_out);
+  for (auto& x : qkv) x = nd(rng);
+  for (auto& x : dout) x = nd(rng);
+  auto qkv_b = be->allocate(lh::DType::F64, n_qkv), dout_b = be->allocate(lh::DType::F64, n_out);
+  be->copy_from_host(qkv_b.view(), qkv.data());
+  be->copy_from_host(dout_b.view(), dout.data());
+  auto out_b = be->allocate(lh::DType::F64, n_out), dqkv_b = be->allocate(lh::DType::F64, n_qkv);
+  op->reserve(*be, m.n_layers, s);
+
+  SECTION("layer 1 runs Lighthouse, bit for bit the reference") {
+    op->forward(*be, 1, out_b.view(), qkv_b.view(), s);
+    op->backward(*be, 1, dqkv_b.view(), dout_b.view(), qkv_b.view(), out_b.view(), s);
+    lh::lighthouse::LayerState<double> st;
+    std::vector<double> out(n_out), dqkv(n_qkv);
+    lh::lighthouse::layer_forward(out.data(), st, qkv.data(), s.B, s.H, s.Hkv, s.D, g);
+    lh::lighthouse::layer_backward(dqkv.data(), dout.data(), st, s.B, s.H, s.Hkv, s.D, g);
+    CHECK(std::equal(out.begin(), out.end(), out_b.view().as<double>()));
+    CHECK(std::equal(dqkv.begin(), dqkv.end(), dqkv_b.view().as<double>()));
+  }
+  SECTION("layer 0 is listed in dense_layers: exact causal attention") {
+    op->forward(*be, 0, out_b.view(), qkv_b.view(), s);
+    std::vector<double> out(n_out), lse(s.tokens() * s.H);
+    lh::cpu::attention_forward(out.data(), lse.data(), qkv.data(), s.B, s.T, s.H, s.Hkv, s.D);
+    CHECK(std::equal(out.begin(), out.end(), out_b.view().as<double>()));
+  }
+  SECTION("a sequence length the geometry cannot take is refused with its numbers") {
+    const lh::AttentionShape bad{1, 200, 4, 2, 8};
+    CHECK_THROWS_WITH(op->forward(*be, 1, out_b.view(), qkv_b.view(), bad), Catch::Contains("200"));
+  }
+}
+
+TEST_CASE("training crosses lighthouse -> dense; a resume across the boundary is bit-exact", "[cpu][lighthouse][train]") {
+  lh::testing::TempDir straight_dir, split_dir;
+  auto be = lh::make_cpu_backend();
+  const int steps = 6, boundary = 3;
+  const lh::Config straight = phased_run(straight_dir.path(), steps, boundary);
+  lh::train(straight, *be, {false, true});
+  const auto a = records(straight_dir.path() / "run" / "metrics.jsonl");
+  REQUIRE(a.size() == size_t(steps));
+  for (const auto& [step, loss, phase] : a) {
+    INFO("step " << step);
+    CHECK(std::isfinite(loss));
+    CHECK(phase == (step <= boundary ? "lighthouse" : "dense"));
+  }
+
+  // Stopped before the boundary (as a preempted job), resumed, crossing it in the second process.
+  const lh::Config split = phased_run(split_dir.path(), steps, boundary);
+  lh::TrainOptions stop{false, true};
+  stop.stop_at_step = boundary - 1;
+  REQUIRE(lh::train(split, *be, stop).steps_done == boundary - 1);
+  REQUIRE(lh::train(split, *be, {true, true}).steps_done == steps);
+  const auto b = records(split_dir.path() / "run" / "metrics.jsonl");
+  REQUIRE(b.size() == a.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    INFO("record " << i);
+    CHECK(std::get<1>(a[i]) == std::get<1>(b[i]));  // bitwise
+    CHECK(std::get<2>(a[i]) == std::get<2>(b[i]));
+  }
+  const std::string name = lh::ckpt::checkpoint_name(steps);
+  CHECK(file_bytes(straight_dir.path() / "run" / name / "model.safetensors") ==
+        file_bytes(split_dir.path() / "run" / name / "model.safetensors"));
+  CHECK(file_bytes(straight_dir.path() / "run" / name / "optimizer.safetensors") ==
+        file_bytes(split_dir.path() / "run" / name / "optimizer.safetensors"));
+}
