@@ -101,46 +101,47 @@ class Backend {
   // ---- Lighthouse attention stages (semantics and layouts: ops/lighthouse_reference.h) ---------
   // Data tensors are act_dtype(); lse is param_dtype(); scores are F32 and indices I32 on every
   // backend. Not pure: a backend that lacks them throws naming the op when a lighthouse phase runs.
-  virtual void lighthouse_pyramid_forward(Tensor /*qpyr*/, Tensor /*kpyr*/, Tensor /*vpyr*/, const Tensor& /*qkv*/, int /*B*/, int /*H*/,
-                                          int /*Hkv*/, int /*D*/, const lighthouse::Geometry& /*g*/) {
+  virtual void lighthouse_pyramid_forward(Tensor /*qpyr*/, Tensor /*kpyr*/, Tensor /*vpyr*/, const Tensor& /*qkv*/,
+                                          int /*B*/, int /*H*/, int /*Hkv*/, int /*D*/, const lighthouse::Geometry&) {
     lighthouse_missing("pyramid_forward");
   }
-  virtual void lighthouse_pyramid_backward(Tensor /*dqkv*/, const Tensor& /*dqpyr*/, const Tensor& /*dkpyr*/, const Tensor& /*dvpyr*/,
-                                           int /*B*/, int /*H*/, int /*Hkv*/, int /*D*/, const lighthouse::Geometry& /*g*/) {
+  virtual void lighthouse_pyramid_backward(Tensor /*dqkv*/, const Tensor& /*dqpyr*/, const Tensor& /*dkpyr*/,
+                                           const Tensor& /*dvpyr*/, int /*B*/, int /*H*/, int /*Hkv*/, int /*D*/,
+                                           const lighthouse::Geometry&) {
     lighthouse_missing("pyramid_backward");
   }
   virtual void lighthouse_norm_scores(Tensor /*score*/, const Tensor& /*pyr*/, int /*B*/, int /*Hx*/, int /*D*/,
-                                      const lighthouse::Geometry& /*g*/) {
+                                      const lighthouse::Geometry&) {
     lighthouse_missing("norm_scores");
   }
   // May copy the scores to the host and the indices back on a device: selection is a sort.
-  virtual void lighthouse_select(Tensor /*idx*/, const Tensor& /*sq*/, const Tensor& /*sk*/, int /*B*/, int /*H*/, int /*Hkv*/,
-                                 const lighthouse::Geometry& /*g*/) {
+  virtual void lighthouse_select(Tensor /*idx*/, const Tensor& /*sq*/, const Tensor& /*sk*/, int /*B*/, int /*H*/,
+                                 int /*Hkv*/, const lighthouse::Geometry&) {
     lighthouse_missing("select");
   }
-  virtual void lighthouse_gather_forward(Tensor /*sub*/, const Tensor& /*pyr*/, const Tensor& /*idx*/, int /*B*/, int /*H*/, int /*Hx*/,
-                                         int /*D*/, const lighthouse::Geometry& /*g*/) {
+  virtual void lighthouse_gather_forward(Tensor /*sub*/, const Tensor& /*pyr*/, const Tensor& /*idx*/, int /*B*/,
+                                         int /*H*/, int /*Hx*/, int /*D*/, const lighthouse::Geometry&) {
     lighthouse_missing("gather_forward");
   }
-  virtual void lighthouse_gather_backward(Tensor /*dpyr*/, const Tensor& /*dsub*/, const Tensor& /*idx*/, int /*B*/, int /*H*/, int /*Hx*/,
-                                          int /*D*/, const lighthouse::Geometry& /*g*/) {
+  virtual void lighthouse_gather_backward(Tensor /*dpyr*/, const Tensor& /*dsub*/, const Tensor& /*idx*/, int /*B*/,
+                                          int /*H*/, int /*Hx*/, int /*D*/, const lighthouse::Geometry&) {
     lighthouse_missing("gather_backward");
   }
-  virtual void lighthouse_sdpa_forward(Tensor /*o*/, Tensor /*lse*/, const Tensor& /*q*/, const Tensor& /*k*/, const Tensor& /*v*/, int /*BH*/,
-                                       int /*S*/, int /*D*/) {
+  virtual void lighthouse_sdpa_forward(Tensor /*o*/, Tensor /*lse*/, const Tensor& /*q*/, const Tensor& /*k*/,
+                                       const Tensor& /*v*/, int /*BH*/, int /*S*/, int /*D*/) {
     lighthouse_missing("sdpa_forward");
   }
-  virtual void lighthouse_sdpa_backward(Tensor /*dq*/, Tensor /*dk*/, Tensor /*dv*/, const Tensor& /*dout*/, const Tensor& /*q*/,
-                                        const Tensor& /*k*/, const Tensor& /*v*/, const Tensor& /*o*/, const Tensor& /*lse*/, int /*BH*/,
-                                        int /*S*/, int /*D*/) {
+  virtual void lighthouse_sdpa_backward(Tensor /*dq*/, Tensor /*dk*/, Tensor /*dv*/, const Tensor& /*dout*/,
+                                        const Tensor& /*q*/, const Tensor& /*k*/, const Tensor& /*v*/,
+                                        const Tensor& /*o*/, const Tensor& /*lse*/, int /*BH*/, int /*S*/, int /*D*/) {
     lighthouse_missing("sdpa_backward");
   }
-  virtual void lighthouse_scatter_forward(Tensor /*out*/, const Tensor& /*o*/, const Tensor& /*idx*/, int /*B*/, int /*H*/, int /*D*/,
-                                          const lighthouse::Geometry& /*g*/) {
+  virtual void lighthouse_scatter_forward(Tensor /*out*/, const Tensor& /*o*/, const Tensor& /*idx*/, int /*B*/,
+                                          int /*H*/, int /*D*/, const lighthouse::Geometry&) {
     lighthouse_missing("scatter_forward");
   }
-  virtual void lighthouse_scatter_backward(Tensor /*dsub*/, const Tensor& /*dout*/, const Tensor& /*idx*/, int /*B*/, int /*H*/, int /*D*/,
-                                           const lighthouse::Geometry& /*g*/) {
+  virtual void lighthouse_scatter_backward(Tensor /*dsub*/, const Tensor& /*dout*/, const Tensor& /*idx*/, int /*B*/,
+                                           int /*H*/, int /*D*/, const lighthouse::Geometry&) {
     lighthouse_missing("scatter_backward");
   }
 

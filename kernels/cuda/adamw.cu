@@ -37,17 +37,19 @@ __global__ __launch_bounds__(kSsThreads) void sum_squares_partial(double* partia
   __shared__ double sh[kSsThreads];
   const size_t groups = (n + 3) / 4, stride = static_cast<size_t>(gridDim.x) * kSsThreads;
   double acc = 0.0;
-  for (size_t j = static_cast<size_t>(blockIdx.x) * kSsThreads + threadIdx.x; j < groups; j += stride) {
+  const size_t full = vec ? n / 4 : 0;  // complete, aligned 4-groups: the float4 fast path
+  size_t j = static_cast<size_t>(blockIdx.x) * kSsThreads + threadIdx.x;
+#pragma unroll 4
+  for (; j < full; j += stride) {  // unrolled: several 16-byte loads in flight per thread
+    const float4 f = reinterpret_cast<const float4*>(x)[j];
+    acc += static_cast<double>(f.x) * f.x;
+    acc += static_cast<double>(f.y) * f.y;
+    acc += static_cast<double>(f.z) * f.z;
+    acc += static_cast<double>(f.w) * f.w;
+  }
+  for (; j < groups; j += stride) {  // same groups, same order, scalar loads
     const size_t e = 4 * j;
-    if (vec && e + 3 < n) {
-      const float4 f = *reinterpret_cast<const float4*>(x + e);
-      acc += static_cast<double>(f.x) * f.x;
-      acc += static_cast<double>(f.y) * f.y;
-      acc += static_cast<double>(f.z) * f.z;
-      acc += static_cast<double>(f.w) * f.w;
-    } else {
-      for (size_t k = e; k < e + 4 && k < n; ++k) acc += static_cast<double>(x[k]) * x[k];
-    }
+    for (size_t k = e; k < e + 4 && k < n; ++k) acc += static_cast<double>(x[k]) * x[k];
   }
   const double total = block_tree_sum<kSsThreads>(acc, sh);
   if (threadIdx.x == 0) partial[blockIdx.x] = total;

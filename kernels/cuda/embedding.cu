@@ -51,7 +51,18 @@ __global__ __launch_bounds__(kWarps * 32) void embedding_backward_kernel(float* 
   // Vector path: lane owns channels c0 + 8*lane .. +7. Scalar path: c0 + lane + 32*j.
   auto channel = [&](int j) { return kVector ? c0 + lane * kVec + j : c0 + lane + 32 * j; };
   const bool lane_active = kVector ? channel(0) < C : true;
+  // acc starts from dwte itself, so each element is dwte + dout[n0] + dout[n1] + ... in increasing
+  // n: the CPU reference's exact association (no products, so even the bits agree).
   float acc[8] = {};
+  float* dst = dwte + static_cast<size_t>(min(v, V - 1)) * C;
+  if (v < V && lane_active) {
+    if constexpr (kVector) {
+      load8(acc, dst + channel(0));
+    } else {
+#pragma unroll
+      for (int j = 0; j < 8; ++j) acc[j] = channel(j) < C ? dst[channel(j)] : 0.f;
+    }
+  }
   for (int base = 0; base < N; base += kTile) {
     const int cnt = min(kTile, N - base);
     __syncthreads();  // previous tile fully scanned
@@ -59,11 +70,16 @@ __global__ __launch_bounds__(kWarps * 32) void embedding_backward_kernel(float* 
     __syncthreads();
     if (v >= V) continue;
     int found = 0;
-    for (int k = 0; k < cnt; k += 32) {
-      const bool hit = k + lane < cnt && tile[k + lane] == v;
-      const unsigned mask = __ballot_sync(0xffffffffu, hit);
-      if (hit) matches[warp][found + __popc(mask & ((1u << lane) - 1u))] = base + k + lane;
-      found += __popc(mask);
+    for (int k = 0; k < cnt; k += 4 * 32) {  // 4 independent shared loads in flight per step
+      bool hit[4];
+#pragma unroll
+      for (int u = 0; u < 4; ++u) hit[u] = k + 32 * u + lane < cnt && tile[k + 32 * u + lane] == v;
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        const unsigned mask = __ballot_sync(0xffffffffu, hit[u]);
+        if (hit[u]) matches[warp][found + __popc(mask & ((1u << lane) - 1u))] = base + k + 32 * u + lane;
+        found += __popc(mask);
+      }
     }
     __syncwarp();
     for (int i = 0; i < found; i += kBatch) {
@@ -89,17 +105,12 @@ __global__ __launch_bounds__(kWarps * 32) void embedding_backward_kernel(float* 
     __syncwarp();  // the match list is rewritten by the next tile
   }
   if (v >= V || !lane_active) return;
-  float* dst = dwte + static_cast<size_t>(v) * C;
   if constexpr (kVector) {
-    float cur[8];
-    load8(cur, dst + channel(0));
-#pragma unroll
-    for (int j = 0; j < 8; ++j) cur[j] += acc[j];
-    store8(dst + channel(0), cur);
+    store8(dst + channel(0), acc);
   } else {
 #pragma unroll
     for (int j = 0; j < 8; ++j)
-      if (channel(j) < C) dst[channel(j)] += acc[j];
+      if (channel(j) < C) dst[channel(j)] = acc[j];
   }
 }
 }  // namespace

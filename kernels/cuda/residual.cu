@@ -1,6 +1,6 @@
 // Elementwise residual add, gradient accumulation and dtype conversions.
-// Each kernel runs a grid-stride loop over 8-element vectors (16-byte bf16 accesses; two 16-byte
-// float accesses) and finishes the n % 8 tail with scalar accesses; when a pointer is not 16-byte
+// Each kernel runs a grid-stride loop over vectors (8 bf16 = 16 bytes for bf16-only kernels;
+// 4 elements = one float4 + 8 bytes of bf16 for conversions) and finishes the n % 8 tail with scalar accesses; when a pointer is not 16-byte
 // aligned the whole range takes the scalar loop. Every element is read and written at its own
 // index, so out may alias an input.
 #include "vec.cuh"
@@ -9,14 +9,29 @@ namespace lh::cuda {
 namespace {
 using namespace detail;
 
-// Applies op(out_ptr, in_ptrs..., index, count) on vectors, then the tail element by element.
-// VecOp handles 8 elements at element offset e; ScalarOp one element.
-template <typename VecOp, typename ScalarOp>
+// Runs vop on W-element vectors (element offset e), then sop on the n % W tail elements.
+template <int W = kVec, typename VecOp, typename ScalarOp>
 __device__ __forceinline__ void vector_loop(size_t n, bool vec, VecOp vop, ScalarOp sop) {
   const size_t tid = global_thread(), stride = grid_threads();
-  const size_t nvec = vec ? n / kVec : 0;
-  for (size_t i = tid; i < nvec; i += stride) vop(i * kVec);
-  for (size_t e = nvec * kVec + tid; e < n; e += stride) sop(e);
+  const size_t nvec = vec ? n / W : 0;
+  for (size_t i = tid; i < nvec; i += stride) vop(i * W);
+  for (size_t e = nvec * W + tid; e < n; e += stride) sop(e);
+}
+
+// 4 bf16 <-> one float4: the fp32 side then moves 16 bytes per lane in one coalesced 512-byte
+// warp access (8 floats per lane as two float4 would interleave the two stores' sectors).
+__device__ __forceinline__ float4 load4(const bf16* p) {
+  const uint2 raw = *reinterpret_cast<const uint2*>(p);
+  const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.x));
+  const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.y));
+  return make_float4(a.x, a.y, b.x, b.y);
+}
+__device__ __forceinline__ void store4(bf16* p, float4 f) {
+  __nv_bfloat162 lo = __floats2bfloat162_rn(f.x, f.y), hi = __floats2bfloat162_rn(f.z, f.w);
+  uint2 raw;
+  raw.x = *reinterpret_cast<unsigned*>(&lo);
+  raw.y = *reinterpret_cast<unsigned*>(&hi);
+  *reinterpret_cast<uint2*>(p) = raw;
 }
 
 // Bytes: 2n*2 read + n*2 written.
@@ -36,25 +51,15 @@ __global__ void residual_kernel(bf16* out, const bf16* a, const bf16* b, size_t 
 
 // Bytes: n*4 read (f32) + n*2 written.
 __global__ void f32_to_bf16_kernel(bf16* dst, const float* src, size_t n, bool vec) {
-  vector_loop(
-      n, vec,
-      [=](size_t e) {
-        float x[8];
-        load8(x, src + e);
-        store8(dst + e, x);
-      },
+  vector_loop<4>(
+      n, vec, [=](size_t e) { store4(dst + e, *reinterpret_cast<const float4*>(src + e)); },
       [=](size_t e) { dst[e] = __float2bfloat16(src[e]); });
 }
 
 // Bytes: n*2 read + n*4 written.
 __global__ void bf16_to_f32_kernel(float* dst, const bf16* src, size_t n, bool vec) {
-  vector_loop(
-      n, vec,
-      [=](size_t e) {
-        float x[8];
-        load8(x, src + e);
-        store8(dst + e, x);
-      },
+  vector_loop<4>(
+      n, vec, [=](size_t e) { *reinterpret_cast<float4*>(dst + e) = load4(src + e); },
       [=](size_t e) { dst[e] = __bfloat162float(src[e]); });
 }
 
@@ -74,14 +79,14 @@ void accumulate(bf16* dst, const bf16* src, size_t n, cudaStream_t s) { residual
 void convert_f32_to_bf16(bf16* dst, const float* src, size_t n, cudaStream_t s) {
   if (n == 0) return;
   const bool vec = all_aligned(dst, src);
-  f32_to_bf16_kernel<<<grid_for(vec ? n / kVec + 1 : n, 256), 256, 0, s>>>(dst, src, n, vec);
+  f32_to_bf16_kernel<<<grid_for(vec ? n / 4 + 1 : n, 256), 256, 0, s>>>(dst, src, n, vec);
   LH_CUDA_CHECK_LAUNCH();
 }
 
 void convert_bf16_to_f32(float* dst, const bf16* src, size_t n, cudaStream_t s) {
   if (n == 0) return;
   const bool vec = all_aligned(dst, src);
-  bf16_to_f32_kernel<<<grid_for(vec ? n / kVec + 1 : n, 256), 256, 0, s>>>(dst, src, n, vec);
+  bf16_to_f32_kernel<<<grid_for(vec ? n / 4 + 1 : n, 256), 256, 0, s>>>(dst, src, n, vec);
   LH_CUDA_CHECK_LAUNCH();
 }
 

@@ -21,6 +21,7 @@ __global__ __launch_bounds__(kFwdWarps * 32) void rmsnorm_forward_kernel(bf16* o
   bf16* orow = out + static_cast<size_t>(row) * C;
   float ss = 0.f;
   if constexpr (kVector) {
+#pragma unroll 4
     for (int c = lane * kVec; c < C; c += 32 * kVec) {
       float f[8];
       load8(f, xr + c);
@@ -51,14 +52,14 @@ __global__ __launch_bounds__(kFwdWarps * 32) void rmsnorm_forward_kernel(bf16* o
   }
 }
 
-// Backward, kRows rows per block.
+// Backward, kRows rows per block (kRows = 32).
 //   phase A (warp per row): k_n = r^3 * sum_c(dy*w*x) / C
 //   phase B (thread per 8 columns, rows in order): dx += r*w*dy - x*k_n; partial[block, c] =
 //   sum over the block's rows of dy*x*r, accumulated in increasing row order.
-// Phase B re-reads the segment's dy and x (64 rows; L1/L2 hits). The partials are summed by
+// Phase B re-reads the segment's dy and x (32 rows; L1/L2 hits). The partials are summed by
 // rmsnorm_dweight_kernel in block order, so dweight depends on N and C only, never on timing.
-// Bytes: N*C*2*2 (dy, x) + N*C*2*2 (dx read+write) + N*4 + ceil(N/64)*C*4*2 (partials, L2).
-constexpr int kRows = 64;
+// Bytes: N*C*2*2 (dy, x) + N*C*2*2 (dx read+write) + N*4 + ceil(N/32)*C*4*2 (partials, L2).
+constexpr int kRows = 32;  // 1024 blocks at N=32768: ~8 per SM, enough warps in flight
 constexpr int kBwdThreads = 128;
 
 template <bool kVector>
@@ -130,23 +131,25 @@ __global__ __launch_bounds__(kBwdThreads) void rmsnorm_backward_kernel(bf16* dx,
   }
 }
 
-// dweight[c] += sum over blocks b of partial[b, c]. A block covers 32 columns with 8 slices:
-// slice y sums blocks y, y+8, ... in order, then slice sums are added in slice order. All fixed
+// dweight[c] += sum over blocks b of partial[b, c]. A block covers 32 columns with 32 slices:
+// slice y sums blocks y, y+32, ... in order, then slice sums are added in slice order. All fixed
 // by constants, independent of the launch.
-__global__ __launch_bounds__(256) void rmsnorm_dweight_kernel(float* dweight, const float* partial, int blocks,
-                                                             int C) {
-  __shared__ float s[8][33];
+constexpr int kSlices = 32;
+__global__ __launch_bounds__(32 * kSlices) void rmsnorm_dweight_kernel(float* dweight, const float* partial,
+                                                                      int blocks, int C) {
+  __shared__ float s[kSlices][33];
   const int tx = threadIdx.x % 32, ty = threadIdx.x / 32;
   const int c = blockIdx.x * 32 + tx;
   float acc = 0.f;
   if (c < C)
-    for (int b = ty; b < blocks; b += 8) acc += partial[static_cast<size_t>(b) * C + c];
+#pragma unroll 4
+    for (int b = ty; b < blocks; b += kSlices) acc += partial[static_cast<size_t>(b) * C + c];
   s[ty][tx] = acc;
   __syncthreads();
   if (ty == 0 && c < C) {
     float total = s[0][tx];
 #pragma unroll
-    for (int y = 1; y < 8; ++y) total += s[y][tx];
+    for (int y = 1; y < kSlices; ++y) total += s[y][tx];
     dweight[c] += total;
   }
 }
@@ -180,7 +183,7 @@ void rmsnorm_backward(bf16* dx, float* dweight, const bf16* dout, const bf16* x,
   else
     rmsnorm_backward_kernel<false><<<blocks, kBwdThreads, 0, s>>>(dx, partial, dout, x, weight, rstd, N, C);
   LH_CUDA_CHECK_LAUNCH();
-  rmsnorm_dweight_kernel<<<ceil_div(C, 32), 256, 0, s>>>(dweight, partial, static_cast<int>(blocks), C);
+  rmsnorm_dweight_kernel<<<ceil_div(C, 32), 32 * kSlices, 0, s>>>(dweight, partial, static_cast<int>(blocks), C);
   LH_CUDA_CHECK_LAUNCH();
 }
 

@@ -29,7 +29,8 @@ class LighthouseAttention final : public AttentionOp {
     const DType act = be.act_dtype();
     saved_.clear();
     for (int l = 0; l < n_layers; ++l)
-      saved_.push_back({be.allocate(DType::I32, need.rows), be.allocate(act, need.sub), be.allocate(be.param_dtype(), need.rows)});
+      saved_.push_back(
+          {be.allocate(DType::I32, need.rows), be.allocate(act, need.sub), be.allocate(be.param_dtype(), need.rows)});
     auto alloc_all = [&](std::vector<Buffer>& v, const std::vector<std::pair<DType, size_t>>& spec) {
       v.clear();
       for (const auto& [dtype, n] : spec) v.push_back(be.allocate(dtype, n));
@@ -103,7 +104,8 @@ class LighthouseAttention final : public AttentionOp {
   lighthouse::Geometry checked_geometry(const AttentionShape& s) const {
     const lighthouse::Geometry g = opt_.geometry(s.T);
     const std::string why = g.problem();
-    if (!why.empty()) throw std::invalid_argument("lighthouse attention at sequence length " + std::to_string(s.T) + ": " + why);
+    if (!why.empty())
+      throw std::invalid_argument("lighthouse attention at sequence length " + std::to_string(s.T) + ": " + why);
     if (!sizes(g, s).fits_in(cap_)) throw std::logic_error("lighthouse attention: shape exceeds reserve()");
     return g;
   }
