@@ -83,7 +83,7 @@ TEST_CASE("cuda rope forward/backward vs CPU", "[gpu][cuda_kernels]") {
     const size_t n = size_t(B) * T * (H + 2 * Hkv) * D;
     const F qkv = random_values(n, 31 + D);
     F table(size_t(T) * D);
-    lh::cuda::rope_cos_sin_table(table.data(), T, D, theta);
+    lh::cpu::rope_cos_sin_table(table.data(), T, D, theta);
     DeviceBuffer<float> d_table(table);
     for (bool forward : {true, false}) {
       F ref = qkv;

@@ -29,4 +29,7 @@ struct TrainBenchOptions {
 // 12 * L * T * d of the PaLM formula, halved for the mask).
 nlohmann::json bench_train(Backend& be, const Config& cfg, const TrainBenchOptions& o);
 
+// The memory-bound CUDA kernels at 32768 x 1024: GB/s each, against cudaMemcpy device-to-device.
+void bench_cuda_kernels();
+
 }  // namespace lh

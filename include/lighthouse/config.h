@@ -71,6 +71,7 @@ struct TrainingConfig {
   int checkpoint_interval = 0;  // steps between checkpoints; 0 = only at the end
   int keep_last = 3;          // checkpoints kept in the run directory; 0 keeps all
   std::string device = "auto";  // auto | cpu | cuda
+  bool recompute = false;     // keep only layer inputs and attention outputs; recompute the rest in backward
 };
 
 // One span of training steps and the attention backend used during it. `options` holds the

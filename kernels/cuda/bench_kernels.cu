@@ -137,3 +137,7 @@ void bench_elementwise_kernels(int rows, int cols) {
 }
 
 }  // namespace lh::cuda
+
+namespace lh {
+void bench_cuda_kernels() { cuda::bench_elementwise_kernels(); }
+}  // namespace lh

@@ -33,6 +33,9 @@ __global__ void embedding_forward_kernel(bf16* out, const int32_t* tokens, const
 // its matches into a per-warp list with ballot/popc and then loads kBatch matched rows at a time,
 // so several row loads are in flight even for frequent bytes (a warp's chain of matches is
 // serial: its length, the frequency of the most common byte, bounds the kernel's time).
+// Measured on an H200 at N=32768, C=1024, uniform tokens: ~210 us (latency-bound: one block of 8
+// warps per SM). If it ever matters, split N into segments with per-segment partials in scratch
+// and a second pass summing them in segment order (still deterministic).
 // Bytes: N*C*2 (dout, once) + V*C*8 (dwte read+write) + ceil(V/8)*ceil(C/256)*N*4 (tokens, L2).
 constexpr int kWarps = 8;      // vocab rows per block, one per warp
 constexpr int kTile = 1024;    // tokens staged per step

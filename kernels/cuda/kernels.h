@@ -33,8 +33,7 @@ void rmsnorm_backward(bf16* dx, float* dweight, const bf16* dout, const bf16* x,
 // ---- rope.cu ----
 // cos_sin: [T, D/2, 2] float table (cos, sin) computed on the host exactly as the CPU reference
 // computes its angles, so both backends rotate by identical angles.
-// Host helper filling that table ([T, D/2, 2] floats, host memory) with the reference's float angles.
-void rope_cos_sin_table(float* table, int T, int D, double theta);
+// The table comes from lh::cpu::rope_cos_sin_table (include/lighthouse/ops/cpu_reference.h).
 void rope_forward(bf16* qkv, const float* cos_sin, int B, int T, int H, int Hkv, int D, cudaStream_t s);
 void rope_backward(bf16* dqkv, const float* cos_sin, int B, int T, int H, int Hkv, int D, cudaStream_t s);
 

@@ -68,21 +68,6 @@ void rope_launch(bf16* qkv, const float* cos_sin, int B, int T, int H, int Hkv, 
 }
 }  // namespace
 
-// Same float arithmetic as the CPU reference (kernels/cpu/rope.cpp): inv_freq = 1 / theta^(2i/D)
-// in float, angle = float(t) * inv_freq, cos/sin of the float angle in float.
-void rope_cos_sin_table(float* table, int T, int D, double theta) {
-  const int half = D / 2;
-  for (int i = 0; i < half; ++i) {
-    const float inv_freq =
-        1.0f / std::pow(static_cast<float>(theta), static_cast<float>(2 * i) / static_cast<float>(D));
-    for (int t = 0; t < T; ++t) {
-      const float angle = static_cast<float>(t) * inv_freq;
-      table[(static_cast<size_t>(t) * half + i) * 2] = std::cos(angle);
-      table[(static_cast<size_t>(t) * half + i) * 2 + 1] = std::sin(angle);
-    }
-  }
-}
-
 void rope_forward(bf16* qkv, const float* cos_sin, int B, int T, int H, int Hkv, int D, cudaStream_t s) {
   rope_launch(qkv, cos_sin, B, T, H, Hkv, D, 1.0f, s);
 }

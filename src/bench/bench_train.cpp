@@ -12,6 +12,7 @@ nlohmann::json bench_train(Backend& be, const Config& cfg, const TrainBenchOptio
   const int B = cfg.data.micro_batch, T = cfg.data.seq_len, accum = cfg.grad_accum_steps(1);
   LlamaModel model(cfg.model, be);
   model.init_weights(cfg.training.seed);
+  model.set_recompute(cfg.training.recompute);
   model.set_attention(make_attention(cfg.phase_at(0), cfg.model));
   AdamW opt(cfg.optimizer, model.layout(), be);
   Rng rng(cfg.training.seed);

@@ -40,6 +40,9 @@ void register_bench_command(CLI::App& app) {
     write_result(lh::bench_attention(*be, a->attention), a->out);
   });
 
+  CLI::App* kern = cmd->add_subcommand("kernels", "Achieved bandwidth of the memory-bound CUDA kernels vs a device copy");
+  kern->callback([] { lh::bench_cuda_kernels(); });
+
   CLI::App* tr = cmd->add_subcommand("train", "Training steps of a config on random tokens (tokens/s, MFU)");
   tr->add_option("-c,--config", a->config, "Config file")->required()->check(CLI::ExistingFile);
   tr->add_option("--set", a->overrides, "Config overrides, e.g. --set data.seq_len=4096");

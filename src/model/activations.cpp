@@ -6,14 +6,19 @@ namespace {
 enum LayerSlot { kX, kLn1, kRstd1, kQkv, kAttn, kMid, kLn2, kRstd2, kGateUp, kHidden, kLayerSlots };
 }  // namespace
 
-ActivationArena::ActivationArena(Backend& be, const ModelConfig& cfg, int B, int T)
-    : cfg_(cfg), max_tokens_(B * T) {
+ActivationArena::ActivationArena(Backend& be, const ModelConfig& cfg, int B, int T, bool recompute)
+    : cfg_(cfg), max_tokens_(B * T), recompute_(recompute) {
   const size_t C = cfg.dim, F = cfg.ffn_hidden;
   const size_t per_layer_widths[kLayerSlots] = {C, C, 1, size_t(cfg.qkv_dim()), size_t(cfg.q_dim()),
                                                 C, C, 1, 2 * F, F};
   for (int l = 0; l < cfg.n_layers; ++l)
-    for (int s = 0; s < kLayerSlots; ++s)
-      layer_slots_.push_back(reserve(per_layer_widths[s], /*stats=*/s == kRstd1 || s == kRstd2));
+    for (int s = 0; s < kLayerSlots; ++s) {
+      const bool kept = s == kX || s == kAttn;
+      if (recompute && l > 0 && !kept)
+        layer_slots_.push_back(layer_slots_[s]);  // shared with layer 0
+      else
+        layer_slots_.push_back(reserve(per_layer_widths[s], /*stats=*/s == kRstd1 || s == kRstd2));
+    }
   final_x_ = reserve(C);
   final_ln_ = reserve(C);
   final_rstd_ = reserve(1, true);

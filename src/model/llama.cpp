@@ -80,13 +80,18 @@ void LlamaModel::init_weights(uint64_t seed) {
 
 void LlamaModel::set_attention(std::unique_ptr<AttentionOp> attention) { attention_ = std::move(attention); }
 
+void LlamaModel::set_recompute(bool on) {
+  if (on != recompute_) acts_.reset();  // the arena's layout depends on it
+  recompute_ = on;
+}
+
 void LlamaModel::zero_grads() { be_.fill_zero(grads_.view()); }
 
 void LlamaModel::ensure_capacity(int B, int T) {
   if (T > cfg_.max_seq_len)
     throw std::invalid_argument("sequence length " + std::to_string(T) + " exceeds model.max_seq_len " +
                                 std::to_string(cfg_.max_seq_len));
-  if (!acts_ || acts_->max_tokens() < B * T) acts_ = std::make_unique<Activations>(be_, cfg_, B, T);
+  if (!acts_ || acts_->max_tokens() < B * T) acts_ = std::make_unique<Activations>(be_, cfg_, B, T, recompute_);
   if (!attention_) throw std::logic_error("LlamaModel: no attention backend set");
   attention_->reserve(be_, cfg_.n_layers, AttentionShape{B, T, cfg_.n_heads, cfg_.n_kv_heads, cfg_.head_dim()});
 }
@@ -94,29 +99,18 @@ void LlamaModel::ensure_capacity(int B, int T) {
 double LlamaModel::forward(const int32_t* tokens, const int32_t* targets, int B, int T) {
   ensure_capacity(B, T);
   B_ = B, T_ = T, has_targets_ = targets != nullptr;
-  const int N = B * T, C = cfg_.dim, V = cfg_.vocab_size, F = cfg_.ffn_hidden;
+  const int N = B * T, C = cfg_.dim, V = cfg_.vocab_size;
   const int H = cfg_.n_heads, Hkv = cfg_.n_kv_heads, D = cfg_.head_dim();
   const AttentionShape shape{B, T, H, Hkv, D};
   Activations& a = *acts_;
   be_.copy_from_host(a.tokens(N), tokens);
 
-  const Tensor wp = weights();
   be_.embedding_forward(a.layer(0, N).x, a.tokens(N), weight("embed"), N, C);
   for (int l = 0; l < cfg_.n_layers; ++l) {
-    const LayerWeights w = layer_weights(layout_, wp, l);
     const LayerActivations act = a.layer(l, N);
-    const Tensor out = l + 1 < cfg_.n_layers ? a.layer(l + 1, N).x : a.final_x(N);
-    be_.rmsnorm_forward(act.ln1, act.rstd1, act.x, w.attn_norm, N, C, cfg_.norm_eps);
-    be_.matmul_forward(act.qkv, act.ln1, w.wqkv, N, C, cfg_.qkv_dim());
-    be_.rope_forward(act.qkv, B, T, H, Hkv, D, cfg_.rope_theta);
+    layer_pre_attention(l, B, T);
     attention_->forward(be_, l, act.attn, act.qkv, shape);
-    be_.matmul_forward(act.mid, act.attn, w.wo, N, cfg_.q_dim(), C);  // mid = attn @ wo^T ...
-    be_.residual_forward(act.mid, act.mid, act.x);                    // ... + x
-    be_.rmsnorm_forward(act.ln2, act.rstd2, act.mid, w.mlp_norm, N, C, cfg_.norm_eps);
-    be_.matmul_forward(act.gate_up, act.ln2, w.w_gate_up, N, C, 2 * F);
-    be_.swiglu_forward(act.hidden, act.gate_up, N, F);
-    be_.matmul_forward(out, act.hidden, w.w_down, N, F, C);
-    be_.residual_forward(out, out, act.mid);
+    layer_post_attention(l, N, /*write_output=*/true);
   }
   be_.rmsnorm_forward(a.final_ln(N), a.final_rstd(N), a.final_x(N), weight("final_norm"), N, C, cfg_.norm_eps);
   const Tensor head = cfg_.tied_embeddings ? weight("embed") : weight("lm_head");
@@ -129,6 +123,30 @@ double LlamaModel::forward(const int32_t* tokens, const int32_t* targets, int B,
   double sum = 0.0;
   for (double x : losses) sum += x;  // fixed order: deterministic
   return sum / N;
+}
+
+void LlamaModel::layer_pre_attention(int l, int B, int T) {
+  const int N = B * T, C = cfg_.dim;
+  const LayerWeights w = layer_weights(layout_, weights(), l);
+  const LayerActivations act = acts_->layer(l, N);
+  be_.rmsnorm_forward(act.ln1, act.rstd1, act.x, w.attn_norm, N, C, cfg_.norm_eps);
+  be_.matmul_forward(act.qkv, act.ln1, w.wqkv, N, C, cfg_.qkv_dim());
+  be_.rope_forward(act.qkv, B, T, cfg_.n_heads, cfg_.n_kv_heads, cfg_.head_dim(), cfg_.rope_theta);
+}
+
+void LlamaModel::layer_post_attention(int l, int N, bool write_output) {
+  const int C = cfg_.dim, F = cfg_.ffn_hidden;
+  const LayerWeights w = layer_weights(layout_, weights(), l);
+  const LayerActivations act = acts_->layer(l, N);
+  const Tensor out = l + 1 < cfg_.n_layers ? acts_->layer(l + 1, N).x : acts_->final_x(N);
+  be_.matmul_forward(act.mid, act.attn, w.wo, N, cfg_.q_dim(), C);  // mid = attn @ wo^T ...
+  be_.residual_forward(act.mid, act.mid, act.x);                    // ... + x
+  be_.rmsnorm_forward(act.ln2, act.rstd2, act.mid, w.mlp_norm, N, C, cfg_.norm_eps);
+  be_.matmul_forward(act.gate_up, act.ln2, w.w_gate_up, N, C, 2 * F);
+  be_.swiglu_forward(act.hidden, act.gate_up, N, F);
+  if (!write_output) return;  // recomputation: backward needs `hidden`, not the layer output
+  be_.matmul_forward(out, act.hidden, w.w_down, N, F, C);
+  be_.residual_forward(out, out, act.mid);
 }
 
 void LlamaModel::backward(double loss_scale) {
@@ -153,6 +171,10 @@ void LlamaModel::backward(double loss_scale) {
     const LayerWeights w = layer_weights(layout_, wp, l);
     const LayerWeights g = layer_weights(layout_, gp, l);
     const LayerActivations act = a.layer(l, N);
+    if (recompute_) {  // refill the shared slots with this layer's activations (attention is kept)
+      layer_pre_attention(l, B, T);
+      layer_post_attention(l, N, /*write_output=*/false);
+    }
     // MLP block: dresid is d/d(out); out = mid + w_down(swiglu(w_gate_up(ln2(mid)))).
     be_.matmul_backward(a.dhidden(N), g.w_down, a.dresid(N), act.hidden, w.w_down, N, F, C);
     be_.swiglu_backward(a.dgate_up(N), a.dhidden(N), act.gate_up, N, F);

@@ -72,6 +72,7 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt) {
 
   LlamaModel model(cfg.model, be);
   model.init_weights(cfg.training.seed);
+  model.set_recompute(cfg.training.recompute);
   AdamW optimizer(cfg.optimizer, model.layout(), be);
   Rng rng(cfg.training.seed);
   TrainState state;
