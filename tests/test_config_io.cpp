@@ -19,7 +19,7 @@ void expect_error(Fn&& fn, const std::string& path, const std::string& keyword) 
 }
 }  // namespace
 
-TEST_CASE("--set overrides", "[config]") {
+TEST_CASE("config: --set overrides", "[config]") {
   json j = minimal();
   SECTION("dotted paths, JSON values and the plain-string fallback") {
     Config::apply_override(j, "model.dim=512");

@@ -2,9 +2,12 @@
 // on both backends, GPU determinism and a short training run. Skipped without a GPU.
 #include <catch2/catch.hpp>
 
+#include <cuda_runtime.h>
+
 #include <cmath>
 #include <vector>
 
+#include "cuda/cudnn_sdpa.h"
 #include "lighthouse/backend.h"
 #include "lighthouse/host_io.h"
 #include "lighthouse/model.h"
@@ -138,7 +141,7 @@ TEST_CASE("cuda: whole-model loss and gradients match the CPU reference, determi
   CHECK(lh::download_doubles(*gpu, gm.grads()) == gg);
 }
 
-TEST_CASE("cuda: a short GPU run follows the CPU loss curve; GPU runs and resumes are bit-exact", "[gpu][cuda]") {
+TEST_CASE("cuda: a short GPU run follows the CPU loss curve, and GPU runs and resumes are bit-exact", "[gpu][cuda]") {
   LH_SKIP_WITHOUT_GPU();
   lh::testing::TempDir cpu_dir, gpu_dir, gpu_again, gpu_split;
   const int N = 10;
@@ -165,4 +168,35 @@ TEST_CASE("cuda: a short GPU run follows the CPU loss curve; GPU runs and resume
   CHECK(lh::testing::losses_in(gpu_split.path() / "run/metrics.jsonl") == g);
   const std::string last = "run/step_00000010/model.safetensors";
   CHECK(lh::testing::file_bytes(gpu_dir.path() / last) == lh::testing::file_bytes(gpu_split.path() / last));
+}
+
+TEST_CASE("cuda: attention split into kv-head groups (workspace limit) matches the CPU reference", "[gpu][cuda]") {
+  LH_SKIP_WITHOUT_GPU();
+  const int B = 2, T = 200, H = 4, Hkv = 2, D = 64;
+  const size_t W = size_t(H + 2 * Hkv) * D, n_qkv = size_t(B) * T * W, n_out = size_t(B) * T * H * D;
+  const auto qkv = bf16_values(n_qkv, 20), dout = bf16_values(n_out, 21);
+  auto gpu = lh::make_cuda_backend();  // for memory and transfers
+  auto gq = upload(*gpu, lh::DType::BF16, qkv), gdo = upload(*gpu, lh::DType::BF16, dout);
+  auto go = gpu->allocate(lh::DType::BF16, n_out), glse = gpu->allocate(lh::DType::F32, size_t(B) * H * T);
+  auto gdq = gpu->allocate(lh::DType::BF16, n_qkv);
+  lh::cuda::CudnnSdpa sdpa;
+  sdpa.set_workspace_limit(0);  // forces one call per kv head
+  const auto shape = lh::cuda::fused_qkv_shape(B, T, H, Hkv, D);
+  using bf = __nv_bfloat16;
+  const bf* q = static_cast<const bf*>(gq.view().data);
+  bf* dq = static_cast<bf*>(gdq.view().data);
+  const int64_t ko = lh::cuda::fused_k_offset(H, D), vo = lh::cuda::fused_v_offset(H, Hkv, D);
+  const float scale = 1.0f / std::sqrt(float(D));
+  sdpa.forward(shape, q, q + ko, q + vo, static_cast<bf*>(go.view().data), glse.view().as<float>(), scale, nullptr);
+  sdpa.backward(shape, q, q + ko, q + vo, static_cast<const bf*>(go.view().data),
+                static_cast<const bf*>(gdo.view().data), glse.view().as<float>(), dq, dq + ko, dq + vo, scale, nullptr);
+  cudaDeviceSynchronize();
+
+  auto fq = as_float(qkv), fdo = as_float(dout);
+  std::vector<float> out(n_out), lse(size_t(B) * H * T), dqkv(n_qkv);
+  lh::cpu::attention_forward(out.data(), lse.data(), fq.data(), B, T, H, Hkv, D);
+  lh::cpu::attention_backward(dqkv.data(), fdo.data(), fq.data(), out.data(), lse.data(), B, T, H, Hkv, D);
+  CHECK(rel_l2(lh::download_doubles(*gpu, go.view()), {out.begin(), out.end()}) < 1e-2);
+  CHECK(rel_l2(lh::download_doubles(*gpu, glse.view()), {lse.begin(), lse.end()}) < 1e-4);
+  CHECK(rel_l2(lh::download_doubles(*gpu, gdq.view()), {dqkv.begin(), dqkv.end()}) < 2e-2);
 }

@@ -261,7 +261,7 @@ TEST_CASE("loader: same seed gives the same stream, another seed a different one
   CHECK(sa[0] != first[0]);  // shuffling actually reorders
 }
 
-TEST_CASE("loader: ranks take disjoint windows; an epoch covers each window once", "[data]") {
+TEST_CASE("loader: ranks take disjoint windows and an epoch covers each window once", "[data]") {
   TempDir dir;
   const int T = 9, B = 3, W = 4;
   // 2 shards of 61 and 59 windows: 120 windows = 10 global batches exactly.

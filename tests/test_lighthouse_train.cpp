@@ -68,7 +68,7 @@ std::vector<std::tuple<int, double, std::string>> records(const fs::path& metric
 }
 }  // namespace
 
-TEST_CASE("the lighthouse AttentionOp equals the reference composition; dense layers delegate", "[cpu][lighthouse]") {
+TEST_CASE("the lighthouse AttentionOp equals the reference composition and dense layers delegate", "[cpu][lighthouse]") {
   auto be = lh::make_cpu_backend(lh::DType::F64);
   lh::ModelConfig m;
   m.n_layers = 2;
@@ -111,7 +111,7 @@ TEST_CASE("the lighthouse AttentionOp equals the reference composition; dense la
   }
 }
 
-TEST_CASE("training crosses lighthouse -> dense; a resume across the boundary is bit-exact", "[cpu][lighthouse][train]") {
+TEST_CASE("training crosses lighthouse -> dense and a resume across the boundary is bit-exact", "[cpu][lighthouse][train]") {
   lh::testing::TempDir straight_dir, split_dir;
   auto be = lh::make_cpu_backend();
   const int steps = 6, boundary = 3;

@@ -1,6 +1,9 @@
 #include "cudnn_sdpa.h"
 
+#include <cstdlib>
 #include <limits>
+#include <stdexcept>
+#include <string>
 
 #include "cuda_check.h"
 
@@ -16,7 +19,14 @@ Dims dims4(int64_t b, int64_t h, int64_t s, int64_t d) { return {b, h, s, d}; }
 Dims strides(const Strides4& s) { return {s[0], s[1], s[2], s[3]}; }
 // The transposed view [b, h, d, s] of a [b, h, s, d] tensor: same memory, last two dims swapped.
 Dims transposed(const Strides4& s) { return {s[0], s[1], s[3], s[2]}; }
-Dims row_stats_strides(const SdpaShape& sh) { return {sh.hq * sh.s, sh.s, 1, 1}; }
+Dims row_stats_strides(const SdpaShape& sh) { return strides(sh.stats); }
+
+// Workspace above which a call is split into kv-head groups (default 2 GiB; override with
+// LH_CUDNN_WORKSPACE_LIMIT_MB). Splitting costs little at the long sequence lengths where it applies.
+size_t default_workspace_limit() {
+  const char* env = std::getenv("LH_CUDNN_WORKSPACE_LIMIT_MB");
+  return (env ? size_t(std::strtoull(env, nullptr, 10)) : size_t(2048)) << 20;
+}
 
 constexpr size_t kScratchAlign = 256;
 size_t round_up(size_t n) { return (n + kScratchAlign - 1) / kScratchAlign * kScratchAlign; }
@@ -153,10 +163,25 @@ SdpaShape fused_qkv_shape(int B, int T, int H, int Hkv, int D) {
   s.k = s.q;
   s.v = s.q;
   s.o = {int64_t(T) * H * D, D, int64_t(H) * D, 1};
+  s.stats = {int64_t(H) * T, T, 1, 1};
   return s;
 }
 
-CudnnSdpa::CudnnSdpa() { LH_CUDNN_CHECK(cudnnCreate(&handle_)); }
+SdpaShape kv_group_shape(const SdpaShape& s) {
+  SdpaShape g = s;
+  g.hq = s.hq / s.hk;
+  g.hk = 1;
+  return g;
+}
+
+const CudnnPlan* CudnnSdpa::plan(bool backward, const SdpaShape& sh) {
+  auto& slot = (backward ? bwd_plans_ : fwd_plans_)[sh];
+  if (!slot) slot = backward ? build_backward(handle_, sh) : build_forward(handle_, sh);
+  if (sh.hk > 1 && size_t(slot->workspace_bytes) > workspace_limit_) return nullptr;
+  return slot.get();
+}
+
+CudnnSdpa::CudnnSdpa() : workspace_limit_(default_workspace_limit()) { LH_CUDNN_CHECK(cudnnCreate(&handle_)); }
 
 CudnnSdpa::~CudnnSdpa() {
   if (workspace_) cudaFree(workspace_);
@@ -167,7 +192,13 @@ void* CudnnSdpa::workspace(size_t bytes) {
   if (bytes > workspace_bytes_) {
     if (workspace_) LH_CUDA_CHECK(cudaFree(workspace_));
     workspace_ = nullptr;
-    LH_CUDA_CHECK(cudaMalloc(&workspace_, bytes));
+    if (cudaMalloc(&workspace_, bytes) != cudaSuccess) {
+      cudaGetLastError();
+      workspace_ = nullptr;
+      workspace_bytes_ = 0;
+      throw std::runtime_error("cuDNN attention: cannot allocate its workspace of " +
+                               std::to_string(bytes >> 20) + " MiB (out of device memory)");
+    }
     workspace_bytes_ = bytes;
   }
   return workspace_;
@@ -175,8 +206,14 @@ void* CudnnSdpa::workspace(size_t bytes) {
 
 void CudnnSdpa::forward(const SdpaShape& sh, const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
                         __nv_bfloat16* o, float* stats, float scale, cudaStream_t stream) {
-  auto& plan = fwd_plans_[sh];
-  if (!plan) plan = build_forward(handle_, sh);
+  const CudnnPlan* plan = this->plan(false, sh);
+  if (!plan) {  // one call per kv-head group, each within the workspace limit
+    const SdpaShape g = kv_group_shape(sh);
+    for (int64_t i = 0; i < sh.hk; ++i)
+      forward(g, q + i * g.hq * sh.q[1], k + i * sh.k[1], v + i * sh.v[1], o + i * g.hq * sh.o[1],
+              stats + i * g.hq * sh.stats[1], scale, stream);
+    return;
+  }
   LH_CUDNN_CHECK(cudnnSetStream(handle_, stream));
   float neg_inf = -std::numeric_limits<float>::infinity();
   void* ws = workspace(size_t(plan->workspace_bytes));
@@ -190,8 +227,16 @@ void CudnnSdpa::backward(const SdpaShape& sh, const __nv_bfloat16* q, const __nv
                          const __nv_bfloat16* v, const __nv_bfloat16* o, const __nv_bfloat16* dout,
                          const float* stats, __nv_bfloat16* dq, __nv_bfloat16* dk, __nv_bfloat16* dv, float scale,
                          cudaStream_t stream) {
-  auto& plan = bwd_plans_[sh];
-  if (!plan) plan = build_backward(handle_, sh);
+  const CudnnPlan* plan = this->plan(true, sh);
+  if (!plan) {
+    const SdpaShape g = kv_group_shape(sh);
+    for (int64_t i = 0; i < sh.hk; ++i) {
+      const int64_t qo = i * g.hq * sh.q[1], ko = i * sh.k[1], vo = i * sh.v[1], oo = i * g.hq * sh.o[1];
+      backward(g, q + qo, k + ko, v + vo, o + oo, dout + oo, stats + i * g.hq * sh.stats[1], dq + qo, dk + ko,
+               dv + vo, scale, stream);
+    }
+    return;
+  }
   LH_CUDNN_CHECK(cudnnSetStream(handle_, stream));
   // The softmax_sum scratch sits in front of the plan's own workspace.
   const size_t scratch = round_up(size_t(sizeof(float)) * sh.b * sh.hq * sh.s);

@@ -24,7 +24,8 @@ using Strides4 = std::array<int64_t, 4>;
 struct SdpaShape {
   int64_t b = 1, hq = 1, hk = 1, s = 1, d = 64;
   Strides4 q{}, k{}, v{}, o{};  // dq/dk/dv/do share the strides of q/k/v/o
-  auto key() const { return std::tie(b, hq, hk, s, d, q, k, v, o); }
+  Strides4 stats{};             // of the fp32 log-sum-exp [b, hq, s, 1]
+  auto key() const { return std::tie(b, hq, hk, s, d, q, k, v, o, stats); }
   bool operator<(const SdpaShape& x) const { return key() < x.key(); }
 };
 
@@ -34,12 +35,17 @@ SdpaShape fused_qkv_shape(int B, int T, int H, int Hkv, int D);
 inline int64_t fused_k_offset(int H, int D) { return int64_t(H) * D; }
 inline int64_t fused_v_offset(int H, int Hkv, int D) { return int64_t(H + Hkv) * D; }
 
+// The shape of one GQA group (hq / hk query heads sharing one kv head); pointers of group g are
+// offset by g * group_offset(...) elements.
+SdpaShape kv_group_shape(const SdpaShape& s);
+
 class CudnnSdpa {
  public:
   CudnnSdpa();
   ~CudnnSdpa();
   CudnnSdpa(const CudnnSdpa&) = delete;
   CudnnSdpa& operator=(const CudnnSdpa&) = delete;
+  void set_workspace_limit(size_t bytes) { workspace_limit_ = bytes; }
 
   // o = softmax(q k^T * scale + causal mask) v; stats [b, hq, s] = log-sum-exp per row (fp32).
   void forward(const SdpaShape& shape, const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
@@ -51,10 +57,14 @@ class CudnnSdpa {
 
  private:
   void* workspace(size_t bytes);
+  // A cached plan; null when its workspace exceeds the limit and the call should be split into
+  // kv-head groups (deterministic backward plans grow with heads x sequence length).
+  const CudnnPlan* plan(bool backward, const SdpaShape& shape);
   cudnnHandle_t handle_ = nullptr;
   std::map<SdpaShape, std::unique_ptr<CudnnPlan>> fwd_plans_, bwd_plans_;
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;
+  size_t workspace_limit_;
 };
 
 }  // namespace lh::cuda
