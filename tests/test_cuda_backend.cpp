@@ -44,6 +44,21 @@ double rel_l2(const std::vector<double>& a, const std::vector<double>& b) {
 
 std::vector<float> as_float(const std::vector<double>& v) { return std::vector<float>(v.begin(), v.end()); }
 
+// The GPU's attention output, log-sum-exp and input gradient against the CPU reference on the
+// same (bf16-representable) inputs. bf16 P and dS inside the fused kernel: ~1e-2 relative; the
+// fp32 log-sum-exp much tighter.
+void check_attention_against_cpu(lh::Backend& gpu, const std::vector<double>& qkv, const std::vector<double>& dout,
+                                 const lh::Buffer& out, const lh::Buffer& lse, const lh::Buffer& dqkv, int B, int T,
+                                 int H, int Hkv, int D) {
+  auto fq = as_float(qkv), fdo = as_float(dout);
+  std::vector<float> o(fdo.size()), l(size_t(B) * H * T), dq(fq.size());
+  lh::cpu::attention_forward(o.data(), l.data(), fq.data(), B, T, H, Hkv, D);
+  lh::cpu::attention_backward(dq.data(), fdo.data(), fq.data(), o.data(), l.data(), B, T, H, Hkv, D);
+  CHECK(rel_l2(lh::download_doubles(gpu, out.view()), {o.begin(), o.end()}) < 1e-2);
+  CHECK(rel_l2(lh::download_doubles(gpu, lse.view()), {l.begin(), l.end()}) < 1e-4);
+  CHECK(rel_l2(lh::download_doubles(gpu, dqkv.view()), {dq.begin(), dq.end()}) < 2e-2);
+}
+
 }  // namespace
 
 TEST_CASE("cuda: cuBLASLt matmul forward and backward match the CPU reference", "[gpu][cuda]") {
@@ -85,14 +100,7 @@ TEST_CASE("cuda: cuDNN attention forward and backward match the CPU reference (G
   gpu->attention_forward(go.view(), glse.view(), gq.view(), B, T, H, Hkv, D);
   gpu->attention_backward(gdq.view(), gdo.view(), gq.view(), go.view(), glse.view(), B, T, H, Hkv, D);
 
-  auto fq = as_float(qkv), fdo = as_float(dout);
-  std::vector<float> out(n_out), lse(size_t(B) * H * T), dq(n_qkv);
-  lh::cpu::attention_forward(out.data(), lse.data(), fq.data(), B, T, H, Hkv, D);
-  lh::cpu::attention_backward(dq.data(), fdo.data(), fq.data(), out.data(), lse.data(), B, T, H, Hkv, D);
-  // bf16 P and dS inside the fused kernel: ~1e-2 relative; the fp32 log-sum-exp much tighter.
-  CHECK(rel_l2(lh::download_doubles(*gpu, go.view()), {out.begin(), out.end()}) < 1e-2);
-  CHECK(rel_l2(lh::download_doubles(*gpu, glse.view()), {lse.begin(), lse.end()}) < 1e-4);
-  CHECK(rel_l2(lh::download_doubles(*gpu, gdq.view()), {dq.begin(), dq.end()}) < 2e-2);
+  check_attention_against_cpu(*gpu, qkv, dout, go, glse, gdq, B, T, H, Hkv, D);
 }
 
 namespace {
@@ -192,11 +200,20 @@ TEST_CASE("cuda: attention split into kv-head groups (workspace limit) matches t
                 static_cast<const bf*>(gdo.view().data), glse.view().as<float>(), dq, dq + ko, dq + vo, scale, nullptr);
   cudaDeviceSynchronize();
 
-  auto fq = as_float(qkv), fdo = as_float(dout);
-  std::vector<float> out(n_out), lse(size_t(B) * H * T), dqkv(n_qkv);
-  lh::cpu::attention_forward(out.data(), lse.data(), fq.data(), B, T, H, Hkv, D);
-  lh::cpu::attention_backward(dqkv.data(), fdo.data(), fq.data(), out.data(), lse.data(), B, T, H, Hkv, D);
-  CHECK(rel_l2(lh::download_doubles(*gpu, go.view()), {out.begin(), out.end()}) < 1e-2);
-  CHECK(rel_l2(lh::download_doubles(*gpu, glse.view()), {lse.begin(), lse.end()}) < 1e-4);
-  CHECK(rel_l2(lh::download_doubles(*gpu, gdq.view()), {dqkv.begin(), dqkv.end()}) < 2e-2);
+  check_attention_against_cpu(*gpu, qkv, dout, go, glse, gdq, B, T, H, Hkv, D);
+}
+
+TEST_CASE("cuda: the non-deterministic attention backward also matches the CPU reference", "[gpu][cuda]") {
+  LH_SKIP_WITHOUT_GPU();
+  auto gpu = lh::make_cuda_backend();
+  gpu->set_deterministic(false);
+  const int B = 1, T = 300, H = 4, Hkv = 2, D = 128;
+  const size_t W = size_t(H + 2 * Hkv) * D, n_qkv = size_t(B) * T * W, n_out = size_t(B) * T * H * D;
+  const auto qkv = bf16_values(n_qkv, 30), dout = bf16_values(n_out, 31);
+  auto gq = upload(*gpu, lh::DType::BF16, qkv), gdo = upload(*gpu, lh::DType::BF16, dout);
+  auto go = gpu->allocate(lh::DType::BF16, n_out), glse = gpu->allocate(lh::DType::F32, size_t(B) * H * T);
+  auto gdq = gpu->allocate(lh::DType::BF16, n_qkv);
+  gpu->attention_forward(go.view(), glse.view(), gq.view(), B, T, H, Hkv, D);
+  gpu->attention_backward(gdq.view(), gdo.view(), gq.view(), go.view(), glse.view(), B, T, H, Hkv, D);
+  check_attention_against_cpu(*gpu, qkv, dout, go, glse, gdq, B, T, H, Hkv, D);
 }

@@ -64,6 +64,8 @@ class Backend {
   virtual void copy_to_host(void* dst, const Tensor& src) = 0;
   virtual void fill_zero(Tensor t) = 0;
   virtual void synchronize() = 0;
+  // Whether kernels must be bitwise reproducible (training.deterministic); the CPU always is.
+  virtual void set_deterministic(bool) {}
   // dst = src converted elementwise to dst's dtype (same numel).
   virtual void convert(Tensor dst, const Tensor& src) = 0;
 

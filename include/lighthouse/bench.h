@@ -15,6 +15,7 @@ struct AttentionBenchOptions {
   std::vector<int> seq_lens{4096, 8192, 16384, 32768, 65536, 131072};
   int batch = 1, heads = 8, kv_heads = 8, head_dim = 128;
   int warmup = 3, iters = 10;
+  bool deterministic = true;
 };
 // Dense causal attention forward and forward+backward of one layer per sequence length.
 // FLOPs counted: forward 2 * B * H * N^2 * d (two matmuls over the causal half), backward 2.5x that.

@@ -1,6 +1,8 @@
 #include "cudnn_sdpa.h"
 
+#include <cstdio>
 #include <cstdlib>
+#include <vector>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -13,7 +15,7 @@ namespace {
 using Dims = CudnnGraph::Dims;
 
 // Unique ids of the tensors bound at execution time.
-enum Uid : int64_t { kQ = 1, kK, kV, kO, kStats, kScale, kNegInf, kOne, kDO, kDQ, kDK, kDV, kSoftmaxSum };
+enum Uid : int64_t { kQ = 1, kK, kV, kO, kStats, kScale, kNegInf, kOne, kDO, kDQ, kDK, kDV, kSoftmaxSum, kDQAccum };
 
 Dims dims4(int64_t b, int64_t h, int64_t s, int64_t d) { return {b, h, s, d}; }
 Dims strides(const Strides4& s) { return {s[0], s[1], s[2], s[3]}; }
@@ -21,11 +23,14 @@ Dims strides(const Strides4& s) { return {s[0], s[1], s[2], s[3]}; }
 Dims transposed(const Strides4& s) { return {s[0], s[1], s[3], s[2]}; }
 Dims row_stats_strides(const SdpaShape& sh) { return strides(sh.stats); }
 
-// Workspace above which a call is split into kv-head groups (default 2 GiB; override with
-// LH_CUDNN_WORKSPACE_LIMIT_MB). Splitting costs little at the long sequence lengths where it applies.
+// Workspace above which a call is split into kv-head groups: a quarter of the device's memory
+// unless LH_CUDNN_WORKSPACE_LIMIT_MB says otherwise. Groups run one after another, so splitting
+// costs occupancy; it is the price of fitting the deterministic backward at long lengths.
 size_t default_workspace_limit() {
-  const char* env = std::getenv("LH_CUDNN_WORKSPACE_LIMIT_MB");
-  return (env ? size_t(std::strtoull(env, nullptr, 10)) : size_t(2048)) << 20;
+  if (const char* env = std::getenv("LH_CUDNN_WORKSPACE_LIMIT_MB")) return size_t(std::strtoull(env, nullptr, 10)) << 20;
+  size_t free_bytes = 0, total_bytes = 0;
+  LH_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  return total_bytes / 4;
 }
 
 constexpr size_t kScratchAlign = 256;
@@ -91,7 +96,7 @@ void grouped_matmul(CudnnGraph& g, const SdpaShape& sh, const CudnnDesc& a, cons
   g.reduction(CUDNN_REDUCE_TENSOR_ADD, per_head, out);
 }
 
-std::unique_ptr<CudnnPlan> build_backward(cudnnHandle_t handle, const SdpaShape& sh) {
+std::unique_ptr<CudnnPlan> build_backward(cudnnHandle_t handle, const SdpaShape& sh, bool deterministic) {
   CudnnGraph g;
   const auto bf = CUDNN_DATA_BFLOAT16, f32 = CUDNN_DATA_FLOAT;
   const Dims ss = dims4(sh.b, sh.hq, sh.s, sh.s), rows = dims4(sh.b, sh.hq, sh.s, 1);
@@ -143,13 +148,21 @@ std::unique_ptr<CudnnPlan> build_backward(cudnnHandle_t handle, const SdpaShape&
   const CudnnDesc& ds = g.virt(bf, ss);
   g.pointwise(CUDNN_POINTWISE_MUL, f32, ds0, &scale, ds);
 
-  // dK = dS^T Q;  dQ = dS K (deterministic: written directly, no fp32 atomics buffer)
+  // dK = dS^T Q;  dQ = dS K. Deterministic: dQ written directly (cuDNN then keeps per-tile
+  // partials in a workspace that grows with s^2). Otherwise accumulated with fp32 atomics into a
+  // zeroed [b, hq, s, d] buffer and converted by an IDENTITY op.
   const CudnnDesc& ds_t = g.virt(bf, dims4(sh.b, sh.hq, sh.s, sh.s), ss_t);
   g.reshape(ds, ds_t);
   grouped_matmul(g, sh, ds_t, q, dk);
   const CudnnDesc& k = g.virt(bf, kd, strides(sh.k));
   g.reshape(kt, k);
-  g.matmul(ds, k, dq);
+  if (deterministic) {
+    g.matmul(ds, k, dq);
+  } else {
+    const CudnnDesc& accum = g.tensor(kDQAccum, f32, qd, CudnnGraph::contiguous_strides(qd));
+    g.matmul(ds, k, accum);
+    g.pointwise(CUDNN_POINTWISE_IDENTITY, f32, accum, nullptr, dq);
+  }
   return std::make_unique<CudnnPlan>(g.build(handle));
 }
 
@@ -176,7 +189,14 @@ SdpaShape kv_group_shape(const SdpaShape& s) {
 
 const CudnnPlan* CudnnSdpa::plan(bool backward, const SdpaShape& sh) {
   auto& slot = (backward ? bwd_plans_ : fwd_plans_)[sh];
-  if (!slot) slot = backward ? build_backward(handle_, sh) : build_forward(handle_, sh);
+  if (!slot) {
+    slot = backward ? build_backward(handle_, sh, deterministic_) : build_forward(handle_, sh);
+    if (std::getenv("LH_CUDNN_VERBOSE"))
+      std::fprintf(stderr, "cuDNN %s plan b=%lld hq=%lld hk=%lld s=%lld d=%lld%s: workspace %.1f MiB\n",
+                   backward ? "backward" : "forward", (long long)sh.b, (long long)sh.hq, (long long)sh.hk,
+                   (long long)sh.s, (long long)sh.d, backward && !deterministic_ ? " (non-deterministic)" : "",
+                   slot->workspace_bytes / 1048576.0);
+  }
   if (sh.hk > 1 && size_t(slot->workspace_bytes) > workspace_limit_) return nullptr;
   return slot.get();
 }
@@ -238,15 +258,20 @@ void CudnnSdpa::backward(const SdpaShape& sh, const __nv_bfloat16* q, const __nv
     return;
   }
   LH_CUDNN_CHECK(cudnnSetStream(handle_, stream));
-  // The softmax_sum scratch sits in front of the plan's own workspace.
-  const size_t scratch = round_up(size_t(sizeof(float)) * sh.b * sh.hq * sh.s);
+  // The softmax_sum (and, non-deterministic, the zeroed dQ accumulator) scratch sits in front of
+  // the plan's own workspace.
+  const size_t sum_bytes = round_up(size_t(sizeof(float)) * sh.b * sh.hq * sh.s);
+  const size_t accum_bytes = deterministic_ ? 0 : round_up(size_t(sizeof(float)) * sh.b * sh.hq * sh.s * sh.d);
+  const size_t scratch = sum_bytes + accum_bytes;
   char* ws = static_cast<char*>(workspace(scratch + size_t(plan->workspace_bytes)));
+  if (accum_bytes) LH_CUDA_CHECK(cudaMemsetAsync(ws + sum_bytes, 0, accum_bytes, stream));
   float neg_inf = -std::numeric_limits<float>::infinity(), one = 1.0f;
   auto cv = [](const __nv_bfloat16* p) { return static_cast<void*>(const_cast<__nv_bfloat16*>(p)); };
-  cudnn_execute(handle_, *plan, {kQ, kK, kV, kO, kDO, kStats, kDQ, kDK, kDV, kScale, kOne, kNegInf, kSoftmaxSum},
-                {cv(q), cv(k), cv(v), cv(o), cv(dout), const_cast<float*>(stats), dq, dk, dv, &scale, &one,
-                 &neg_inf, ws},
-                ws + scratch);
+  std::vector<int64_t> uids = {kQ, kK, kV, kO, kDO, kStats, kDQ, kDK, kDV, kScale, kOne, kNegInf, kSoftmaxSum};
+  std::vector<void*> ptrs = {cv(q), cv(k), cv(v), cv(o), cv(dout), const_cast<float*>(stats), dq, dk, dv, &scale,
+                             &one, &neg_inf, ws};
+  if (accum_bytes) uids.push_back(kDQAccum), ptrs.push_back(ws + sum_bytes);
+  cudnn_execute(handle_, *plan, uids, ptrs, ws + scratch);
 }
 
 }  // namespace lh::cuda

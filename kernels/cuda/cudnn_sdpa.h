@@ -46,6 +46,13 @@ class CudnnSdpa {
   CudnnSdpa(const CudnnSdpa&) = delete;
   CudnnSdpa& operator=(const CudnnSdpa&) = delete;
   void set_workspace_limit(size_t bytes) { workspace_limit_ = bytes; }
+  // The deterministic backward (default) keeps per-tile dQ partials: its workspace grows with
+  // heads x s^2 and is split into kv-head groups above the limit. The non-deterministic one
+  // accumulates dQ with fp32 atomics in O(s) memory: not bitwise reproducible.
+  void set_deterministic(bool on) {
+    if (on != deterministic_) bwd_plans_.clear();
+    deterministic_ = on;
+  }
 
   // o = softmax(q k^T * scale + causal mask) v; stats [b, hq, s] = log-sum-exp per row (fp32).
   void forward(const SdpaShape& shape, const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
@@ -65,6 +72,7 @@ class CudnnSdpa {
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;
   size_t workspace_limit_;
+  bool deterministic_ = true;
 };
 
 }  // namespace lh::cuda

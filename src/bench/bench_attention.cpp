@@ -25,6 +25,7 @@ Buffer random_activations(Backend& be, size_t n, uint64_t seed) {
 }  // namespace
 
 nlohmann::json bench_attention(Backend& be, const AttentionBenchOptions& o) {
+  be.set_deterministic(o.deterministic);
   nlohmann::json rows = nlohmann::json::array();
   for (int N : o.seq_lens) {
     const int B = o.batch, H = o.heads, Hkv = o.kv_heads, D = o.head_dim;
@@ -41,7 +42,7 @@ nlohmann::json bench_attention(Backend& be, const AttentionBenchOptions& o) {
     const double fwd_flops = 2.0 * B * H * double(N) * N * D;
     const double total_flops = fwd_flops * 3.5;
     nlohmann::json r = {{"seq_len", N},        {"batch", B},           {"heads", H},
-                        {"kv_heads", Hkv},     {"head_dim", D},        {"fwd_ms", fwd_ms},
+                        {"kv_heads", Hkv},     {"head_dim", D},  {"deterministic", o.deterministic},        {"fwd_ms", fwd_ms},
                         {"fwd_bwd_ms", step_ms}, {"fwd_tflops", fwd_flops / fwd_ms * 1e-9},
                         {"fwd_bwd_tflops", total_flops / step_ms * 1e-9}};
     std::printf("attention N=%7d  fwd %9.3f ms (%6.1f TFLOP/s)  fwd+bwd %9.3f ms (%6.1f TFLOP/s)\n", N, fwd_ms,

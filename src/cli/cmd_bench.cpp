@@ -29,12 +29,14 @@ void register_bench_command(CLI::App& app) {
   cmd->add_option("--out", a->out, "Write the results as JSON here");
 
   CLI::App* att = cmd->add_subcommand("attention", "Dense causal attention forward / forward+backward of one layer");
-  att->add_option("--seq-lens", a->attention.seq_lens, "Sequence lengths");
+  att->add_option("--seq-lens", a->attention.seq_lens, "Sequence lengths (space or comma separated)")->delimiter(',');
   att->add_option("--batch", a->attention.batch)->check(CLI::PositiveNumber);
   att->add_option("--heads", a->attention.heads)->check(CLI::PositiveNumber);
   att->add_option("--kv-heads", a->attention.kv_heads)->check(CLI::PositiveNumber);
   att->add_option("--head-dim", a->attention.head_dim)->check(CLI::PositiveNumber);
   att->add_option("--iters", a->attention.iters)->check(CLI::PositiveNumber);
+  att->add_flag("!--non-deterministic", a->attention.deterministic,
+                "Use the atomic (non-reproducible) attention backward");
   att->callback([a] {
     auto be = lh::make_backend(a->device);
     write_result(lh::bench_attention(*be, a->attention), a->out);

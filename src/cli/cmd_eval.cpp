@@ -107,9 +107,11 @@ void register_eval_command(CLI::App& app) {
   cmd->add_option("--val", a->val, "Validation shards (default: the checkpoint config's data.val)");
   cmd->add_option("--val-batches", a->val_batches, "Validation micro-batches (default: training.eval_batches)")
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--passkey-lengths", a->passkey_lengths, "Passkey prompt lengths in tokens")
+  cmd->add_option("--passkey-lengths", a->passkey_lengths, "Passkey prompt lengths in tokens (space or comma separated)")
+      ->delimiter(',')
       ->check(CLI::Range(64, 1 << 24));
-  cmd->add_option("--passkey-depths", a->passkey_depths, "Key depths as fractions in [0, 1]")
+  cmd->add_option("--passkey-depths", a->passkey_depths, "Key depths as fractions in [0, 1] (space or comma separated)")
+      ->delimiter(',')
       ->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--passkey-samples", a->passkey_samples, "Prompts per (length, depth)")->check(CLI::PositiveNumber);
   cmd->add_option("--seed", a->seed, "Seed of the passkey prompts");

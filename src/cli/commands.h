@@ -9,3 +9,5 @@ void register_eval_command(CLI::App& app);
 void register_export_command(CLI::App& app);
 void register_select_command(CLI::App& app);
 void register_bench_command(CLI::App& app);
+void register_launch_command(CLI::App& app);      // cmd_launch.cpp
+void register_dist_check_command(CLI::App& app);  // cmd_dist_check.cpp

@@ -16,6 +16,8 @@ int main(int argc, char** argv) {
   register_export_command(app);
   register_select_command(app);
   register_bench_command(app);
+  register_launch_command(app);
+  register_dist_check_command(app);
   spdlog::set_pattern("[%H:%M:%S] %^%l%$ %v");
   try {
     app.parse(argc, argv);

@@ -148,6 +148,7 @@ TrainingConfig parse_training(const json& j, const DataConfig& d) {
   t.keep_last = r.get_int("keep_last", t.keep_last);
   t.device = one_of(r.get_string("device", t.device), {"auto", "cpu", "cuda"}, "training.device");
   t.recompute = r.get_bool("recompute", t.recompute);
+  t.deterministic = r.get_bool("deterministic", t.deterministic);
   r.finish();
   const auto at_least = [&](const char* key, int value, int lo) {
     require(value >= lo, r.path_of(key),

@@ -168,7 +168,7 @@ json Config::to_json() const {
         {"eval_interval", training.eval_interval}, {"eval_batches", training.eval_batches},
         {"checkpoint_interval", training.checkpoint_interval},
         {"keep_last", training.keep_last}, {"device", training.device},
-        {"recompute", training.recompute}}},
+        {"recompute", training.recompute}, {"deterministic", training.deterministic}}},
       {"attention", {{"phases", phases}}},
       {"logging", {{"dir", logging.dir}, {"interval", logging.interval}}},
   };
@@ -192,7 +192,7 @@ bool operator==(const Config& a, const Config& b) {
   };
   const auto train = [](const TrainingConfig& t) {
     return std::tie(t.steps, t.global_batch, t.grad_accum, t.seed, t.eval_interval,
-                    t.eval_batches, t.checkpoint_interval, t.keep_last, t.device, t.recompute);
+                    t.eval_batches, t.checkpoint_interval, t.keep_last, t.device, t.recompute, t.deterministic);
   };
   const auto phases_equal = [](const AttentionConfig& x, const AttentionConfig& y) {
     if (x.phases.size() != y.phases.size()) return false;

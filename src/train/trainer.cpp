@@ -73,6 +73,7 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt) {
   LlamaModel model(cfg.model, be);
   model.init_weights(cfg.training.seed);
   model.set_recompute(cfg.training.recompute);
+  be.set_deterministic(cfg.training.deterministic);
   AdamW optimizer(cfg.optimizer, model.layout(), be);
   Rng rng(cfg.training.seed);
   TrainState state;
