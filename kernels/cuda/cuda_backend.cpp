@@ -13,6 +13,7 @@
 #include "cuda_check.h"
 #include "cudnn_sdpa.h"
 #include "kernels.h"
+#include "lighthouse_kernels.h"
 #include "lighthouse/backend.h"
 #include "lighthouse/device.h"
 #include "lighthouse/ops/cpu_reference.h"
@@ -149,6 +150,59 @@ class CudaBackend final : public Backend {
                        float(eps), float(wd), step, stream_);
   }
 
+  // Lighthouse stages (lighthouse_kernels.h); the inverse index and the selection's sort spill
+  // share the backend's scratch buffer (one stream: no two ops use it at once).
+  using Geometry = lighthouse::Geometry;
+  void lighthouse_pyramid_forward(Tensor qp, Tensor kp, Tensor vp, const Tensor& qkv, int B, int H, int Hkv, int D,
+                                  const Geometry& g) override {
+    cuda::lighthouse_pyramid_forward(bf(qp, "lighthouse"), bf(kp, "lighthouse"), bf(vp, "lighthouse"),
+                                     bf(qkv, "lighthouse"), B, H, Hkv, D, g, stream_);
+  }
+  void lighthouse_pyramid_backward(Tensor dqkv, const Tensor& dqp, const Tensor& dkp, const Tensor& dvp, int B, int H,
+                                   int Hkv, int D, const Geometry& g) override {
+    cuda::lighthouse_pyramid_backward(bf(dqkv, "lighthouse"), bf(dqp, "lighthouse"), bf(dkp, "lighthouse"),
+                                      bf(dvp, "lighthouse"), B, H, Hkv, D, g, stream_);
+  }
+  void lighthouse_norm_scores(Tensor score, const Tensor& pyr, int B, int Hx, int D, const Geometry& g) override {
+    cuda::lighthouse_norm_scores(f32(score), bf(pyr, "lighthouse"), B, Hx, D, g, stream_);
+  }
+  void lighthouse_select(Tensor idx, const Tensor& sq, const Tensor& sk, int B, int H, int Hkv,
+                         const Geometry& g) override {
+    void* scratch = scratch_bytes(cuda::lighthouse_select_scratch_bytes(B, H, g));
+    cuda::lighthouse_select(i32(idx), f32(sq), f32(sk), B, H, Hkv, g, scratch, stream_);
+  }
+  void lighthouse_gather_forward(Tensor sub, const Tensor& pyr, const Tensor& idx, int B, int H, int Hx, int D,
+                                 const Geometry& g) override {
+    cuda::lighthouse_gather_forward(bf(sub, "lighthouse"), bf(pyr, "lighthouse"), i32(idx), B, H, Hx, D, g, stream_);
+  }
+  void lighthouse_gather_backward(Tensor dpyr, const Tensor& dsub, const Tensor& idx, int B, int H, int Hx, int D,
+                                  const Geometry& g) override {
+    auto* inverse = static_cast<int32_t*>(scratch_bytes(cuda::lighthouse_inverse_bytes(B, H, g)));
+    cuda::lighthouse_gather_backward(bf(dpyr, "lighthouse"), bf(dsub, "lighthouse"), i32(idx), B, H, Hx, D, g, inverse,
+                                     stream_);
+  }
+  void lighthouse_sdpa_forward(Tensor o, Tensor lse, const Tensor& q, const Tensor& k, const Tensor& v, int BH, int S,
+                               int D) override {
+    sdpa_.forward(packed_shape(BH, S, D), bf(q, "lighthouse"), bf(k, "lighthouse"), bf(v, "lighthouse"),
+                  bf(o, "lighthouse"), f32(lse), scale(D), stream_);
+  }
+  void lighthouse_sdpa_backward(Tensor dq, Tensor dk, Tensor dv, const Tensor& dout, const Tensor& q, const Tensor& k,
+                                const Tensor& v, const Tensor& o, const Tensor& lse, int BH, int S, int D) override {
+    sdpa_.backward(packed_shape(BH, S, D), bf(q, "lighthouse"), bf(k, "lighthouse"), bf(v, "lighthouse"),
+                   bf(o, "lighthouse"), bf(dout, "lighthouse"), f32(lse), bf(dq, "lighthouse"), bf(dk, "lighthouse"),
+                   bf(dv, "lighthouse"), scale(D), stream_);
+  }
+  void lighthouse_scatter_forward(Tensor out, const Tensor& o, const Tensor& idx, int B, int H, int D,
+                                  const Geometry& g) override {
+    auto* inverse = static_cast<int32_t*>(scratch_bytes(cuda::lighthouse_inverse_bytes(B, H, g)));
+    cuda::lighthouse_scatter_forward(bf(out, "lighthouse"), bf(o, "lighthouse"), i32(idx), B, H, D, g, inverse,
+                                     stream_);
+  }
+  void lighthouse_scatter_backward(Tensor dsub, const Tensor& dout, const Tensor& idx, int B, int H, int D,
+                                   const Geometry& g) override {
+    cuda::lighthouse_scatter_backward(bf(dsub, "lighthouse"), bf(dout, "lighthouse"), i32(idx), B, H, D, g, stream_);
+  }
+
  protected:
   void* raw_alloc(size_t bytes) override {
     void* p = nullptr;
@@ -163,6 +217,15 @@ class CudaBackend final : public Backend {
     return device;
   }
   static float scale(int D) { return 1.0f / std::sqrt(float(D)); }
+  // Lighthouse's inner attention: BH independent heads of [S, D], contiguous ([1, BH, S, D]).
+  static cuda::SdpaShape packed_shape(int BH, int S, int D) {
+    cuda::SdpaShape sh;
+    sh.b = 1, sh.hq = BH, sh.hk = BH, sh.s = S, sh.d = D;
+    sh.q = {int64_t(BH) * S * D, int64_t(S) * D, D, 1};
+    sh.k = sh.v = sh.o = sh.q;
+    sh.stats = {int64_t(BH) * S, S, 1, 1};
+    return sh;
+  }
 
   void* scratch_bytes(size_t bytes) {
     if (bytes > scratch_size_) {

@@ -47,10 +47,10 @@ class StopSignals {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-void print_progress(int step, int total, double loss, double lr, double gnorm, double tok_s, double step_ms,
-                    double eta_s) {
-  std::printf("step %6d/%d | loss %.4f | lr %.3e | gnorm %.3f | %8.0f tok/s | %7.1f ms/step | ETA %s\n", step,
-              total, loss, lr, gnorm, tok_s, step_ms, format_duration(eta_s).c_str());
+void print_progress(int step, int total, const std::string& phase, double loss, double lr, double gnorm,
+                    double tok_s, double step_ms, double eta_s) {
+  std::printf("step %6d/%d | %s | loss %.4f | lr %.3e | gnorm %.3f | %8.0f tok/s | %7.1f ms/step | ETA %s\n",
+              step, total, phase.c_str(), loss, lr, gnorm, tok_s, step_ms, format_duration(eta_s).c_str());
   std::fflush(stdout);
 }
 
@@ -155,7 +155,7 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt) {
       metrics.write({{"step", state.step}, {"loss", loss}, {"lr", lr}, {"grad_norm", gnorm},
                      {"tokens_per_s", tok_s}, {"step_ms", step_ms}, {"tokens", state.tokens_seen},
                      {"phase", state.attention}, {"time_s", elapsed}});
-      if (!opt.quiet) print_progress(state.step, cfg.training.steps, loss, lr, gnorm, tok_s, step_ms, eta);
+      if (!opt.quiet) print_progress(state.step, cfg.training.steps, state.attention, loss, lr, gnorm, tok_s, step_ms, eta);
     }
     const bool last = state.step == cfg.training.steps;
     const int ev = cfg.training.eval_interval;

@@ -1,0 +1,177 @@
+// Lighthouse gather (pyramid entries -> dense sub-sequences) and scatter (fan-out with the causal
+// shift), forward and backward, all as PULLS: every output chunk of 8 elements has one thread that
+// reads its few sources in a fixed order (group heads ascending, levels ascending, positions
+// ascending) and accumulates in fp32. No atomics, bit-reproducible for any grid.
+//
+// The gather backward and the scatter forward need "where in row (b, h) does pyramid entry j sit":
+// the inverse index pos [B, H, P] (-1 = not emitted), rebuilt from idx on each call.
+#include "lighthouse_geo.cuh"
+#include "lighthouse_kernels.h"
+#include "vec.cuh"
+
+namespace lh::cuda {
+namespace {
+using detail::DevGeo;
+constexpr int kThreads = 256;
+
+// Entries of one row are distinct (the reference emits each at most once), so every pos element
+// has at most one writer.
+__global__ void invert_kernel(int32_t* pos, const int32_t* idx, size_t rows, int64_t S, int64_t P) {
+  const size_t items = rows * size_t(S);
+  for (size_t it = detail::global_thread(); it < items; it += detail::grid_threads()) {
+    const size_t row = it / S;
+    pos[row * P + idx[it]] = int32_t(it % S);
+  }
+}
+
+__global__ void gather_forward_kernel(bf16* sub, const bf16* pyr, const int32_t* idx, int B, int H, int Hx, int D,
+                                      int64_t S, int64_t P) {
+  const int V = D / detail::kVec, G = H / Hx;
+  const size_t items = size_t(B) * H * S * V;
+  for (size_t it = detail::global_thread(); it < items; it += detail::grid_threads()) {
+    const int chunk = int(it % V);
+    const size_t bhs = it / V, bh = bhs / S;
+    const int b = int(bh / H), h = int(bh % H);
+    const bf16* src = pyr + ((size_t(b) * Hx + h / G) * P + idx[bhs]) * D + chunk * detail::kVec;
+    *reinterpret_cast<uint4*>(sub + it * detail::kVec) = *reinterpret_cast<const uint4*>(src);
+  }
+}
+
+// dpyr[b, x, j] = sum over the group's heads h (ascending) of dsub[b, h, pos[b, h, j]].
+__global__ void gather_backward_kernel(bf16* dpyr, const bf16* dsub, const int32_t* pos, int B, int H, int Hx, int D,
+                                       int64_t S, int64_t P) {
+  const int V = D / detail::kVec, G = H / Hx;
+  const size_t items = size_t(B) * Hx * P * V;
+  for (size_t it = detail::global_thread(); it < items; it += detail::grid_threads()) {
+    const int chunk = int(it % V);
+    const size_t r = it / V;
+    const int64_t j = int64_t(r % P);
+    const size_t bx = r / P;
+    const int b = int(bx / Hx), x = int(bx % Hx);
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, v[8];
+    for (int h = x * G; h < (x + 1) * G; ++h) {
+      const size_t bh = size_t(b) * H + h;
+      const int32_t s = pos[bh * P + j];
+      if (s < 0) continue;
+      detail::load8(v, dsub + (bh * S + s) * D + chunk * detail::kVec);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) acc[e] += v[e];
+    }
+    detail::store8(dpyr + it * detail::kVec, acc);
+  }
+}
+
+// out[b, t, h] = sum over levels (ascending) of o[b, h, pos of entry (l, (t+1)/c - 1)], if emitted.
+__global__ void scatter_forward_kernel(bf16* out, const bf16* o, const int32_t* pos, int B, int H, int D, int64_t S,
+                                       DevGeo g) {
+  const int V = D / detail::kVec;
+  const int64_t P = g.P();
+  const size_t items = size_t(B) * g.N * H * V;
+  for (size_t it = detail::global_thread(); it < items; it += detail::grid_threads()) {
+    const int chunk = int(it % V);
+    const size_t r = it / V;
+    const int h = int(r % H);
+    const size_t bt = r / H;
+    const int64_t t = int64_t(bt % g.N);
+    const size_t bh = (bt / g.N) * H + h;
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, v[8];
+    for (int l = 0; l < g.L; ++l) {
+      const int64_t i = (t + 1) / g.win[l] - 1;
+      if (i < 0) break;  // coarser windows are longer: none of them has ended either
+      const int32_t s = pos[bh * P + g.off[l] + i];
+      if (s < 0) continue;
+      detail::load8(v, o + (bh * S + s) * D + chunk * detail::kVec);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) acc[e] += v[e];
+    }
+    detail::store8(out + it * detail::kVec, acc);
+  }
+}
+
+// dsub[b, h, s] = sum of dout over entry idx[b, h, s]'s fan-out [c i + c - 1, c i + 2c - 2] (< N).
+__global__ void scatter_backward_kernel(bf16* dsub, const bf16* dout, const int32_t* idx, int B, int H, int D,
+                                        int64_t S, DevGeo g) {
+  const int V = D / detail::kVec;
+  const size_t items = size_t(B) * H * S * V;
+  for (size_t it = detail::global_thread(); it < items; it += detail::grid_threads()) {
+    const int chunk = int(it % V);
+    const size_t bhs = it / V, bh = bhs / S;
+    const int b = int(bh / H), h = int(bh % H);
+    const int64_t j = idx[bhs];
+    const int l = g.level_of(j);
+    const int64_t c = g.win[l], i = j - g.off[l];
+    const int64_t first = c * i + c - 1, last = min(c * i + 2 * c - 2, g.N - 1);
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, v[8];
+    for (int64_t t = first; t <= last; ++t) {
+      detail::load8(v, dout + ((size_t(b) * g.N + t) * H + h) * D + chunk * detail::kVec);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) acc[e] += v[e];
+    }
+    detail::store8(dsub + it * detail::kVec, acc);
+  }
+}
+
+void check_groups(int H, int Hx, const char* op) {
+  if (Hx < 1 || H % Hx != 0)
+    throw std::invalid_argument(std::string("lighthouse cuda ") + op + ": H is not a multiple of the pyramid's heads");
+}
+
+void build_inverse(int32_t* pos, const int32_t* idx, int B, int H, const Geometry& geo, cudaStream_t s) {
+  const size_t rows = size_t(B) * H;
+  const int64_t S = geo.sub_len(), P = geo.pyramid_size();
+  LH_CUDA_CHECK(cudaMemsetAsync(pos, 0xFF, rows * P * sizeof(int32_t), s));  // -1 everywhere
+  invert_kernel<<<detail::grid_for(rows * S, kThreads), kThreads, 0, s>>>(pos, idx, rows, S, P);
+  LH_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+size_t lighthouse_inverse_bytes(int B, int H, const Geometry& g) {
+  return size_t(B) * H * size_t(g.pyramid_size()) * sizeof(int32_t);
+}
+
+void lighthouse_gather_forward(bf16* sub, const bf16* pyr, const int32_t* idx, int B, int H, int Hx, int D,
+                               const Geometry& g, cudaStream_t s) {
+  detail::check_head_dim(D, "gather_forward");
+  check_groups(H, Hx, "gather_forward");
+  g.validate();
+  const size_t items = size_t(B) * H * g.sub_len() * (D / detail::kVec);
+  gather_forward_kernel<<<detail::grid_for(items, kThreads), kThreads, 0, s>>>(sub, pyr, idx, B, H, Hx, D,
+                                                                               g.sub_len(), g.pyramid_size());
+  LH_CUDA_CHECK_LAUNCH();
+}
+
+void lighthouse_gather_backward(bf16* dpyr, const bf16* dsub, const int32_t* idx, int B, int H, int Hx, int D,
+                                const Geometry& g, int32_t* inverse, cudaStream_t s) {
+  detail::check_head_dim(D, "gather_backward");
+  check_groups(H, Hx, "gather_backward");
+  g.validate();
+  build_inverse(inverse, idx, B, H, g, s);
+  const size_t items = size_t(B) * Hx * g.pyramid_size() * (D / detail::kVec);
+  gather_backward_kernel<<<detail::grid_for(items, kThreads), kThreads, 0, s>>>(dpyr, dsub, inverse, B, H, Hx, D,
+                                                                                g.sub_len(), g.pyramid_size());
+  LH_CUDA_CHECK_LAUNCH();
+}
+
+void lighthouse_scatter_forward(bf16* out, const bf16* o, const int32_t* idx, int B, int H, int D, const Geometry& geo,
+                                int32_t* inverse, cudaStream_t s) {
+  detail::check_head_dim(D, "scatter_forward");
+  const DevGeo g = detail::make_dev_geo(geo);
+  build_inverse(inverse, idx, B, H, geo, s);
+  const size_t items = size_t(B) * g.N * H * (D / detail::kVec);
+  scatter_forward_kernel<<<detail::grid_for(items, kThreads), kThreads, 0, s>>>(out, o, inverse, B, H, D,
+                                                                                geo.sub_len(), g);
+  LH_CUDA_CHECK_LAUNCH();
+}
+
+void lighthouse_scatter_backward(bf16* dsub, const bf16* dout, const int32_t* idx, int B, int H, int D,
+                                 const Geometry& geo, cudaStream_t s) {
+  detail::check_head_dim(D, "scatter_backward");
+  const DevGeo g = detail::make_dev_geo(geo);
+  const size_t items = size_t(B) * H * geo.sub_len() * (D / detail::kVec);
+  scatter_backward_kernel<<<detail::grid_for(items, kThreads), kThreads, 0, s>>>(dsub, dout, idx, B, H, D,
+                                                                                 geo.sub_len(), g);
+  LH_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace lh::cuda

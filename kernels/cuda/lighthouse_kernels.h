@@ -1,0 +1,55 @@
+// Host-side launchers of the Lighthouse attention kernels (issue #5). Semantics and layouts are those
+// of the CPU reference, include/lighthouse/ops/lighthouse_reference.h, with the CUDA backend's types:
+// data (pyramids, sub-sequences, qkv, out) bf16, scores fp32, indices int32; fp32 accumulation.
+// Every launcher is asynchronous on `s` and deterministic: each output element has exactly one
+// writer that sums its inputs in a fixed order (no float atomics). Grids are grid-stride loops or
+// 1D grids in x, so no sequence length runs into a grid-dimension limit.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "lighthouse/ops/lighthouse_geometry.h"
+
+namespace lh::cuda {
+
+using bf16 = __nv_bfloat16;
+using lighthouse::Geometry;
+
+// ---- lighthouse_pyramid.cu ----
+// qkv [B, N, (H + 2*Hkv) * D] -> qpyr [B, H, P, D], kpyr / vpyr [B, Hkv, P, D]; D % 8 == 0.
+void lighthouse_pyramid_forward(bf16* qpyr, bf16* kpyr, bf16* vpyr, const bf16* qkv, int B, int H, int Hkv, int D,
+                                const Geometry& g, cudaStream_t s);
+// dqkv written: each base position pulls dpyr(l, t / p^l) / p^l, levels ascending.
+void lighthouse_pyramid_backward(bf16* dqkv, const bf16* dqpyr, const bf16* dkpyr, const bf16* dvpyr, int B, int H,
+                                 int Hkv, int D, const Geometry& g, cudaStream_t s);
+// score [B, Hx, P]: level 0 = ||x||_2 summed in double in increasing d (the CPU reference's order,
+// so both backends produce the same float bits), levels >= 1 = window max.
+void lighthouse_norm_scores(float* score, const bf16* pyr, int B, int Hx, int D, const Geometry& g, cudaStream_t s);
+
+// ---- lighthouse_select.cu ----
+// Bytes of `scratch` lighthouse_select needs: 0 when a tile's entries fit in shared memory, else a
+// global buffer for the tile-local sort.
+size_t lighthouse_select_scratch_bytes(int B, int H, const Geometry& g);
+// idx [B, H, S]: the reference's cascade and causal order, index for index.
+void lighthouse_select(int32_t* idx, const float* sq, const float* sk, int B, int H, int Hkv, const Geometry& g,
+                       void* scratch, cudaStream_t s);
+
+// ---- lighthouse_gather_scatter.cu ----
+// The inverse of an index row: pos [B, H, P] = sub-sequence position of each pyramid entry or -1.
+// Gather backward and the scatter forward read it; it is rebuilt from idx on every call (a memset
+// and one write per entry), so stale maps can never be used.
+size_t lighthouse_inverse_bytes(int B, int H, const Geometry& g);
+void lighthouse_gather_forward(bf16* sub, const bf16* pyr, const int32_t* idx, int B, int H, int Hx, int D,
+                               const Geometry& g, cudaStream_t s);
+// inverse: lighthouse_inverse_bytes(B, H, g) of scratch.
+void lighthouse_gather_backward(bf16* dpyr, const bf16* dsub, const int32_t* idx, int B, int H, int Hx, int D,
+                                const Geometry& g, int32_t* inverse, cudaStream_t s);
+void lighthouse_scatter_forward(bf16* out, const bf16* o, const int32_t* idx, int B, int H, int D, const Geometry& g,
+                                int32_t* inverse, cudaStream_t s);
+void lighthouse_scatter_backward(bf16* dsub, const bf16* dout, const int32_t* idx, int B, int H, int D,
+                                 const Geometry& g, cudaStream_t s);
+
+}  // namespace lh::cuda

@@ -1,0 +1,144 @@
+// `lighthouse bench lighthouse`: one Lighthouse attention layer, forward + backward, per sequence
+// length, against dense causal attention at the same N. Two views of the same work:
+//   - the AttentionOp end to end (what training runs; no synchronisation inside), and
+//   - each Backend call on its own, synchronised before and after, so the per-stage breakdown
+//     names where the time goes (the sum exceeds the end-to-end time by the launch gaps).
+#include <cstdio>
+#include <map>
+#include <string>
+
+#include "bench/timing.h"
+#include "lighthouse/attention.h"
+#include "lighthouse/bench.h"
+#include "lighthouse/host_io.h"
+#include "lighthouse/rng.h"
+
+namespace lh {
+namespace {
+Buffer random_act(Backend& be, size_t n, uint64_t seed) {
+  Buffer b = be.allocate(be.act_dtype(), n);
+  Rng rng(seed);
+  std::vector<double> h(n);
+  for (auto& x : h) x = 2.0 * rng.uniform() - 1.0;
+  upload_doubles(be, b.view(), h);
+  return b;
+}
+
+// The requested geometry, or the largest smaller k (multiple of 128) that is valid at this N
+// (k = 1536 needs N / p^(L-1) divisible by 12; the paper uses k = 1024 / 2048 elsewhere).
+lighthouse::Geometry pick_geometry(int N, const LighthouseBenchOptions& o) {
+  for (int k = o.topk; k >= lighthouse::kTileSlots; k -= lighthouse::kTileSlots) {
+    const lighthouse::Geometry g{N, o.levels, o.pooling, k};
+    if (g.problem().empty()) return g;
+  }
+  return {N, o.levels, o.pooling, 0};
+}
+}  // namespace
+
+nlohmann::json bench_lighthouse(Backend& be, const LighthouseBenchOptions& o) {
+  be.set_deterministic(true);
+  nlohmann::json rows = nlohmann::json::array();
+  for (int N : o.seq_lens) {
+    const lighthouse::Geometry g = pick_geometry(N, o);
+    if (g.k == 0) {
+      std::printf("lighthouse N=%d: no valid k <= %d for L=%d p=%d, skipped\n", N, o.topk, o.levels, o.pooling);
+      continue;
+    }
+    const int B = o.batch, H = o.heads, Hkv = o.kv_heads, D = o.head_dim;
+    const size_t P = g.pyramid_size(), S = g.sub_len();
+    const size_t n_qkv = size_t(B) * N * (H + 2 * Hkv) * D, n_out = size_t(B) * N * H * D, n_sub = size_t(B) * H * S * D;
+    const DType act = be.act_dtype();
+    Buffer qkv = random_act(be, n_qkv, 1), dout = random_act(be, n_out, 2);
+    auto A = [&](DType t, size_t n) { return be.allocate(t, n); };
+    Buffer out = A(act, n_out), dqkv = A(act, n_qkv), qp = A(act, size_t(B) * H * P * D),
+           kp = A(act, size_t(B) * Hkv * P * D), vp = A(act, size_t(B) * Hkv * P * D),
+           sq = A(DType::F32, size_t(B) * H * P), sk = A(DType::F32, size_t(B) * Hkv * P),
+           idx = A(DType::I32, size_t(B) * H * S), lse = A(be.param_dtype(), size_t(B) * H * S);
+    Buffer q = A(act, n_sub), k = A(act, n_sub), v = A(act, n_sub), o_ = A(act, n_sub), dO = A(act, n_sub),
+           dq = A(act, n_sub), dk = A(act, n_sub), dv = A(act, n_sub), dqp = A(act, size_t(B) * H * P * D),
+           dkp = A(act, size_t(B) * Hkv * P * D), dvp = A(act, size_t(B) * Hkv * P * D);
+    const int BH = B * H;
+    auto gather = [&] {
+      be.lighthouse_gather_forward(q.view(), qp.view(), idx.view(), B, H, H, D, g);
+      be.lighthouse_gather_forward(k.view(), kp.view(), idx.view(), B, H, Hkv, D, g);
+      be.lighthouse_gather_forward(v.view(), vp.view(), idx.view(), B, H, Hkv, D, g);
+    };
+    auto pyramid = [&] { be.lighthouse_pyramid_forward(qp.view(), kp.view(), vp.view(), qkv.view(), B, H, Hkv, D, g); };
+    // The AttentionOp's sequence (src/model/lighthouse_attention.cpp), stage by stage.
+    const std::vector<std::pair<std::string, std::function<void()>>> stages = {
+        {"fwd pyramid", pyramid},
+        {"fwd norm scores", [&] {
+           be.lighthouse_norm_scores(sq.view(), qp.view(), B, H, D, g);
+           be.lighthouse_norm_scores(sk.view(), kp.view(), B, Hkv, D, g);
+         }},
+        {"fwd select", [&] { be.lighthouse_select(idx.view(), sq.view(), sk.view(), B, H, Hkv, g); }},
+        {"fwd gather x3", gather},
+        {"fwd inner sdpa", [&] { be.lighthouse_sdpa_forward(o_.view(), lse.view(), q.view(), k.view(), v.view(), BH, int(S), D); }},
+        {"fwd scatter", [&] { be.lighthouse_scatter_forward(out.view(), o_.view(), idx.view(), B, H, D, g); }},
+        {"bwd pyramid (recompute)", pyramid},
+        {"bwd gather x3 (recompute)", gather},
+        {"bwd scatter", [&] { be.lighthouse_scatter_backward(dO.view(), dout.view(), idx.view(), B, H, D, g); }},
+        {"bwd inner sdpa", [&] {
+           be.lighthouse_sdpa_backward(dq.view(), dk.view(), dv.view(), dO.view(), q.view(), k.view(), v.view(),
+                                       o_.view(), lse.view(), BH, int(S), D);
+         }},
+        {"bwd gather x3", [&] {
+           be.lighthouse_gather_backward(dqp.view(), dq.view(), idx.view(), B, H, H, D, g);
+           be.lighthouse_gather_backward(dkp.view(), dk.view(), idx.view(), B, H, Hkv, D, g);
+           be.lighthouse_gather_backward(dvp.view(), dv.view(), idx.view(), B, H, Hkv, D, g);
+         }},
+        {"bwd pyramid", [&] {
+           be.lighthouse_pyramid_backward(dqkv.view(), dqp.view(), dkp.view(), dvp.view(), B, H, Hkv, D, g);
+         }},
+    };
+    std::map<std::string, std::vector<double>> times;
+    for (int it = 0; it < o.warmup + o.iters; ++it)
+      for (const auto& [name, fn] : stages) {
+        be.synchronize();
+        const auto t0 = std::chrono::steady_clock::now();
+        fn();
+        be.synchronize();
+        if (it >= o.warmup)
+          times[name].push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+      }
+
+    // End to end through the AttentionOp, and dense causal attention at the same N.
+    AttentionPhase phase{1, "lighthouse", {{"levels", g.L}, {"pooling", g.p}, {"topk", g.k}}};
+    ModelConfig model;
+    model.n_heads = H, model.n_kv_heads = Hkv, model.dim = H * D, model.n_layers = 1;
+    const AttentionShape shape{B, N, H, Hkv, D};
+    auto op = make_attention(phase, model);
+    op->reserve(be, 1, shape);
+    const double lh_ms = median_ms(be, o.warmup, o.iters, [&] {
+      op->forward(be, 0, out.view(), qkv.view(), shape);
+      op->backward(be, 0, dqkv.view(), dout.view(), qkv.view(), out.view(), shape);
+    });
+    op.reset();
+    Buffer dlse = A(be.param_dtype(), size_t(B) * H * N);
+    const double dense_ms = median_ms(be, o.warmup, o.iters, [&] {
+      be.attention_forward(out.view(), dlse.view(), qkv.view(), B, N, H, Hkv, D);
+      be.attention_backward(dqkv.view(), dout.view(), qkv.view(), out.view(), dlse.view(), B, N, H, Hkv, D);
+    });
+
+    nlohmann::json r = {{"seq_len", N}, {"levels", g.L}, {"pooling", g.p}, {"topk", g.k}, {"sub_len", S},
+                        {"batch", B}, {"heads", H}, {"kv_heads", Hkv}, {"head_dim", D},
+                        {"lighthouse_fwd_bwd_ms", lh_ms}, {"dense_fwd_bwd_ms", dense_ms}};
+    std::printf("lighthouse N=%7d L=%d p=%d k=%5d S=%6zu  fwd+bwd %8.3f ms  dense %9.3f ms  (%.2fx)\n", N, g.L, g.p,
+                g.k, S, lh_ms, dense_ms, dense_ms / lh_ms);
+    double sum = 0;
+    for (const auto& [name, fn] : stages) {
+      std::vector<double>& t = times[name];
+      std::sort(t.begin(), t.end());
+      const double ms = t[t.size() / 2];
+      sum += ms;
+      r["stages_ms"][name] = ms;
+      std::printf("    %-28s %8.3f ms\n", name.c_str(), ms);
+    }
+    std::printf("    %-28s %8.3f ms\n", "sum of synchronised stages", sum);
+    std::fflush(stdout);
+    rows.push_back(r);
+  }
+  return {{"benchmark", "lighthouse"}, {"backend", be.name()}, {"results", rows}};
+}
+
+}  // namespace lh

@@ -1,0 +1,276 @@
+// The CUDA Lighthouse stages (kernels/cuda/lighthouse_*.cu) against the CPU reference: selection
+// index rows bitwise equal (the same fp32 scores given to both), bf16 data stages within rel-L2
+// 1e-2 of the fp32 reference on bf16-representable inputs, the whole AttentionOp layer on both
+// backends, and a 1M-token smoke run (S = 65,536: past any 16-bit grid limit). Skipped without a GPU.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "lighthouse/attention.h"
+#include "lighthouse/backend.h"
+#include "lighthouse/host_io.h"
+#include "lighthouse/ops/lighthouse_reference.h"
+#include "lighthouse/rng.h"
+#include "support/gpu.h"
+
+namespace {
+namespace lhl = lh::lighthouse;
+using lh::Buffer;
+using lh::DType;
+using Vec = std::vector<float>;
+
+// Normal values rounded to bf16: CPU and GPU see identical inputs.
+Vec bf16_normal(size_t n, uint64_t seed) {
+  lh::Rng rng(seed);
+  Vec v(n);
+  for (auto& x : v) x = lh::bf16_to_float(lh::float_to_bf16(float(rng.normal())));
+  return v;
+}
+Buffer up(lh::Backend& be, DType t, const Vec& v) {
+  Buffer b = be.allocate(t, v.size());
+  lh::upload_doubles(be, b.view(), std::vector<double>(v.begin(), v.end()));
+  return b;
+}
+Buffer up_i32(lh::Backend& be, const std::vector<int32_t>& v) {
+  Buffer b = be.allocate(DType::I32, v.size());
+  be.copy_from_host(b.view(), v.data());
+  return b;
+}
+std::vector<int32_t> down_i32(lh::Backend& be, const Buffer& b) {
+  std::vector<int32_t> v(b.view().numel);
+  be.copy_to_host(v.data(), b.view());
+  return v;
+}
+Vec down(lh::Backend& be, const Buffer& b) { return lh::download_floats(be, b.view()); }
+
+// ||a - b|| / ||b||, printed so the report can quote it.
+double rel_l2(const char* what, const Vec& a, const Vec& b) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < b.size(); ++i) num += double(a[i] - b[i]) * (a[i] - b[i]), den += double(b[i]) * b[i];
+  const double e = a.size() == b.size() ? std::sqrt(num / std::max(den, 1e-300)) : INFINITY;
+  std::printf("[gpu-err] lighthouse %-28s %.3g\n", what, e);
+  return e;
+}
+
+lhl::Geometry geo(int N, int L, int p, int k) {
+  lhl::Geometry g{N, L, p, k};
+  g.validate();
+  return g;
+}
+}  // namespace
+
+TEST_CASE("cuda lighthouse: pyramid, scores, gather and scatter match the CPU reference", "[gpu][lighthouse]") {
+  LH_SKIP_WITHOUT_GPU();
+  auto gpu = lh::make_cuda_backend();
+  const int B = 2, H = 4, Hkv = 2, D = 64;
+  const lhl::Geometry g = geo(2048, 3, 2, 256);
+  const size_t P = g.pyramid_size(), S = g.sub_len(), qkv_n = size_t(B) * g.N * (H + 2 * Hkv) * D;
+  const Vec qkv = bf16_normal(qkv_n, 1);
+  Vec qp(size_t(B) * H * P * D), kp(size_t(B) * Hkv * P * D), vp(kp.size());
+  lhl::pyramid_forward(qp.data(), kp.data(), vp.data(), qkv.data(), B, H, Hkv, D, g);
+  Buffer gqkv = up(*gpu, DType::BF16, qkv), gqp = gpu->allocate(DType::BF16, qp.size()),
+         gkp = gpu->allocate(DType::BF16, kp.size()), gvp = gpu->allocate(DType::BF16, vp.size());
+  gpu->lighthouse_pyramid_forward(gqp.view(), gkp.view(), gvp.view(), gqkv.view(), B, H, Hkv, D, g);
+  CHECK(rel_l2("pyramid q", down(*gpu, gqp), qp) < 1e-2);
+  CHECK(rel_l2("pyramid k", down(*gpu, gkp), kp) < 1e-2);
+  CHECK(rel_l2("pyramid v", down(*gpu, gvp), vp) < 1e-2);
+
+  // Level 0 of both pyramids holds the same bf16 values, and both sum the squares in double in
+  // the same order: the scores must agree to the bit.
+  Vec sq(size_t(B) * H * P), sk(size_t(B) * Hkv * P);
+  lhl::norm_scores(sq.data(), qp.data(), B, H, D, g);
+  lhl::norm_scores(sk.data(), kp.data(), B, Hkv, D, g);
+  Buffer gsq = gpu->allocate(DType::F32, sq.size()), gsk = gpu->allocate(DType::F32, sk.size());
+  gpu->lighthouse_norm_scores(gsq.view(), gqp.view(), B, H, D, g);
+  gpu->lighthouse_norm_scores(gsk.view(), gkp.view(), B, Hkv, D, g);
+  CHECK(down(*gpu, gsq) == sq);
+  CHECK(down(*gpu, gsk) == sk);
+
+  std::vector<int32_t> idx(size_t(B) * H * S);
+  lhl::select(idx.data(), sq.data(), sk.data(), B, H, Hkv, g);
+  Buffer gidx = gpu->allocate(DType::I32, idx.size());
+  gpu->lighthouse_select(gidx.view(), up(*gpu, DType::F32, sq).view(), up(*gpu, DType::F32, sk).view(), B, H, Hkv, g);
+  CHECK(down_i32(*gpu, gidx) == idx);
+
+  const size_t sub = size_t(B) * H * S * D;
+  for (int x : {H, Hkv}) {  // query pyramid (no groups) and a KV pyramid (2 heads per group)
+    const Vec& pyr = x == H ? qp : kp;
+    const Buffer& gpyr = x == H ? gqp : gkp;
+    Vec ref(sub), dsub = bf16_normal(sub, 2 + x), dref(pyr.size());
+    lhl::gather_forward(ref.data(), pyr.data(), idx.data(), B, H, x, D, g);
+    lhl::gather_backward(dref.data(), dsub.data(), idx.data(), B, H, x, D, g);
+    Buffer out = gpu->allocate(DType::BF16, sub), dpyr = gpu->allocate(DType::BF16, pyr.size());
+    gpu->lighthouse_gather_forward(out.view(), gpyr.view(), gidx.view(), B, H, x, D, g);
+    gpu->lighthouse_gather_backward(dpyr.view(), up(*gpu, DType::BF16, dsub).view(), gidx.view(), B, H, x, D, g);
+    CHECK(rel_l2(x == H ? "gather q" : "gather k (GQA)", down(*gpu, out), ref) < 1e-2);
+    CHECK(rel_l2(x == H ? "gather backward q" : "gather backward k (GQA)", down(*gpu, dpyr), dref) < 1e-2);
+  }
+
+  const size_t out_n = size_t(B) * g.N * H * D;
+  const Vec o = bf16_normal(sub, 7), dout = bf16_normal(out_n, 8);
+  Vec out(out_n), dsub(sub);
+  lhl::scatter_forward(out.data(), o.data(), idx.data(), B, H, D, g);
+  lhl::scatter_backward(dsub.data(), dout.data(), idx.data(), B, H, D, g);
+  Buffer gout = gpu->allocate(DType::BF16, out_n), gdsub = gpu->allocate(DType::BF16, sub);
+  gpu->lighthouse_scatter_forward(gout.view(), up(*gpu, DType::BF16, o).view(), gidx.view(), B, H, D, g);
+  gpu->lighthouse_scatter_backward(gdsub.view(), up(*gpu, DType::BF16, dout).view(), gidx.view(), B, H, D, g);
+  CHECK(rel_l2("scatter forward", down(*gpu, gout), out) < 1e-2);
+  CHECK(rel_l2("scatter backward", down(*gpu, gdsub), dsub) < 1e-2);
+
+  const Vec dqp = bf16_normal(qp.size(), 9), dkp = bf16_normal(kp.size(), 10), dvp = bf16_normal(vp.size(), 11);
+  Vec dqkv(qkv_n);
+  lhl::pyramid_backward(dqkv.data(), dqp.data(), dkp.data(), dvp.data(), B, H, Hkv, D, g);
+  Buffer gdqkv = gpu->allocate(DType::BF16, qkv_n);
+  gpu->lighthouse_pyramid_backward(gdqkv.view(), up(*gpu, DType::BF16, dqp).view(), up(*gpu, DType::BF16, dkp).view(),
+                                   up(*gpu, DType::BF16, dvp).view(), B, H, Hkv, D, g);
+  CHECK(rel_l2("pyramid backward", down(*gpu, gdqkv), dqkv) < 1e-2);
+}
+
+TEST_CASE("cuda lighthouse: selection equals the CPU reference index for index", "[gpu][lighthouse]") {
+  LH_SKIP_WITHOUT_GPU();
+  auto gpu = lh::make_cuda_backend();
+  struct Case {
+    int B, H, Hkv, N, L, p, k;
+  };
+  // Shared-memory sorts (small, and > 48 KiB with the opt-in), the global-memory fallback
+  // (C = 32,768 coarsest entries per tile), L = 4, p = 4 and 8, GQA.
+  const Case cases[] = {{2, 4, 2, 2048, 3, 2, 256}, {1, 2, 1, 16384, 4, 4, 512}, {1, 1, 1, 8192, 2, 2, 128},
+                        {1, 2, 2, 65536, 2, 2, 128}, {1, 3, 1, 32768, 3, 8, 256}};
+  for (const Case& c : cases) {
+    const lhl::Geometry g = geo(c.N, c.L, c.p, c.k);
+    const size_t P = g.pyramid_size();
+    // Scores on a coarse grid of 24 values (zeros of both signs among them): most comparisons are
+    // ties, so the tie rule (higher score, then lower index) decides much of every row.
+    lh::Rng rng(uint64_t(c.N) * 31 + c.L);
+    auto draw = [&](size_t n) {
+      Vec v(n);
+      for (auto& x : v) x = float(int(rng.uniform() * 24) - 2) / 8.0f;
+      for (size_t i = 0; i < n; i += 97) v[i] = -0.0f;
+      return v;
+    };
+    const Vec sq = draw(size_t(c.B) * c.H * P), sk = draw(size_t(c.B) * c.Hkv * P);
+    std::vector<int32_t> idx(size_t(c.B) * c.H * g.sub_len());
+    lhl::select(idx.data(), sq.data(), sk.data(), c.B, c.H, c.Hkv, g);
+    Buffer gidx = gpu->allocate(DType::I32, idx.size());
+    gpu->lighthouse_select(gidx.view(), up(*gpu, DType::F32, sq).view(), up(*gpu, DType::F32, sk).view(), c.B, c.H,
+                           c.Hkv, g);
+    INFO("N=" << c.N << " L=" << c.L << " p=" << c.p << " k=" << c.k);
+    CHECK(down_i32(*gpu, gidx) == idx);
+  }
+}
+
+TEST_CASE("cuda lighthouse: inner attention matches the CPU sdpa", "[gpu][lighthouse]") {
+  LH_SKIP_WITHOUT_GPU();
+  auto gpu = lh::make_cuda_backend();
+  const int BH = 4, S = 768, D = 64;
+  const size_t n = size_t(BH) * S * D;
+  const Vec q = bf16_normal(n, 21), k = bf16_normal(n, 22), v = bf16_normal(n, 23), dout = bf16_normal(n, 24);
+  Vec o(n), lse(size_t(BH) * S), dq(n), dk(n), dv(n);
+  lhl::sdpa_forward(o.data(), lse.data(), q.data(), k.data(), v.data(), BH, S, D);
+  lhl::sdpa_backward(dq.data(), dk.data(), dv.data(), dout.data(), q.data(), k.data(), v.data(), o.data(), lse.data(),
+                     BH, S, D);
+  Buffer gq = up(*gpu, DType::BF16, q), gk = up(*gpu, DType::BF16, k), gv = up(*gpu, DType::BF16, v);
+  Buffer go = gpu->allocate(DType::BF16, n), glse = gpu->allocate(DType::F32, lse.size());
+  Buffer gdq = gpu->allocate(DType::BF16, n), gdk = gpu->allocate(DType::BF16, n), gdv = gpu->allocate(DType::BF16, n);
+  gpu->lighthouse_sdpa_forward(go.view(), glse.view(), gq.view(), gk.view(), gv.view(), BH, S, D);
+  gpu->lighthouse_sdpa_backward(gdq.view(), gdk.view(), gdv.view(), up(*gpu, DType::BF16, dout).view(), gq.view(),
+                                gk.view(), gv.view(), go.view(), glse.view(), BH, S, D);
+  CHECK(rel_l2("sdpa o", down(*gpu, go), o) < 1e-2);
+  CHECK(rel_l2("sdpa lse", down(*gpu, glse), lse) < 1e-4);
+  CHECK(rel_l2("sdpa dq", down(*gpu, gdq), dq) < 2e-2);
+  CHECK(rel_l2("sdpa dk", down(*gpu, gdk), dk) < 2e-2);
+  CHECK(rel_l2("sdpa dv", down(*gpu, gdv), dv) < 2e-2);
+}
+
+TEST_CASE("cuda lighthouse: the whole AttentionOp layer matches the CPU backend, GQA", "[gpu][lighthouse]") {
+  LH_SKIP_WITHOUT_GPU();
+  const lh::AttentionShape s{1, 2048, 4, 2, 64};  // L=3 p=2 k=128: one tile of 512 coarsest entries, S = 1024
+  lh::AttentionPhase phase{1, "lighthouse", {{"levels", 3}, {"pooling", 2}, {"topk", 128}}};
+  lh::ModelConfig model;
+  model.n_heads = s.H, model.n_kv_heads = s.Hkv, model.dim = s.H * s.D, model.n_layers = 1;
+  const size_t qkv_n = s.tokens() * (s.H + 2 * s.Hkv) * s.D, out_n = s.tokens() * s.H * s.D;
+  const Vec qkv = bf16_normal(qkv_n, 31), dout = bf16_normal(out_n, 32);
+  auto run = [&](lh::Backend& be, Vec& out, Vec& dqkv) {
+    auto op = lh::make_attention(phase, model);
+    op->reserve(be, 1, s);
+    Buffer gqkv = up(be, be.act_dtype(), qkv), gdout = up(be, be.act_dtype(), dout);
+    Buffer gout = be.allocate(be.act_dtype(), out_n), gdqkv = be.allocate(be.act_dtype(), qkv_n);
+    op->forward(be, 0, gout.view(), gqkv.view(), s);
+    op->backward(be, 0, gdqkv.view(), gdout.view(), gqkv.view(), gout.view(), s);
+    out = down(be, gout), dqkv = down(be, gdqkv);
+  };
+  auto cpu = lh::make_cpu_backend(DType::F32);
+  auto gpu = lh::make_cuda_backend();
+  Vec out_c, dqkv_c, out_g, dqkv_g, out_g2, dqkv_g2;
+  run(*cpu, out_c, dqkv_c);
+  run(*gpu, out_g, dqkv_g);
+  run(*gpu, out_g2, dqkv_g2);
+  CHECK(rel_l2("layer out", out_g, out_c) < 2e-2);
+  CHECK(rel_l2("layer dqkv", dqkv_g, dqkv_c) < 3e-2);
+  CHECK(out_g2 == out_g);  // bit-reproducible: no atomics, deterministic cuDNN backward
+  CHECK(dqkv_g2 == dqkv_g);
+}
+
+TEST_CASE("cuda lighthouse: 1M tokens, L=4 p=4 k=4096 (S = 65536) run, one head selects as the CPU",
+          "[gpu][lighthouse]") {
+  LH_SKIP_WITHOUT_GPU();
+  auto gpu = lh::make_cuda_backend();
+  const int B = 1, H = 2, Hkv = 1, D = 128, HX = H + 2 * Hkv;
+  const lhl::Geometry g = geo(1 << 20, 4, 4, 4096);
+  const size_t P = g.pyramid_size(), S = g.sub_len(), N = g.N, qkv_n = N * HX * D, sub = size_t(H) * S * D;
+  REQUIRE(S == 65536);
+  // bf16 bits straight from a xorshift (N (H + 2 Hkv) D = 537M values: the Rng is too slow here),
+  // kept in [-2, 2) so norms stay finite and distinct.
+  std::vector<uint16_t> bits(qkv_n);
+  uint64_t st = 0x9E3779B97F4A7C15ull;
+  for (auto& b : bits) {
+    st ^= st << 13, st ^= st >> 7, st ^= st << 17;
+    b = lh::float_to_bf16(float(int64_t(st >> 40) - (1 << 23)) / float(1 << 22));
+  }
+  auto alloc = [&](DType t, size_t n) { return gpu->allocate(t, n); };
+  Buffer qkv = alloc(DType::BF16, qkv_n), qp = alloc(DType::BF16, H * P * D), kp = alloc(DType::BF16, P * D),
+         vp = alloc(DType::BF16, P * D), sq = alloc(DType::F32, H * P), sk = alloc(DType::F32, P),
+         idx = alloc(DType::I32, H * S), q = alloc(DType::BF16, sub), k = alloc(DType::BF16, sub),
+         v = alloc(DType::BF16, sub), o = alloc(DType::BF16, sub), lse = alloc(DType::F32, H * S),
+         out = alloc(DType::BF16, N * H * D);
+  gpu->copy_from_host(qkv.view(), bits.data());
+  // Head 0 on the CPU: scores from the same bf16 inputs (level 0 is all norm_scores reads), then
+  // the reference cascade, against the GPU's row.
+  Vec lvl0(N * D), csq(P), csk(P);
+  for (int part : {0, H}) {  // query head 0, then key head 0 (group of head 0)
+    for (size_t t = 0; t < N; ++t)
+      for (int d = 0; d < D; ++d) lvl0[t * D + d] = lh::bf16_to_float(bits[(t * HX + part) * D + d]);
+    lhl::norm_scores(part == 0 ? csq.data() : csk.data(), lvl0.data(), 1, 1, D, g);
+  }
+  gpu->lighthouse_pyramid_forward(qp.view(), kp.view(), vp.view(), qkv.view(), B, H, Hkv, D, g);
+  gpu->lighthouse_norm_scores(sq.view(), qp.view(), B, H, D, g);
+  gpu->lighthouse_norm_scores(sk.view(), kp.view(), B, Hkv, D, g);
+  gpu->lighthouse_select(idx.view(), sq.view(), sk.view(), B, H, Hkv, g);
+  gpu->lighthouse_gather_forward(q.view(), qp.view(), idx.view(), B, H, H, D, g);
+  gpu->lighthouse_gather_forward(k.view(), kp.view(), idx.view(), B, H, Hkv, D, g);
+  gpu->lighthouse_gather_forward(v.view(), vp.view(), idx.view(), B, H, Hkv, D, g);
+  gpu->lighthouse_sdpa_forward(o.view(), lse.view(), q.view(), k.view(), v.view(), B * H, int(S), D);
+  gpu->lighthouse_scatter_forward(out.view(), o.view(), idx.view(), B, H, D, g);
+  // Backward with dout = out and the pyramids reused as their gradients (the values do not
+  // matter here, finiteness does).
+  Buffer dO = alloc(DType::BF16, sub), dq = alloc(DType::BF16, sub), dk = alloc(DType::BF16, sub),
+         dv = alloc(DType::BF16, sub);
+  gpu->lighthouse_scatter_backward(dO.view(), out.view(), idx.view(), B, H, D, g);
+  gpu->lighthouse_sdpa_backward(dq.view(), dk.view(), dv.view(), dO.view(), q.view(), k.view(), v.view(), o.view(),
+                                lse.view(), B * H, int(S), D);
+  gpu->lighthouse_gather_backward(qp.view(), dq.view(), idx.view(), B, H, H, D, g);
+  gpu->lighthouse_gather_backward(kp.view(), dk.view(), idx.view(), B, H, Hkv, D, g);
+  gpu->lighthouse_gather_backward(vp.view(), dv.view(), idx.view(), B, H, Hkv, D, g);
+  gpu->lighthouse_pyramid_backward(qkv.view(), qp.view(), kp.view(), vp.view(), B, H, Hkv, D, g);
+  gpu->copy_to_host(bits.data(), qkv.view());
+  size_t bad = 0;
+  for (uint16_t b : bits) bad += (b & 0x7F80u) == 0x7F80u;  // Inf or NaN
+  CHECK(bad == 0);
+
+  std::vector<int32_t> ref(S);
+  lhl::select(ref.data(), csq.data(), csk.data(), 1, 1, 1, g);
+  const std::vector<int32_t> got = down_i32(*gpu, idx);
+  CHECK(std::vector<int32_t>(got.begin(), got.begin() + S) == ref);
+}
