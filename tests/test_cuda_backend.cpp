@@ -217,3 +217,29 @@ TEST_CASE("cuda: the non-deterministic attention backward also matches the CPU r
   gpu->attention_backward(gdq.view(), gdo.view(), gq.view(), go.view(), glse.view(), B, T, H, Hkv, D);
   check_attention_against_cpu(*gpu, qkv, dout, go, glse, gdq, B, T, H, Hkv, D);
 }
+
+TEST_CASE("cuda: lighthouse -> dense training follows the CPU and resumes bit-exactly across the switch",
+          "[gpu][cuda][lighthouse]") {
+  LH_SKIP_WITHOUT_GPU();
+  lh::testing::TempDir cpu_dir, gpu_dir, gpu_split;
+  const int steps = 6, boundary = 3;
+  auto cpu = lh::make_cpu_backend();
+  lh::train(lh::testing::phased_run(cpu_dir.path(), steps, boundary, "cpu"), *cpu, {false, true});
+  auto gpu = lh::make_cuda_backend();
+  lh::train(lh::testing::phased_run(gpu_dir.path(), steps, boundary, "cuda"), *gpu, {false, true});
+  const lh::Config split = lh::testing::phased_run(gpu_split.path(), steps, boundary, "cuda");
+  lh::TrainOptions before{false, true};
+  before.stop_at_step = boundary - 1;  // stop inside the Lighthouse phase, resume across the switch
+  lh::train(split, *gpu, before);
+  lh::train(split, *gpu, {true, true});
+  const auto c = lh::testing::losses_in(cpu_dir.path() / "run/metrics.jsonl");
+  const auto g = lh::testing::losses_in(gpu_dir.path() / "run/metrics.jsonl");
+  REQUIRE(g.size() == size_t(steps));
+  for (int i = 0; i < steps; ++i) {
+    INFO("step " << i + 1 << ": cpu " << c[i] << " gpu " << g[i]);
+    CHECK(std::abs(c[i] - g[i]) < 0.02 * c[i]);
+  }
+  CHECK(lh::testing::losses_in(gpu_split.path() / "run/metrics.jsonl") == g);
+  const std::string last = "run/step_00000006/model.safetensors";
+  CHECK(lh::testing::file_bytes(gpu_dir.path() / last) == lh::testing::file_bytes(gpu_split.path() / last));
+}

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <deque>
 #include <vector>
 
 #include "lighthouse/attention.h"
@@ -43,6 +44,13 @@ std::vector<int32_t> down_i32(lh::Backend& be, const Buffer& b) {
   be.copy_to_host(v.data(), b.view());
   return v;
 }
+// Uploads that live as long as the keeper: the ops are asynchronous, so a temporary Buffer freed at
+// the end of the call's expression could be released before the kernel reads it.
+struct Keep {
+  lh::Backend& be;
+  std::deque<Buffer> bufs;
+  lh::Tensor operator()(DType t, const Vec& v) { return bufs.emplace_back(up(be, t, v)).view(); }
+};
 Vec down(lh::Backend& be, const Buffer& b) { return lh::download_floats(be, b.view()); }
 
 // ||a - b|| / ||b||, printed so the report can quote it.
@@ -64,6 +72,7 @@ lhl::Geometry geo(int N, int L, int p, int k) {
 TEST_CASE("cuda lighthouse: pyramid, scores, gather and scatter match the CPU reference", "[gpu][lighthouse]") {
   LH_SKIP_WITHOUT_GPU();
   auto gpu = lh::make_cuda_backend();
+  Keep keep{*gpu, {}};
   const int B = 2, H = 4, Hkv = 2, D = 64;
   const lhl::Geometry g = geo(2048, 3, 2, 256);
   const size_t P = g.pyramid_size(), S = g.sub_len(), qkv_n = size_t(B) * g.N * (H + 2 * Hkv) * D;
@@ -91,7 +100,7 @@ TEST_CASE("cuda lighthouse: pyramid, scores, gather and scatter match the CPU re
   std::vector<int32_t> idx(size_t(B) * H * S);
   lhl::select(idx.data(), sq.data(), sk.data(), B, H, Hkv, g);
   Buffer gidx = gpu->allocate(DType::I32, idx.size());
-  gpu->lighthouse_select(gidx.view(), up(*gpu, DType::F32, sq).view(), up(*gpu, DType::F32, sk).view(), B, H, Hkv, g);
+  gpu->lighthouse_select(gidx.view(), keep(DType::F32, sq), keep(DType::F32, sk), B, H, Hkv, g);
   CHECK(down_i32(*gpu, gidx) == idx);
 
   const size_t sub = size_t(B) * H * S * D;
@@ -103,7 +112,7 @@ TEST_CASE("cuda lighthouse: pyramid, scores, gather and scatter match the CPU re
     lhl::gather_backward(dref.data(), dsub.data(), idx.data(), B, H, x, D, g);
     Buffer out = gpu->allocate(DType::BF16, sub), dpyr = gpu->allocate(DType::BF16, pyr.size());
     gpu->lighthouse_gather_forward(out.view(), gpyr.view(), gidx.view(), B, H, x, D, g);
-    gpu->lighthouse_gather_backward(dpyr.view(), up(*gpu, DType::BF16, dsub).view(), gidx.view(), B, H, x, D, g);
+    gpu->lighthouse_gather_backward(dpyr.view(), keep(DType::BF16, dsub), gidx.view(), B, H, x, D, g);
     CHECK(rel_l2(x == H ? "gather q" : "gather k (GQA)", down(*gpu, out), ref) < 1e-2);
     CHECK(rel_l2(x == H ? "gather backward q" : "gather backward k (GQA)", down(*gpu, dpyr), dref) < 1e-2);
   }
@@ -114,8 +123,8 @@ TEST_CASE("cuda lighthouse: pyramid, scores, gather and scatter match the CPU re
   lhl::scatter_forward(out.data(), o.data(), idx.data(), B, H, D, g);
   lhl::scatter_backward(dsub.data(), dout.data(), idx.data(), B, H, D, g);
   Buffer gout = gpu->allocate(DType::BF16, out_n), gdsub = gpu->allocate(DType::BF16, sub);
-  gpu->lighthouse_scatter_forward(gout.view(), up(*gpu, DType::BF16, o).view(), gidx.view(), B, H, D, g);
-  gpu->lighthouse_scatter_backward(gdsub.view(), up(*gpu, DType::BF16, dout).view(), gidx.view(), B, H, D, g);
+  gpu->lighthouse_scatter_forward(gout.view(), keep(DType::BF16, o), gidx.view(), B, H, D, g);
+  gpu->lighthouse_scatter_backward(gdsub.view(), keep(DType::BF16, dout), gidx.view(), B, H, D, g);
   CHECK(rel_l2("scatter forward", down(*gpu, gout), out) < 1e-2);
   CHECK(rel_l2("scatter backward", down(*gpu, gdsub), dsub) < 1e-2);
 
@@ -123,20 +132,21 @@ TEST_CASE("cuda lighthouse: pyramid, scores, gather and scatter match the CPU re
   Vec dqkv(qkv_n);
   lhl::pyramid_backward(dqkv.data(), dqp.data(), dkp.data(), dvp.data(), B, H, Hkv, D, g);
   Buffer gdqkv = gpu->allocate(DType::BF16, qkv_n);
-  gpu->lighthouse_pyramid_backward(gdqkv.view(), up(*gpu, DType::BF16, dqp).view(), up(*gpu, DType::BF16, dkp).view(),
-                                   up(*gpu, DType::BF16, dvp).view(), B, H, Hkv, D, g);
+  gpu->lighthouse_pyramid_backward(gdqkv.view(), keep(DType::BF16, dqp), keep(DType::BF16, dkp),
+                                   keep(DType::BF16, dvp), B, H, Hkv, D, g);
   CHECK(rel_l2("pyramid backward", down(*gpu, gdqkv), dqkv) < 1e-2);
 }
 
 TEST_CASE("cuda lighthouse: selection equals the CPU reference index for index", "[gpu][lighthouse]") {
   LH_SKIP_WITHOUT_GPU();
   auto gpu = lh::make_cuda_backend();
+  Keep keep{*gpu, {}};
   struct Case {
     int B, H, Hkv, N, L, p, k;
   };
   // Shared-memory sorts (small, and > 48 KiB with the opt-in), the global-memory fallback
   // (C = 32,768 coarsest entries per tile), L = 4, p = 4 and 8, GQA.
-  const Case cases[] = {{2, 4, 2, 2048, 3, 2, 256}, {1, 2, 1, 16384, 4, 4, 512}, {1, 1, 1, 8192, 2, 2, 128},
+  const Case cases[] = {{2, 4, 2, 2048, 3, 2, 256}, {1, 2, 1, 65536, 4, 4, 512}, {1, 1, 1, 8192, 2, 2, 128},
                         {1, 2, 2, 65536, 2, 2, 128}, {1, 3, 1, 32768, 3, 8, 256}};
   for (const Case& c : cases) {
     const lhl::Geometry g = geo(c.N, c.L, c.p, c.k);
@@ -154,7 +164,7 @@ TEST_CASE("cuda lighthouse: selection equals the CPU reference index for index",
     std::vector<int32_t> idx(size_t(c.B) * c.H * g.sub_len());
     lhl::select(idx.data(), sq.data(), sk.data(), c.B, c.H, c.Hkv, g);
     Buffer gidx = gpu->allocate(DType::I32, idx.size());
-    gpu->lighthouse_select(gidx.view(), up(*gpu, DType::F32, sq).view(), up(*gpu, DType::F32, sk).view(), c.B, c.H,
+    gpu->lighthouse_select(gidx.view(), keep(DType::F32, sq), keep(DType::F32, sk), c.B, c.H,
                            c.Hkv, g);
     INFO("N=" << c.N << " L=" << c.L << " p=" << c.p << " k=" << c.k);
     CHECK(down_i32(*gpu, gidx) == idx);
@@ -164,6 +174,7 @@ TEST_CASE("cuda lighthouse: selection equals the CPU reference index for index",
 TEST_CASE("cuda lighthouse: inner attention matches the CPU sdpa", "[gpu][lighthouse]") {
   LH_SKIP_WITHOUT_GPU();
   auto gpu = lh::make_cuda_backend();
+  Keep keep{*gpu, {}};
   const int BH = 4, S = 768, D = 64;
   const size_t n = size_t(BH) * S * D;
   const Vec q = bf16_normal(n, 21), k = bf16_normal(n, 22), v = bf16_normal(n, 23), dout = bf16_normal(n, 24);
@@ -175,7 +186,7 @@ TEST_CASE("cuda lighthouse: inner attention matches the CPU sdpa", "[gpu][lighth
   Buffer go = gpu->allocate(DType::BF16, n), glse = gpu->allocate(DType::F32, lse.size());
   Buffer gdq = gpu->allocate(DType::BF16, n), gdk = gpu->allocate(DType::BF16, n), gdv = gpu->allocate(DType::BF16, n);
   gpu->lighthouse_sdpa_forward(go.view(), glse.view(), gq.view(), gk.view(), gv.view(), BH, S, D);
-  gpu->lighthouse_sdpa_backward(gdq.view(), gdk.view(), gdv.view(), up(*gpu, DType::BF16, dout).view(), gq.view(),
+  gpu->lighthouse_sdpa_backward(gdq.view(), gdk.view(), gdv.view(), keep(DType::BF16, dout), gq.view(),
                                 gk.view(), gv.view(), go.view(), glse.view(), BH, S, D);
   CHECK(rel_l2("sdpa o", down(*gpu, go), o) < 1e-2);
   CHECK(rel_l2("sdpa lse", down(*gpu, glse), lse) < 1e-4);

@@ -17,43 +17,16 @@
 #include "lighthouse/ops/cpu_reference.h"
 #include "lighthouse/ops/lighthouse_reference.h"
 #include "lighthouse/trainer.h"
+#include "support/small_run.h"
 #include "support/temp_dir.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
+using lh::testing::file_bytes;
+using lh::testing::phased_run;
 const json kOptions = {{"levels", 2}, {"pooling", 2}, {"topk", 128}, {"dense_layers", {0}}};
-
-std::string file_bytes(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-// Two layers (layer 0 stays dense), seq_len 256: the smallest shape with a 128-entry tile at L=2.
-lh::Config phased_run(const fs::path& dir, int steps, int boundary) {
-  lh::data::SyntheticOptions o;
-  o.task = lh::data::SyntheticTask::Toy;
-  o.length = 257;
-  o.train_samples = 40;
-  o.val_samples = 4;
-  o.seed = 5;
-  lh::data::generate_synthetic(o, (dir / "data").string());
-  json j = {
-      {"model", {{"dim", 32}, {"n_layers", 2}, {"n_heads", 4}, {"n_kv_heads", 2}, {"ffn_hidden", 64},
-                 {"max_seq_len", 256}}},
-      {"data", {{"train", {(dir / "data" / "train_*.bin").string()}}, {"val", {(dir / "data" / "val_*.bin").string()}},
-                {"seq_len", 256}, {"micro_batch", 2}}},
-      {"optimizer", {{"lr", 3e-3}}},
-      {"training", {{"steps", steps}, {"grad_accum", 1}, {"eval_interval", 2}, {"eval_batches", 1},
-                    {"checkpoint_interval", 2}, {"keep_last", 0}, {"device", "cpu"}}},
-      {"attention", {{"phases", {{{"until_step", boundary}, {"attention", "lighthouse"}, {"options", kOptions}},
-                                 {{"until_step", steps}, {"attention", "dense"}}}}}},
-      {"logging", {{"dir", (dir / "run").string()}, {"interval", 1}}}};
-  return lh::Config::from_json(j);
-}
 
 // (step, loss, phase) of every training record.
 std::vector<std::tuple<int, double, std::string>> records(const fs::path& metrics) {

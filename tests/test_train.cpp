@@ -100,7 +100,7 @@ TEST_CASE("damaged or mismatching checkpoints are refused without touching the m
       f.put('\x7f');
     }
     try {
-      lh::load_checkpoint(ckpt.string(), model, nullptr);
+      lh::load_checkpoint_weights(ckpt.string(), model);
       FAIL("damaged checkpoint was accepted");
     } catch (const lh::CheckpointError& e) {
       CHECK_THAT(e.what(), Catch::Contains("checksum") && Catch::Contains("model.safetensors"));
@@ -111,11 +111,11 @@ TEST_CASE("damaged or mismatching checkpoints are refused without touching the m
     lh::ModelConfig other = cfg.model;
     other.ffn_hidden = 96;
     lh::LlamaModel wrong(other, *be);
-    CHECK_THROWS_WITH(lh::load_checkpoint(ckpt.string(), wrong, nullptr), Catch::Contains("model section differs"));
+    CHECK_THROWS_WITH(lh::load_checkpoint_weights(ckpt.string(), wrong), Catch::Contains("model section differs"));
   }
   SECTION("a truncated state.json is refused") {
     std::ofstream(ckpt / "state.json") << "{\"format\": \"lighthouse-check";
-    CHECK_THROWS_WITH(lh::load_checkpoint(ckpt.string(), model, nullptr), Catch::Contains("state.json"));
+    CHECK_THROWS_WITH(lh::load_checkpoint_weights(ckpt.string(), model), Catch::Contains("state.json"));
     CHECK(unchanged());
   }
   SECTION("a missing optimizer file is refused") {

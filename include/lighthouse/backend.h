@@ -66,6 +66,8 @@ class Backend {
   virtual void synchronize() = 0;
   // Whether kernels must be bitwise reproducible (training.deterministic); the CPU always is.
   virtual void set_deterministic(bool) {}
+  // The stream the backend queues work on (a cudaStream_t), for collectives; null on the CPU.
+  virtual void* stream() { return nullptr; }
   // dst = src converted elementwise to dst's dtype (same numel).
   virtual void convert(Tensor dst, const Tensor& src) = 0;
 

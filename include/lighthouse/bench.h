@@ -21,6 +21,16 @@ struct AttentionBenchOptions {
 // FLOPs counted: forward 2 * B * H * N^2 * d (two matmuls over the causal half), backward 2.5x that.
 nlohmann::json bench_attention(Backend& be, const AttentionBenchOptions& o);
 
+struct LighthouseBenchOptions {
+  std::vector<int> seq_lens{16384, 32768, 65536, 98304, 131072};
+  int batch = 1, heads = 8, kv_heads = 8, head_dim = 128;
+  int levels = 3, pooling = 4, topk = 1536;  // k drops to the largest valid multiple of 128 where needed
+  int warmup = 2, iters = 5;
+};
+// One Lighthouse attention layer forward+backward (the AttentionOp, end to end) per sequence
+// length, a per-stage breakdown (each Backend call synchronised) and dense attention at the same N.
+nlohmann::json bench_lighthouse(Backend& be, const LighthouseBenchOptions& o);
+
 struct TrainBenchOptions {
   int warmup = 2, steps = 5;
   double peak_tflops = 989.0;  // H100 SXM dense bf16; MFU is relative to this

@@ -37,8 +37,18 @@ struct CheckpointInfo {
   TrainState state;
 };
 
+// AdamW's moments for the whole layout (device views of at least layout.total() elements) and its
+// step count: what a checkpoint stores, whatever the optimizer's sharding was.
+struct OptimizerMoments {
+  Tensor m, v;
+  int steps = 0;
+};
+
 // Writes run_dir/step_<state.step> atomically (replacing one of the same step) and prunes the run
 // directory to config.training.keep_last checkpoints. Returns the checkpoint's path.
+std::string save_checkpoint(const std::string& run_dir, const Config& config, const LlamaModel& model,
+                            const OptimizerMoments& moments, const TrainState& state);
+// The same for an unsharded optimizer.
 std::string save_checkpoint(const std::string& run_dir, const Config& config, const LlamaModel& model,
                             const AdamW& optimizer, const TrainState& state);
 
@@ -51,5 +61,9 @@ CheckpointInfo read_checkpoint_info(const std::string& dir);
 // equal model.config(). On any error, throws CheckpointError and leaves model and optimizer as
 // they were.
 CheckpointInfo load_checkpoint(const std::string& dir, LlamaModel& model, AdamW* optimizer);
+// Weights only (evaluation, export, drawing).
+CheckpointInfo load_checkpoint_weights(const std::string& dir, LlamaModel& model);
+// The same, filling whole-layout moment views (and their step count) instead of an optimizer.
+CheckpointInfo load_checkpoint(const std::string& dir, LlamaModel& model, OptimizerMoments* moments);
 
 }  // namespace lh

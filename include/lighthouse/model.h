@@ -42,17 +42,21 @@ class ParamLayout {
 
 class LlamaModel {
  public:
-  LlamaModel(const ModelConfig& cfg, Backend& backend);
+  // min_elements > layout total pads the parameter, gradient and compute-copy allocations (with
+  // zeros) so that data-parallel collectives can split them into equal per-rank chunks.
+  LlamaModel(const ModelConfig& cfg, Backend& backend, size_t min_elements = 0);
   ~LlamaModel();
 
   const ModelConfig& config() const { return cfg_; }
   const ParamLayout& layout() const { return layout_; }
   Backend& backend() const { return be_; }
-  Tensor params() const { return params_.view(); }  // master weights (param dtype)
-  Tensor grads() const { return grads_.view(); }    // param dtype
+  Tensor params() const { return params_.slice(0, layout_.total()); }  // master weights (param dtype)
+  Tensor grads() const { return grads_.slice(0, layout_.total()); }    // param dtype
+  Tensor padded_params() const { return params_.view(); }              // with the padding
+  Tensor padded_grads() const { return grads_.view(); }
   // The weights the forward pass reads (act dtype): the master weights themselves when the dtypes
   // agree (CPU), else a compute copy that the optimizer refreshes. Empty when they agree.
-  Tensor compute_copy() const { return compute_.view(); }
+  Tensor compute_copy() const { return compute_.view().data ? compute_.slice(0, layout_.total()) : Tensor{}; }
   // Refreshes the compute copy after the master weights were written (init, checkpoint load).
   void sync_compute_weights();
   Tensor param(const std::string& name) const;  // a view of one parameter

@@ -24,7 +24,11 @@ struct TrainSummary {
   bool interrupted = false;      // stopped early by SIGINT/SIGTERM (a checkpoint was written)
 };
 
-TrainSummary train(const Config& config, Backend& backend, const TrainOptions& options = {});
+class Communicator;
+// With a communicator of several ranks, trains data-parallel (ZeRO-1, src/train/data_parallel.h):
+// every rank calls this with its own backend; rank 0 logs, writes metrics and checkpoints.
+TrainSummary train(const Config& config, Backend& backend, const TrainOptions& options = {},
+                   Communicator* comm = nullptr);
 
 // The backend that training.device asks for ("auto" takes CUDA when a GPU and the CUDA backend are
 // present, else the CPU).

@@ -59,6 +59,7 @@ class CudaBackend final : public Backend {
   void fill_zero(Tensor t) override { LH_CUDA_CHECK(cudaMemsetAsync(t.data, 0, t.bytes(), stream_)); }
   void synchronize() override { LH_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
   void set_deterministic(bool on) override { sdpa_.set_deterministic(on); }
+  void* stream() override { return stream_; }
   void convert(Tensor dst, const Tensor& src) override {
     if (dst.numel != src.numel) throw std::invalid_argument("convert: element counts differ");
     if (dst.dtype == src.dtype) {

@@ -3,7 +3,10 @@
 //   - the AttentionOp end to end (what training runs; no synchronisation inside), and
 //   - each Backend call on its own, synchronised before and after, so the per-stage breakdown
 //     names where the time goes (the sum exceeds the end-to-end time by the launch gaps).
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <string>
 
@@ -15,8 +18,20 @@
 
 namespace lh {
 namespace {
+// Uniform(-1, 1) activations; bf16 bits come straight from a xorshift (hundreds of millions of
+// values at 128K tokens: a double round trip per value would dominate the benchmark's run time).
 Buffer random_act(Backend& be, size_t n, uint64_t seed) {
   Buffer b = be.allocate(be.act_dtype(), n);
+  if (be.act_dtype() == DType::BF16) {
+    std::vector<uint16_t> h(n);
+    uint64_t st = 0x9E3779B97F4A7C15ull * (seed + 1);
+    for (auto& x : h) {
+      st ^= st << 13, st ^= st >> 7, st ^= st << 17;
+      x = float_to_bf16(float(int64_t(st >> 40) - (1 << 23)) / float(1 << 23));
+    }
+    be.copy_from_host(b.view(), h.data());
+    return b;
+  }
   Rng rng(seed);
   std::vector<double> h(n);
   for (auto& x : h) x = 2.0 * rng.uniform() - 1.0;

@@ -74,6 +74,14 @@ std::vector<char> read_all(const safetensors::File& file, const ParamLayout& lay
 
 std::string save_checkpoint(const std::string& run_dir, const Config& config, const LlamaModel& model,
                             const AdamW& optimizer, const TrainState& state) {
+  if (optimizer.begin() != 0 || optimizer.end() != model.layout().total())
+    throw std::logic_error("save_checkpoint: a sharded optimizer must pass its gathered moments");
+  return save_checkpoint(run_dir, config, model, OptimizerMoments{optimizer.m(), optimizer.v(), optimizer.steps_taken()},
+                         state);
+}
+
+std::string save_checkpoint(const std::string& run_dir, const Config& config, const LlamaModel& model,
+                            const OptimizerMoments& optimizer, const TrainState& state) {
   Backend& be = model.backend();
   const DType dt = be.param_dtype();
   fs::create_directories(run_dir);
@@ -84,14 +92,15 @@ std::string save_checkpoint(const std::string& run_dir, const Config& config, co
   const std::vector<char> weights = to_host(be, model.params());
   safetensors::write_file((dir / kModelFile).string(), tensor_refs(model.layout(), dt, weights.data(), ""),
                           {{"format", kFormat}});
-  std::vector<char> m = to_host(be, optimizer.m()), v = to_host(be, optimizer.v());
+  const size_t total = model.layout().total();
+  std::vector<char> m = to_host(be, optimizer.m.slice(0, total)), v = to_host(be, optimizer.v.slice(0, total));
   auto refs = tensor_refs(model.layout(), dt, m.data(), "m.");
   for (auto& r : tensor_refs(model.layout(), dt, v.data(), "v.")) refs.push_back(std::move(r));
   safetensors::write_file((dir / kOptimizerFile).string(), refs, {{"format", kFormat}});
 
   nlohmann::json j = {{"format", kFormat}, {"version", kFormatVersion}};
   j["state"] = state_to_json(state);
-  j["optimizer_steps"] = optimizer.steps_taken();
+  j["optimizer_steps"] = optimizer.steps;
   j["dtype"] = dtype_name(dt);
   j["config"] = config.to_json();
   for (const char* f : {kModelFile, kOptimizerFile})
@@ -130,7 +139,21 @@ CheckpointInfo read_checkpoint_info(const std::string& dir) {
   return info;
 }
 
+CheckpointInfo load_checkpoint_weights(const std::string& dir, LlamaModel& model) {
+  return load_checkpoint(dir, model, static_cast<OptimizerMoments*>(nullptr));
+}
+
 CheckpointInfo load_checkpoint(const std::string& dir, LlamaModel& model, AdamW* optimizer) {
+  if (!optimizer) return load_checkpoint_weights(dir, model);
+  if (optimizer->begin() != 0 || optimizer->end() != model.layout().total())
+    throw std::logic_error("load_checkpoint: a sharded optimizer must load through whole-layout moments");
+  OptimizerMoments moments{optimizer->m(), optimizer->v(), 0};
+  CheckpointInfo info = load_checkpoint(dir, model, &moments);
+  optimizer->set_steps_taken(moments.steps);
+  return info;
+}
+
+CheckpointInfo load_checkpoint(const std::string& dir, LlamaModel& model, OptimizerMoments* optimizer) {
   CheckpointInfo info = read_checkpoint_info(dir);
   const fs::path root(dir);
   nlohmann::json j = nlohmann::json::parse(std::ifstream((root / kStateFile).string()));
@@ -171,9 +194,10 @@ CheckpointInfo load_checkpoint(const std::string& dir, LlamaModel& model, AdamW*
     be.copy_from_host(model.params(), weights.data());
     model.sync_compute_weights();
     if (optimizer) {
-      be.copy_from_host(optimizer->m(), m.data());
-      be.copy_from_host(optimizer->v(), v.data());
-      optimizer->set_steps_taken(j.at("optimizer_steps").get<int>());
+      const size_t total = model.layout().total();
+      be.copy_from_host(optimizer->m.slice(0, total), m.data());
+      be.copy_from_host(optimizer->v.slice(0, total), v.data());
+      optimizer->steps = j.at("optimizer_steps").get<int>();
     }
   } catch (const CheckpointError&) {
     throw;

@@ -1,4 +1,4 @@
-// lighthouse bench attention|train ... : timings as JSON (stdout summary, --out file).
+// lighthouse bench attention|lighthouse|train ... : timings as JSON (stdout summary, --out file).
 #include <fstream>
 
 #include "cli/commands.h"
@@ -10,6 +10,7 @@ struct BenchArgs {
   std::string device = "auto", out, config;
   std::vector<std::string> overrides;
   lh::AttentionBenchOptions attention;
+  lh::LighthouseBenchOptions lighthouse;
   lh::TrainBenchOptions train;
 };
 
@@ -40,6 +41,20 @@ void register_bench_command(CLI::App& app) {
   att->callback([a] {
     auto be = lh::make_backend(a->device);
     write_result(lh::bench_attention(*be, a->attention), a->out);
+  });
+
+  CLI::App* lhb = cmd->add_subcommand("lighthouse", "Lighthouse attention layer forward+backward, per stage, vs dense");
+  lhb->add_option("--seq-lens", a->lighthouse.seq_lens, "Sequence lengths (space or comma separated)")->delimiter(',');
+  lhb->add_option("--heads", a->lighthouse.heads)->check(CLI::PositiveNumber);
+  lhb->add_option("--kv-heads", a->lighthouse.kv_heads)->check(CLI::PositiveNumber);
+  lhb->add_option("--head-dim", a->lighthouse.head_dim)->check(CLI::PositiveNumber);
+  lhb->add_option("--levels", a->lighthouse.levels)->check(CLI::PositiveNumber);
+  lhb->add_option("--pooling", a->lighthouse.pooling)->check(CLI::PositiveNumber);
+  lhb->add_option("--topk", a->lighthouse.topk)->check(CLI::PositiveNumber);
+  lhb->add_option("--iters", a->lighthouse.iters)->check(CLI::PositiveNumber);
+  lhb->callback([a] {
+    auto be = lh::make_backend(a->device);
+    write_result(lh::bench_lighthouse(*be, a->lighthouse), a->out);
   });
 
   CLI::App* kern = cmd->add_subcommand("kernels", "Achieved bandwidth of the memory-bound CUDA kernels vs a device copy");

@@ -53,7 +53,7 @@ void run_eval(const EvalArgs& a) {
   const lh::Config& cfg = info.config;
   auto backend = lh::make_backend(a.device);
   lh::LlamaModel model(cfg.model, *backend);
-  lh::load_checkpoint(a.checkpoint, model, nullptr);
+  lh::load_checkpoint_weights(a.checkpoint, model);
   lh::AttentionPhase dense;  // evaluation is always dense: the exported model is a dense Llama
   model.set_attention(lh::make_attention(dense, cfg.model));
 

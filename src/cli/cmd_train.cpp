@@ -1,9 +1,13 @@
 // lighthouse train [--config FILE] [--resume] [--set key=value ...]
+#include <chrono>
+#include <cstdlib>
+
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "cli/commands.h"
 #include "cli/quickstart.h"
+#include "lighthouse/dist.h"
 #include "lighthouse/trainer.h"
 
 namespace {
@@ -14,6 +18,13 @@ struct TrainArgs {
   int stop_at = -1;
   std::vector<std::string> overrides;
 };
+
+// How long a collective may wait for the slowest rank before the job is aborted; generous because
+// a rank can legitimately lag by a validation pass or a checkpoint write. LH_DIST_TIMEOUT_S overrides.
+std::chrono::milliseconds collective_timeout() {
+  const char* env = std::getenv("LH_DIST_TIMEOUT_S");
+  return std::chrono::seconds(env ? std::atoi(env) : 600);
+}
 
 void run_train(const TrainArgs& a) {
   const bool quickstart = a.config.empty();
@@ -33,8 +44,20 @@ void run_train(const TrainArgs& a) {
     spdlog::info("no --config given: running the embedded quickstart (configs/quickstart.json)");
     lh::ensure_quickstart_data(cfg);
   }
-  auto backend = lh::make_backend(cfg.training.device);
-  const lh::TrainSummary s = lh::train(cfg, *backend, {resume, a.quiet, a.stop_at});
+  // One process per GPU under `lighthouse launch`, torchrun or Slurm (docs/distributed.md).
+  const lh::DistEnv env = lh::detect_dist_env();
+  std::unique_ptr<lh::Backend> backend;
+  std::unique_ptr<lh::Communicator> comm;
+  if (env.distributed()) {
+    if (cfg.training.device == "cpu") throw std::runtime_error("data-parallel training needs training.device cuda or auto");
+    if (env.rank != 0) spdlog::set_level(spdlog::level::warn);  // rank 0 speaks for the job
+    spdlog::info("data parallel: {}", env.describe());
+    backend = lh::make_cuda_backend(env.local_rank);
+    comm = lh::make_nccl_communicator(env, env.local_rank, collective_timeout());
+  } else {
+    backend = lh::make_backend(cfg.training.device);
+  }
+  const lh::TrainSummary s = lh::train(cfg, *backend, {resume, a.quiet, a.stop_at}, comm.get());
   spdlog::info("done: step {} | loss {:.4f} | val_loss {} | {:.0f} tokens/s | last checkpoint {}", s.steps_done,
                s.last_loss, s.last_val_loss < 0 ? std::string("n/a") : fmt::format("{:.4f}", s.last_val_loss),
                s.tokens_per_s, s.last_checkpoint.empty() ? "none" : s.last_checkpoint);

@@ -80,7 +80,7 @@ void export_hf(const std::string& checkpoint_dir, const std::string& out_dir, DT
   const CheckpointInfo info = read_checkpoint_info(checkpoint_dir);
   auto backend = make_cpu_backend(DType::F32);
   LlamaModel model(info.config.model, *backend);
-  load_checkpoint(checkpoint_dir, model, nullptr);
+  load_checkpoint_weights(checkpoint_dir, model);
   std::vector<float> weights(model.layout().total());
   backend->copy_to_host(weights.data(), model.params());
 

@@ -2,6 +2,7 @@
 //   x0 = embed[tokens]
 //   per layer: mid = x + wo(attn(rope(wqkv(rmsnorm(x)))));  x' = mid + w_down(swiglu(w_gate_up(rmsnorm(mid))))
 //   logits = lm_head(rmsnorm(x_L)); loss = mean cross-entropy
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
@@ -30,17 +31,18 @@ LayerWeights layer_weights(const ParamLayout& layout, const Tensor& flat, int l)
   const std::string p = "layers." + std::to_string(l) + ".";
   auto get = [&](const char* n) {
     const ParamEntry& e = layout.at(p + n);
-    return flat.slice(e.offset, e.numel);
+    return flat.slice(e.offset, e.numel);  // works on padded allocations too
   };
   return {get("attn_norm"), get("wqkv"), get("wo"), get("mlp_norm"), get("w_gate_up"), get("w_down")};
 }
 }  // namespace
 
-LlamaModel::LlamaModel(const ModelConfig& cfg, Backend& backend)
+LlamaModel::LlamaModel(const ModelConfig& cfg, Backend& backend, size_t min_elements)
     : cfg_(cfg), be_(backend), layout_(cfg) {
-  params_ = be_.allocate(be_.param_dtype(), layout_.total());
-  grads_ = be_.allocate(be_.param_dtype(), layout_.total());
-  if (be_.act_dtype() != be_.param_dtype()) compute_ = be_.allocate(be_.act_dtype(), layout_.total());
+  const size_t n = std::max(layout_.total(), min_elements);
+  params_ = be_.allocate(be_.param_dtype(), n);
+  grads_ = be_.allocate(be_.param_dtype(), n);
+  if (be_.act_dtype() != be_.param_dtype()) compute_ = be_.allocate(be_.act_dtype(), n);
 }
 
 Tensor LlamaModel::weight(const std::string& name) const {
@@ -74,7 +76,7 @@ void LlamaModel::init_weights(uint64_t seed) {
     const double std = is_output_proj ? out_std : cfg_.init_std;
     for (size_t i = 0; i < e.numel; ++i) host[e.offset + i] = is_norm ? 1.0 : std * rng.normal();
   }
-  upload_doubles(be_, params_.view(), host);
+  upload_doubles(be_, params(), host);
   sync_compute_weights();
 }
 

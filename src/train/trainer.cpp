@@ -17,6 +17,8 @@
 #include "lighthouse/optimizer.h"
 #include "lighthouse/rng.h"
 #include "lighthouse/schedule.h"
+#include "lighthouse/dist.h"
+#include "train/data_parallel.h"
 #include "train/metrics.h"
 
 namespace lh {
@@ -56,8 +58,11 @@ void print_progress(int step, int total, const std::string& phase, double loss, 
 
 }  // namespace
 
-TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt) {
-  const int world_size = 1, rank = 0;  // data parallelism arrives with the NCCL backend
+TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Communicator* comm) {
+  const int world_size = comm ? comm->world_size() : 1, rank = comm ? comm->rank() : 0;
+  const bool root = rank == 0;
+  std::optional<DataParallel> dp;
+  if (world_size > 1) dp.emplace(*comm, be, cfg.model);
   const int B = cfg.data.micro_batch, T = cfg.data.seq_len;
   const int accum = cfg.grad_accum_steps(world_size);
   const std::string& run_dir = cfg.logging.dir;
@@ -70,11 +75,11 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt) {
     val_data.emplace(data::resolve_shards(cfg.data.val), cfg.model.vocab_size, T, B, rank, world_size,
                      cfg.training.seed, /*shuffle=*/false);
 
-  LlamaModel model(cfg.model, be);
-  model.init_weights(cfg.training.seed);
+  LlamaModel model(cfg.model, be, dp ? dp->padded_elements() : 0);
+  model.init_weights(cfg.training.seed);  // the same seed on every rank: identical replicas
   model.set_recompute(cfg.training.recompute);
   be.set_deterministic(cfg.training.deterministic);
-  AdamW optimizer(cfg.optimizer, model.layout(), be);
+  AdamW optimizer(cfg.optimizer, model.layout(), be, dp ? dp->shard_begin() : 0, dp ? dp->shard_end() : 0);
   Rng rng(cfg.training.seed);
   TrainState state;
   state.world_size = world_size;
@@ -85,12 +90,26 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt) {
                                "); pass --resume to continue it, or set logging.dir to a new directory");
   } else {
     if (auto newest = ckpt::newest_checkpoint(run_dir)) {
-      const CheckpointInfo info = load_checkpoint(*newest, model, &optimizer);
+      CheckpointInfo info;
+      if (dp) {  // checkpoints hold whole-layout moments: load them, keep this rank's shard
+        Buffer m = be.allocate(DType::F32, model.layout().total()), v = be.allocate(DType::F32, model.layout().total());
+        OptimizerMoments full{m.view(), v.view(), 0};
+        info = load_checkpoint(*newest, model, &full);
+        dp->scatter_moments(full, optimizer);
+      } else {
+        info = load_checkpoint(*newest, model, &optimizer);
+      }
       state = info.state;
       if (state.world_size != world_size)
-        spdlog::warn("checkpoint was written with {} ranks, resuming with {}: the data order changes",
+        spdlog::warn("checkpoint was written with {} ranks, resuming with {}: the optimizer state is resharded; "
+                     "results are no longer bit-identical to an uninterrupted run",
                      state.world_size, world_size);
-      train_data.set_position(state.loader);
+      try {
+        train_data.set_position(state.loader);
+      } catch (const std::exception& e) {
+        throw std::runtime_error("cannot continue the data stream of " + *newest + " with " +
+                                 std::to_string(world_size) + " ranks: " + e.what());
+      }
       rng.set_state_string(state.rng_state);
       spdlog::info("resumed from {} (step {})", *newest, state.step);
     } else {
@@ -100,8 +119,12 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt) {
   if (state.step >= cfg.training.steps)
     spdlog::info("checkpoint step {} already reaches training.steps = {}; nothing to train", state.step,
                  cfg.training.steps);
-  ckpt::write_file_atomic((fs::path(run_dir) / "config.json").string(), cfg.to_json().dump(2) + "\n");
-  MetricsLog metrics((fs::path(run_dir) / "metrics.jsonl").string(), state.step);
+  std::optional<MetricsLog> metrics;  // rank 0 only
+  if (root) {
+    ckpt::write_file_atomic((fs::path(run_dir) / "config.json").string(), cfg.to_json().dump(2) + "\n");
+    metrics.emplace((fs::path(run_dir) / "metrics.jsonl").string(), state.step);
+  }
+  const bool quiet = opt.quiet || !root;
 
   const size_t tokens_per_step = size_t(B) * T * accum * world_size;
   spdlog::info("model: {} parameters | backend {} | {} tokens/step ({} x {} x {} accum) | {} train windows",
@@ -115,8 +138,14 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt) {
   auto save = [&]() {
     state.loader = train_data.position();
     state.rng_state = rng.state_string();
-    summary.last_checkpoint = save_checkpoint(run_dir, cfg, model, optimizer, state);
-    spdlog::info("checkpoint written: {}", summary.last_checkpoint);
+    if (dp) {
+      const OptimizerMoments full = dp->gather_moments(optimizer);  // every rank takes part
+      if (root) summary.last_checkpoint = save_checkpoint(run_dir, cfg, model, full, state);
+      dp->barrier();  // no rank runs ahead of a checkpoint that is not on disk yet
+    } else {
+      summary.last_checkpoint = save_checkpoint(run_dir, cfg, model, optimizer, state);
+    }
+    if (root) spdlog::info("checkpoint written: {}", summary.last_checkpoint);
   };
 
   int current_phase = -1;
@@ -125,7 +154,7 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt) {
     if (phase != current_phase) {
       const AttentionPhase& p = cfg.phase_at(step);
       model.set_attention(make_attention(p, cfg.model));
-      if (current_phase >= 0 || step > 0) spdlog::info("step {}: attention phase {} ({})", step, phase, p.attention);
+      if (root && (current_phase >= 0 || step > 0)) spdlog::info("step {}: attention phase {} ({})", step, phase, p.attention);
       current_phase = phase;
       state.phase_index = phase;
       state.attention = p.attention;
@@ -138,11 +167,13 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt) {
       loss += model.forward(inputs.data(), targets.data(), B, T) / accum;
       model.backward(1.0 / accum);
     }
+    if (dp) loss = dp->mean(loss);
     if (!std::isfinite(loss))
       throw std::runtime_error("training diverged: loss is " + std::to_string(loss) + " at step " +
                                std::to_string(step + 1) + " (no checkpoint written for it)");
     const double lr = learning_rate(cfg.schedule, cfg.optimizer.lr, step, cfg.training.steps);
-    const double gnorm = optimizer.step(model.params(), model.grads(), model.compute_copy(), lr);
+    const double gnorm =
+        dp ? dp->step(model, optimizer, lr) : optimizer.step(model.params(), model.grads(), model.compute_copy(), lr);
     state.step = step + 1;
     state.tokens_seen += double(tokens_per_step);
 
@@ -152,17 +183,20 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt) {
     const double eta = elapsed / (state.step - first_step) * (cfg.training.steps - state.step);
     summary.last_loss = loss;
     if (state.step % cfg.logging.interval == 0 || state.step == cfg.training.steps) {
-      metrics.write({{"step", state.step}, {"loss", loss}, {"lr", lr}, {"grad_norm", gnorm},
-                     {"tokens_per_s", tok_s}, {"step_ms", step_ms}, {"tokens", state.tokens_seen},
-                     {"phase", state.attention}, {"time_s", elapsed}});
-      if (!opt.quiet) print_progress(state.step, cfg.training.steps, state.attention, loss, lr, gnorm, tok_s, step_ms, eta);
+      if (metrics)
+        metrics->write({{"step", state.step}, {"loss", loss}, {"lr", lr}, {"grad_norm", gnorm},
+                        {"tokens_per_s", tok_s}, {"tokens_per_s_per_rank", tok_s / world_size},
+                        {"world_size", world_size}, {"step_ms", step_ms}, {"tokens", state.tokens_seen},
+                        {"phase", state.attention}, {"time_s", elapsed}});
+      if (!quiet) print_progress(state.step, cfg.training.steps, state.attention, loss, lr, gnorm, tok_s, step_ms, eta);
     }
     const bool last = state.step == cfg.training.steps;
     const int ev = cfg.training.eval_interval;
     if (val_data && ev > 0 && (state.step % ev == 0 || last)) {
       summary.last_val_loss = validation_loss(model, *val_data, cfg.training.eval_batches);
-      metrics.write({{"step", state.step}, {"val_loss", summary.last_val_loss}});
-      if (!opt.quiet) std::printf("step %6d | val_loss %.4f\n", state.step, summary.last_val_loss), std::fflush(stdout);
+      if (dp) summary.last_val_loss = dp->mean(summary.last_val_loss);  // each rank scored its own part
+      if (metrics) metrics->write({{"step", state.step}, {"val_loss", summary.last_val_loss}});
+      if (!quiet) std::printf("step %6d | val_loss %.4f\n", state.step, summary.last_val_loss), std::fflush(stdout);
     }
     const int ci = cfg.training.checkpoint_interval;
     if (last || (ci > 0 && state.step % ci == 0)) save();
@@ -171,7 +205,9 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt) {
       if (!(ci > 0 && state.step % ci == 0)) save();
       break;
     }
-    if (g_stop_requested && !last) {
+    // Every rank must agree to stop, or the others would wait in the next collective.
+    const bool stop = dp ? dp->mean(g_stop_requested ? 1.0 : 0.0) > 0.0 : bool(g_stop_requested);
+    if (stop && !last) {
       spdlog::warn("stop requested: saving a checkpoint at step {} and exiting", state.step);
       save();
       summary.interrupted = true;
