@@ -10,27 +10,14 @@
 
 #include <sys/wait.h>
 
+#include "support/run_binary.h"
 #include "support/temp_dir.h"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-struct RunResult {
-  int code;
-  std::string output;  // stdout and stderr together
-};
-
-RunResult run_cli(const std::string& args, const fs::path& cwd) {
-  const std::string cmd = "cd '" + cwd.string() + "' && '" + std::string(LH_BINARY) + "' " + args + " 2>&1";
-  FILE* pipe = popen(cmd.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  std::string out;
-  std::array<char, 4096> buf{};
-  while (size_t n = fread(buf.data(), 1, buf.size(), pipe)) out.append(buf.data(), n);
-  const int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+using lh::testing::run_lighthouse;
 
 void write(const fs::path& p, const std::string& text) { std::ofstream(p) << text; }
 
@@ -46,27 +33,27 @@ const char* kTinyConfig = R"({
 
 TEST_CASE("cli: unknown subcommands and flags are errors", "[cpu][cli]") {
   lh::testing::TempDir dir;
-  CHECK(run_cli("", dir.path()).code != 0);
-  const auto r = run_cli("train --no-such-flag", dir.path());
+  CHECK(run_lighthouse("", dir.path()).code != 0);
+  const auto r = run_lighthouse("train --no-such-flag", dir.path());
   CHECK(r.code != 0);
   CHECK_THAT(r.output, Catch::Contains("no-such-flag"));
-  CHECK(run_cli("frobnicate", dir.path()).code != 0);
-  CHECK(run_cli("train --help", dir.path()).code == 0);
+  CHECK(run_lighthouse("frobnicate", dir.path()).code != 0);
+  CHECK(run_lighthouse("train --help", dir.path()).code == 0);
 }
 
 TEST_CASE("cli: bad configs and overrides name the culprit", "[cpu][cli]") {
   lh::testing::TempDir dir;
   write(dir.path() / "bad.json", R"({"model": {"dimm": 64}, "data": {"train": ["x.bin"]}})");
-  auto r = run_cli("train --config bad.json", dir.path());
+  auto r = run_lighthouse("train --config bad.json", dir.path());
   CHECK(r.code != 0);
   CHECK_THAT(r.output, Catch::Contains("bad.json") && Catch::Contains("model.dimm"));
 
   write(dir.path() / "tiny.json", kTinyConfig);
-  r = run_cli("train --config tiny.json --set training.steps=-3", dir.path());
+  r = run_lighthouse("train --config tiny.json --set training.steps=-3", dir.path());
   CHECK(r.code != 0);
   CHECK_THAT(r.output, Catch::Contains("training.steps"));
 
-  r = run_cli("train --config tiny.json", dir.path());  // the shards do not exist
+  r = run_lighthouse("train --config tiny.json", dir.path());  // the shards do not exist
   CHECK(r.code != 0);
   CHECK_THAT(r.output, Catch::Contains("data/train_*.bin"));
 }
@@ -74,33 +61,33 @@ TEST_CASE("cli: bad configs and overrides name the culprit", "[cpu][cli]") {
 TEST_CASE("cli: data, train, resume, eval and export on a tiny model", "[cpu][cli]") {
   lh::testing::TempDir dir;
   write(dir.path() / "tiny.json", kTinyConfig);
-  auto r = run_cli("data synthetic --task toy --out data --length 33 --train-samples 64 --val-samples 8", dir.path());
+  auto r = run_lighthouse("data synthetic --task toy --out data --length 33 --train-samples 64 --val-samples 8", dir.path());
   REQUIRE(r.code == 0);
 
-  r = run_cli("train --config tiny.json --quiet --stop-at 2", dir.path());
+  r = run_lighthouse("train --config tiny.json --quiet --stop-at 2", dir.path());
   INFO(r.output);
   REQUIRE(r.code == 0);
   CHECK(fs::exists(dir.path() / "runs/tiny/step_00000002/state.json"));
-  r = run_cli("train --config tiny.json --quiet", dir.path());
+  r = run_lighthouse("train --config tiny.json --quiet", dir.path());
   CHECK(r.code != 0);  // refuses to start over a run directory with checkpoints
-  r = run_cli("train --config tiny.json --resume", dir.path());
+  r = run_lighthouse("train --config tiny.json --resume", dir.path());
   REQUIRE(r.code == 0);
   CHECK_THAT(r.output, Catch::Contains("resumed") && Catch::Contains("ETA"));
   CHECK(fs::exists(dir.path() / "runs/tiny/step_00000004/model.safetensors"));
   CHECK(fs::exists(dir.path() / "runs/tiny/metrics.jsonl"));
 
-  r = run_cli("eval --checkpoint runs/tiny/step_00000004 --passkey-lengths 96 --passkey-depths 0.5 "
+  r = run_lighthouse("eval --checkpoint runs/tiny/step_00000004 --passkey-lengths 96 --passkey-depths 0.5 "
               "--passkey-samples 1 --out eval.json", dir.path());
   REQUIRE(r.code == 0);
   CHECK_THAT(r.output, Catch::Contains("val_loss") && Catch::Contains("passkey"));
   CHECK(fs::exists(dir.path() / "eval.json"));
 
-  r = run_cli("export --checkpoint runs/tiny/step_00000004 --out hf", dir.path());
+  r = run_lighthouse("export --checkpoint runs/tiny/step_00000004 --out hf", dir.path());
   REQUIRE(r.code == 0);
   CHECK(fs::exists(dir.path() / "hf/config.json"));
   CHECK(fs::exists(dir.path() / "hf/model.safetensors"));
 
-  r = run_cli("eval --checkpoint runs/no_such_dir", dir.path());
+  r = run_lighthouse("eval --checkpoint runs/no_such_dir", dir.path());
   CHECK(r.code != 0);
   CHECK_THAT(r.output, Catch::Contains("no_such_dir"));
 }

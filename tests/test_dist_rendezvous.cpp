@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "lighthouse/dist.h"
+#include "support/run_binary.h"
 
 namespace {
 
@@ -67,24 +68,8 @@ int wait_exit(pid_t pid, Clock::time_point deadline) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -2;
 }
 
-struct RunResult {
-  int code;
-  std::string output;
-  double seconds;
-};
-
-RunResult run_binary(const std::string& args) {
-  const auto t0 = Clock::now();
-  const std::string cmd = "'" + std::string(LH_BINARY) + "' " + args + " 2>&1";
-  FILE* pipe = ::popen(cmd.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  std::string out;
-  std::array<char, 4096> buf{};
-  while (size_t n = std::fread(buf.data(), 1, buf.size(), pipe)) out.append(buf.data(), n);
-  const int status = ::pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out,
-          std::chrono::duration<double>(Clock::now() - t0).count()};
-}
+using RunResult = lh::testing::CliResult;
+RunResult run_binary(const std::string& args) { return lh::testing::run_lighthouse(args); }
 
 }  // namespace
 

@@ -13,20 +13,15 @@
 #include <sys/wait.h>
 
 #include "lighthouse/ops/lighthouse_reference.h"
+#include "support/run_binary.h"
 #include "support/temp_dir.h"
 
 namespace fs = std::filesystem;
 
 namespace {
 std::pair<int, std::string> run_select(const std::string& args, const fs::path& cwd) {
-  const std::string cmd = "cd '" + cwd.string() + "' && '" + std::string(LH_BINARY) + "' select " + args + " 2>&1";
-  FILE* pipe = popen(cmd.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  std::string out;
-  std::array<char, 4096> buf{};
-  while (size_t n = fread(buf.data(), 1, buf.size(), pipe)) out.append(buf.data(), n);
-  const int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+  const auto r = lh::testing::run_lighthouse("select " + args, cwd);
+  return {r.code, r.output};
 }
 template <typename T> void write_raw(const fs::path& p, const std::vector<T>& v) {
   std::ofstream(p, std::ios::binary).write(reinterpret_cast<const char*>(v.data()), std::streamsize(v.size() * sizeof(T)));
