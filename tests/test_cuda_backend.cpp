@@ -59,6 +59,18 @@ void check_attention_against_cpu(lh::Backend& gpu, const std::vector<double>& qk
   CHECK(rel_l2(lh::download_doubles(gpu, dqkv.view()), {dq.begin(), dq.end()}) < 2e-2);
 }
 
+// The backend's attention forward and backward on random inputs, checked as above.
+void check_backend_attention(lh::Backend& gpu, int B, int T, int H, int Hkv, int D, uint64_t seed) {
+  const size_t W = size_t(H + 2 * Hkv) * D, n_qkv = size_t(B) * T * W, n_out = size_t(B) * T * H * D;
+  const auto qkv = bf16_values(n_qkv, seed), dout = bf16_values(n_out, seed + 1);
+  auto gq = upload(gpu, lh::DType::BF16, qkv), gdo = upload(gpu, lh::DType::BF16, dout);
+  auto go = gpu.allocate(lh::DType::BF16, n_out), glse = gpu.allocate(lh::DType::F32, size_t(B) * H * T);
+  auto gdq = gpu.allocate(lh::DType::BF16, n_qkv);
+  gpu.attention_forward(go.view(), glse.view(), gq.view(), B, T, H, Hkv, D);
+  gpu.attention_backward(gdq.view(), gdo.view(), gq.view(), go.view(), glse.view(), B, T, H, Hkv, D);
+  check_attention_against_cpu(gpu, qkv, dout, go, glse, gdq, B, T, H, Hkv, D);
+}
+
 }  // namespace
 
 TEST_CASE("cuda: cuBLASLt matmul forward and backward match the CPU reference", "[gpu][cuda]") {
@@ -92,15 +104,7 @@ TEST_CASE("cuda: cuDNN attention forward and backward match the CPU reference (G
                                Shape{1, 257, 2, 2, 128});
   const auto [B, T, H, Hkv, D] = shape;
   CAPTURE(B, T, H, Hkv, D);
-  const size_t W = size_t(H + 2 * Hkv) * D, n_qkv = size_t(B) * T * W, n_out = size_t(B) * T * H * D;
-  const auto qkv = bf16_values(n_qkv, 10), dout = bf16_values(n_out, 11);
-  auto gq = upload(*gpu, lh::DType::BF16, qkv), gdo = upload(*gpu, lh::DType::BF16, dout);
-  auto go = gpu->allocate(lh::DType::BF16, n_out), glse = gpu->allocate(lh::DType::F32, size_t(B) * H * T);
-  auto gdq = gpu->allocate(lh::DType::BF16, n_qkv);
-  gpu->attention_forward(go.view(), glse.view(), gq.view(), B, T, H, Hkv, D);
-  gpu->attention_backward(gdq.view(), gdo.view(), gq.view(), go.view(), glse.view(), B, T, H, Hkv, D);
-
-  check_attention_against_cpu(*gpu, qkv, dout, go, glse, gdq, B, T, H, Hkv, D);
+  check_backend_attention(*gpu, B, T, H, Hkv, D, 10);
 }
 
 namespace {
@@ -207,15 +211,7 @@ TEST_CASE("cuda: the non-deterministic attention backward also matches the CPU r
   LH_SKIP_WITHOUT_GPU();
   auto gpu = lh::make_cuda_backend();
   gpu->set_deterministic(false);
-  const int B = 1, T = 300, H = 4, Hkv = 2, D = 128;
-  const size_t W = size_t(H + 2 * Hkv) * D, n_qkv = size_t(B) * T * W, n_out = size_t(B) * T * H * D;
-  const auto qkv = bf16_values(n_qkv, 30), dout = bf16_values(n_out, 31);
-  auto gq = upload(*gpu, lh::DType::BF16, qkv), gdo = upload(*gpu, lh::DType::BF16, dout);
-  auto go = gpu->allocate(lh::DType::BF16, n_out), glse = gpu->allocate(lh::DType::F32, size_t(B) * H * T);
-  auto gdq = gpu->allocate(lh::DType::BF16, n_qkv);
-  gpu->attention_forward(go.view(), glse.view(), gq.view(), B, T, H, Hkv, D);
-  gpu->attention_backward(gdq.view(), gdo.view(), gq.view(), go.view(), glse.view(), B, T, H, Hkv, D);
-  check_attention_against_cpu(*gpu, qkv, dout, go, glse, gdq, B, T, H, Hkv, D);
+  check_backend_attention(*gpu, /*B=*/1, /*T=*/300, /*H=*/4, /*Hkv=*/2, /*D=*/128, 30);
 }
 
 TEST_CASE("cuda: lighthouse -> dense training follows the CPU and resumes bit-exactly across the switch",

@@ -14,15 +14,19 @@
 
 namespace lh::testing {
 
-inline Config small_run(const std::filesystem::path& dir, int steps, const std::string& device = "cpu") {
-  namespace fs = std::filesystem;
+// Toy-language shards in `dir`: samples of `length` tokens (= seq_len + 1).
+inline void toy_data(const std::filesystem::path& dir, int length, uint64_t train, uint64_t val, uint64_t seed) {
   data::SyntheticOptions o;
   o.task = data::SyntheticTask::Toy;
-  o.length = 33;
-  o.train_samples = 200;
-  o.val_samples = 16;
-  o.seed = 3;
-  data::generate_synthetic(o, (dir / "data").string());
+  o.length = length;
+  o.train_samples = train;
+  o.val_samples = val;
+  o.seed = seed;
+  data::generate_synthetic(o, dir.string());
+}
+
+inline Config small_run(const std::filesystem::path& dir, int steps, const std::string& device = "cpu") {
+  toy_data(dir / "data", /*length=*/33, /*train=*/200, /*val=*/16, /*seed=*/3);
   nlohmann::json j = {
       {"model", {{"dim", 32}, {"n_layers", 2}, {"n_heads", 4}, {"n_kv_heads", 2}, {"ffn_hidden", 64},
                  {"max_seq_len", 32}}},
@@ -39,13 +43,7 @@ inline Config small_run(const std::filesystem::path& dir, int steps, const std::
 // Two layers (layer 0 stays dense), seq_len 256: the smallest shape with a 128-entry tile at L=2.
 // Lighthouse (L=2, p=2, k=128) until `boundary`, dense after it.
 inline Config phased_run(const std::filesystem::path& dir, int steps, int boundary, const std::string& device = "cpu") {
-  data::SyntheticOptions o;
-  o.task = data::SyntheticTask::Toy;
-  o.length = 257;
-  o.train_samples = 40;
-  o.val_samples = 4;
-  o.seed = 5;
-  data::generate_synthetic(o, (dir / "data").string());
+  toy_data(dir / "data", /*length=*/257, /*train=*/40, /*val=*/4, /*seed=*/5);
   const nlohmann::json options = {{"levels", 2}, {"pooling", 2}, {"topk", 128}, {"dense_layers", {0}}};
   nlohmann::json j = {
       {"model", {{"dim", 32}, {"n_layers", 2}, {"n_heads", 4}, {"n_kv_heads", 2}, {"ffn_hidden", 64},
