@@ -90,8 +90,6 @@ nlohmann::json bench_lighthouse(Backend& be, const LighthouseBenchOptions& o) {
         {"fwd gather x3", gather},
         {"fwd inner sdpa", [&] { be.lighthouse_sdpa_forward(o_.view(), lse.view(), q.view(), k.view(), v.view(), BH, int(S), D); }},
         {"fwd scatter", [&] { be.lighthouse_scatter_forward(out.view(), o_.view(), idx.view(), B, H, D, g); }},
-        {"bwd pyramid (recompute)", pyramid},
-        {"bwd gather x3 (recompute)", gather},
         {"bwd scatter", [&] { be.lighthouse_scatter_backward(dO.view(), dout.view(), idx.view(), B, H, D, g); }},
         {"bwd inner sdpa", [&] {
            be.lighthouse_sdpa_backward(dq.view(), dk.view(), dv.view(), dO.view(), q.view(), k.view(), v.view(),

@@ -2,10 +2,11 @@
 // causal attention on S entries -> scatter (docs/lighthouse.md), each stage a Backend op. Layers
 // listed in dense_layers delegate to the dense backend.
 //
-// Saved per layer for backward: the selection (idx), the inner output and its lse, i.e.
-// O(H * S * D), not the pyramids. Backward recomputes the pyramids and the gathered q, k, v from the
-// layer's qkv (which the model keeps anyway): pooling and gathering cost a pass over memory, far
-// less than the attention they feed, and the recomputation is bit-identical to the forward's.
+// Saved per layer for backward: the selection (idx), the gathered q, k, v sub-sequences, the inner
+// output and its lse: O(H * S * D) per layer (S ~ N/5 at the paper's settings), not the pyramids.
+// Keeping q, k, v costs 3 x H * S * D elements per layer (113 MB at N = 98K, H = 8, d = 128) and
+// saves recomputing the pyramid and the gathers in backward (about 1 ms per layer on an H100 at
+// 98K, measured: the pyramid pass is the costliest stage outside the inner attention).
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -29,17 +30,17 @@ class LighthouseAttention final : public AttentionOp {
     const DType act = be.act_dtype();
     saved_.clear();
     for (int l = 0; l < n_layers; ++l)
-      saved_.push_back(
-          {be.allocate(DType::I32, need.rows), be.allocate(act, need.sub), be.allocate(be.param_dtype(), need.rows)});
+      saved_.push_back({be.allocate(DType::I32, need.rows), be.allocate(act, need.sub),
+                        be.allocate(be.param_dtype(), need.rows), be.allocate(act, need.sub),
+                        be.allocate(act, need.sub), be.allocate(act, need.sub)});
     auto alloc_all = [&](std::vector<Buffer>& v, const std::vector<std::pair<DType, size_t>>& spec) {
       v.clear();
       for (const auto& [dtype, n] : spec) v.push_back(be.allocate(dtype, n));
     };
-    // qpyr, kpyr, vpyr, sq, sk, q, k, v, then the backward's dO, dq, dk, dv, dqpyr, dkpyr, dvpyr.
+    // qpyr, kpyr, vpyr, sq, sk, then the backward's dO, dq, dk, dv, dqpyr, dkpyr, dvpyr.
     alloc_all(work_, {{act, need.qpyr}, {act, need.kvpyr}, {act, need.kvpyr}, {DType::F32, need.qscore},
                       {DType::F32, need.kscore}, {act, need.sub}, {act, need.sub}, {act, need.sub},
-                      {act, need.sub}, {act, need.sub}, {act, need.sub}, {act, need.sub},
-                      {act, need.qpyr}, {act, need.kvpyr}, {act, need.kvpyr}});
+                      {act, need.sub}, {act, need.qpyr}, {act, need.kvpyr}, {act, need.kvpyr}});
     cap_ = need;
   }
 
@@ -51,7 +52,7 @@ class LighthouseAttention final : public AttentionOp {
     const Tensor idx = keep.idx.slice(0, n.rows), o = keep.o.slice(0, n.sub), lse = keep.lse.slice(0, n.rows);
     const Tensor qp = ws(kQPyr, n.qpyr), kp = ws(kKPyr, n.kvpyr), vp = ws(kVPyr, n.kvpyr);
     const Tensor sq = ws(kSQ, n.qscore), sk = ws(kSK, n.kscore);
-    const Tensor q = ws(kQ, n.sub), k = ws(kK, n.sub), v = ws(kV, n.sub);
+    const Tensor q = keep.q.slice(0, n.sub), k = keep.k.slice(0, n.sub), v = keep.v.slice(0, n.sub);
     be.lighthouse_pyramid_forward(qp, kp, vp, qkv, s.B, s.H, s.Hkv, s.D, g);
     be.lighthouse_norm_scores(sq, qp, s.B, s.H, s.D, g);
     be.lighthouse_norm_scores(sk, kp, s.B, s.Hkv, s.D, g);
@@ -68,10 +69,7 @@ class LighthouseAttention final : public AttentionOp {
     const Sizes n = sizes(g, s);
     const Saved& keep = saved(layer);
     const Tensor idx = keep.idx.slice(0, n.rows), o = keep.o.slice(0, n.sub), lse = keep.lse.slice(0, n.rows);
-    const Tensor qp = ws(kQPyr, n.qpyr), kp = ws(kKPyr, n.kvpyr), vp = ws(kVPyr, n.kvpyr);
-    const Tensor q = ws(kQ, n.sub), k = ws(kK, n.sub), v = ws(kV, n.sub);
-    be.lighthouse_pyramid_forward(qp, kp, vp, qkv, s.B, s.H, s.Hkv, s.D, g);  // recomputed, see the top
-    gather_all(be, q, k, v, qp, kp, vp, idx, s, g);
+    const Tensor q = keep.q.slice(0, n.sub), k = keep.k.slice(0, n.sub), v = keep.v.slice(0, n.sub);
     const Tensor dO = ws(kDO, n.sub), dq = ws(kDQ, n.sub), dk = ws(kDK, n.sub), dv = ws(kDV, n.sub);
     be.lighthouse_scatter_backward(dO, dout, idx, s.B, s.H, s.D, g);
     be.lighthouse_sdpa_backward(dq, dk, dv, dO, q, k, v, o, lse, s.B * s.H, int(g.sub_len()), s.D);
@@ -97,9 +95,9 @@ class LighthouseAttention final : public AttentionOp {
             size_t(s.B) * s.Hkv * P * s.D, size_t(s.B) * s.H * P, size_t(s.B) * s.Hkv * P};
   }
   struct Saved {
-    Buffer idx, o, lse;
+    Buffer idx, o, lse, q, k, v;
   };
-  enum Work { kQPyr, kKPyr, kVPyr, kSQ, kSK, kQ, kK, kV, kDO, kDQ, kDK, kDV, kDQPyr, kDKPyr, kDVPyr };
+  enum Work { kQPyr, kKPyr, kVPyr, kSQ, kSK, kDO, kDQ, kDK, kDV, kDQPyr, kDKPyr, kDVPyr };
 
   lighthouse::Geometry checked_geometry(const AttentionShape& s) const {
     const lighthouse::Geometry g = opt_.geometry(s.T);

@@ -104,6 +104,7 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
         spdlog::warn("checkpoint was written with {} ranks, resuming with {}: the optimizer state is resharded; "
                      "results are no longer bit-identical to an uninterrupted run",
                      state.world_size, world_size);
+      state.world_size = world_size;
       try {
         train_data.set_position(state.loader);
       } catch (const std::exception& e) {
@@ -127,8 +128,9 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
   const bool quiet = opt.quiet || !root;
 
   const size_t tokens_per_step = size_t(B) * T * accum * world_size;
-  spdlog::info("model: {} parameters | backend {} | {} tokens/step ({} x {} x {} accum) | {} train windows",
-               model.layout().total(), be.name(), tokens_per_step, B, T, accum, train_data.windows_per_epoch());
+  spdlog::info("model: {} parameters | backend {} | {} tokens/step ({} x {} x {} accum x {} ranks) | {} train windows",
+               model.layout().total(), be.name(), tokens_per_step, B, T, accum, world_size,
+               train_data.windows_per_epoch());
 
   std::vector<int32_t> inputs(size_t(B) * T), targets(size_t(B) * T);
   TrainSummary summary;
