@@ -11,12 +11,17 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > 
 
 build/lighthouse_tests "[gpu]" > "$out/gpu_tests.log" 2>&1
 tests_rc=$?
+# The deterministic backward's workspace grows with N^2: time it up to 32K, the atomic one beyond.
 build/lighthouse bench --device cuda --out "$out/attention.json" attention \
-  --seq-lens 4096 8192 16384 32768 65536 131072 > "$out/bench_attention.log" 2>&1
+  --seq-lens 4096 8192 16384 32768 > "$out/bench_attention.log" 2>&1
+build/lighthouse bench --device cuda --out "$out/attention_nondet.json" attention --non-deterministic \
+  --seq-lens 4096 16384 65536 131072 >> "$out/bench_attention.log" 2>&1
+build/lighthouse bench --device cuda --out "$out/lighthouse.json" lighthouse \
+  --seq-lens 32768 65536 98304 131072 > "$out/bench_lighthouse.log" 2>&1
 for T in 4096 32768; do
   mb=$(( 32768 / T )); [ "$mb" -lt 1 ] && mb=1
   build/lighthouse bench --device cuda --out "$out/train_$T.json" train --config configs/llama270m_98k_dense.json \
-    --set data.seq_len=$T --set data.micro_batch=$mb --set training.global_batch=0 --set training.grad_accum=1 \
+    --set data.seq_len=$T --set data.micro_batch=$mb --set training.global_batch=0 --set training.grad_accum=1 --set training.recompute=false \
     > "$out/bench_train_$T.log" 2>&1
 done
 
@@ -24,5 +29,6 @@ echo "== $(cat "$out/gpu.txt")"
 echo "GPU tests: $(tail -2 "$out/gpu_tests.log" | tr '\n' ' ') (exit $tests_rc)"
 printf "%-28s %s\n" "benchmark" "result"
 grep -h "attention N=" "$out/bench_attention.log" | sed 's/^/  /'
+grep -h "lighthouse N=" "$out/bench_lighthouse.log" | sed 's/^/  /'
 for T in 4096 32768; do printf "  train 270M T=%-6s %s\n" "$T" "$(grep -h 'train step' "$out/bench_train_$T.log")"; done
 exit $tests_rc

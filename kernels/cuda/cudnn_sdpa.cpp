@@ -216,8 +216,11 @@ void* CudnnSdpa::workspace(size_t bytes) {
       cudaGetLastError();
       workspace_ = nullptr;
       workspace_bytes_ = 0;
-      throw std::runtime_error("cuDNN attention: cannot allocate its workspace of " +
-                               std::to_string(bytes >> 20) + " MiB (out of device memory)");
+      throw std::runtime_error("cuDNN attention: cannot allocate its workspace of " + std::to_string(bytes >> 20) +
+                               " MiB (out of device memory)" +
+                               (deterministic_ ? "; the deterministic backward's workspace grows with seq_len^2: "
+                                                 "set training.deterministic to false at this length"
+                                               : ""));
     }
     workspace_bytes_ = bytes;
   }
