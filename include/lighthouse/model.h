@@ -54,6 +54,7 @@ class LlamaModel {
   Tensor grads() const { return grads_.slice(0, layout_.total()); }    // param dtype
   Tensor padded_params() const { return params_.view(); }              // with the padding
   Tensor padded_grads() const { return grads_.view(); }
+  Tensor padded_compute_copy() const { return compute_.view(); }  // empty when dtypes agree
   // The weights the forward pass reads (act dtype): the master weights themselves when the dtypes
   // agree (CPU), else a compute copy that the optimizer refreshes. Empty when they agree.
   Tensor compute_copy() const { return compute_.view().data ? compute_.slice(0, layout_.total()) : Tensor{}; }

@@ -34,12 +34,21 @@ double DataParallel::step(LlamaModel& model, AdamW& optimizer, double lr) {
   // The global norm from per-shard sums of squares (padding is zero).
   const double norm = std::sqrt(mean(be_.sum_squares(shard)) * world);
   const Tensor owned = shard.slice(0, shard_end() - shard_begin());
-  optimizer.apply(model.padded_params(), owned, Tensor{}, lr, optimizer.clip_scale(norm));
-  float* params = model.padded_params().as<float>();
-  comm_.all_gather(params + size_t(rank) * count_, params, count_ * sizeof(float), be_.stream());
+  const Tensor compute = model.padded_compute_copy();
+  if (!compute.data || compute.dtype != DType::BF16)
+    throw std::logic_error("data parallelism needs a backend with a bf16 compute copy (CUDA)");
+  optimizer.apply(model.padded_params(), owned, compute, lr, optimizer.clip_scale(norm));
+  char* weights = static_cast<char*>(compute.data);
+  const size_t bytes = count_ * dtype_size(DType::BF16);
+  comm_.all_gather(weights + size_t(rank) * bytes, weights, bytes, be_.stream());
   comm_.synchronize(be_.stream());
-  model.sync_compute_weights();
   return norm;
+}
+
+void DataParallel::gather_master(LlamaModel& model) {
+  float* params = model.padded_params().as<float>();
+  comm_.all_gather(params + size_t(comm_.rank()) * count_, params, count_ * sizeof(float), be_.stream());
+  comm_.synchronize(be_.stream());
 }
 
 OptimizerMoments DataParallel::gather_moments(const AdamW& optimizer) {

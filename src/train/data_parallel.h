@@ -1,7 +1,9 @@
 // ZeRO-1 data parallelism for one optimizer step: gradients are reduce-scattered in fp32 so each
 // rank holds the summed gradient of its shard of the flat layout, the global norm is all-reduced,
-// each rank runs AdamW on its shard only (moments exist for the shard alone), and the updated fp32
-// master weights are all-gathered in place, after which every rank refreshes its bf16 copy.
+// each rank runs AdamW on its shard only (moments exist for the shard alone) and refreshes the bf16
+// compute copy of that shard, and the bf16 copies are all-gathered in place (half the bytes of the
+// fp32 master). A rank's fp32 master weights are therefore current only on its own shard;
+// gather_master() completes them before a checkpoint.
 // Collectives run on the backend's stream, so they are ordered after the backward pass without
 // extra events; each step ends with a timed-out synchronisation (a dead peer aborts the job).
 #pragma once
@@ -31,6 +33,8 @@ class DataParallel {
   double step(LlamaModel& model, AdamW& optimizer, double lr);
   // The mean of a host scalar over ranks.
   double mean(double value);
+  // All-gathers the fp32 master weights (each rank's shard is the current one), before saving.
+  void gather_master(LlamaModel& model);
   // Gathers every rank's moments into whole-layout buffers (for a checkpoint written by rank 0).
   OptimizerMoments gather_moments(const AdamW& optimizer);
   // Copies this rank's shard out of whole-layout moments (after loading a checkpoint).

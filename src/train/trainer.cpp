@@ -141,7 +141,8 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
     state.loader = train_data.position();
     state.rng_state = rng.state_string();
     if (dp) {
-      const OptimizerMoments full = dp->gather_moments(optimizer);  // every rank takes part
+      dp->gather_master(model);  // every rank takes part in both gathers
+      const OptimizerMoments full = dp->gather_moments(optimizer);
       if (root) summary.last_checkpoint = save_checkpoint(run_dir, cfg, model, full, state);
       dp->barrier();  // no rank runs ahead of a checkpoint that is not on disk yet
     } else {
