@@ -34,12 +34,13 @@ double DataParallel::step(LlamaModel& model, AdamW& optimizer, double lr) {
   // The global norm from per-shard sums of squares (padding is zero).
   const double norm = std::sqrt(mean(be_.sum_squares(shard)) * world);
   const Tensor owned = shard.slice(0, shard_end() - shard_begin());
+  // Gather the weights the forward pass reads: the bf16 compute copy on CUDA (half the bytes of the
+  // master), the master itself where there is no separate copy (CPU).
   const Tensor compute = model.padded_compute_copy();
-  if (!compute.data || compute.dtype != DType::BF16)
-    throw std::logic_error("data parallelism needs a backend with a bf16 compute copy (CUDA)");
   optimizer.apply(model.padded_params(), owned, compute, lr, optimizer.clip_scale(norm));
-  char* weights = static_cast<char*>(compute.data);
-  const size_t bytes = count_ * dtype_size(DType::BF16);
+  const Tensor gathered = compute.data ? compute : model.padded_params();
+  char* weights = static_cast<char*>(gathered.data);
+  const size_t bytes = count_ * dtype_size(gathered.dtype);
   comm_.all_gather(weights + size_t(rank) * bytes, weights, bytes, be_.stream());
   comm_.synchronize(be_.stream());
   return norm;

@@ -2,8 +2,9 @@
 // rank holds the summed gradient of its shard of the flat layout, the global norm is all-reduced,
 // each rank runs AdamW on its shard only (moments exist for the shard alone) and refreshes the bf16
 // compute copy of that shard, and the bf16 copies are all-gathered in place (half the bytes of the
-// fp32 master). A rank's fp32 master weights are therefore current only on its own shard;
-// gather_master() completes them before a checkpoint.
+// fp32 master; where there is no separate copy, as on the CPU, the master itself is gathered). A
+// rank's fp32 master weights are therefore current only on its own shard; gather_master()
+// completes them before a checkpoint.
 // Collectives run on the backend's stream, so they are ordered after the backward pass without
 // extra events; each step ends with a timed-out synchronisation (a dead peer aborts the job).
 #pragma once

@@ -1,0 +1,88 @@
+// The data-parallel trainer (ZeRO-1) on the CPU backend, with ranks as threads (a thread
+// communicator stands in for NCCL): several ranks follow the single-process run with the same
+// global batch, repeat bit for bit, resume bit-exactly, and resume with another world size.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <thread>
+#include <vector>
+
+#include "lighthouse/trainer.h"
+#include "support/small_run.h"
+#include "support/temp_dir.h"
+#include "support/thread_communicator.h"
+
+namespace {
+
+// Trains `cfg` with `world` ranks (threads), each with its own CPU backend; returns rank 0's summary.
+lh::TrainSummary train_ranks(const lh::Config& cfg, int world, lh::TrainOptions opt) {
+  opt.quiet = true;
+  auto group = std::make_shared<lh::testing::ThreadGroup>(world);
+  std::vector<lh::TrainSummary> out(world);
+  std::vector<std::thread> threads;
+  std::vector<std::exception_ptr> errors(world);
+  for (int r = 0; r < world; ++r)
+    threads.emplace_back([&, r] {
+      try {
+        auto be = lh::make_cpu_backend();
+        lh::testing::ThreadCommunicator comm(group, r);
+        out[r] = lh::train(cfg, *be, opt, &comm);
+      } catch (...) {
+        errors[r] = std::current_exception();
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+  return out[0];
+}
+
+lh::Config dp_run(const std::filesystem::path& dir, int steps) {
+  lh::Config c = lh::testing::small_run(dir, steps);
+  c.training.grad_accum = 0;
+  c.training.global_batch = 8;  // 4 sequences per micro-batch: 2 micro-steps on 1 rank, 1 on 2 ranks
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("data parallel on threads: 2 ranks follow 1 rank and resume exactly", "[cpu][dist][train]") {
+  lh::testing::TempDir one, two, again, split, switched;
+  const int N = 10;
+  train_ranks(dp_run(one.path(), N), 1, {});
+  train_ranks(dp_run(two.path(), N), 2, {});
+  train_ranks(dp_run(again.path(), N), 2, {});
+  lh::TrainOptions stop;
+  stop.stop_at_step = N / 2;
+  const lh::Config s = dp_run(split.path(), N);
+  train_ranks(s, 2, stop);
+  lh::TrainOptions resume;
+  resume.resume = true;
+  train_ranks(s, 2, resume);
+
+  const auto l1 = lh::testing::losses_in(one.path() / "run/metrics.jsonl");
+  const auto l2 = lh::testing::losses_in(two.path() / "run/metrics.jsonl");
+  REQUIRE(l1.size() == size_t(N));
+  REQUIRE(l2.size() == size_t(N));
+  for (int i = 0; i < N; ++i) {
+    INFO("step " << i + 1 << ": 1 rank " << l1[i] << ", 2 ranks " << l2[i]);
+    // The same global batch; only the order of the gradient sums differs (fp32 rounding).
+    CHECK(std::abs(l1[i] - l2[i]) < 1e-4 * l1[i]);
+  }
+  CHECK(lh::testing::losses_in(again.path() / "run/metrics.jsonl") == l2);
+  CHECK(lh::testing::losses_in(split.path() / "run/metrics.jsonl") == l2);
+  const std::string last = "run/step_00000010/model.safetensors";
+  CHECK(lh::testing::file_bytes(two.path() / last) == lh::testing::file_bytes(split.path() / last));
+  CHECK(lh::testing::file_bytes(two.path() / "run/step_00000010/optimizer.safetensors") ==
+        lh::testing::file_bytes(split.path() / "run/step_00000010/optimizer.safetensors"));
+
+  SECTION("a checkpoint of 2 ranks resumes on 1 rank (the optimizer state is resharded)") {
+    const lh::Config c = dp_run(switched.path(), N);
+    train_ranks(c, 2, stop);
+    const auto summary = train_ranks(c, 1, resume);
+    CHECK(summary.steps_done == N);
+    const auto l = lh::testing::losses_in(switched.path() / "run/metrics.jsonl");
+    REQUIRE(l.size() == size_t(N));
+    for (int i = 0; i < N; ++i) CHECK(std::abs(l[i] - l2[i]) < 1e-4 * l2[i]);
+  }
+}
