@@ -77,6 +77,7 @@ TEST_CASE("malformed configs name the culprit's JSON path", "[config]") {
       {R"({"training":{"eval_batches":0}})", "training.eval_batches", ">= 1"},
       {R"({"training":{"checkpoint_interval":-5}})", "training.checkpoint_interval", ">= 0"},
       {R"({"training":{"keep_last":-1}})", "training.keep_last", ">= 0"},
+      {R"({"training":{"grad_bucket_mb":0}})", "training.grad_bucket_mb", "(0, 65536]"},
       {R"({"training":{"device":"tpu"}})", "training.device", "must be one of auto, cpu, cuda"},
       {R"({"logging":{"interval":0}})", "logging.interval", ">= 1"},
       {R"({"logging":{"dir":""}})", "logging.dir", "must not be empty"},

@@ -34,11 +34,6 @@ Buffer up(lh::Backend& be, DType t, const Vec& v) {
   lh::upload_doubles(be, b.view(), std::vector<double>(v.begin(), v.end()));
   return b;
 }
-Buffer up_i32(lh::Backend& be, const std::vector<int32_t>& v) {
-  Buffer b = be.allocate(DType::I32, v.size());
-  be.copy_from_host(b.view(), v.data());
-  return b;
-}
 std::vector<int32_t> down_i32(lh::Backend& be, const Buffer& b) {
   std::vector<int32_t> v(b.view().numel);
   be.copy_to_host(v.data(), b.view());

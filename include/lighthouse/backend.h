@@ -68,6 +68,12 @@ class Backend {
   virtual void set_deterministic(bool) {}
   // The stream the backend queues work on (a cudaStream_t), for collectives; null on the CPU.
   virtual void* stream() { return nullptr; }
+  // A second stream for communication that overlaps the compute stream (null on the CPU, where
+  // everything runs in order on the calling thread).
+  virtual void* comm_stream() { return nullptr; }
+  // Work enqueued on `waiter` after this call starts only after the work enqueued on `signaller`
+  // before it (an event, no host wait). A no-op on the CPU.
+  virtual void stream_wait(void* /*waiter*/, void* /*signaller*/) {}
   // dst = src converted elementwise to dst's dtype (same numel).
   virtual void convert(Tensor dst, const Tensor& src) = 0;
 

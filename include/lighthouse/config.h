@@ -71,8 +71,9 @@ struct TrainingConfig {
   int checkpoint_interval = 0;  // steps between checkpoints; 0 = only at the end
   int keep_last = 3;          // checkpoints kept in the run directory; 0 keeps all
   std::string device = "auto";  // auto | cpu | cuda
-  bool recompute = false;
-  bool deterministic = true;  // bitwise reproducible kernels; false allows cuDNN's atomic attention backward     // keep only layer inputs and attention outputs; recompute the rest in backward
+  bool recompute = false;     // keep only layer inputs and attention outputs; recompute the rest in backward
+  bool deterministic = true;  // bitwise reproducible kernels; false allows cuDNN's atomic attention backward
+  double grad_bucket_mb = 32;  // data parallel: MiB of fp32 gradients per bucket reduced during backward
 };
 
 // One span of training steps and the attention backend used during it. `options` holds the

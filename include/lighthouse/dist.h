@@ -75,6 +75,17 @@ size_t shard_count(size_t total, int world_size, size_t align);   // elements pe
 size_t padded_total(size_t total, int world_size, size_t align);  // world_size * shard_count
 ShardRange shard_range(size_t total, int rank, int world_size, size_t align);
 
+// A bucket [begin, end) of the flat buffer cut at shard boundaries (shards of `count` elements, as
+// above): each piece lies in one rank's shard, `owner`. Reducing every piece to its owner is a
+// reduce-scatter done bucket by bucket, so buckets can be reduced while backward still runs and the
+// shard layout stays the one contiguous chunk per rank that the optimizer and checkpoints use.
+struct OwnedPiece {
+  size_t begin = 0, end = 0;
+  int owner = 0;
+  size_t size() const { return end - begin; }
+};
+std::vector<OwnedPiece> split_by_owner(size_t begin, size_t end, size_t count);
+
 // ---- gradient buckets (src/dist/buckets.cpp) -----------------------------------------------------
 // Backward produces parameter gradients in reverse layout order, so gradients are reduced in
 // buckets of consecutive parameters taken from the END of the layout: bucket 0 holds the last
@@ -107,6 +118,13 @@ class Communicator {
   // out[0, n_per_rank) = sum over ranks of in[rank * n_per_rank, (rank + 1) * n_per_rank).
   // `in` holds world_size * n_per_rank elements; out may alias in + rank * n_per_rank.
   virtual void reduce_scatter_sum(const float* in, float* out, size_t n_per_rank, void* stream) = 0;
+  // On rank `root`: data[0, n) = sum over ranks of data[0, n), in place. Other ranks' data is only
+  // read. Different roots within one group run concurrently.
+  virtual void reduce_sum(float* data, size_t n, int root, void* stream) = 0;
+  // Collectives called between group_start() and group_end() are launched together (every rank
+  // must call the same ones in the same order, as for any collective).
+  virtual void group_start() {}
+  virtual void group_end() {}
   // out[r * bytes_per_rank, ...) = rank r's in[0, bytes_per_rank); in may alias
   // out + rank * bytes_per_rank (in place).
   virtual void all_gather(const void* in, void* out, size_t bytes_per_rank, void* stream) = 0;

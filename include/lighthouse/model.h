@@ -3,6 +3,7 @@
 // every device.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -75,9 +76,14 @@ class LlamaModel {
   // Forward pass on host token ids [B*T]. With targets, returns the mean cross-entropy (nats) and
   // keeps what backward needs; without, returns 0 and only computes logits.
   double forward(const int32_t* tokens, const int32_t* targets, int B, int T);
+  // Called during backward whenever more gradients are final: those at flat offsets >= ready_from
+  // are not written again by this backward (the work that writes them is enqueued, maybe not yet
+  // done, on the backend's stream). ready_from only decreases and ends at 0. Data parallelism uses
+  // it to reduce buckets of gradients while backward goes on.
+  using GradsReadyHook = std::function<void(size_t ready_from)>;
   // Backward of the last forward with targets. Gradients ACCUMULATE into grads(); the loss is
   // scaled by loss_scale (e.g. 1 / grad_accum) on top of the mean over tokens.
-  void backward(double loss_scale = 1.0);
+  void backward(double loss_scale = 1.0, const GradsReadyHook& on_ready = {});
   void zero_grads();
 
   // Logits [B*T, V] of the last forward, converted to float on the host.

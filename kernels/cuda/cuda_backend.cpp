@@ -40,6 +40,8 @@ class CudaBackend final : public Backend {
   ~CudaBackend() override {
     if (scratch_) cudaFree(scratch_);
     if (reduce_result_) cudaFree(reduce_result_);
+    if (order_event_) cudaEventDestroy(order_event_);
+    if (comm_stream_) cudaStreamDestroy(comm_stream_);
     if (stream_) cudaStreamDestroy(stream_);
   }
 
@@ -60,6 +62,24 @@ class CudaBackend final : public Backend {
   void synchronize() override { LH_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
   void set_deterministic(bool on) override { sdpa_.set_deterministic(on); }
   void* stream() override { return stream_; }
+  void* comm_stream() override {
+    if (!comm_stream_) {
+      // Higher priority, so communication kernels are scheduled as soon as their bucket is ready
+      // instead of queueing behind the backward pass's kernels.
+      int least = 0, greatest = 0;
+      LH_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+      LH_CUDA_CHECK(cudaStreamCreateWithPriority(&comm_stream_, cudaStreamNonBlocking, greatest));
+      LH_CUDA_CHECK(cudaEventCreateWithFlags(&order_event_, cudaEventDisableTiming));
+    }
+    return comm_stream_;
+  }
+  void stream_wait(void* waiter, void* signaller) override {
+    if (waiter == signaller) return;
+    comm_stream();  // creates the event
+    // A wait captures the event's latest record at call time, so one event serves every wait.
+    LH_CUDA_CHECK(cudaEventRecord(order_event_, static_cast<cudaStream_t>(signaller)));
+    LH_CUDA_CHECK(cudaStreamWaitEvent(static_cast<cudaStream_t>(waiter), order_event_, 0));
+  }
   void convert(Tensor dst, const Tensor& src) override {
     if (dst.numel != src.numel) throw std::invalid_argument("convert: element counts differ");
     if (dst.dtype == src.dtype) {
@@ -253,6 +273,8 @@ class CudaBackend final : public Backend {
 
   int device_;
   cudaStream_t stream_ = nullptr;
+  cudaStream_t comm_stream_ = nullptr;  // created on first use (data-parallel runs only)
+  cudaEvent_t order_event_ = nullptr;
   cuda::CublasLtMatmul gemm_;
   cuda::CudnnSdpa sdpa_;
   void* scratch_ = nullptr;

@@ -1,8 +1,11 @@
-// lighthouse dist-check [--timeout S] [--nccl] [--fail-rank R] [--drop-rank R]
+// lighthouse dist-check [--timeout S] [--nccl] [--bandwidth MB] [--fail-rank R] [--drop-rank R]
 // A quick check of a distributed launch before a long job: each rank reports what it detected,
 // all ranks rendezvous with rank 0 over TCP, and with --nccl they run each collective once on
-// their GPU and verify the results. Also the launcher's test workload (--fail-rank).
+// their GPU and verify the results; --bandwidth then times the trainer's collectives at a given
+// size and prints their bus bandwidth. Also the launcher's test workload (--fail-rank).
+#include <algorithm>
 #include <cstdio>
+#include <functional>
 #include <vector>
 
 #include <cuda_runtime_api.h>
@@ -17,6 +20,7 @@ struct DistCheckArgs {
   bool nccl = false;
   int fail_rank = -1;
   int drop_rank = -1;
+  double bandwidth_mb = 0;  // 0: no bandwidth measurement
 };
 
 void cuda_ok(cudaError_t e, const char* what) {
@@ -52,12 +56,85 @@ void check_collectives(lh::Communicator& comm) {
   cuda_ok(cudaMemcpy(dev, dev + size_t(r) * n, n * sizeof(float), cudaMemcpyDeviceToDevice), "cudaMemcpy");
   expect(n, [&](size_t i) { return sum_ranks + float(w) * float((size_t(r) * n + i) % 7); }, "reduce_scatter_sum");
 
+  // Bucketed reduce-scatter as the trainer does it: every rank's chunk reduced to that rank, all in
+  // one group (different roots at once).
+  cuda_ok(cudaMemcpy(dev, host.data(), host.size() * sizeof(float), cudaMemcpyHostToDevice), "cudaMemcpy");
+  comm.group_start();
+  for (int q = 0; q < w; ++q) comm.reduce_sum(dev + size_t(q) * n, n, q, nullptr);
+  comm.group_end();
+  comm.synchronize(nullptr);
+  cuda_ok(cudaMemcpy(dev, dev + size_t(r) * n, n * sizeof(float), cudaMemcpyDeviceToDevice), "cudaMemcpy");
+  expect(n, [&](size_t i) { return sum_ranks + float(w) * float((size_t(r) * n + i) % 7); }, "grouped reduce_sum");
+
   std::vector<float> mine(n, float(r));
   cuda_ok(cudaMemcpy(dev + size_t(r) * n, mine.data(), n * sizeof(float), cudaMemcpyHostToDevice), "cudaMemcpy");
   comm.all_gather(dev + size_t(r) * n, dev, n * sizeof(float), nullptr);  // in place
   comm.synchronize(nullptr);
   expect(n * size_t(w), [&](size_t i) { return float(i / n); }, "all_gather");
   comm.barrier();
+  cudaFree(dev);
+}
+
+// Times the collectives ZeRO-1 uses on a buffer of `mb` MiB (the fp32 gradients, or the gathered
+// weights) and prints, on rank 0, algorithm and bus bandwidth as nccl-tests defines them: bus
+// bandwidth = bytes / time * (world - 1) / world for reduce-scatter and all-gather, the figure to
+// hold against the links' peak. The bucketed reduction (32 MiB buckets, each cut at shard
+// boundaries and reduced to the owners in one group) moves the same data as one reduce-scatter, so
+// it is reported the same way.
+void measure_bandwidth(lh::Communicator& comm, double mb) {
+  const int r = comm.rank(), w = comm.world_size();
+  const size_t count = lh::shard_count(size_t(mb * double(1 << 20) / sizeof(float)), w, 64);
+  const size_t total = count * size_t(w), bytes = total * sizeof(float);
+  float* dev = nullptr;
+  cuda_ok(cudaMalloc(reinterpret_cast<void**>(&dev), bytes), "cudaMalloc");
+  cuda_ok(cudaMemset(dev, 0, bytes), "cudaMemset");
+  cudaStream_t stream = nullptr;
+  cudaEvent_t start = nullptr, stop = nullptr;
+  cuda_ok(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
+  cuda_ok(cudaEventCreate(&start), "cudaEventCreate");
+  cuda_ok(cudaEventCreate(&stop), "cudaEventCreate");
+  const size_t bucket = (size_t(32) << 20) / sizeof(float);
+  auto time_ms = [&](const std::function<void()>& op) {
+    const int warmup = 2, iters = 10;
+    for (int i = 0; i < warmup; ++i) op();
+    cuda_ok(cudaEventRecord(start, stream), "cudaEventRecord");
+    for (int i = 0; i < iters; ++i) op();
+    cuda_ok(cudaEventRecord(stop, stream), "cudaEventRecord");
+    comm.synchronize(stream);
+    float ms = 0;
+    cuda_ok(cudaEventElapsedTime(&ms, start, stop), "cudaEventElapsedTime");
+    return double(ms) / iters;
+  };
+  struct Row {
+    const char* name;
+    size_t bytes;
+    std::function<void()> op;
+  };
+  const Row rows[] = {
+      {"reduce_scatter fp32", bytes, [&] { comm.reduce_scatter_sum(dev, dev + size_t(r) * count, count, stream); }},
+      {"bucketed reduce fp32", bytes,
+       [&] {
+         for (size_t b = total; b > 0; b -= std::min(b, bucket)) {  // from the end, like backward
+           comm.group_start();
+           for (const lh::OwnedPiece& p : lh::split_by_owner(b - std::min(b, bucket), b, count))
+             comm.reduce_sum(dev + p.begin, p.size(), p.owner, stream);
+           comm.group_end();
+         }
+       }},
+      {"all_gather bf16", bytes / 2,
+       [&] { comm.all_gather(reinterpret_cast<char*>(dev) + size_t(r) * bytes / 2 / w, dev, bytes / 2 / w, stream); }},
+  };
+  for (const Row& row : rows) {
+    const double ms = time_ms(row.op);
+    const double algbw = double(row.bytes) / (ms * 1e-3) / 1e9;
+    if (r == 0)
+      std::printf("dist-check: %-21s %8.1f MiB over %d ranks: %8.3f ms, algbw %6.1f GB/s, busbw %6.1f GB/s\n",
+                  row.name, double(row.bytes) / double(1 << 20), w, ms, algbw, algbw * (w - 1) / w);
+  }
+  std::fflush(stdout);
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  cudaStreamDestroy(stream);
   cudaFree(dev);
 }
 
@@ -89,6 +166,7 @@ void run_dist_check(const DistCheckArgs& a) {
   }
   if (env.distributed()) check_collectives(*comm);
   std::printf("dist-check: rank %d/%d nccl collectives ok on device %d\n", env.rank, env.world_size, env.local_rank);
+  if (env.distributed() && a.bandwidth_mb > 0) measure_bandwidth(*comm, a.bandwidth_mb);
 }
 
 }  // namespace
@@ -98,6 +176,9 @@ void register_dist_check_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("dist-check", "Check a distributed launch: environment, rendezvous, NCCL");
   cmd->add_option("--timeout", args->timeout_s, "Seconds to wait for the other ranks")->check(CLI::PositiveNumber);
   cmd->add_flag("--nccl", args->nccl, "Also run each NCCL collective once on GPU local_rank and verify it");
+  cmd->add_option("--bandwidth", args->bandwidth_mb,
+                  "With --nccl: time the trainer's collectives on this many MiB and print bus bandwidth")
+      ->check(CLI::Range(0.0, 65536.0));
   cmd->add_option("--fail-rank", args->fail_rank, "Make this rank fail at once (to test the launcher)");
   cmd->add_option("--drop-rank", args->drop_rank, "With --nccl: this rank exits after NCCL init (to test timeouts)");
   cmd->callback([args]() { run_dist_check(*args); });

@@ -149,7 +149,10 @@ TrainingConfig parse_training(const json& j, const DataConfig& d) {
   t.device = one_of(r.get_string("device", t.device), {"auto", "cpu", "cuda"}, "training.device");
   t.recompute = r.get_bool("recompute", t.recompute);
   t.deterministic = r.get_bool("deterministic", t.deterministic);
+  t.grad_bucket_mb = r.get_double("grad_bucket_mb", t.grad_bucket_mb);
   r.finish();
+  require(t.grad_bucket_mb > 0 && t.grad_bucket_mb <= 65536, r.path_of("grad_bucket_mb"),
+          "must be in (0, 65536] MiB, got " + num(t.grad_bucket_mb));
   const auto at_least = [&](const char* key, int value, int lo) {
     require(value >= lo, r.path_of(key),
             "must be >= " + std::to_string(lo) + ", got " + std::to_string(value));

@@ -57,6 +57,21 @@ class NcclCommunicator final : public Communicator {
     begin("reduce_scatter_sum", n_per_rank);
     after_call(ncclReduceScatter(in, out, n_per_rank, ncclFloat32, ncclSum, comm_, s(stream)));
   }
+  void reduce_sum(float* data, size_t n, int root, void* stream) override {
+    begin("reduce_sum", n);
+    after_call(ncclReduce(data, data, n, ncclFloat32, ncclSum, root, comm_, s(stream)));
+  }
+  void group_start() override {
+    usable("group_start");
+    after_call(ncclGroupStart());
+    in_group_ = true;
+  }
+  void group_end() override {
+    usable("group_end");
+    in_group_ = false;
+    op_ = "group_end";
+    after_call(ncclGroupEnd());
+  }
   void all_gather(const void* in, void* out, size_t bytes_per_rank, void* stream) override {
     begin("all_gather", bytes_per_rank);
     after_call(ncclAllGather(in, out, bytes_per_rank, ncclUint8, comm_, s(stream)));
@@ -140,7 +155,8 @@ class NcclCommunicator final : public Communicator {
 
   void after_call(ncclResult_t r) {
     if (r != ncclSuccess && r != ncclInProgress) fail_now(r);
-    if (r == ncclInProgress) wait_enqueued();
+    // Inside a group NCCL only records the call; the whole group is enqueued by ncclGroupEnd.
+    if (r == ncclInProgress && !in_group_) wait_enqueued();
   }
 
   // A non-blocking call returned ncclInProgress: NCCL finishes the call (init, or enqueueing a
@@ -192,6 +208,7 @@ class NcclCommunicator final : public Communicator {
   ncclComm_t comm_ = nullptr;
   cudaStream_t own_stream_ = nullptr;  // for barrier(), so it does not wait on the caller's streams
   void* scratch_ = nullptr;
+  bool in_group_ = false;
   std::string op_ = "init";  // the last operation started, for error messages
 };
 

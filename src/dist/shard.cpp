@@ -39,4 +39,16 @@ ShardRange shard_range(size_t total, int rank, int world_size, size_t align) {
   return {begin, std::min(total, begin + count)};
 }
 
+std::vector<OwnedPiece> split_by_owner(size_t begin, size_t end, size_t count) {
+  if (count == 0) throw DistError("shard: split_by_owner needs a shard size >= 1");
+  if (begin > end) throw DistError("shard: split_by_owner got an inverted range");
+  std::vector<OwnedPiece> pieces;
+  for (size_t at = begin; at < end;) {
+    const size_t owner = at / count, stop = std::min(end, (owner + 1) * count);
+    pieces.push_back({at, stop, int(owner)});
+    at = stop;
+  }
+  return pieces;
+}
+
 }  // namespace lh

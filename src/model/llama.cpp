@@ -27,13 +27,23 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 struct LayerWeights {
   Tensor attn_norm, wqkv, wo, mlp_norm, w_gate_up, w_down;
 };
+const char* const kLayerParams[] = {"attn_norm", "wqkv", "wo", "mlp_norm", "w_gate_up", "w_down"};
+std::string layer_prefix(int l) { return "layers." + std::to_string(l) + "."; }
+
 LayerWeights layer_weights(const ParamLayout& layout, const Tensor& flat, int l) {
-  const std::string p = "layers." + std::to_string(l) + ".";
+  const std::string p = layer_prefix(l);
   auto get = [&](const char* n) {
     const ParamEntry& e = layout.at(p + n);
     return flat.slice(e.offset, e.numel);  // works on padded allocations too
   };
   return {get("attn_norm"), get("wqkv"), get("wo"), get("mlp_norm"), get("w_gate_up"), get("w_down")};
+}
+
+// The lowest flat offset of layer l's parameters.
+size_t layer_begin(const ParamLayout& layout, int l) {
+  size_t begin = layout.total();
+  for (const char* n : kLayerParams) begin = std::min(begin, layout.at(layer_prefix(l) + n).offset);
+  return begin;
 }
 }  // namespace
 
@@ -151,7 +161,7 @@ void LlamaModel::layer_post_attention(int l, int N, bool write_output) {
   be_.residual_forward(out, out, act.mid);
 }
 
-void LlamaModel::backward(double loss_scale) {
+void LlamaModel::backward(double loss_scale, const GradsReadyHook& on_ready) {
   if (!has_targets_) throw std::logic_error("LlamaModel::backward needs a forward with targets");
   const int B = B_, T = T_, N = B * T, C = cfg_.dim, V = cfg_.vocab_size, F = cfg_.ffn_hidden;
   const int H = cfg_.n_heads, Hkv = cfg_.n_kv_heads, D = cfg_.head_dim();
@@ -168,6 +178,11 @@ void LlamaModel::backward(double loss_scale) {
   be_.fill_zero(a.dresid(N));
   be_.rmsnorm_backward(a.dresid(N), grad("final_norm"), a.dln(N), a.final_x(N), weight("final_norm"),
                        a.final_rstd(N), N, C);
+  // The layout is embed, layers..., final_norm[, lm_head]; backward finishes it from the end.
+  auto ready = [&](size_t from) {
+    if (on_ready) on_ready(from);
+  };
+  ready(layout_.at("final_norm").offset);
 
   for (int l = cfg_.n_layers - 1; l >= 0; --l) {
     const LayerWeights w = layer_weights(layout_, wp, l);
@@ -188,8 +203,10 @@ void LlamaModel::backward(double loss_scale) {
     be_.rope_backward(a.dqkv(N), B, T, H, Hkv, D, cfg_.rope_theta);
     be_.matmul_backward(a.dln(N), g.wqkv, a.dqkv(N), act.ln1, w.wqkv, N, C, cfg_.qkv_dim());
     be_.rmsnorm_backward(a.dresid(N), g.attn_norm, a.dln(N), act.x, w.attn_norm, act.rstd1, N, C);
+    ready(layer_begin(layout_, l));
   }
   be_.embedding_backward(grad("embed"), a.dresid(N), a.tokens(N), N, C);
+  ready(0);
   has_targets_ = false;  // the logits buffer now holds gradients
 }
 

@@ -62,7 +62,7 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
   const int world_size = comm ? comm->world_size() : 1, rank = comm ? comm->rank() : 0;
   const bool root = rank == 0;
   std::optional<DataParallel> dp;
-  if (world_size > 1) dp.emplace(*comm, be, cfg.model);
+  if (world_size > 1) dp.emplace(*comm, be, cfg.model, size_t(cfg.training.grad_bucket_mb * double(1 << 20)));
   const int B = cfg.data.micro_batch, T = cfg.data.seq_len;
   const int accum = cfg.grad_accum_steps(world_size);
   const std::string& run_dir = cfg.logging.dir;
@@ -168,7 +168,9 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
     for (int micro = 0; micro < accum; ++micro) {
       train_data.next_batch(inputs.data(), targets.data());
       loss += model.forward(inputs.data(), targets.data(), B, T) / accum;
-      model.backward(1.0 / accum);
+      // The last micro-batch's backward also reduces gradient buckets as they become final.
+      const bool last_micro = micro + 1 == accum;
+      model.backward(1.0 / accum, dp && last_micro ? dp->reduce_as_ready(model) : LlamaModel::GradsReadyHook{});
     }
     if (dp) loss = dp->mean(loss);
     if (!std::isfinite(loss))
