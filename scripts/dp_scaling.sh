@@ -19,7 +19,7 @@ for n in $gpus; do
   rm -rf "runs/g$n"
   # shellcheck disable=SC2206
   common=(--config "$here/configs/llama270m_98k_dense.json" --quiet
-          --set "data.train=[\"data/train_*.bin\"]" --set "data.val=[\"data/val_*.bin\"]"
+          --set "data.train=[\"data/train_*.bin\"]" --set "data.val=[]"
           --set data.seq_len=$T --set data.micro_batch=$MB --set training.global_batch=$G --set training.grad_accum=0
           --set training.steps=$steps --set training.eval_interval=0 --set training.checkpoint_interval=0
           --set training.deterministic=false --set schedule.warmup_steps=2

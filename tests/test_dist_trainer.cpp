@@ -77,9 +77,11 @@ TEST_CASE("data parallel on threads: 2 ranks follow 1 rank and resume exactly", 
     CHECK(std::abs(l1[i] - l2[i]) < 1e-4 * l1[i]);
   }
   CHECK(lh::testing::losses_in(again.path() / "run/metrics.jsonl") == l2);
-  // Bucketing changes when gradients are reduced, not what they sum to (the thread communicator
-  // sums in rank order either way).
-  CHECK(lh::testing::losses_in(one_bucket.path() / "run/metrics.jsonl") == l2);
+  // Bucketing changes which rank owns what, hence the order of the global norm's partial sums,
+  // not the reduced gradients (the thread communicator sums in rank order either way).
+  const auto lb = lh::testing::losses_in(one_bucket.path() / "run/metrics.jsonl");
+  REQUIRE(lb.size() == size_t(N));
+  for (int i = 0; i < N; ++i) CHECK(std::abs(lb[i] - l2[i]) < 1e-5 * l2[i]);
   CHECK(lh::testing::losses_in(split.path() / "run/metrics.jsonl") == l2);
   const std::string last = "run/step_00000010/model.safetensors";
   CHECK(lh::testing::file_bytes(two.path() / last) == lh::testing::file_bytes(split.path() / last));

@@ -1,7 +1,7 @@
 // Data parallelism foundations: one process per GPU, launched torchrun-style or by Slurm, NCCL for
 // collectives (docs/distributed.md). This header holds what the trainer needs and what can be
 // tested without a GPU: the launch environment, a TCP rendezvous that hands rank 0's NCCL unique id
-// to every rank, ZeRO-1 shard arithmetic, the gradient bucket plan and the communicator interface.
+// to every rank, the ZeRO-1 bucket and shard arithmetic and the communicator interface.
 #pragma once
 #include <chrono>
 #include <cstddef>
@@ -12,8 +12,6 @@
 #include <vector>
 
 namespace lh {
-
-class ParamLayout;
 
 // Any misconfiguration or failure of the distributed machinery; messages name the variable, the
 // rank or the address involved.
@@ -57,51 +55,30 @@ int find_free_port();
 std::vector<uint8_t> rendezvous_broadcast(const DistEnv& env, const std::vector<uint8_t>& payload,
                                           std::chrono::milliseconds timeout);
 
-// ---- ZeRO-1 sharding (src/dist/shard.cpp) --------------------------------------------------------
-// A flat buffer of `total` elements is viewed as padded to padded_total() = world_size * count,
-// count = shard_count() = ceil(total / world_size) rounded up to a multiple of `align`. Rank r owns
-// [r * count, (r + 1) * count) of the padded buffer, which is exactly the chunk ncclReduceScatter
-// delivers to rank r and the chunk an in-place ncclAllGather reads from it, so neither needs a copy.
-// shard_range() is that chunk clipped to [0, total): ranges are disjoint, contiguous, in rank order
-// and cover [0, total) exactly; every boundary but `total` is a multiple of `align`. The padding
-// (fewer than world_size * align elements, all on the last ranks) is zero in gradients and weights
-// and stays zero under AdamW, so every rank does the same `count` elements of optimizer work.
-struct ShardRange {
-  size_t begin = 0, end = 0;
-  size_t size() const { return end - begin; }
-  bool empty() const { return end == begin; }
-};
+// ---- ZeRO-1 sharding in buckets (src/dist/shard.cpp) ---------------------------------------------
+// A flat buffer of `total` elements (parameters, gradients) is padded to padded_total() =
+// world_size * shard_count(), shard_count() = ceil(total / world_size) rounded up to `align`, and
+// cut from its END into buckets of bucket_elements rounded up to a multiple of world_size * align
+// (the bucket at offset 0 takes what is left, also such a multiple). Every bucket splits into
+// world_size equal chunks and rank r owns chunk r of every bucket. Backward finishes gradients from
+// the end of the layout, so bucket 0 is ready first and each bucket is one reduce-scatter (into the
+// owner's contiguous shard buffer, at shard_offset) that can run while backward goes on; after the
+// optimizer, one in-place all-gather per bucket spreads the updated weights. A rank's chunks add up
+// to shard_count() elements. The padding (fewer than world_size * align elements, at the end) is
+// zero in gradients and weights and stays zero.
 size_t shard_count(size_t total, int world_size, size_t align);   // elements per rank, padded
 size_t padded_total(size_t total, int world_size, size_t align);  // world_size * shard_count
-ShardRange shard_range(size_t total, int rank, int world_size, size_t align);
 
-// A bucket [begin, end) of the flat buffer cut at shard boundaries (shards of `count` elements, as
-// above): each piece lies in one rank's shard, `owner`. Reducing every piece to its owner is a
-// reduce-scatter done bucket by bucket, so buckets can be reduced while backward still runs and the
-// shard layout stays the one contiguous chunk per rank that the optimizer and checkpoints use.
-struct OwnedPiece {
-  size_t begin = 0, end = 0;
-  int owner = 0;
-  size_t size() const { return end - begin; }
+struct ShardBucket {
+  size_t begin = 0, end = 0;  // elements [begin, end) of the padded buffer
+  size_t chunk = 0;           // (end - begin) / world_size: what each rank owns of the bucket
+  size_t shard_offset = 0;    // where every rank keeps its chunk of this bucket in its shard buffer
+  size_t owned_begin(int rank) const { return begin + size_t(rank) * chunk; }
 };
-std::vector<OwnedPiece> split_by_owner(size_t begin, size_t end, size_t count);
-
-// ---- gradient buckets (src/dist/buckets.cpp) -----------------------------------------------------
-// Backward produces parameter gradients in reverse layout order, so gradients are reduced in
-// buckets of consecutive parameters taken from the END of the layout: bucket 0 holds the last
-// parameters (lm_head, final_norm, the last layer...) and is ready first. Each bucket is one
-// contiguous element range of the flat gradient buffer; together they cover [0, layout.total())
-// in descending order without gaps or overlap.
-struct GradBucket {
-  size_t begin = 0, end = 0;  // element range in the flat gradient buffer
-  size_t first_entry = 0;     // entries [first_entry, last_entry] of layout.entries() (layout order)
-  size_t last_entry = 0;
-  size_t size() const { return end - begin; }
-};
-// Greedy: a bucket takes parameters (in reverse order) while its size stays <= bucket_bytes; a
-// parameter bigger than bucket_bytes gets a bucket to itself. bucket_bytes must be > 0.
-std::vector<GradBucket> plan_grad_buckets(const ParamLayout& layout, size_t bucket_bytes,
-                                          size_t bytes_per_element = sizeof(float));
+// Buckets in backward order: buckets[0] ends at padded_total(), the last begins at 0; together they
+// tile the padded buffer. shard_offset grows with `begin`, so a shard buffer is in layout order.
+// Throws DistError for bucket_elements == 0 (and what shard_count() rejects).
+std::vector<ShardBucket> plan_shard_buckets(size_t total, int world_size, size_t align, size_t bucket_elements);
 
 // ---- communicators (src/dist/local_communicator.cpp, nccl_communicator.cpp) ----------------------
 // Collectives over all ranks. `stream` is a cudaStream_t (nullptr: the legacy default stream); the
@@ -118,9 +95,6 @@ class Communicator {
   // out[0, n_per_rank) = sum over ranks of in[rank * n_per_rank, (rank + 1) * n_per_rank).
   // `in` holds world_size * n_per_rank elements; out may alias in + rank * n_per_rank.
   virtual void reduce_scatter_sum(const float* in, float* out, size_t n_per_rank, void* stream) = 0;
-  // On rank `root`: data[0, n) = sum over ranks of data[0, n), in place. Other ranks' data is only
-  // read. Different roots within one group run concurrently.
-  virtual void reduce_sum(float* data, size_t n, int root, void* stream) = 0;
   // Collectives called between group_start() and group_end() are launched together (every rank
   // must call the same ones in the same order, as for any collective).
   virtual void group_start() {}

@@ -74,7 +74,7 @@ std::vector<char> read_all(const safetensors::File& file, const ParamLayout& lay
 
 std::string save_checkpoint(const std::string& run_dir, const Config& config, const LlamaModel& model,
                             const AdamW& optimizer, const TrainState& state) {
-  if (optimizer.begin() != 0 || optimizer.end() != model.layout().total())
+  if (!optimizer.whole_layout())
     throw std::logic_error("save_checkpoint: a sharded optimizer must pass its gathered moments");
   return save_checkpoint(run_dir, config, model, OptimizerMoments{optimizer.m(), optimizer.v(), optimizer.steps_taken()},
                          state);
@@ -145,7 +145,7 @@ CheckpointInfo load_checkpoint_weights(const std::string& dir, LlamaModel& model
 
 CheckpointInfo load_checkpoint(const std::string& dir, LlamaModel& model, AdamW* optimizer) {
   if (!optimizer) return load_checkpoint_weights(dir, model);
-  if (optimizer->begin() != 0 || optimizer->end() != model.layout().total())
+  if (!optimizer->whole_layout())
     throw std::logic_error("load_checkpoint: a sharded optimizer must load through whole-layout moments");
   OptimizerMoments moments{optimizer->m(), optimizer->v(), 0};
   CheckpointInfo info = load_checkpoint(dir, model, &moments);

@@ -3,7 +3,6 @@
 // all ranks rendezvous with rank 0 over TCP, and with --nccl they run each collective once on
 // their GPU and verify the results; --bandwidth then times the trainer's collectives at a given
 // size and prints their bus bandwidth. Also the launcher's test workload (--fail-rank).
-#include <algorithm>
 #include <cstdio>
 #include <functional>
 #include <vector>
@@ -56,15 +55,23 @@ void check_collectives(lh::Communicator& comm) {
   cuda_ok(cudaMemcpy(dev, dev + size_t(r) * n, n * sizeof(float), cudaMemcpyDeviceToDevice), "cudaMemcpy");
   expect(n, [&](size_t i) { return sum_ranks + float(w) * float((size_t(r) * n + i) % 7); }, "reduce_scatter_sum");
 
-  // Bucketed reduce-scatter as the trainer does it: every rank's chunk reduced to that rank, all in
-  // one group (different roots at once).
+  // Bucketed reduce-scatter as the trainer does it: two buckets (the two halves of every rank's
+  // data), reduce-scattered in one group, out of place into a separate shard buffer.
   cuda_ok(cudaMemcpy(dev, host.data(), host.size() * sizeof(float), cudaMemcpyHostToDevice), "cudaMemcpy");
+  float* shard = nullptr;
+  cuda_ok(cudaMalloc(reinterpret_cast<void**>(&shard), n * sizeof(float)), "cudaMalloc");
+  const size_t half = n / 2, bucket_elems = half * size_t(w);
   comm.group_start();
-  for (int q = 0; q < w; ++q) comm.reduce_sum(dev + size_t(q) * n, n, q, nullptr);
+  comm.reduce_scatter_sum(dev, shard, half, nullptr);
+  comm.reduce_scatter_sum(dev + bucket_elems, shard + half, n - half, nullptr);
   comm.group_end();
   comm.synchronize(nullptr);
-  cuda_ok(cudaMemcpy(dev, dev + size_t(r) * n, n * sizeof(float), cudaMemcpyDeviceToDevice), "cudaMemcpy");
-  expect(n, [&](size_t i) { return sum_ranks + float(w) * float((size_t(r) * n + i) % 7); }, "grouped reduce_sum");
+  cuda_ok(cudaMemcpy(dev, shard, n * sizeof(float), cudaMemcpyDeviceToDevice), "cudaMemcpy");
+  cudaFree(shard);
+  expect(n, [&](size_t i) {
+    const size_t at = i < half ? size_t(r) * half + i : bucket_elems + size_t(r) * (n - half) + (i - half);
+    return sum_ranks + float(w) * float(at % 7);
+  }, "grouped reduce_scatter_sum");
 
   std::vector<float> mine(n, float(r));
   cuda_ok(cudaMemcpy(dev + size_t(r) * n, mine.data(), n * sizeof(float), cudaMemcpyHostToDevice), "cudaMemcpy");
@@ -78,9 +85,8 @@ void check_collectives(lh::Communicator& comm) {
 // Times the collectives ZeRO-1 uses on a buffer of `mb` MiB (the fp32 gradients, or the gathered
 // weights) and prints, on rank 0, algorithm and bus bandwidth as nccl-tests defines them: bus
 // bandwidth = bytes / time * (world - 1) / world for reduce-scatter and all-gather, the figure to
-// hold against the links' peak. The bucketed reduction (32 MiB buckets, each cut at shard
-// boundaries and reduced to the owners in one group) moves the same data as one reduce-scatter, so
-// it is reported the same way.
+// hold against the links' peak. The bucketed reduce-scatter (32 MiB buckets as the trainer cuts
+// them, out of place into a shard buffer, in one group) moves the same data as one reduce-scatter.
 void measure_bandwidth(lh::Communicator& comm, double mb) {
   const int r = comm.rank(), w = comm.world_size();
   const size_t count = lh::shard_count(size_t(mb * double(1 << 20) / sizeof(float)), w, 64);
@@ -93,7 +99,9 @@ void measure_bandwidth(lh::Communicator& comm, double mb) {
   cuda_ok(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
   cuda_ok(cudaEventCreate(&start), "cudaEventCreate");
   cuda_ok(cudaEventCreate(&stop), "cudaEventCreate");
-  const size_t bucket = (size_t(32) << 20) / sizeof(float);
+  const auto buckets = lh::plan_shard_buckets(total, w, 64, (size_t(32) << 20) / sizeof(float));
+  float* shard = nullptr;
+  cuda_ok(cudaMalloc(reinterpret_cast<void**>(&shard), count * sizeof(float)), "cudaMalloc");
   auto time_ms = [&](const std::function<void()>& op) {
     const int warmup = 2, iters = 10;
     for (int i = 0; i < warmup; ++i) op();
@@ -112,14 +120,12 @@ void measure_bandwidth(lh::Communicator& comm, double mb) {
   };
   const Row rows[] = {
       {"reduce_scatter fp32", bytes, [&] { comm.reduce_scatter_sum(dev, dev + size_t(r) * count, count, stream); }},
-      {"bucketed reduce fp32", bytes,
-       [&] {
-         for (size_t b = total; b > 0; b -= std::min(b, bucket)) {  // from the end, like backward
-           comm.group_start();
-           for (const lh::OwnedPiece& p : lh::split_by_owner(b - std::min(b, bucket), b, count))
-             comm.reduce_sum(dev + p.begin, p.size(), p.owner, stream);
-           comm.group_end();
-         }
+      {"bucketed reduce_scatter", bytes,
+       [&] {  // 32 MiB buckets from the end, out of place into a shard buffer, one group
+         comm.group_start();
+         for (const lh::ShardBucket& b : buckets)
+           comm.reduce_scatter_sum(dev + b.begin, shard + b.shard_offset, b.chunk, stream);
+         comm.group_end();
        }},
       {"all_gather bf16", bytes / 2,
        [&] { comm.all_gather(reinterpret_cast<char*>(dev) + size_t(r) * bytes / 2 / w, dev, bytes / 2 / w, stream); }},
@@ -135,6 +141,7 @@ void measure_bandwidth(lh::Communicator& comm, double mb) {
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
   cudaStreamDestroy(stream);
+  cudaFree(shard);
   cudaFree(dev);
 }
 

@@ -41,7 +41,6 @@ class LocalCommunicator final : public Communicator {
     check("reduce_scatter_sum");
     device_work_ |= copy(out, in, n_per_rank * sizeof(float), stream, "reduce_scatter_sum");
   }
-  void reduce_sum(float*, size_t, int, void*) override { check("reduce_sum"); }
   void all_gather(const void* in, void* out, size_t bytes_per_rank, void* stream) override {
     check("all_gather");
     device_work_ |= copy(out, in, bytes_per_rank, stream, "all_gather");

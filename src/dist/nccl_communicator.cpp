@@ -57,10 +57,6 @@ class NcclCommunicator final : public Communicator {
     begin("reduce_scatter_sum", n_per_rank);
     after_call(ncclReduceScatter(in, out, n_per_rank, ncclFloat32, ncclSum, comm_, s(stream)));
   }
-  void reduce_sum(float* data, size_t n, int root, void* stream) override {
-    begin("reduce_sum", n);
-    after_call(ncclReduce(data, data, n, ncclFloat32, ncclSum, root, comm_, s(stream)));
-  }
   void group_start() override {
     usable("group_start");
     after_call(ncclGroupStart());

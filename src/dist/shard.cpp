@@ -1,7 +1,7 @@
-// ZeRO-1 shard arithmetic (scheme in include/lighthouse/dist.h). Shards are the equal chunks of the
-// padded buffer because that is what NCCL's reduce-scatter and all-gather exchange: the optimizer
-// can then step on its chunk of the gradient buffer where reduce-scatter left it, and all-gather
-// the updated weights in place, without packing or unpacking copies.
+// ZeRO-1 bucket and shard arithmetic (scheme in include/lighthouse/dist.h). Buckets are whole
+// multiples of world_size * align so that each splits into equal aligned chunks, which is what
+// NCCL's reduce-scatter and all-gather exchange: no packing copies, and the chunk boundaries stay
+// 256-byte aligned for vector loads.
 #include <algorithm>
 #include <string>
 
@@ -32,23 +32,23 @@ size_t padded_total(size_t total, int world_size, size_t align) {
   return shard_count(total, world_size, align) * size_t(world_size);
 }
 
-ShardRange shard_range(size_t total, int rank, int world_size, size_t align) {
-  check(rank, world_size, align);
-  const size_t count = shard_count(total, world_size, align);
-  const size_t begin = std::min(total, size_t(rank) * count);
-  return {begin, std::min(total, begin + count)};
-}
-
-std::vector<OwnedPiece> split_by_owner(size_t begin, size_t end, size_t count) {
-  if (count == 0) throw DistError("shard: split_by_owner needs a shard size >= 1");
-  if (begin > end) throw DistError("shard: split_by_owner got an inverted range");
-  std::vector<OwnedPiece> pieces;
-  for (size_t at = begin; at < end;) {
-    const size_t owner = at / count, stop = std::min(end, (owner + 1) * count);
-    pieces.push_back({at, stop, int(owner)});
-    at = stop;
+std::vector<ShardBucket> plan_shard_buckets(size_t total, int world_size, size_t align, size_t bucket_elements) {
+  if (bucket_elements == 0) throw DistError("shard: buckets must hold >= 1 element");
+  const size_t padded = padded_total(total, world_size, align);
+  const size_t unit = size_t(world_size) * align;  // every bucket is a whole number of these
+  const size_t size = unit * ceil_div(bucket_elements, unit);
+  std::vector<ShardBucket> buckets;
+  for (size_t end = padded; end > 0;) {
+    const size_t begin = end > size ? end - size : 0;
+    buckets.push_back({begin, end, (end - begin) / size_t(world_size), 0});
+    end = begin;
   }
-  return pieces;
+  size_t offset = 0;  // in layout order, i.e. from the last bucket
+  for (auto b = buckets.rbegin(); b != buckets.rend(); ++b) {
+    b->shard_offset = offset;
+    offset += b->chunk;
+  }
+  return buckets;
 }
 
 }  // namespace lh

@@ -1,14 +1,28 @@
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
+#include <string>
 
 #include "lighthouse/optimizer.h"
 
 namespace lh {
 
-AdamW::AdamW(const OptimizerConfig& cfg, const ParamLayout& layout, Backend& backend, size_t begin, size_t end)
-    : cfg_(cfg), layout_(layout), be_(backend), begin_(begin), end_(end == 0 ? layout.total() : end) {
-  m_ = be_.allocate(be_.param_dtype(), end_ - begin_);
-  v_ = be_.allocate(be_.param_dtype(), end_ - begin_);
+AdamW::AdamW(const OptimizerConfig& cfg, const ParamLayout& layout, Backend& backend)
+    : AdamW(cfg, layout, backend, {{0, layout.total(), 0}}, layout.total()) {}
+
+AdamW::AdamW(const OptimizerConfig& cfg, const ParamLayout& layout, Backend& backend, std::vector<OwnedRange> owned,
+             size_t shard_elements)
+    : cfg_(cfg), layout_(layout), be_(backend), owned_(std::move(owned)) {
+  for (const OwnedRange& r : owned_)
+    if (r.begin > r.end || r.end > layout.total() || r.local + (r.end - r.begin) > shard_elements)
+      throw std::logic_error("AdamW: owned range [" + std::to_string(r.begin) + ", " + std::to_string(r.end) +
+                             ") at " + std::to_string(r.local) + " does not fit the layout or the shard");
+  m_ = be_.allocate(be_.param_dtype(), shard_elements);
+  v_ = be_.allocate(be_.param_dtype(), shard_elements);
+}
+
+bool AdamW::whole_layout() const {
+  return owned_.size() == 1 && owned_[0].begin == 0 && owned_[0].end == layout_.total() && owned_[0].local == 0;
 }
 
 double AdamW::grad_norm(const Tensor& grads) { return std::sqrt(be_.sum_squares(grads)); }
@@ -20,21 +34,24 @@ double AdamW::clip_scale(double norm) const {
 
 double AdamW::step(Tensor params, Tensor grads, Tensor compute_copy, double lr) {
   const double norm = grad_norm(grads);
-  apply(params, grads.slice(begin_, end_ - begin_), compute_copy, lr, clip_scale(norm));
+  if (!whole_layout()) throw std::logic_error("AdamW::step: a sharded optimizer steps through DataParallel");
+  apply(params, grads, compute_copy, lr, clip_scale(norm));
   return norm;
 }
 
 void AdamW::apply(Tensor params, Tensor shard_grads, Tensor compute_copy, double lr, double grad_scale) {
   if (grad_scale != 1.0) be_.scale_inplace(shard_grads, grad_scale);
   ++steps_;
-  for (const ParamEntry& e : layout_.entries()) {
-    const size_t lo = std::max(e.offset, begin_), hi = std::min(e.offset + e.numel, end_);
-    if (lo >= hi) continue;  // entirely in another rank's shard
-    const size_t n = hi - lo, local = lo - begin_;
-    const double wd = e.weight_decay ? cfg_.weight_decay : 0.0;
-    const Tensor copy = compute_copy.data ? compute_copy.slice(lo, n) : Tensor{};
-    be_.adamw_update(params.slice(lo, n), shard_grads.slice(local, n), m_.slice(local, n), v_.slice(local, n), copy,
-                     lr, cfg_.beta1, cfg_.beta2, cfg_.eps, wd, steps_);
+  for (const OwnedRange& r : owned_) {
+    for (const ParamEntry& e : layout_.entries()) {
+      const size_t lo = std::max(e.offset, r.begin), hi = std::min(e.offset + e.numel, r.end);
+      if (lo >= hi) continue;  // not in this range
+      const size_t n = hi - lo, local = r.local + (lo - r.begin);
+      const double wd = e.weight_decay ? cfg_.weight_decay : 0.0;
+      const Tensor copy = compute_copy.data ? compute_copy.slice(lo, n) : Tensor{};
+      be_.adamw_update(params.slice(lo, n), shard_grads.slice(local, n), m_.slice(local, n), v_.slice(local, n),
+                       copy, lr, cfg_.beta1, cfg_.beta2, cfg_.eps, wd, steps_);
+    }
   }
 }
 

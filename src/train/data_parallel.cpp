@@ -8,8 +8,18 @@ namespace lh {
 DataParallel::DataParallel(Communicator& comm, Backend& be, const ModelConfig& model, size_t bucket_bytes)
     : comm_(comm), be_(be), total_(ParamLayout(model).total()),
       count_(shard_count(total_, comm.world_size(), kShardAlign)),
-      buckets_(plan_grad_buckets(ParamLayout(model), bucket_bytes)) {
+      buckets_(plan_shard_buckets(total_, comm.world_size(), kShardAlign, std::max<size_t>(1, bucket_bytes / sizeof(float)))) {
+  shard_grads_ = be_.allocate(be_.param_dtype(), count_);
   scalar_ = be_.allocate(DType::F32, 1);
+}
+
+std::vector<OwnedRange> DataParallel::owned_ranges() const {
+  std::vector<OwnedRange> owned;
+  for (const ShardBucket& b : buckets_) {
+    const size_t begin = b.owned_begin(comm_.rank()), end = std::min(total_, begin + b.chunk);
+    if (begin < end) owned.push_back({begin, end, b.shard_offset});  // padding is nobody's work
+  }
+  return owned;
 }
 
 void* DataParallel::comm_after_compute() {
@@ -20,26 +30,33 @@ void* DataParallel::comm_after_compute() {
 
 void DataParallel::compute_after_comm() { be_.stream_wait(be_.stream(), be_.comm_stream()); }
 
-void DataParallel::launch_buckets(float* grads, size_t ready_from) {
-  void* stream = nullptr;
-  bool waited = false;
-  for (; next_bucket_ < buckets_.size() && buckets_[next_bucket_].begin >= ready_from; ++next_bucket_) {
-    if (!waited) stream = comm_after_compute(), waited = true;  // one event covers every bucket ready now
-    const GradBucket& b = buckets_[next_bucket_];
-    comm_.group_start();
-    for (const OwnedPiece& piece : split_by_owner(b.begin, b.end, count_))
-      comm_.reduce_sum(grads + piece.begin, piece.size(), piece.owner, stream);
-    comm_.group_end();
+void DataParallel::launch_buckets(const float* grads, size_t ready_from) {
+  const size_t first = next_bucket_;
+  while (next_bucket_ < buckets_.size() && buckets_[next_bucket_].begin >= ready_from) ++next_bucket_;
+  if (first == next_bucket_) return;
+  void* stream = comm_after_compute();  // one event covers every bucket ready now
+  float* shard = shard_grads_.view().as<float>();
+  comm_.group_start();
+  for (size_t i = first; i < next_bucket_; ++i) {
+    const ShardBucket& b = buckets_[i];
+    comm_.reduce_scatter_sum(grads + b.begin, shard + b.shard_offset, b.chunk, stream);
   }
+  comm_.group_end();
+}
+
+void DataParallel::all_gather_buckets(void* data, size_t element_bytes, void* stream) {
+  char* base = static_cast<char*>(data);
+  comm_.group_start();
+  for (const ShardBucket& b : buckets_)
+    comm_.all_gather(base + b.owned_begin(comm_.rank()) * element_bytes, base + b.begin * element_bytes,
+                     b.chunk * element_bytes, stream);
+  comm_.group_end();
 }
 
 LlamaModel::GradsReadyHook DataParallel::reduce_as_ready(LlamaModel& model) {
-  float* grads = model.padded_grads().as<float>();
+  const float* grads = model.padded_grads().as<float>();
   return [this, grads](size_t ready_from) { launch_buckets(grads, ready_from); };
 }
-
-size_t DataParallel::shard_begin() const { return std::min(total_, count_ * size_t(comm_.rank())); }
-size_t DataParallel::shard_end() const { return std::min(total_, count_ * size_t(comm_.rank() + 1)); }
 
 double DataParallel::mean(double value) {
   const float v = float(value);
@@ -54,62 +71,62 @@ double DataParallel::mean(double value) {
 }
 
 double DataParallel::step(LlamaModel& model, AdamW& optimizer, double lr) {
-  const int world = comm_.world_size(), rank = comm_.rank();
+  const int world = comm_.world_size();
   launch_buckets(model.padded_grads().as<float>(), 0);  // what the hook did not launch (all, without it)
   next_bucket_ = 0;
   compute_after_comm();
-  // Rank r's summed shard now sits at grads + r * count.
-  const Tensor shard = model.padded_grads().slice(size_t(rank) * count_, count_);
+  const Tensor shard = shard_grads_.view();
   be_.scale_inplace(shard, 1.0 / world);  // mean over ranks, as one process with the global batch
   // The global norm from per-shard sums of squares (padding is zero).
   const double norm = std::sqrt(mean(be_.sum_squares(shard)) * world);
-  const Tensor owned = shard.slice(0, shard_end() - shard_begin());
   // Gather the weights the forward pass reads: the bf16 compute copy on CUDA (half the bytes of the
   // master), the master itself where there is no separate copy (CPU).
   const Tensor compute = model.padded_compute_copy();
-  optimizer.apply(model.padded_params(), owned, compute, lr, optimizer.clip_scale(norm));
+  optimizer.apply(model.padded_params(), shard, compute, lr, optimizer.clip_scale(norm));
   const Tensor gathered = compute.data ? compute : model.padded_params();
-  char* weights = static_cast<char*>(gathered.data);
-  const size_t bytes = count_ * dtype_size(gathered.dtype);
   void* stream = comm_after_compute();
-  comm_.all_gather(weights + size_t(rank) * bytes, weights, bytes, stream);
+  all_gather_buckets(gathered.data, dtype_size(gathered.dtype), stream);
   comm_.synchronize(stream);
   compute_after_comm();
   return norm;
 }
 
 void DataParallel::gather_master(LlamaModel& model) {
-  float* params = model.padded_params().as<float>();
+  const Tensor params = model.padded_params();
   void* stream = comm_after_compute();
-  comm_.all_gather(params + size_t(comm_.rank()) * count_, params, count_ * sizeof(float), stream);
+  all_gather_buckets(params.data, dtype_size(params.dtype), stream);
   comm_.synchronize(stream);
   compute_after_comm();
 }
 
 OptimizerMoments DataParallel::gather_moments(const AdamW& optimizer) {
   if (!full_m_.view().data) {
-    full_m_ = be_.allocate(DType::F32, padded_elements());
-    full_v_ = be_.allocate(DType::F32, padded_elements());
+    full_m_ = be_.allocate(be_.param_dtype(), padded_elements());
+    full_v_ = be_.allocate(be_.param_dtype(), padded_elements());
   }
-  const size_t owned = shard_end() - shard_begin(), rank_offset = size_t(comm_.rank()) * count_;
-  for (auto [src, dst] : {std::make_pair(optimizer.m(), &full_m_), std::make_pair(optimizer.v(), &full_v_)}) {
-    // Each rank contributes exactly count elements: its moments, then zeros for the padding.
-    const Tensor mine = dst->slice(rank_offset, count_);
-    be_.fill_zero(mine);
-    if (owned) be_.convert(mine.slice(0, owned), src);
-    float* base = dst->view().as<float>();
-    comm_.all_gather(base + rank_offset, base, count_ * sizeof(float), comm_after_compute());
+  void* stream = comm_after_compute();
+  for (auto [shard, full] : {std::make_pair(optimizer.m(), full_m_.view()), std::make_pair(optimizer.v(), full_v_.view())}) {
+    // Out of place: each rank's chunk of a bucket sits in its shard buffer, and lands at the
+    // bucket's place in the whole layout (padding slots of the shard are zero).
+    const size_t es = dtype_size(shard.dtype);
+    const char* from = static_cast<const char*>(shard.data);
+    char* to = static_cast<char*>(full.data);
+    comm_.group_start();
+    for (const ShardBucket& b : buckets_)
+      comm_.all_gather(from + b.shard_offset * es, to + b.begin * es, b.chunk * es, stream);
+    comm_.group_end();
   }
-  comm_.synchronize(be_.comm_stream());
+  comm_.synchronize(stream);
   compute_after_comm();
-  return {full_m_.view(), full_v_.view(), optimizer.steps_taken()};
+  const size_t n = total_;
+  return {full_m_.slice(0, n), full_v_.slice(0, n), optimizer.steps_taken()};
 }
 
 void DataParallel::scatter_moments(const OptimizerMoments& full, AdamW& optimizer) {
-  const size_t owned = shard_end() - shard_begin();
-  if (owned) {
-    be_.convert(optimizer.m(), full.m.slice(shard_begin(), owned));
-    be_.convert(optimizer.v(), full.v.slice(shard_begin(), owned));
+  for (const OwnedRange& r : optimizer.owned()) {
+    const size_t n = r.end - r.begin;
+    be_.convert(optimizer.m().slice(r.local, n), full.m.slice(r.begin, n));
+    be_.convert(optimizer.v().slice(r.local, n), full.v.slice(r.begin, n));
   }
   optimizer.set_steps_taken(full.steps);
 }

@@ -79,7 +79,8 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
   model.init_weights(cfg.training.seed);  // the same seed on every rank: identical replicas
   model.set_recompute(cfg.training.recompute);
   be.set_deterministic(cfg.training.deterministic);
-  AdamW optimizer(cfg.optimizer, model.layout(), be, dp ? dp->shard_begin() : 0, dp ? dp->shard_end() : 0);
+  AdamW optimizer = dp ? AdamW(cfg.optimizer, model.layout(), be, dp->owned_ranges(), dp->shard_elements())
+                       : AdamW(cfg.optimizer, model.layout(), be);
   Rng rng(cfg.training.seed);
   TrainState state;
   state.world_size = world_size;

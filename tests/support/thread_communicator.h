@@ -54,11 +54,6 @@ class ThreadCommunicator final : public Communicator {
     g_->barrier();
     std::memcpy(out, sum.data(), n * sizeof(float));
   }
-  void reduce_sum(float* data, size_t n, int root, void*) override {
-    std::vector<float> sum = reduce(data, 0, n);
-    g_->barrier();
-    if (rank_ == root) std::memcpy(data, sum.data(), n * sizeof(float));
-  }
   void all_gather(const void* in, void* out, size_t bytes, void*) override {
     publish(in);
     for (int q = 0; q < world_size(); ++q)
