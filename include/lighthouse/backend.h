@@ -155,6 +155,20 @@ class Backend {
     lighthouse_missing("scatter_backward");
   }
 
+  // ---- Lighthouse composites: the stage sequences the attention layer runs ------------------------
+  // The defaults run the stages above in the reference order; a backend may fuse them as long as
+  // the results are the same (CUDA reads level 0 straight from qkv, so the level-0 rows of the
+  // pyramid tensors serve only as scratch there). Forward up to the inner attention: pyramids into
+  // qpyr/kpyr/vpyr, norm scores into sq/sk, the selection into idx, gathered q, k, v [B, H, S, D].
+  virtual void lighthouse_select_gather(Tensor q, Tensor k, Tensor v, Tensor idx, const Tensor& qkv, Tensor qpyr,
+                                        Tensor kpyr, Tensor vpyr, Tensor sq, Tensor sk, int B, int H, int Hkv, int D,
+                                        const lighthouse::Geometry& g);
+  // Backward from the inner attention's dq, dk, dv to dqkv (written, not accumulated), with the
+  // pyramid gradients as scratch: gather backward of each part, then the pyramid backward.
+  virtual void lighthouse_gather_pyramid_backward(Tensor dqkv, const Tensor& dq, const Tensor& dk, const Tensor& dv,
+                                                  const Tensor& idx, Tensor dqpyr, Tensor dkpyr, Tensor dvpyr, int B,
+                                                  int H, int Hkv, int D, const lighthouse::Geometry& g);
+
  protected:
   friend class Buffer;
   virtual void* raw_alloc(size_t bytes) = 0;

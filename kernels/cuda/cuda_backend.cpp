@@ -202,6 +202,30 @@ class CudaBackend final : public Backend {
     cuda::lighthouse_gather_backward(bf(dpyr, "lighthouse"), bf(dsub, "lighthouse"), i32(idx), B, H, Hx, D, g, inverse,
                                      stream_);
   }
+  // The fused composites (lighthouse_kernels.h): level 0 is read from qkv, never copied.
+  void lighthouse_select_gather(Tensor q, Tensor k, Tensor v, Tensor idx, const Tensor& qkv, Tensor qp, Tensor kp,
+                                Tensor vp, Tensor sq, Tensor sk, int B, int H, int Hkv, int D,
+                                const Geometry& g) override {
+    const bf16* base = bf(qkv, "lighthouse");
+    cuda::lighthouse_coarse_pyramid_forward(bf(qp, "lighthouse"), bf(kp, "lighthouse"), bf(vp, "lighthouse"), base, B,
+                                            H, Hkv, D, g, stream_);
+    cuda::lighthouse_norm_scores_qkv(f32(sq), f32(sk), base, B, H, Hkv, D, g, stream_);
+    lighthouse_select(idx, sq, sk, B, H, Hkv, g);
+    const int row_heads = H + 2 * Hkv;
+    const std::tuple<Tensor, const Tensor*, int, int> parts[] = {{q, &qp, H, 0}, {k, &kp, Hkv, H}, {v, &vp, Hkv, H + Hkv}};
+    for (const auto& [sub, pyr, Hx, first_head] : parts)
+      cuda::lighthouse_gather_forward(bf(sub, "lighthouse"), bf(*pyr, "lighthouse"), i32(idx), B, H, Hx, D, g, stream_,
+                                      cuda::Level0Source{base, g.N, row_heads, first_head});
+  }
+  void lighthouse_gather_pyramid_backward(Tensor dqkv, const Tensor& dq, const Tensor& dk, const Tensor& dv,
+                                          const Tensor& idx, Tensor dqp, Tensor dkp, Tensor dvp, int B, int H, int Hkv,
+                                          int D, const Geometry& g) override {
+    auto* inverse = static_cast<int32_t*>(scratch_bytes(cuda::lighthouse_inverse_bytes(B, H, g)));
+    cuda::lighthouse_gather_pyramid_backward(bf(dqkv, "lighthouse"), bf(dq, "lighthouse"), bf(dk, "lighthouse"),
+                                             bf(dv, "lighthouse"), i32(idx), bf(dqp, "lighthouse"),
+                                             bf(dkp, "lighthouse"), bf(dvp, "lighthouse"), B, H, Hkv, D, g, inverse,
+                                             stream_);
+  }
   void lighthouse_sdpa_forward(Tensor o, Tensor lse, const Tensor& q, const Tensor& k, const Tensor& v, int BH, int S,
                                int D) override {
     sdpa_.forward(packed_shape(BH, S, D), bf(q, "lighthouse"), bf(k, "lighthouse"), bf(v, "lighthouse"),

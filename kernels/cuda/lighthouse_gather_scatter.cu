@@ -24,29 +24,36 @@ __global__ void invert_kernel(int32_t* pos, const int32_t* idx, size_t rows, int
   }
 }
 
+// With z.base set, entries of level 0 (j < N) are read from the fused qkv rows (head column
+// z.first_head + x) instead of the pyramid, whose level-0 rows need not exist.
 __global__ void gather_forward_kernel(bf16* sub, const bf16* pyr, const int32_t* idx, int B, int H, int Hx, int D,
-                                      int64_t S, int64_t P) {
+                                      int64_t S, int64_t P, Level0Source z) {
   const int V = D / detail::kVec, G = H / Hx;
   const size_t items = size_t(B) * H * S * V;
   for (size_t it = detail::global_thread(); it < items; it += detail::grid_threads()) {
     const int chunk = int(it % V);
     const size_t bhs = it / V, bh = bhs / S;
-    const int b = int(bh / H), h = int(bh % H);
-    const bf16* src = pyr + ((size_t(b) * Hx + h / G) * P + idx[bhs]) * D + chunk * detail::kVec;
-    *reinterpret_cast<uint4*>(sub + it * detail::kVec) = *reinterpret_cast<const uint4*>(src);
+    const int b = int(bh / H), h = int(bh % H), x = h / G;
+    const int64_t j = idx[bhs];
+    const bf16* src = z.base && j < z.N
+                          ? z.base + ((size_t(b) * z.N + j) * z.row_heads + z.first_head + x) * D
+                          : pyr + ((size_t(b) * Hx + x) * P + j) * D;
+    *reinterpret_cast<uint4*>(sub + it * detail::kVec) = *reinterpret_cast<const uint4*>(src + chunk * detail::kVec);
   }
 }
 
-// dpyr[b, x, j] = sum over the group's heads h (ascending) of dsub[b, h, pos[b, h, j]].
+// dpyr[b, x, j] = sum over the group's heads h (ascending) of dsub[b, h, pos[b, h, j]], for the
+// entries j >= first (first = N when the level-0 rows are pulled later by the pyramid backward).
 __global__ void gather_backward_kernel(bf16* dpyr, const bf16* dsub, const int32_t* pos, int B, int H, int Hx, int D,
-                                       int64_t S, int64_t P) {
+                                       int64_t S, int64_t P, int64_t first) {
   const int V = D / detail::kVec, G = H / Hx;
-  const size_t items = size_t(B) * Hx * P * V;
+  const int64_t span = P - first;
+  const size_t items = size_t(B) * Hx * span * V;
   for (size_t it = detail::global_thread(); it < items; it += detail::grid_threads()) {
     const int chunk = int(it % V);
     const size_t r = it / V;
-    const int64_t j = int64_t(r % P);
-    const size_t bx = r / P;
+    const int64_t j = first + int64_t(r % span);
+    const size_t bx = r / span;
     const int b = int(bx / Hx), x = int(bx % Hx);
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, v[8];
     for (int h = x * G; h < (x + 1) * G; ++h) {
@@ -57,7 +64,7 @@ __global__ void gather_backward_kernel(bf16* dpyr, const bf16* dsub, const int32
 #pragma unroll
       for (int e = 0; e < 8; ++e) acc[e] += v[e];
     }
-    detail::store8(dpyr + it * detail::kVec, acc);
+    detail::store8(dpyr + (bx * P + j) * D + chunk * detail::kVec, acc);
   }
 }
 
@@ -131,15 +138,26 @@ size_t lighthouse_inverse_bytes(int B, int H, const Geometry& g) {
 }
 
 void lighthouse_gather_forward(bf16* sub, const bf16* pyr, const int32_t* idx, int B, int H, int Hx, int D,
-                               const Geometry& g, cudaStream_t s) {
+                               const Geometry& g, cudaStream_t s, const Level0Source& level0) {
   detail::check_head_dim(D, "gather_forward");
   check_groups(H, Hx, "gather_forward");
   g.validate();
   const size_t items = size_t(B) * H * g.sub_len() * (D / detail::kVec);
   gather_forward_kernel<<<detail::grid_for(items, kThreads), kThreads, 0, s>>>(sub, pyr, idx, B, H, Hx, D,
-                                                                               g.sub_len(), g.pyramid_size());
+                                                                               g.sub_len(), g.pyramid_size(), level0);
   LH_CUDA_CHECK_LAUNCH();
 }
+
+namespace {
+void gather_backward(bf16* dpyr, const bf16* dsub, const int32_t* pos, int B, int H, int Hx, int D,
+                     const Geometry& g, int64_t first, cudaStream_t s) {
+  const size_t items = size_t(B) * Hx * (g.pyramid_size() - first) * (D / detail::kVec);
+  if (items == 0) return;
+  gather_backward_kernel<<<detail::grid_for(items, kThreads), kThreads, 0, s>>>(dpyr, dsub, pos, B, H, Hx, D,
+                                                                                g.sub_len(), g.pyramid_size(), first);
+  LH_CUDA_CHECK_LAUNCH();
+}
+}  // namespace
 
 void lighthouse_gather_backward(bf16* dpyr, const bf16* dsub, const int32_t* idx, int B, int H, int Hx, int D,
                                 const Geometry& g, int32_t* inverse, cudaStream_t s) {
@@ -147,10 +165,20 @@ void lighthouse_gather_backward(bf16* dpyr, const bf16* dsub, const int32_t* idx
   check_groups(H, Hx, "gather_backward");
   g.validate();
   build_inverse(inverse, idx, B, H, g, s);
-  const size_t items = size_t(B) * Hx * g.pyramid_size() * (D / detail::kVec);
-  gather_backward_kernel<<<detail::grid_for(items, kThreads), kThreads, 0, s>>>(dpyr, dsub, inverse, B, H, Hx, D,
-                                                                                g.sub_len(), g.pyramid_size());
-  LH_CUDA_CHECK_LAUNCH();
+  gather_backward(dpyr, dsub, inverse, B, H, Hx, D, g, 0, s);
+}
+
+void lighthouse_gather_pyramid_backward(bf16* dqkv, const bf16* dq, const bf16* dk, const bf16* dv, const int32_t* idx,
+                                        bf16* dqpyr, bf16* dkpyr, bf16* dvpyr, int B, int H, int Hkv, int D,
+                                        const Geometry& g, int32_t* inverse, cudaStream_t s) {
+  detail::check_head_dim(D, "gather_pyramid_backward");
+  check_groups(H, Hkv, "gather_pyramid_backward");
+  g.validate();
+  build_inverse(inverse, idx, B, H, g, s);  // once for all three parts
+  gather_backward(dqpyr, dq, inverse, B, H, H, D, g, g.N, s);  // coarse levels only
+  gather_backward(dkpyr, dk, inverse, B, H, Hkv, D, g, g.N, s);
+  gather_backward(dvpyr, dv, inverse, B, H, Hkv, D, g, g.N, s);
+  lighthouse_pyramid_backward(dqkv, dqpyr, dkpyr, dvpyr, B, H, Hkv, D, g, s, Level0Grads{dq, dk, dv, inverse, g.sub_len()});
 }
 
 void lighthouse_scatter_forward(bf16* out, const bf16* o, const int32_t* idx, int B, int H, int D, const Geometry& geo,

@@ -18,16 +18,39 @@ namespace lh::cuda {
 using bf16 = __nv_bfloat16;
 using lighthouse::Geometry;
 
+// Where level 0 comes from when the pyramids hold only the coarse levels (the fused path): the
+// fused qkv rows [B, N, row_heads * D], this part's heads starting at column head first_head.
+struct Level0Source {
+  const bf16* base = nullptr;  // null: level 0 is in the pyramid
+  int64_t N = 0;
+  int row_heads = 0, first_head = 0;
+};
+// The level-0 gradients for the fused pyramid backward: the sub-sequence gradients of q, k, v
+// [B, H, S, D] and the inverse index pos [B, H, P].
+struct Level0Grads {
+  const bf16 *dq = nullptr, *dk = nullptr, *dv = nullptr;
+  const int32_t* pos = nullptr;  // null: level 0 is in the pyramid gradients
+  int64_t S = 0;
+};
+
 // ---- lighthouse_pyramid.cu ----
 // qkv [B, N, (H + 2*Hkv) * D] -> qpyr [B, H, P, D], kpyr / vpyr [B, Hkv, P, D]; D % 8 == 0.
 void lighthouse_pyramid_forward(bf16* qpyr, bf16* kpyr, bf16* vpyr, const bf16* qkv, int B, int H, int Hkv, int D,
                                 const Geometry& g, cudaStream_t s);
-// dqkv written: each base position pulls dpyr(l, t / p^l) / p^l, levels ascending.
+// Levels 1..L-1 only, in one pass over qkv (level-0 rows of the pyramids are not written);
+// the same bits as lighthouse_pyramid_forward there.
+void lighthouse_coarse_pyramid_forward(bf16* qpyr, bf16* kpyr, bf16* vpyr, const bf16* qkv, int B, int H, int Hkv,
+                                       int D, const Geometry& g, cudaStream_t s);
+// dqkv written: each base position pulls dpyr(l, t / p^l) / p^l, levels ascending; level 0 from
+// `level0` instead when given.
 void lighthouse_pyramid_backward(bf16* dqkv, const bf16* dqpyr, const bf16* dkpyr, const bf16* dvpyr, int B, int H,
-                                 int Hkv, int D, const Geometry& g, cudaStream_t s);
+                                 int Hkv, int D, const Geometry& g, cudaStream_t s, const Level0Grads& level0 = {});
 // score [B, Hx, P]: level 0 = ||x||_2 summed in double in increasing d (the CPU reference's order,
 // so both backends produce the same float bits), levels >= 1 = window max.
 void lighthouse_norm_scores(float* score, const bf16* pyr, int B, int Hx, int D, const Geometry& g, cudaStream_t s);
+// Both score tensors with level 0 read straight from qkv: sq [B, H, P], sk [B, Hkv, P].
+void lighthouse_norm_scores_qkv(float* sq, float* sk, const bf16* qkv, int B, int H, int Hkv, int D,
+                                const Geometry& g, cudaStream_t s);
 
 // ---- lighthouse_select.cu ----
 // Bytes of `scratch` lighthouse_select needs: 0 when a tile's entries fit in shared memory, else a
@@ -43,10 +66,16 @@ void lighthouse_select(int32_t* idx, const float* sq, const float* sk, int B, in
 // and one write per entry), so stale maps can never be used.
 size_t lighthouse_inverse_bytes(int B, int H, const Geometry& g);
 void lighthouse_gather_forward(bf16* sub, const bf16* pyr, const int32_t* idx, int B, int H, int Hx, int D,
-                               const Geometry& g, cudaStream_t s);
+                               const Geometry& g, cudaStream_t s, const Level0Source& level0 = {});
 // inverse: lighthouse_inverse_bytes(B, H, g) of scratch.
 void lighthouse_gather_backward(bf16* dpyr, const bf16* dsub, const int32_t* idx, int B, int H, int Hx, int D,
                                 const Geometry& g, int32_t* inverse, cudaStream_t s);
+// The whole backward from the inner attention's dq, dk, dv [B, H, S, D] to dqkv: one inverse
+// index, the gather backward of the coarse levels into d*pyr, and the pyramid backward pulling
+// level 0 straight from dq, dk, dv. Same bits as gather_backward x3 + pyramid_backward.
+void lighthouse_gather_pyramid_backward(bf16* dqkv, const bf16* dq, const bf16* dk, const bf16* dv, const int32_t* idx,
+                                        bf16* dqpyr, bf16* dkpyr, bf16* dvpyr, int B, int H, int Hkv, int D,
+                                        const Geometry& g, int32_t* inverse, cudaStream_t s);
 void lighthouse_scatter_forward(bf16* out, const bf16* o, const int32_t* idx, int B, int H, int D, const Geometry& g,
                                 int32_t* inverse, cudaStream_t s);
 void lighthouse_scatter_backward(bf16* dsub, const bf16* dout, const int32_t* idx, int B, int H, int D,

@@ -1,10 +1,12 @@
 // Lighthouse pyramid (mean pooling of the post-RoPE q, k, v) forward and backward, and the norm
-// scores. One thread per 8-element chunk of one output row; every output has a single writer that
+// scores; plus the fused variants the layer uses, which treat qkv itself as level 0. One thread per 8-element chunk of one output row; every output has a single writer that
 // sums its inputs in a fixed order, so results do not depend on the grid (grid-stride loops with
 // 64-bit item counts: any N).
 #include "lighthouse_geo.cuh"
 #include "lighthouse_kernels.h"
 #include "vec.cuh"
+
+#include <utility>
 
 namespace lh::cuda {
 namespace {
@@ -49,9 +51,65 @@ __global__ void pyramid_forward_kernel(bf16* qp, bf16* kp, bf16* vp, const bf16*
   }
 }
 
-// dqkv[b, t, column hh] = sum over levels (ascending) of dpyr(l, t / c) / c.
+// Levels 1..L-1 in one pass over the base: one thread per (coarsest window, head column, chunk)
+// reads the window's p^(L-1) base rows once, keeping a running sum per level that is stored (times
+// 1/c) whenever that level's window closes. Each level adds the same values in the same order as
+// pyramid_forward_kernel, so the entries are bit-identical; but the base is read once instead of
+// once per level, and level 0 (a copy of the base) is not written at all.
+constexpr int kFusedLevels = 8;  // deeper pyramids use pyramid_forward_kernel
+__global__ void coarse_pyramid_kernel(bf16* qp, bf16* kp, bf16* vp, const bf16* qkv, int B, int H, int Hkv, int D,
+                                      DevGeo g) {
+  const int HX = H + 2 * Hkv, V = D / detail::kVec, top = int(g.win[g.L - 1]);
+  const int64_t P = g.P(), windows = g.N / top;
+  const size_t items = size_t(B) * windows * HX * V;
+  for (size_t it = detail::global_thread(); it < items; it += detail::grid_threads()) {
+    // Chunks, then heads fastest: a warp reads 512 contiguous bytes of one token row.
+    const int chunk = int(it % V);
+    size_t r = it / V;
+    const int hh = int(r % HX);
+    r /= HX;
+    const int64_t w = int64_t(r % windows);
+    const int b = int(r / windows);
+    const size_t stride = size_t(HX) * D;
+    const bf16* src = qkv + (size_t(b) * g.N + size_t(w * top)) * stride + size_t(hh) * D + chunk * detail::kVec;
+    bf16* dst = part_row(qp, kp, vp, H, Hkv, b, hh, P, D) + chunk * detail::kVec;
+    float acc[kFusedLevels][8];
+    int left[kFusedLevels];  // base rows until level l's window closes
+#pragma unroll
+    for (int l = 1; l < kFusedLevels; ++l) {
+      left[l] = l < g.L ? int(g.win[l]) : 0;
+#pragma unroll
+      for (int e = 0; e < 8; ++e) acc[l][e] = 0.0f;
+    }
+    for (int t = 0; t < top; ++t) {
+      float x[8];
+      detail::load8(x, src + size_t(t) * stride);
+#pragma unroll
+      for (int l = 1; l < kFusedLevels; ++l) {
+        if (l >= g.L) break;
+#pragma unroll
+        for (int e = 0; e < 8; ++e) acc[l][e] += x[e];
+        if (--left[l] == 0) {
+          const float inv = 1.0f / float(g.win[l]);
+#pragma unroll
+          for (int e = 0; e < 8; ++e) acc[l][e] *= inv;
+          const int64_t i = (w * top + t + 1) / g.win[l] - 1;
+          detail::store8(dst + (g.off[l] + i) * D, acc[l]);
+#pragma unroll
+          for (int e = 0; e < 8; ++e) acc[l][e] = 0.0f;
+          left[l] = int(g.win[l]);
+        }
+      }
+    }
+  }
+}
+
+// dqkv[b, t, column hh] = sum over levels (ascending) of dpyr(l, t / c) / c. With z.pos set, the
+// level-0 term is not read from dpyr (whose level-0 rows are then never written) but pulled
+// straight from the sub-sequence gradients, as gather_backward_kernel would have written it: the
+// group's heads in ascending order, summed in fp32 and rounded to bf16. Same bits, one pass less.
 __global__ void pyramid_backward_kernel(bf16* dqkv, const bf16* dq, const bf16* dk, const bf16* dv, int B, int H,
-                                        int Hkv, int D, DevGeo g) {
+                                        int Hkv, int D, DevGeo g, Level0Grads z) {
   const int HX = H + 2 * Hkv, V = D / detail::kVec;
   const int64_t P = g.P();
   const size_t items = size_t(B) * g.N * HX * V;
@@ -64,7 +122,26 @@ __global__ void pyramid_backward_kernel(bf16* dqkv, const bf16* dq, const bf16* 
     const int b = int(bt / g.N);
     const bf16* src = part_row(dq, dk, dv, H, Hkv, b, hh, P, D) + chunk * detail::kVec;
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, x[8];
-    for (int l = 0; l < g.L; ++l) {
+    int first_level = 0;
+    if (z.pos) {
+      // Column hh's part and its query heads: a query head is its own group; a kv head serves G.
+      const int G = H / Hkv;
+      const bf16* dsub = hh < H ? z.dq : hh < H + Hkv ? z.dk : z.dv;
+      const int x0 = hh < H ? hh : (hh < H + Hkv ? hh - H : hh - H - Hkv) * G, x1 = hh < H ? hh + 1 : x0 + G;
+      float sum[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      for (int h = x0; h < x1; ++h) {
+        const size_t bh = size_t(b) * H + h;
+        const int32_t s = z.pos[bh * P + t];
+        if (s < 0) continue;
+        detail::load8(x, dsub + (bh * z.S + s) * D + chunk * detail::kVec);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) sum[e] += x[e];
+      }
+#pragma unroll
+      for (int e = 0; e < 8; ++e) acc[e] = __bfloat162float(__float2bfloat16_rn(sum[e]));  // as stored in dpyr
+      first_level = 1;
+    }
+    for (int l = first_level; l < g.L; ++l) {
       const float inv = 1.0f / float(g.win[l]);
       detail::load8(x, src + (g.off[l] + t / g.win[l]) * D);
 #pragma unroll
@@ -76,14 +153,16 @@ __global__ void pyramid_backward_kernel(bf16* dqkv, const bf16* dq, const bf16* 
 
 // One thread per base position: the whole row in double, in increasing d, as the CPU reference
 // does (the products of bf16 values are exact in double, so contraction into FMA changes nothing
-// either). Identical float scores on both backends mean identical selections.
-__global__ void level0_norm_kernel(float* score, const bf16* pyr, int rows, int D, DevGeo g) {
+// either). Identical float scores on both backends mean identical selections. Row (b, x), position
+// t of the source is src + b * sb + x * sx + t * st: a pyramid's level 0, or qkv itself.
+__global__ void level0_norm_kernel(float* score, const bf16* src, int Hx, int rows, int D, int64_t sb, int64_t sx,
+                                   int64_t st, DevGeo g) {
   const int64_t P = g.P();
   const size_t items = size_t(rows) * g.N;
   for (size_t it = detail::global_thread(); it < items; it += detail::grid_threads()) {
     const size_t row = it / g.N;
     const int64_t t = int64_t(it % g.N);
-    const bf16* x = pyr + (row * P + t) * D;
+    const bf16* x = src + int64_t(row / Hx) * sb + int64_t(row % Hx) * sx + t * st;
     double acc = 0.0;
     float v[8];
     for (int d = 0; d < D; d += detail::kVec) {
@@ -124,26 +203,64 @@ void lighthouse_pyramid_forward(bf16* qpyr, bf16* kpyr, bf16* vpyr, const bf16* 
   LH_CUDA_CHECK_LAUNCH();
 }
 
+void lighthouse_coarse_pyramid_forward(bf16* qpyr, bf16* kpyr, bf16* vpyr, const bf16* qkv, int B, int H, int Hkv,
+                                       int D, const Geometry& geo, cudaStream_t s) {
+  detail::check_head_dim(D, "coarse_pyramid_forward");
+  const DevGeo g = detail::make_dev_geo(geo);
+  if (g.L == 1) return;  // no coarse levels
+  if (g.L > kFusedLevels) {  // the per-entry kernel over everything; level 0 rows are written too
+    lighthouse_pyramid_forward(qpyr, kpyr, vpyr, qkv, B, H, Hkv, D, geo, s);
+    return;
+  }
+  const size_t items = size_t(B) * (g.N / g.win[g.L - 1]) * (H + 2 * Hkv) * (D / detail::kVec);
+  coarse_pyramid_kernel<<<detail::grid_for(items, kThreads), kThreads, 0, s>>>(qpyr, kpyr, vpyr, qkv, B, H, Hkv, D, g);
+  LH_CUDA_CHECK_LAUNCH();
+}
+
 void lighthouse_pyramid_backward(bf16* dqkv, const bf16* dqpyr, const bf16* dkpyr, const bf16* dvpyr, int B, int H,
-                                 int Hkv, int D, const Geometry& geo, cudaStream_t s) {
+                                 int Hkv, int D, const Geometry& geo, cudaStream_t s, const Level0Grads& level0) {
   detail::check_head_dim(D, "pyramid_backward");
   const DevGeo g = detail::make_dev_geo(geo);
   const size_t items = size_t(B) * g.N * (H + 2 * Hkv) * (D / detail::kVec);
   pyramid_backward_kernel<<<detail::grid_for(items, kThreads), kThreads, 0, s>>>(dqkv, dqpyr, dkpyr, dvpyr, B, H, Hkv,
-                                                                                 D, g);
+                                                                                 D, g, level0);
   LH_CUDA_CHECK_LAUNCH();
 }
+
+namespace {
+void window_max(float* score, int rows, const DevGeo& g, cudaStream_t s) {
+  const size_t n1 = size_t(rows) * (g.P() - g.N);
+  if (n1 == 0) return;
+  window_max_kernel<<<detail::grid_for(n1, kThreads), kThreads, 0, s>>>(score, rows, g);
+  LH_CUDA_CHECK_LAUNCH();
+}
+}  // namespace
 
 void lighthouse_norm_scores(float* score, const bf16* pyr, int B, int Hx, int D, const Geometry& geo,
                             cudaStream_t s) {
   detail::check_head_dim(D, "norm_scores");
   const DevGeo g = detail::make_dev_geo(geo);
   const int rows = B * Hx;
-  const size_t n0 = size_t(rows) * g.N, n1 = size_t(rows) * (g.P() - g.N);
-  level0_norm_kernel<<<detail::grid_for(n0, kThreads), kThreads, 0, s>>>(score, pyr, rows, D, g);
+  const int64_t P = g.P();
+  level0_norm_kernel<<<detail::grid_for(size_t(rows) * g.N, kThreads), kThreads, 0, s>>>(
+      score, pyr, Hx, rows, D, Hx * P * D, P * D, D, g);
   LH_CUDA_CHECK_LAUNCH();
-  window_max_kernel<<<detail::grid_for(n1, kThreads), kThreads, 0, s>>>(score, rows, g);
-  LH_CUDA_CHECK_LAUNCH();
+  window_max(score, rows, g, s);
+}
+
+void lighthouse_norm_scores_qkv(float* sq, float* sk, const bf16* qkv, int B, int H, int Hkv, int D,
+                                const Geometry& geo, cudaStream_t s) {
+  detail::check_head_dim(D, "norm_scores");
+  const DevGeo g = detail::make_dev_geo(geo);
+  const int64_t row = int64_t(H + 2 * Hkv) * D;  // one token's fused row
+  const std::pair<float*, int> parts[] = {{sq, 0}, {sk, H}};
+  for (const auto& [score, first_head] : parts) {
+    const int Hx = first_head == 0 ? H : Hkv, rows = B * Hx;
+    level0_norm_kernel<<<detail::grid_for(size_t(rows) * g.N, kThreads), kThreads, 0, s>>>(
+        score, qkv + int64_t(first_head) * D, Hx, rows, D, g.N * row, D, row, g);
+    LH_CUDA_CHECK_LAUNCH();
+    window_max(score, rows, g, s);
+  }
 }
 
 }  // namespace lh::cuda

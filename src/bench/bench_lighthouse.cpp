@@ -2,7 +2,9 @@
 // length, against dense causal attention at the same N. Two views of the same work:
 //   - the AttentionOp end to end (what training runs; no synchronisation inside), and
 //   - each Backend call on its own, synchronised before and after, so the per-stage breakdown
-//     names where the time goes (the sum exceeds the end-to-end time by the launch gaps).
+//     names where the time goes (the sum exceeds the end-to-end time by the launch gaps), with the
+//     compulsory bytes of the memory-bound stages and the bandwidth they reach; and the unfused
+//     stage ops that the fused composites replace.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -73,47 +75,86 @@ nlohmann::json bench_lighthouse(Backend& be, const LighthouseBenchOptions& o) {
            dq = A(act, n_sub), dk = A(act, n_sub), dv = A(act, n_sub), dqp = A(act, size_t(B) * H * P * D),
            dkp = A(act, size_t(B) * Hkv * P * D), dvp = A(act, size_t(B) * Hkv * P * D);
     const int BH = B * H;
-    auto gather = [&] {
-      be.lighthouse_gather_forward(q.view(), qp.view(), idx.view(), B, H, H, D, g);
-      be.lighthouse_gather_forward(k.view(), kp.view(), idx.view(), B, H, Hkv, D, g);
-      be.lighthouse_gather_forward(v.view(), vp.view(), idx.view(), B, H, Hkv, D, g);
+    // Compulsory bytes per stage (each tensor read or written once; 0 = compute-bound, not
+    // estimated): what "achieved bandwidth" divides by. e = bytes per act element.
+    const double e = double(dtype_size(act)), coarse = double(P - size_t(N)) * B * (H + 2 * Hkv) * D * e;
+    const double base_qk = double(B) * N * (H + Hkv) * D * e, idx_b = double(B) * H * S * 4.0;
+    struct Stage {
+      std::string name;
+      std::function<void()> fn;
+      double bytes;
     };
-    auto pyramid = [&] { be.lighthouse_pyramid_forward(qp.view(), kp.view(), vp.view(), qkv.view(), B, H, Hkv, D, g); };
-    // The AttentionOp's sequence (src/model/lighthouse_attention.cpp), stage by stage.
-    const std::vector<std::pair<std::string, std::function<void()>>> stages = {
-        {"fwd pyramid", pyramid},
-        {"fwd norm scores", [&] {
-           be.lighthouse_norm_scores(sq.view(), qp.view(), B, H, D, g);
-           be.lighthouse_norm_scores(sk.view(), kp.view(), B, Hkv, D, g);
-         }},
-        {"fwd select", [&] { be.lighthouse_select(idx.view(), sq.view(), sk.view(), B, H, Hkv, g); }},
-        {"fwd gather x3", gather},
-        {"fwd inner sdpa", [&] { be.lighthouse_sdpa_forward(o_.view(), lse.view(), q.view(), k.view(), v.view(), BH, int(S), D); }},
-        {"fwd scatter", [&] { be.lighthouse_scatter_forward(out.view(), o_.view(), idx.view(), B, H, D, g); }},
-        {"bwd scatter", [&] { be.lighthouse_scatter_backward(dO.view(), dout.view(), idx.view(), B, H, D, g); }},
-        {"bwd inner sdpa", [&] {
+    // The layer's sequence (src/model/lighthouse_attention.cpp): fused composites around cuDNN.
+    const std::vector<Stage> stages = {
+        {"fwd select+gather (fused)",
+         [&] {
+           be.lighthouse_select_gather(q.view(), k.view(), v.view(), idx.view(), qkv.view(), qp.view(), kp.view(),
+                                       vp.view(), sq.view(), sk.view(), B, H, Hkv, D, g);
+         },
+         // qkv once (coarse pyramid), q/k rows again (scores), coarse levels written, gathers
+         n_qkv * e + base_qk + coarse + 3 * n_sub * e + idx_b},
+        {"fwd inner sdpa",
+         [&] { be.lighthouse_sdpa_forward(o_.view(), lse.view(), q.view(), k.view(), v.view(), BH, int(S), D); }, 0},
+        {"fwd scatter", [&] { be.lighthouse_scatter_forward(out.view(), o_.view(), idx.view(), B, H, D, g); },
+         n_sub * e + n_out * e + idx_b},
+        {"bwd scatter", [&] { be.lighthouse_scatter_backward(dO.view(), dout.view(), idx.view(), B, H, D, g); },
+         n_out * e + n_sub * e + idx_b},
+        {"bwd inner sdpa",
+         [&] {
            be.lighthouse_sdpa_backward(dq.view(), dk.view(), dv.view(), dO.view(), q.view(), k.view(), v.view(),
                                        o_.view(), lse.view(), BH, int(S), D);
-         }},
-        {"bwd gather x3", [&] {
+         },
+         0},
+        {"bwd gather+pyramid (fused)",
+         [&] {
+           be.lighthouse_gather_pyramid_backward(dqkv.view(), dq.view(), dk.view(), dv.view(), idx.view(), dqp.view(),
+                                                 dkp.view(), dvp.view(), B, H, Hkv, D, g);
+         },
+         // dq/dk/dv read, coarse gradients written and read, dqkv written
+         3 * n_sub * e + 2 * coarse + n_qkv * e + idx_b},
+    };
+    // The unfused stage ops (the reference sequence the composites replace), for comparison.
+    const std::vector<Stage> reference_stages = {
+        {"  pyramid (all levels)",
+         [&] { be.lighthouse_pyramid_forward(qp.view(), kp.view(), vp.view(), qkv.view(), B, H, Hkv, D, g); },
+         n_qkv * e * g.L + double(B) * P * (H + 2 * Hkv) * D * e},
+        {"  norm scores",
+         [&] {
+           be.lighthouse_norm_scores(sq.view(), qp.view(), B, H, D, g);
+           be.lighthouse_norm_scores(sk.view(), kp.view(), B, Hkv, D, g);
+         },
+         base_qk},
+        {"  select", [&] { be.lighthouse_select(idx.view(), sq.view(), sk.view(), B, H, Hkv, g); }, 0},
+        {"  gather x3",
+         [&] {
+           be.lighthouse_gather_forward(q.view(), qp.view(), idx.view(), B, H, H, D, g);
+           be.lighthouse_gather_forward(k.view(), kp.view(), idx.view(), B, H, Hkv, D, g);
+           be.lighthouse_gather_forward(v.view(), vp.view(), idx.view(), B, H, Hkv, D, g);
+         },
+         6 * n_sub * e + idx_b},
+        {"  gather backward x3",
+         [&] {
            be.lighthouse_gather_backward(dqp.view(), dq.view(), idx.view(), B, H, H, D, g);
            be.lighthouse_gather_backward(dkp.view(), dk.view(), idx.view(), B, H, Hkv, D, g);
            be.lighthouse_gather_backward(dvp.view(), dv.view(), idx.view(), B, H, Hkv, D, g);
-         }},
-        {"bwd pyramid", [&] {
-           be.lighthouse_pyramid_backward(dqkv.view(), dqp.view(), dkp.view(), dvp.view(), B, H, Hkv, D, g);
-         }},
+         },
+         3 * n_sub * e + double(B) * P * (H + 2 * Hkv) * D * e},
+        {"  pyramid backward",
+         [&] { be.lighthouse_pyramid_backward(dqkv.view(), dqp.view(), dkp.view(), dvp.view(), B, H, Hkv, D, g); },
+         double(B) * P * (H + 2 * Hkv) * D * e + n_qkv * e},
     };
     std::map<std::string, std::vector<double>> times;
     for (int it = 0; it < o.warmup + o.iters; ++it)
-      for (const auto& [name, fn] : stages) {
-        be.synchronize();
-        const auto t0 = std::chrono::steady_clock::now();
-        fn();
-        be.synchronize();
-        if (it >= o.warmup)
-          times[name].push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-      }
+      for (const auto* list : {&stages, &reference_stages})
+        for (const Stage& st : *list) {
+          be.synchronize();
+          const auto t0 = std::chrono::steady_clock::now();
+          st.fn();
+          be.synchronize();
+          if (it >= o.warmup)
+            times[st.name].push_back(
+                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+        }
 
     // End to end through the AttentionOp, and dense causal attention at the same N.
     AttentionPhase phase{1, "lighthouse", {{"levels", g.L}, {"pooling", g.p}, {"topk", g.k}}};
@@ -138,16 +179,26 @@ nlohmann::json bench_lighthouse(Backend& be, const LighthouseBenchOptions& o) {
                         {"lighthouse_fwd_bwd_ms", lh_ms}, {"dense_fwd_bwd_ms", dense_ms}};
     std::printf("lighthouse N=%7d L=%d p=%d k=%5d S=%6zu  fwd+bwd %8.3f ms  dense %9.3f ms  (%.2fx)\n", N, g.L, g.p,
                 g.k, S, lh_ms, dense_ms, dense_ms / lh_ms);
-    double sum = 0;
-    for (const auto& [name, fn] : stages) {
-      std::vector<double>& t = times[name];
-      std::sort(t.begin(), t.end());
-      const double ms = t[t.size() / 2];
-      sum += ms;
-      r["stages_ms"][name] = ms;
-      std::printf("    %-28s %8.3f ms\n", name.c_str(), ms);
-    }
-    std::printf("    %-28s %8.3f ms\n", "sum of synchronised stages", sum);
+    auto report = [&](const std::vector<Stage>& list, const char* key) {
+      double sum = 0;
+      for (const Stage& st : list) {
+        std::vector<double>& t = times[st.name];
+        std::sort(t.begin(), t.end());
+        const double ms = t[t.size() / 2];
+        sum += ms;
+        r[key][st.name] = ms;
+        if (st.bytes > 0)
+          std::printf("    %-30s %8.3f ms  %7.1f MB  %6.0f GB/s\n", st.name.c_str(), ms, st.bytes / 1e6,
+                      st.bytes / (ms * 1e-3) / 1e9);
+        else
+          std::printf("    %-30s %8.3f ms\n", st.name.c_str(), ms);
+      }
+      return sum;
+    };
+    const double sum = report(stages, "stages_ms");
+    std::printf("    %-30s %8.3f ms\n", "sum of synchronised stages", sum);
+    std::printf("    unfused stage ops (reference sequence):\n");
+    report(reference_stages, "reference_stages_ms");
     std::fflush(stdout);
     rows.push_back(r);
   }

@@ -53,11 +53,7 @@ class LighthouseAttention final : public AttentionOp {
     const Tensor qp = ws(kQPyr, n.qpyr), kp = ws(kKPyr, n.kvpyr), vp = ws(kVPyr, n.kvpyr);
     const Tensor sq = ws(kSQ, n.qscore), sk = ws(kSK, n.kscore);
     const Tensor q = keep.q.slice(0, n.sub), k = keep.k.slice(0, n.sub), v = keep.v.slice(0, n.sub);
-    be.lighthouse_pyramid_forward(qp, kp, vp, qkv, s.B, s.H, s.Hkv, s.D, g);
-    be.lighthouse_norm_scores(sq, qp, s.B, s.H, s.D, g);
-    be.lighthouse_norm_scores(sk, kp, s.B, s.Hkv, s.D, g);
-    be.lighthouse_select(idx, sq, sk, s.B, s.H, s.Hkv, g);
-    gather_all(be, q, k, v, qp, kp, vp, idx, s, g);
+    be.lighthouse_select_gather(q, k, v, idx, qkv, qp, kp, vp, sq, sk, s.B, s.H, s.Hkv, s.D, g);
     be.lighthouse_sdpa_forward(o, lse, q, k, v, s.B * s.H, int(g.sub_len()), s.D);
     be.lighthouse_scatter_forward(out, o, idx, s.B, s.H, s.D, g);
   }
@@ -74,10 +70,7 @@ class LighthouseAttention final : public AttentionOp {
     be.lighthouse_scatter_backward(dO, dout, idx, s.B, s.H, s.D, g);
     be.lighthouse_sdpa_backward(dq, dk, dv, dO, q, k, v, o, lse, s.B * s.H, int(g.sub_len()), s.D);
     const Tensor dqp = ws(kDQPyr, n.qpyr), dkp = ws(kDKPyr, n.kvpyr), dvp = ws(kDVPyr, n.kvpyr);
-    be.lighthouse_gather_backward(dqp, dq, idx, s.B, s.H, s.H, s.D, g);
-    be.lighthouse_gather_backward(dkp, dk, idx, s.B, s.H, s.Hkv, s.D, g);
-    be.lighthouse_gather_backward(dvp, dv, idx, s.B, s.H, s.Hkv, s.D, g);
-    be.lighthouse_pyramid_backward(dqkv, dqp, dkp, dvp, s.B, s.H, s.Hkv, s.D, g);
+    be.lighthouse_gather_pyramid_backward(dqkv, dq, dk, dv, idx, dqp, dkp, dvp, s.B, s.H, s.Hkv, s.D, g);
   }
 
  private:
@@ -112,13 +105,6 @@ class LighthouseAttention final : public AttentionOp {
     return saved_[layer];
   }
   Tensor ws(Work w, size_t n) const { return work_.at(w).slice(0, n); }
-  static void gather_all(Backend& be, Tensor q, Tensor k, Tensor v, const Tensor& qp, const Tensor& kp,
-                         const Tensor& vp, const Tensor& idx, const AttentionShape& s, const lighthouse::Geometry& g) {
-    be.lighthouse_gather_forward(q, qp, idx, s.B, s.H, s.H, s.D, g);
-    be.lighthouse_gather_forward(k, kp, idx, s.B, s.H, s.Hkv, s.D, g);
-    be.lighthouse_gather_forward(v, vp, idx, s.B, s.H, s.Hkv, s.D, g);
-  }
-
   LighthouseOptions opt_;
   std::unique_ptr<AttentionOp> dense_;
   std::vector<Saved> saved_;
