@@ -9,6 +9,7 @@
 #include <functional>
 #include <vector>
 
+#include "lighthouse_kernels.h"
 #include "vec.cuh"
 
 namespace lh::cuda {
@@ -57,6 +58,34 @@ float time_ms(const std::function<void()>& f) {
   LH_CUDA_CHECK(cudaEventDestroy(b));
   std::sort(ms.begin(), ms.end());
   return ms[ms.size() / 2];
+}
+
+// The Lighthouse kernels of the fused layer path at the paper's shape (N = 98,304, H = Hkv = 8,
+// d = 128, L3 p4 k1536), each charged its compulsory bytes.
+template <typename Row>
+void bench_lighthouse_kernels(Row& row) {
+  const lighthouse::Geometry geo{98304, 3, 4, 1536};
+  const int H = 8, Hkv = 8, D = 128, HX = H + 2 * Hkv;
+  const size_t N = size_t(geo.N), P = size_t(geo.pyramid_size()), qkv_n = N * HX * D;
+  const size_t pyr_q = size_t(H) * P * D, pyr_kv = size_t(Hkv) * P * D;
+  bf16 *qkv = alloc_fill<bf16>(qkv_n, 30), *dqkv = alloc_fill<bf16>(qkv_n, 31);
+  bf16 *qp = alloc_fill<bf16>(pyr_q, 32), *kp = alloc_fill<bf16>(pyr_kv, 33), *vp = alloc_fill<bf16>(pyr_kv, 34);
+  float *sq = alloc_fill<float>(size_t(H) * P, 35), *sk = alloc_fill<float>(size_t(Hkv) * P, 36);
+  LH_CUDA_CHECK(cudaDeviceSynchronize());
+  std::printf("lighthouse kernels, N=%zu H=Hkv=%d d=%d L3 p4:\n", N, H, D);
+  const double e = 2.0, coarse = double(P - N) * HX * D * e;
+  row("lh coarse pyramid (fused)", qkv_n * e + coarse,
+      [&] { lighthouse_coarse_pyramid_forward(qp, kp, vp, qkv, 1, H, Hkv, D, geo, 0); });
+  row("lh coarse pyramid per entry", qkv_n * e * (geo.L - 1) + coarse,
+      [&] { lighthouse_coarse_pyramid_per_entry(qp, kp, vp, qkv, 1, H, Hkv, D, geo, 0); });
+  row("lh pyramid (all levels)", qkv_n * e * geo.L + (P * HX * D) * e,
+      [&] { lighthouse_pyramid_forward(qp, kp, vp, qkv, 1, H, Hkv, D, geo, 0); });
+  row("lh norm scores from qkv", double(N) * (H + Hkv) * D * e,
+      [&] { lighthouse_norm_scores_qkv(sq, sk, qkv, 1, H, Hkv, D, geo, 0); });
+  row("lh pyramid backward", double(P) * HX * D * e + qkv_n * e,
+      [&] { lighthouse_pyramid_backward(dqkv, qp, kp, vp, 1, H, Hkv, D, geo, 0); });
+  LH_CUDA_CHECK(cudaDeviceSynchronize());
+  for (void* q : std::vector<void*>{qkv, dqkv, qp, kp, vp, sq, sk}) LH_CUDA_CHECK(cudaFree(q));
 }
 
 }  // namespace
@@ -134,6 +163,7 @@ void bench_elementwise_kernels(int rows, int cols) {
   for (void* q : std::vector<void*>{x, y, out, w, wte, gu, dgu, qkv, logits, dlogits, copy, f32, rstd, dw, dwte, p, g,
                                     m, v, table, losses, tok, scratch, ss})
     LH_CUDA_CHECK(cudaFree(q));
+  bench_lighthouse_kernels(row);
 }
 
 }  // namespace lh::cuda

@@ -26,34 +26,37 @@ __global__ void invert_kernel(int32_t* pos, const int32_t* idx, size_t rows, int
 
 // With z.base set, entries of level 0 (j < N) are read from the fused qkv rows (head column
 // z.first_head + x) instead of the pyramid, whose level-0 rows need not exist.
+template <typename I>
 __global__ void gather_forward_kernel(bf16* sub, const bf16* pyr, const int32_t* idx, int B, int H, int Hx, int D,
                                       int64_t S, int64_t P, Level0Source z) {
   const int V = D / detail::kVec, G = H / Hx;
-  const size_t items = size_t(B) * H * S * V;
-  for (size_t it = detail::global_thread(); it < items; it += detail::grid_threads()) {
-    const int chunk = int(it % V);
-    const size_t bhs = it / V, bh = bhs / S;
+  const I items = I(B) * I(H) * I(S) * I(V);
+  for (I it = I(detail::global_thread()); it < items; it += I(detail::grid_threads())) {
+    const int chunk = int(it % I(V));
+    const size_t bhs = size_t(it / I(V)), bh = size_t(I(bhs) / I(S));
     const int b = int(bh / H), h = int(bh % H), x = h / G;
     const int64_t j = idx[bhs];
     const bf16* src = z.base && j < z.N
                           ? z.base + ((size_t(b) * z.N + j) * z.row_heads + z.first_head + x) * D
                           : pyr + ((size_t(b) * Hx + x) * P + j) * D;
-    *reinterpret_cast<uint4*>(sub + it * detail::kVec) = *reinterpret_cast<const uint4*>(src + chunk * detail::kVec);
+    *reinterpret_cast<uint4*>(sub + size_t(it) * detail::kVec) =
+        *reinterpret_cast<const uint4*>(src + chunk * detail::kVec);
   }
 }
 
 // dpyr[b, x, j] = sum over the group's heads h (ascending) of dsub[b, h, pos[b, h, j]], for the
 // entries j >= first (first = N when the level-0 rows are pulled later by the pyramid backward).
+template <typename I>
 __global__ void gather_backward_kernel(bf16* dpyr, const bf16* dsub, const int32_t* pos, int B, int H, int Hx, int D,
                                        int64_t S, int64_t P, int64_t first) {
   const int V = D / detail::kVec, G = H / Hx;
-  const int64_t span = P - first;
-  const size_t items = size_t(B) * Hx * span * V;
-  for (size_t it = detail::global_thread(); it < items; it += detail::grid_threads()) {
-    const int chunk = int(it % V);
-    const size_t r = it / V;
+  const I span = I(P - first);
+  const I items = I(B) * I(Hx) * span * I(V);
+  for (I it = I(detail::global_thread()); it < items; it += I(detail::grid_threads())) {
+    const int chunk = int(it % I(V));
+    const I r = it / I(V);
     const int64_t j = first + int64_t(r % span);
-    const size_t bx = r / span;
+    const size_t bx = size_t(r / span);
     const int b = int(bx / Hx), x = int(bx % Hx);
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, v[8];
     for (int h = x * G; h < (x + 1) * G; ++h) {
@@ -69,21 +72,22 @@ __global__ void gather_backward_kernel(bf16* dpyr, const bf16* dsub, const int32
 }
 
 // out[b, t, h] = sum over levels (ascending) of o[b, h, pos of entry (l, (t+1)/c - 1)], if emitted.
+template <typename I>
 __global__ void scatter_forward_kernel(bf16* out, const bf16* o, const int32_t* pos, int B, int H, int D, int64_t S,
                                        DevGeo g) {
   const int V = D / detail::kVec;
   const int64_t P = g.P();
-  const size_t items = size_t(B) * g.N * H * V;
-  for (size_t it = detail::global_thread(); it < items; it += detail::grid_threads()) {
-    const int chunk = int(it % V);
-    const size_t r = it / V;
-    const int h = int(r % H);
-    const size_t bt = r / H;
-    const int64_t t = int64_t(bt % g.N);
-    const size_t bh = (bt / g.N) * H + h;
+  const I items = I(B) * I(g.N) * I(H) * I(V);
+  for (I it = I(detail::global_thread()); it < items; it += I(detail::grid_threads())) {
+    const int chunk = int(it % I(V));
+    const I r = it / I(V);
+    const int h = int(r % I(H));
+    const I bt = r / I(H);
+    const int64_t t = int64_t(bt % I(g.N));
+    const size_t bh = size_t(bt / I(g.N)) * H + h;
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, v[8];
     for (int l = 0; l < g.L; ++l) {
-      const int64_t i = (t + 1) / g.win[l] - 1;
+      const int64_t i = g.div_win(t + 1, l) - 1;
       if (i < 0) break;  // coarser windows are longer: none of them has ended either
       const int32_t s = pos[bh * P + g.off[l] + i];
       if (s < 0) continue;
@@ -91,18 +95,19 @@ __global__ void scatter_forward_kernel(bf16* out, const bf16* o, const int32_t* 
 #pragma unroll
       for (int e = 0; e < 8; ++e) acc[e] += v[e];
     }
-    detail::store8(out + it * detail::kVec, acc);
+    detail::store8(out + size_t(it) * detail::kVec, acc);
   }
 }
 
 // dsub[b, h, s] = sum of dout over entry idx[b, h, s]'s fan-out [c i + c - 1, c i + 2c - 2] (< N).
+template <typename I>
 __global__ void scatter_backward_kernel(bf16* dsub, const bf16* dout, const int32_t* idx, int B, int H, int D,
                                         int64_t S, DevGeo g) {
   const int V = D / detail::kVec;
-  const size_t items = size_t(B) * H * S * V;
-  for (size_t it = detail::global_thread(); it < items; it += detail::grid_threads()) {
-    const int chunk = int(it % V);
-    const size_t bhs = it / V, bh = bhs / S;
+  const I items = I(B) * I(H) * I(S) * I(V);
+  for (I it = I(detail::global_thread()); it < items; it += I(detail::grid_threads())) {
+    const int chunk = int(it % I(V));
+    const size_t bhs = size_t(it / I(V)), bh = size_t(I(bhs) / I(S));
     const int b = int(bh / H), h = int(bh % H);
     const int64_t j = idx[bhs];
     const int l = g.level_of(j);
@@ -114,7 +119,7 @@ __global__ void scatter_backward_kernel(bf16* dsub, const bf16* dout, const int3
 #pragma unroll
       for (int e = 0; e < 8; ++e) acc[e] += v[e];
     }
-    detail::store8(dsub + it * detail::kVec, acc);
+    detail::store8(dsub + size_t(it) * detail::kVec, acc);
   }
 }
 
@@ -143,8 +148,10 @@ void lighthouse_gather_forward(bf16* sub, const bf16* pyr, const int32_t* idx, i
   check_groups(H, Hx, "gather_forward");
   g.validate();
   const size_t items = size_t(B) * H * g.sub_len() * (D / detail::kVec);
-  gather_forward_kernel<<<detail::grid_for(items, kThreads), kThreads, 0, s>>>(sub, pyr, idx, B, H, Hx, D,
-                                                                               g.sub_len(), g.pyramid_size(), level0);
+  detail::with_index_type(items, [&](auto index) {
+    gather_forward_kernel<decltype(index)><<<detail::grid_for(items, kThreads), kThreads, 0, s>>>(
+        sub, pyr, idx, B, H, Hx, D, g.sub_len(), g.pyramid_size(), level0);
+  });
   LH_CUDA_CHECK_LAUNCH();
 }
 
@@ -153,8 +160,10 @@ void gather_backward(bf16* dpyr, const bf16* dsub, const int32_t* pos, int B, in
                      const Geometry& g, int64_t first, cudaStream_t s) {
   const size_t items = size_t(B) * Hx * (g.pyramid_size() - first) * (D / detail::kVec);
   if (items == 0) return;
-  gather_backward_kernel<<<detail::grid_for(items, kThreads), kThreads, 0, s>>>(dpyr, dsub, pos, B, H, Hx, D,
-                                                                                g.sub_len(), g.pyramid_size(), first);
+  detail::with_index_type(items, [&](auto index) {
+    gather_backward_kernel<decltype(index)><<<detail::grid_for(items, kThreads), kThreads, 0, s>>>(
+        dpyr, dsub, pos, B, H, Hx, D, g.sub_len(), g.pyramid_size(), first);
+  });
   LH_CUDA_CHECK_LAUNCH();
 }
 }  // namespace
@@ -187,8 +196,10 @@ void lighthouse_scatter_forward(bf16* out, const bf16* o, const int32_t* idx, in
   const DevGeo g = detail::make_dev_geo(geo);
   build_inverse(inverse, idx, B, H, geo, s);
   const size_t items = size_t(B) * g.N * H * (D / detail::kVec);
-  scatter_forward_kernel<<<detail::grid_for(items, kThreads), kThreads, 0, s>>>(out, o, inverse, B, H, D,
-                                                                                geo.sub_len(), g);
+  detail::with_index_type(items, [&](auto index) {
+    scatter_forward_kernel<decltype(index)><<<detail::grid_for(items, kThreads), kThreads, 0, s>>>(
+        out, o, inverse, B, H, D, geo.sub_len(), g);
+  });
   LH_CUDA_CHECK_LAUNCH();
 }
 
@@ -197,8 +208,10 @@ void lighthouse_scatter_backward(bf16* dsub, const bf16* dout, const int32_t* id
   detail::check_head_dim(D, "scatter_backward");
   const DevGeo g = detail::make_dev_geo(geo);
   const size_t items = size_t(B) * H * geo.sub_len() * (D / detail::kVec);
-  scatter_backward_kernel<<<detail::grid_for(items, kThreads), kThreads, 0, s>>>(dsub, dout, idx, B, H, D,
-                                                                                 geo.sub_len(), g);
+  detail::with_index_type(items, [&](auto index) {
+    scatter_backward_kernel<decltype(index)><<<detail::grid_for(items, kThreads), kThreads, 0, s>>>(
+        dsub, dout, idx, B, H, D, geo.sub_len(), g);
+  });
   LH_CUDA_CHECK_LAUNCH();
 }
 

@@ -20,8 +20,14 @@ struct DevGeo {
   int64_t N;
   int64_t off[kMaxLevels + 1];  // off[l] = first pyramid index of level l; off[L] = P
   int64_t win[kMaxLevels];      // p^l
+  int shift[kMaxLevels];        // log2(p^l) when p is a power of two, else -1
 
   __host__ __device__ int64_t P() const { return off[L]; }
+  // t / p^l: a shift for power-of-two p (the usual case), where 64-bit division would cost tens of
+  // instructions per element in kernels that do little else.
+  __device__ __forceinline__ int64_t div_win(int64_t t, int l) const {
+    return shift[l] >= 0 ? t >> shift[l] : t / win[l];
+  }
   // Level of pyramid index j (levels are few: a linear scan beats anything clever).
   __device__ int level_of(int64_t j) const {
     int l = 0;
@@ -38,8 +44,23 @@ inline DevGeo make_dev_geo(const lighthouse::Geometry& g) {
   d.p = g.p;
   d.N = g.N;
   for (int l = 0; l <= g.L; ++l) d.off[l] = g.offset(l);
-  for (int l = 0; l < g.L; ++l) d.win[l] = g.window(l);
+  const bool pow2 = (g.p & (g.p - 1)) == 0;
+  int log2p = 0;
+  while ((1 << log2p) < g.p) ++log2p;
+  for (int l = 0; l < g.L; ++l) {
+    d.win[l] = g.window(l);
+    d.shift[l] = pow2 ? l * log2p : -1;
+  }
   return d;
+}
+
+// Grid-stride loops decompose a flat item index with div/mod; in 32 bits that is a handful of
+// instructions, in 64 bits tens. Runs launch(uint32_t{}) when every index (and index + grid size)
+// fits in 32 bits, else launch(uint64_t{}); kernels take the index type as a template parameter.
+template <typename F>
+void with_index_type(size_t items, F&& launch) {
+  if (items < (size_t(1) << 31)) launch(uint32_t{});
+  else launch(uint64_t{});
 }
 
 inline void check_head_dim(int D, const char* op) {

@@ -41,6 +41,9 @@ void lighthouse_pyramid_forward(bf16* qpyr, bf16* kpyr, bf16* vpyr, const bf16* 
 // the same bits as lighthouse_pyramid_forward there.
 void lighthouse_coarse_pyramid_forward(bf16* qpyr, bf16* kpyr, bf16* vpyr, const bf16* qkv, int B, int H, int Hkv,
                                        int D, const Geometry& g, cudaStream_t s);
+// The same entries by the per-entry kernel (each level re-reads its windows from qkv).
+void lighthouse_coarse_pyramid_per_entry(bf16* qpyr, bf16* kpyr, bf16* vpyr, const bf16* qkv, int B, int H, int Hkv,
+                                         int D, const Geometry& g, cudaStream_t s);
 // dqkv written: each base position pulls dpyr(l, t / p^l) / p^l, levels ascending; level 0 from
 // `level0` instead when given.
 void lighthouse_pyramid_backward(bf16* dqkv, const bf16* dqpyr, const bf16* dkpyr, const bf16* dvpyr, int B, int H,

@@ -6,6 +6,7 @@
 #include "lighthouse_kernels.h"
 #include "vec.cuh"
 
+#include <type_traits>
 #include <utility>
 
 namespace lh::cuda {
@@ -23,16 +24,18 @@ __device__ __forceinline__ Ptr part_row(Ptr q, Ptr k, Ptr v, int H, int Hkv, int
 
 // Entry j of the pyramid of (b, column hh) = mean of the window's base vectors, accumulated in
 // fp32 in increasing t and scaled by 1/c (a power of two: exact).
+// Entries j >= first only (first = N: the coarse levels).
+template <typename I>
 __global__ void pyramid_forward_kernel(bf16* qp, bf16* kp, bf16* vp, const bf16* qkv, int B, int H, int Hkv, int D,
-                                       DevGeo g) {
+                                       DevGeo g, int64_t first) {
   const int HX = H + 2 * Hkv, V = D / detail::kVec;
   const int64_t P = g.P();
-  const size_t items = size_t(B) * HX * P * V;
-  for (size_t it = detail::global_thread(); it < items; it += detail::grid_threads()) {
-    const int chunk = int(it % V);
-    const size_t r = it / V;
-    const int64_t j = int64_t(r % P);
-    const int row = int(r / P), b = row / HX, hh = row % HX;
+  const I span = I(P - first), items = I(B) * I(HX) * span * I(V);
+  for (I it = I(detail::global_thread()); it < items; it += I(detail::grid_threads())) {
+    const int chunk = int(it % I(V));
+    const I r = it / I(V);
+    const int64_t j = first + int64_t(r % span);
+    const int row = int(r / span), b = row / HX, hh = row % HX;
     const int l = g.level_of(j);
     const int64_t c = g.win[l], i = j - g.off[l];
     const size_t stride = size_t(HX) * D;
@@ -55,49 +58,59 @@ __global__ void pyramid_forward_kernel(bf16* qp, bf16* kp, bf16* vp, const bf16*
 // reads the window's p^(L-1) base rows once, keeping a running sum per level that is stored (times
 // 1/c) whenever that level's window closes. Each level adds the same values in the same order as
 // pyramid_forward_kernel, so the entries are bit-identical; but the base is read once instead of
-// once per level, and level 0 (a copy of the base) is not written at all.
-constexpr int kFusedLevels = 8;  // deeper pyramids use pyramid_forward_kernel
+// once per level, and level 0 (a copy of the base) is not written at all. kL is a template
+// parameter so that the sums take exactly the registers they need (a generic version used 136
+// registers, i.e. one block per SM, and ran slower than re-reading the base per level); rows are
+// loaded kBatch at a time, as raw 16-byte vectors, so each thread keeps several loads in flight.
+template <typename I, int kL, int kBatch>
 __global__ void coarse_pyramid_kernel(bf16* qp, bf16* kp, bf16* vp, const bf16* qkv, int B, int H, int Hkv, int D,
                                       DevGeo g) {
-  const int HX = H + 2 * Hkv, V = D / detail::kVec, top = int(g.win[g.L - 1]);
-  const int64_t P = g.P(), windows = g.N / top;
-  const size_t items = size_t(B) * windows * HX * V;
-  for (size_t it = detail::global_thread(); it < items; it += detail::grid_threads()) {
+  const int HX = H + 2 * Hkv, V = D / detail::kVec, top = int(g.win[kL - 1]);
+  const int64_t P = g.P();
+  const I windows = I(g.N / top), items = I(B) * windows * I(HX) * I(V);
+  for (I it = I(detail::global_thread()); it < items; it += I(detail::grid_threads())) {
     // Chunks, then heads fastest: a warp reads 512 contiguous bytes of one token row.
-    const int chunk = int(it % V);
-    size_t r = it / V;
-    const int hh = int(r % HX);
-    r /= HX;
+    const int chunk = int(it % I(V));
+    I r = it / I(V);
+    const int hh = int(r % I(HX));
+    r /= I(HX);
     const int64_t w = int64_t(r % windows);
     const int b = int(r / windows);
     const size_t stride = size_t(HX) * D;
     const bf16* src = qkv + (size_t(b) * g.N + size_t(w * top)) * stride + size_t(hh) * D + chunk * detail::kVec;
     bf16* dst = part_row(qp, kp, vp, H, Hkv, b, hh, P, D) + chunk * detail::kVec;
-    float acc[kFusedLevels][8];
-    int left[kFusedLevels];  // base rows until level l's window closes
+    float acc[kL - 1][8];
 #pragma unroll
-    for (int l = 1; l < kFusedLevels; ++l) {
-      left[l] = l < g.L ? int(g.win[l]) : 0;
+    for (int l = 0; l < kL - 1; ++l)
 #pragma unroll
       for (int e = 0; e < 8; ++e) acc[l][e] = 0.0f;
-    }
-    for (int t = 0; t < top; ++t) {
-      float x[8];
-      detail::load8(x, src + size_t(t) * stride);
+    for (int t0 = 0; t0 < top; t0 += kBatch) {
+      uint4 raw[kBatch];
 #pragma unroll
-      for (int l = 1; l < kFusedLevels; ++l) {
-        if (l >= g.L) break;
+      for (int u = 0; u < kBatch; ++u) raw[u] = *reinterpret_cast<const uint4*>(src + size_t(t0 + u) * stride);
 #pragma unroll
-        for (int e = 0; e < 8; ++e) acc[l][e] += x[e];
-        if (--left[l] == 0) {
-          const float inv = 1.0f / float(g.win[l]);
+      for (int u = 0; u < kBatch; ++u) {
+        const __nv_bfloat162* h2 = reinterpret_cast<const __nv_bfloat162*>(&raw[u]);
+        float x[8];
 #pragma unroll
-          for (int e = 0; e < 8; ++e) acc[l][e] *= inv;
-          const int64_t i = (w * top + t + 1) / g.win[l] - 1;
-          detail::store8(dst + (g.off[l] + i) * D, acc[l]);
+        for (int i = 0; i < 4; ++i) {
+          const float2 f = __bfloat1622float2(h2[i]);
+          x[2 * i] = f.x, x[2 * i + 1] = f.y;
+        }
+        const int t = t0 + u;  // base row within the window
 #pragma unroll
-          for (int e = 0; e < 8; ++e) acc[l][e] = 0.0f;
-          left[l] = int(g.win[l]);
+        for (int l = 0; l < kL - 1; ++l) {
+#pragma unroll
+          for (int e = 0; e < 8; ++e) acc[l][e] += x[e];
+          const int c = int(g.win[l + 1]);
+          if ((t + 1) % c == 0) {  // t + 1 <= top < 2^31: 32-bit arithmetic
+            const float inv = 1.0f / float(c);
+#pragma unroll
+            for (int e = 0; e < 8; ++e) acc[l][e] *= inv;
+            detail::store8(dst + (g.off[l + 1] + (w * top + t + 1) / c - 1) * D, acc[l]);
+#pragma unroll
+            for (int e = 0; e < 8; ++e) acc[l][e] = 0.0f;
+          }
         }
       }
     }
@@ -108,18 +121,19 @@ __global__ void coarse_pyramid_kernel(bf16* qp, bf16* kp, bf16* vp, const bf16* 
 // level-0 term is not read from dpyr (whose level-0 rows are then never written) but pulled
 // straight from the sub-sequence gradients, as gather_backward_kernel would have written it: the
 // group's heads in ascending order, summed in fp32 and rounded to bf16. Same bits, one pass less.
+template <typename I>
 __global__ void pyramid_backward_kernel(bf16* dqkv, const bf16* dq, const bf16* dk, const bf16* dv, int B, int H,
                                         int Hkv, int D, DevGeo g, Level0Grads z) {
   const int HX = H + 2 * Hkv, V = D / detail::kVec;
   const int64_t P = g.P();
-  const size_t items = size_t(B) * g.N * HX * V;
-  for (size_t it = detail::global_thread(); it < items; it += detail::grid_threads()) {
-    const int chunk = int(it % V);
-    const size_t r = it / V;
-    const int hh = int(r % HX);
-    const size_t bt = r / HX;
-    const int64_t t = int64_t(bt % g.N);
-    const int b = int(bt / g.N);
+  const I items = I(B) * I(g.N) * I(HX) * I(V);
+  for (I it = I(detail::global_thread()); it < items; it += I(detail::grid_threads())) {
+    const int chunk = int(it % I(V));
+    const I r = it / I(V);
+    const int hh = int(r % I(HX));
+    const I bt = r / I(HX);
+    const int64_t t = int64_t(bt % I(g.N));
+    const int b = int(bt / I(g.N));
     const bf16* src = part_row(dq, dk, dv, H, Hkv, b, hh, P, D) + chunk * detail::kVec;
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, x[8];
     int first_level = 0;
@@ -143,11 +157,11 @@ __global__ void pyramid_backward_kernel(bf16* dqkv, const bf16* dq, const bf16* 
     }
     for (int l = first_level; l < g.L; ++l) {
       const float inv = 1.0f / float(g.win[l]);
-      detail::load8(x, src + (g.off[l] + t / g.win[l]) * D);
+      detail::load8(x, src + (g.off[l] + g.div_win(t, l)) * D);
 #pragma unroll
       for (int e = 0; e < 8; ++e) acc[e] += x[e] * inv;
     }
-    detail::store8(dqkv + it * detail::kVec, acc);
+    detail::store8(dqkv + size_t(it) * detail::kVec, acc);
   }
 }
 
@@ -155,13 +169,24 @@ __global__ void pyramid_backward_kernel(bf16* dqkv, const bf16* dq, const bf16* 
 // does (the products of bf16 values are exact in double, so contraction into FMA changes nothing
 // either). Identical float scores on both backends mean identical selections. Row (b, x), position
 // t of the source is src + b * sb + x * sx + t * st: a pyramid's level 0, or qkv itself.
+// kHeadsFastest: consecutive threads take consecutive heads of one position (contiguous in qkv's
+// fused rows) instead of consecutive positions of one head (contiguous in a pyramid).
+template <typename I, bool kHeadsFastest>
 __global__ void level0_norm_kernel(float* score, const bf16* src, int Hx, int rows, int D, int64_t sb, int64_t sx,
                                    int64_t st, DevGeo g) {
   const int64_t P = g.P();
-  const size_t items = size_t(rows) * g.N;
-  for (size_t it = detail::global_thread(); it < items; it += detail::grid_threads()) {
-    const size_t row = it / g.N;
-    const int64_t t = int64_t(it % g.N);
+  const I items = I(rows) * I(g.N);
+  for (I it = I(detail::global_thread()); it < items; it += I(detail::grid_threads())) {
+    size_t row;
+    int64_t t;
+    if (kHeadsFastest) {
+      const I bt = it / I(Hx);
+      t = int64_t(bt % I(g.N));
+      row = size_t(bt / I(g.N)) * Hx + size_t(it % I(Hx));
+    } else {
+      row = size_t(it / I(g.N));
+      t = int64_t(it % I(g.N));
+    }
     const bf16* x = src + int64_t(row / Hx) * sb + int64_t(row % Hx) * sx + t * st;
     double acc = 0.0;
     float v[8];
@@ -194,40 +219,33 @@ constexpr int kThreads = 256;
 
 }  // namespace
 
-void lighthouse_pyramid_forward(bf16* qpyr, bf16* kpyr, bf16* vpyr, const bf16* qkv, int B, int H, int Hkv, int D,
-                                const Geometry& geo, cudaStream_t s) {
-  detail::check_head_dim(D, "pyramid_forward");
-  const DevGeo g = detail::make_dev_geo(geo);
-  const size_t items = size_t(B) * (H + 2 * Hkv) * g.P() * (D / detail::kVec);
-  pyramid_forward_kernel<<<detail::grid_for(items, kThreads), kThreads, 0, s>>>(qpyr, kpyr, vpyr, qkv, B, H, Hkv, D, g);
-  LH_CUDA_CHECK_LAUNCH();
-}
-
-void lighthouse_coarse_pyramid_forward(bf16* qpyr, bf16* kpyr, bf16* vpyr, const bf16* qkv, int B, int H, int Hkv,
-                                       int D, const Geometry& geo, cudaStream_t s) {
-  detail::check_head_dim(D, "coarse_pyramid_forward");
-  const DevGeo g = detail::make_dev_geo(geo);
-  if (g.L == 1) return;  // no coarse levels
-  if (g.L > kFusedLevels) {  // the per-entry kernel over everything; level 0 rows are written too
-    lighthouse_pyramid_forward(qpyr, kpyr, vpyr, qkv, B, H, Hkv, D, geo, s);
-    return;
-  }
-  const size_t items = size_t(B) * (g.N / g.win[g.L - 1]) * (H + 2 * Hkv) * (D / detail::kVec);
-  coarse_pyramid_kernel<<<detail::grid_for(items, kThreads), kThreads, 0, s>>>(qpyr, kpyr, vpyr, qkv, B, H, Hkv, D, g);
-  LH_CUDA_CHECK_LAUNCH();
-}
-
-void lighthouse_pyramid_backward(bf16* dqkv, const bf16* dqpyr, const bf16* dkpyr, const bf16* dvpyr, int B, int H,
-                                 int Hkv, int D, const Geometry& geo, cudaStream_t s, const Level0Grads& level0) {
-  detail::check_head_dim(D, "pyramid_backward");
-  const DevGeo g = detail::make_dev_geo(geo);
-  const size_t items = size_t(B) * g.N * (H + 2 * Hkv) * (D / detail::kVec);
-  pyramid_backward_kernel<<<detail::grid_for(items, kThreads), kThreads, 0, s>>>(dqkv, dqpyr, dkpyr, dvpyr, B, H, Hkv,
-                                                                                 D, g, level0);
-  LH_CUDA_CHECK_LAUNCH();
-}
-
 namespace {
+void pyramid_entries(bf16* qpyr, bf16* kpyr, bf16* vpyr, const bf16* qkv, int B, int H, int Hkv, int D,
+                     const DevGeo& g, int64_t first, cudaStream_t s) {
+  const size_t items = size_t(B) * (H + 2 * Hkv) * (g.P() - first) * (D / detail::kVec);
+  if (items == 0) return;
+  detail::with_index_type(items, [&](auto index) {
+    pyramid_forward_kernel<decltype(index)><<<detail::grid_for(items, kThreads), kThreads, 0, s>>>(
+        qpyr, kpyr, vpyr, qkv, B, H, Hkv, D, g, first);
+  });
+  LH_CUDA_CHECK_LAUNCH();
+}
+
+void level0_norm(float* score, const bf16* src, int Hx, int rows, int D, int64_t sb, int64_t sx, int64_t st,
+                 const DevGeo& g, cudaStream_t s) {
+  const size_t items = size_t(rows) * g.N;
+  const unsigned grid = detail::grid_for(items, kThreads);
+  const bool heads_fastest = sx < st;  // heads are closer together than positions (qkv rows)
+  detail::with_index_type(items, [&](auto index) {
+    using I = decltype(index);
+    if (heads_fastest)
+      level0_norm_kernel<I, true><<<grid, kThreads, 0, s>>>(score, src, Hx, rows, D, sb, sx, st, g);
+    else
+      level0_norm_kernel<I, false><<<grid, kThreads, 0, s>>>(score, src, Hx, rows, D, sb, sx, st, g);
+  });
+  LH_CUDA_CHECK_LAUNCH();
+}
+
 void window_max(float* score, int rows, const DevGeo& g, cudaStream_t s) {
   const size_t n1 = size_t(rows) * (g.P() - g.N);
   if (n1 == 0) return;
@@ -236,15 +254,65 @@ void window_max(float* score, int rows, const DevGeo& g, cudaStream_t s) {
 }
 }  // namespace
 
+void lighthouse_pyramid_forward(bf16* qpyr, bf16* kpyr, bf16* vpyr, const bf16* qkv, int B, int H, int Hkv, int D,
+                                const Geometry& geo, cudaStream_t s) {
+  detail::check_head_dim(D, "pyramid_forward");
+  pyramid_entries(qpyr, kpyr, vpyr, qkv, B, H, Hkv, D, detail::make_dev_geo(geo), 0, s);
+}
+
+void lighthouse_coarse_pyramid_per_entry(bf16* qpyr, bf16* kpyr, bf16* vpyr, const bf16* qkv, int B, int H, int Hkv,
+                                         int D, const Geometry& geo, cudaStream_t s) {
+  detail::check_head_dim(D, "coarse_pyramid_forward");
+  const DevGeo g = detail::make_dev_geo(geo);
+  pyramid_entries(qpyr, kpyr, vpyr, qkv, B, H, Hkv, D, g, g.N, s);
+}
+
+void lighthouse_coarse_pyramid_forward(bf16* qpyr, bf16* kpyr, bf16* vpyr, const bf16* qkv, int B, int H, int Hkv,
+                                       int D, const Geometry& geo, cudaStream_t s) {
+  detail::check_head_dim(D, "coarse_pyramid_forward");
+  const DevGeo g = detail::make_dev_geo(geo);
+  const int64_t top = g.win[g.L - 1];
+  const size_t items = size_t(B) * (g.N / top) * (H + 2 * Hkv) * (D / detail::kVec);
+  const unsigned grid = detail::grid_for(items, kThreads);
+  bool launched = false;
+  detail::with_index_type(items, [&](auto index) {
+    using I = decltype(index);
+    auto launch = [&](auto levels) {
+      constexpr int kL = decltype(levels)::value;
+      if (g.L != kL) return;
+      if (top % 4 == 0)
+        coarse_pyramid_kernel<I, kL, 4><<<grid, kThreads, 0, s>>>(qpyr, kpyr, vpyr, qkv, B, H, Hkv, D, g);
+      else  // top = p^(L-1) is a multiple of p >= 2
+        coarse_pyramid_kernel<I, kL, 2><<<grid, kThreads, 0, s>>>(qpyr, kpyr, vpyr, qkv, B, H, Hkv, D, g);
+      launched = true;
+    };
+    launch(std::integral_constant<int, 2>{});
+    launch(std::integral_constant<int, 3>{});
+    launch(std::integral_constant<int, 4>{});
+  });
+  if (launched) LH_CUDA_CHECK_LAUNCH();
+  else if (g.L > 1) pyramid_entries(qpyr, kpyr, vpyr, qkv, B, H, Hkv, D, g, g.N, s);  // other depths
+}
+
+void lighthouse_pyramid_backward(bf16* dqkv, const bf16* dqpyr, const bf16* dkpyr, const bf16* dvpyr, int B, int H,
+                                 int Hkv, int D, const Geometry& geo, cudaStream_t s, const Level0Grads& level0) {
+  detail::check_head_dim(D, "pyramid_backward");
+  const DevGeo g = detail::make_dev_geo(geo);
+  const size_t items = size_t(B) * g.N * (H + 2 * Hkv) * (D / detail::kVec);
+  detail::with_index_type(items, [&](auto index) {
+    pyramid_backward_kernel<decltype(index)><<<detail::grid_for(items, kThreads), kThreads, 0, s>>>(
+        dqkv, dqpyr, dkpyr, dvpyr, B, H, Hkv, D, g, level0);
+  });
+  LH_CUDA_CHECK_LAUNCH();
+}
+
 void lighthouse_norm_scores(float* score, const bf16* pyr, int B, int Hx, int D, const Geometry& geo,
                             cudaStream_t s) {
   detail::check_head_dim(D, "norm_scores");
   const DevGeo g = detail::make_dev_geo(geo);
   const int rows = B * Hx;
   const int64_t P = g.P();
-  level0_norm_kernel<<<detail::grid_for(size_t(rows) * g.N, kThreads), kThreads, 0, s>>>(
-      score, pyr, Hx, rows, D, Hx * P * D, P * D, D, g);
-  LH_CUDA_CHECK_LAUNCH();
+  level0_norm(score, pyr, Hx, rows, D, Hx * P * D, P * D, D, g, s);
   window_max(score, rows, g, s);
 }
 
@@ -256,9 +324,7 @@ void lighthouse_norm_scores_qkv(float* sq, float* sk, const bf16* qkv, int B, in
   const std::pair<float*, int> parts[] = {{sq, 0}, {sk, H}};
   for (const auto& [score, first_head] : parts) {
     const int Hx = first_head == 0 ? H : Hkv, rows = B * Hx;
-    level0_norm_kernel<<<detail::grid_for(size_t(rows) * g.N, kThreads), kThreads, 0, s>>>(
-        score, qkv + int64_t(first_head) * D, Hx, rows, D, g.N * row, D, row, g);
-    LH_CUDA_CHECK_LAUNCH();
+    level0_norm(score, qkv + int64_t(first_head) * D, Hx, rows, D, g.N * row, D, row, g, s);
     window_max(score, rows, g, s);
   }
 }
