@@ -26,6 +26,8 @@ struct LighthouseBenchOptions {
   int batch = 1, heads = 8, kv_heads = 8, head_dim = 128;
   int levels = 3, pooling = 4, topk = 1536;  // k drops to the largest valid multiple of 128 where needed
   int warmup = 2, iters = 5;
+  int max_dense_len = 131072;  // dense attention is timed only up to this N (it grows as N^2)
+  bool deterministic = true;   // false: cuDNN's atomic backward (O(S) workspace, for S beyond ~200K)
 };
 // One Lighthouse attention layer forward+backward (the AttentionOp, end to end) per sequence
 // length, a per-stage breakdown (each Backend call synchronised) and dense attention at the same N.

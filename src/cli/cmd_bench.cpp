@@ -51,7 +51,12 @@ void register_bench_command(CLI::App& app) {
   lhb->add_option("--levels", a->lighthouse.levels)->check(CLI::PositiveNumber);
   lhb->add_option("--pooling", a->lighthouse.pooling)->check(CLI::PositiveNumber);
   lhb->add_option("--topk", a->lighthouse.topk)->check(CLI::PositiveNumber);
+  lhb->add_option("--max-dense-len", a->lighthouse.max_dense_len,
+                  "Time dense attention only up to this sequence length (its cost grows as N^2)")
+      ->check(CLI::NonNegativeNumber);
   lhb->add_option("--iters", a->lighthouse.iters)->check(CLI::PositiveNumber);
+  lhb->add_flag("!--non-deterministic", a->lighthouse.deterministic,
+                "cuDNN's atomic attention backward (its deterministic one needs O(S^2) workspace per head)");
   lhb->callback([a] {
     auto be = lh::make_backend(a->device);
     write_result(lh::bench_lighthouse(*be, a->lighthouse), a->out);
