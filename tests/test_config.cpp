@@ -145,7 +145,7 @@ TEST_CASE("defaults, lenient forms and the to_json round trip", "[config]") {
     CHECK(j["data"].size() == 4);
     CHECK(j["optimizer"].size() == 6);
     CHECK(j["schedule"].size() == 4);
-    CHECK(j["training"].size() == 11);
+    CHECK(j["training"].size() == 12);
     CHECK(j["attention"].size() == 1);
     CHECK(j["logging"].size() == 2);
     CHECK(Config::from_json(j) == c);
