@@ -79,10 +79,12 @@ __global__ void scatter_forward_kernel(bf16* out, const bf16* o, const int32_t* 
   const int64_t P = g.P();
   const I items = I(B) * I(g.N) * I(H) * I(V);
   for (I it = I(detail::global_thread()); it < items; it += I(detail::grid_threads())) {
-    const detail::TokenItem ti = detail::token_item(it, V, H, g.N);
-    const int chunk = ti.chunk;
-    const int64_t t = ti.t;
-    const size_t bh = size_t(ti.b) * H + ti.head;
+    const int chunk = int(it % I(V));
+    const I r = it / I(V);
+    const int h = int(r % I(H));
+    const I bt = r / I(H);
+    const int64_t t = int64_t(bt % I(g.N));
+    const size_t bh = size_t(bt / I(g.N)) * H + h;
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, v[8];
     for (int l = 0; l < g.L; ++l) {
       const int64_t i = g.div_win(t + 1, l) - 1;

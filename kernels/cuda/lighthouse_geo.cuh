@@ -54,18 +54,6 @@ inline DevGeo make_dev_geo(const lighthouse::Geometry& g) {
   return d;
 }
 
-// Item `it` of a grid over [B, N, heads, chunks] (chunks fastest: a token's heads are adjacent in
-// memory), decomposed in the loop's index type I.
-struct TokenItem {
-  int chunk, head, b;
-  int64_t t;
-};
-template <typename I>
-__device__ __forceinline__ TokenItem token_item(I it, int chunks, int heads, int64_t N) {
-  const I r = it / I(chunks), bt = r / I(heads);
-  return {int(it % I(chunks)), int(r % I(heads)), int(bt / I(N)), int64_t(bt % I(N))};
-}
-
 // Grid-stride loops decompose a flat item index with div/mod; in 32 bits that is a handful of
 // instructions, in 64 bits tens. Runs launch(uint32_t{}) when every index (and index + grid size)
 // fits in 32 bits, else launch(uint64_t{}); kernels take the index type as a template parameter.

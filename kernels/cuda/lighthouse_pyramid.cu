@@ -128,9 +128,12 @@ __global__ void pyramid_backward_kernel(bf16* dqkv, const bf16* dq, const bf16* 
   const int64_t P = g.P();
   const I items = I(B) * I(g.N) * I(HX) * I(V);
   for (I it = I(detail::global_thread()); it < items; it += I(detail::grid_threads())) {
-    const detail::TokenItem ti = detail::token_item(it, V, HX, g.N);
-    const int chunk = ti.chunk, hh = ti.head, b = ti.b;
-    const int64_t t = ti.t;
+    const int chunk = int(it % I(V));
+    const I r = it / I(V);
+    const int hh = int(r % I(HX));
+    const I bt = r / I(HX);
+    const int64_t t = int64_t(bt % I(g.N));
+    const int b = int(bt / I(g.N));
     const bf16* src = part_row(dq, dk, dv, H, Hkv, b, hh, P, D) + chunk * detail::kVec;
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, x[8];
     int first_level = 0;
