@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Data-parallel checks on a machine with 2 GPUs: one config on 1 GPU and on 2 GPUs with the same
-# global batch follows the same loss curve (bf16 tolerance); two 2-GPU runs are identical; a 2-GPU
-# run stopped and resumed is bit-exact; a 2-GPU checkpoint resumes on 1 GPU (the optimizer state
-# is resharded) and follows the 2-GPU curve. Writes under WORK_DIR and ends with a verdict line.
-#   scripts/dp_check.sh [WORK_DIR]
+# Data-parallel checks on a machine with N GPUs (GPUS, default 2): one config on 1 GPU and on N GPUs
+# with the same global batch follows the same loss curve (bf16 tolerance); two N-GPU runs are
+# identical; an N-GPU run stopped and resumed is bit-exact; an N-GPU checkpoint resumes on 1 GPU
+# (the optimizer state is resharded) and follows the N-GPU curve. Writes under WORK_DIR and ends
+# with a verdict line.
+#   [GPUS=4] scripts/dp_check.sh [WORK_DIR]
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 bin=${LIGHTHOUSE_BIN:-$here/build/lighthouse}
 work=${1:-dp_check}
+gpus=${GPUS:-2}
 mkdir -p "$work" && cd "$work"
 "$bin" data synthetic --task toy --out data --length 129 --train-samples 2000 --val-samples 64 >/dev/null
 cat > dp.json <<'JSON'
@@ -22,7 +24,7 @@ cat > dp.json <<'JSON'
 }
 JSON
 run1() { "$bin" train --config dp.json --quiet --set logging.dir=runs/$1 "${@:2}"; }
-run2() { "$bin" launch --gpus 2 -- train --config dp.json --quiet --set logging.dir=runs/$1 "${@:2}"; }
+run2() { "$bin" launch --gpus "$gpus" -- train --config dp.json --quiet --set logging.dir=runs/$1 "${@:2}"; }
 run1 one
 run2 two_a
 run2 two_b
@@ -30,10 +32,11 @@ run2 two_c --stop-at 15
 run2 two_c --resume
 run2 two_to_one --stop-at 15
 run1 two_to_one --resume
-python3 - <<'PY'
+python3 - "$gpus" <<'PY'
 import json, sys
 def losses(run):
     return [json.loads(l)["loss"] for l in open(f"runs/{run}/metrics.jsonl") if '"loss"' in l]
+n = sys.argv[1]
 one, a, b, c = losses("one"), losses("two_a"), losses("two_b"), losses("two_c")
 d = losses("two_to_one")
 resharded = len(d) == len(a) and max(abs(x - y) / x for x, y in zip(a, d)) < 0.02
@@ -42,10 +45,10 @@ same_runs = a == b
 resume_exact = a == c
 weights_exact = open("runs/two_a/step_00000030/model.safetensors", "rb").read() == \
                 open("runs/two_c/step_00000030/model.safetensors", "rb").read()
-print(f"1 GPU vs 2 GPUs: worst relative loss difference {worst:.2e} over {len(one)} steps "
+print(f"1 GPU vs {n} GPUs: worst relative loss difference {worst:.2e} over {len(one)} steps "
       f"(first {one[0]:.4f}/{a[0]:.4f}, last {one[-1]:.4f}/{a[-1]:.4f})")
-print(f"two 2-GPU runs identical: {same_runs}; 2-GPU resume bit-exact (losses): {resume_exact}; final weights: {weights_exact}")
-print(f"2-GPU checkpoint resumed on 1 GPU: {len(d)} steps, worst relative difference to the 2-GPU run "
+print(f"two {n}-GPU runs identical: {same_runs}; {n}-GPU resume bit-exact (losses): {resume_exact}; final weights: {weights_exact}")
+print(f"{n}-GPU checkpoint resumed on 1 GPU: {len(d)} steps, worst relative difference to the {n}-GPU run "
       f"{max(abs(x - y) / x for x, y in zip(a, d)):.2e}: {'ok' if resharded else 'FAIL'}")
 ok = worst < 0.02 and same_runs and resume_exact and weights_exact and resharded
 print("DP CHECK", "PASS" if ok else "FAIL")
