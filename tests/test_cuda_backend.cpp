@@ -96,6 +96,30 @@ TEST_CASE("cuda: cuBLASLt matmul forward and backward match the CPU reference", 
   CHECK(rel_l2(lh::download_doubles(*gpu, gdw.view()), {dw.begin(), dw.end()}) < 1e-5);
 }
 
+TEST_CASE("cuda: the GEMM with the residual in its epilogue matches the CPU reference", "[gpu][cuda]") {
+  LH_SKIP_WITHOUT_GPU();
+  auto gpu = lh::make_cuda_backend();
+  const int N = 300, IC = 136, OC = 264;
+  const auto x = bf16_values(size_t(N) * IC, 4), w = bf16_values(size_t(OC) * IC, 5, 0.1),
+             residual = bf16_values(size_t(N) * OC, 6, 3.0);  // larger than the product: the add matters
+  auto gx = upload(*gpu, lh::DType::BF16, x), gw = upload(*gpu, lh::DType::BF16, w),
+       gr = upload(*gpu, lh::DType::BF16, residual);
+  auto gout = gpu->allocate(lh::DType::BF16, size_t(N) * OC);
+  gpu->matmul_forward_residual(gout.view(), gx.view(), gw.view(), gr.view(), N, IC, OC);
+
+  auto fx = as_float(x), fw = as_float(w), fr = as_float(residual);
+  std::vector<float> out(size_t(N) * OC);
+  lh::cpu::matmul_forward(out.data(), fx.data(), fw.data(), N, IC, OC);
+  lh::cpu::residual_forward(out.data(), out.data(), fr.data(), out.size());
+  // One bf16 rounding of the fp32 sum: ~2^-8 relative.
+  const auto got = lh::download_doubles(*gpu, gout.view());
+  CHECK(rel_l2(got, {out.begin(), out.end()}) < 1e-2);
+  // The residual is really added: without it the result would be off by ~3x the product's size.
+  std::vector<float> product(size_t(N) * OC);
+  lh::cpu::matmul_forward(product.data(), fx.data(), fw.data(), N, IC, OC);
+  CHECK(rel_l2(got, {product.begin(), product.end()}) > 1.0);
+}
+
 TEST_CASE("cuda: cuDNN attention forward and backward match the CPU reference (GQA, odd lengths)", "[gpu][cuda]") {
   LH_SKIP_WITHOUT_GPU();
   auto gpu = lh::make_cuda_backend();

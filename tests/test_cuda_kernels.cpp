@@ -50,7 +50,8 @@ TEST_CASE("cuda embedding forward/backward vs CPU", "[gpu][cuda_kernels]") {
 
 TEST_CASE("cuda rmsnorm forward/backward vs CPU", "[gpu][cuda_kernels]") {
   LH_SKIP_WITHOUT_GPU();
-  for (auto [N, C] : {std::pair{37, 72}, std::pair{37, 100}, std::pair{130, 1024}}) {
+  for (auto [N, C] : {std::pair{37, 72}, std::pair{37, 100}, std::pair{130, 1024}, std::pair{61, 768},
+                      std::pair{5, 256}, std::pair{40, 2048}}) {
     INFO("N=" << N << " C=" << C);
     const size_t nc = size_t(N) * C;
     const F x = random_values(nc, 21, -2, 2), w = random_values(C, 22, 0.5, 1.5), dout = random_values(nc, 23);

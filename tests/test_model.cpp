@@ -148,3 +148,24 @@ TEST_CASE("activation recomputation gives bit-identical loss and gradients", "[c
   CHECK(full.first == recomputed.first);
   CHECK(full.second == recomputed.second);
 }
+
+TEST_CASE("matmul_forward_residual's default is the GEMM then the residual add, never in place",
+          "[cpu][model]") {
+  auto be = lh::make_cpu_backend();
+  const int N = 3, IC = 4, OC = 5;
+  lh::Buffer x = be->allocate(lh::DType::F32, N * IC), w = be->allocate(lh::DType::F32, OC * IC),
+             r = be->allocate(lh::DType::F32, N * OC), out = be->allocate(lh::DType::F32, N * OC);
+  lh::Rng rng(7);
+  for (lh::Buffer* b : {&x, &w, &r})
+    for (size_t i = 0; i < b->view().numel; ++i) b->view().as<float>()[i] = float(rng.normal());
+  be->matmul_forward_residual(out.view(), x.view(), w.view(), r.view(), N, IC, OC);
+  const float *xs = x.view().as<float>(), *ws = w.view().as<float>(), *rs = r.view().as<float>();
+  for (int n = 0; n < N; ++n)
+    for (int o = 0; o < OC; ++o) {
+      double dot = 0;
+      for (int i = 0; i < IC; ++i) dot += double(xs[n * IC + i]) * ws[o * IC + i];
+      CHECK(out.view().as<float>()[n * OC + o] == Approx(dot + rs[n * OC + o]).epsilon(1e-5));
+    }
+  CHECK_THROWS_AS(be->matmul_forward_residual(r.view(), x.view(), w.view(), r.view(), N, IC, OC),
+                  std::invalid_argument);
+}

@@ -85,6 +85,11 @@ class Backend {
   virtual void rmsnorm_backward(Tensor dx, Tensor dweight, const Tensor& dout, const Tensor& x,
                                 const Tensor& weight, const Tensor& rstd, int N, int C) = 0;
   virtual void matmul_forward(Tensor out, const Tensor& x, const Tensor& weight, int N, int IC, int OC) = 0;
+  // out = x @ weight^T + residual (out must not alias residual). Default: matmul_forward then
+  // residual_forward, the reference; CUDA adds the residual in the GEMM's epilogue instead, which
+  // saves a pass over memory and rounds the sum to bf16 once instead of twice.
+  virtual void matmul_forward_residual(Tensor out, const Tensor& x, const Tensor& weight, const Tensor& residual,
+                                       int N, int IC, int OC);
   // dx may be an empty Tensor (data == nullptr): no input gradient wanted.
   virtual void matmul_backward(Tensor dx, Tensor dweight, const Tensor& dout, const Tensor& x,
                                const Tensor& weight, int N, int IC, int OC) = 0;

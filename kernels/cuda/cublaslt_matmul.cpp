@@ -40,7 +40,8 @@ CublasLtMatmul::~CublasLtMatmul() {
   if (handle_) cublasLtDestroy(handle_);
 }
 
-void CublasLtMatmul::run(const Key& key, const void* a, const void* b, void* c, bool accumulate, cudaStream_t s) {
+void CublasLtMatmul::run(const Key& key, const void* a, const void* b, const void* c, void* d, float beta,
+                         cudaStream_t s) {
   auto& plan = plans_[key];
   if (!plan) {
     plan = std::make_unique<Plan>();
@@ -69,8 +70,8 @@ void CublasLtMatmul::run(const Key& key, const void* a, const void* b, void* c, 
                                std::to_string(key.n) + " k=" + std::to_string(key.k));
     plan->algo = result.algo;
   }
-  const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
-  LH_CUBLAS_CHECK(cublasLtMatmul(handle_, plan->desc, &alpha, a, plan->a, b, plan->b, &beta, c, plan->c, c, plan->c,
+  const float alpha = 1.0f;
+  LH_CUBLAS_CHECK(cublasLtMatmul(handle_, plan->desc, &alpha, a, plan->a, b, plan->b, &beta, c, plan->c, d, plan->c,
                                  &plan->algo, workspace_, kWorkspaceBytes, s));
 }
 
@@ -79,19 +80,25 @@ void CublasLtMatmul::run(const Key& key, const void* a, const void* b, void* c, 
 void CublasLtMatmul::forward(__nv_bfloat16* out, const __nv_bfloat16* x, const __nv_bfloat16* w, int N, int IC,
                              int OC, cudaStream_t s) {
   // out^T[OC, N] = W[OC, IC] (stored as W^T, so transposed) * x^T[IC, N]
-  run(Key{true, false, false, OC, N, IC, IC, IC, OC}, w, x, out, false, s);
+  run(Key{true, false, false, OC, N, IC, IC, IC, OC}, w, x, out, out, 0.0f, s);
+}
+
+void CublasLtMatmul::forward_residual(__nv_bfloat16* out, const __nv_bfloat16* x, const __nv_bfloat16* w,
+                                      const __nv_bfloat16* residual, int N, int IC, int OC, cudaStream_t s) {
+  // As forward, with residual^T[OC, N] as C: the sum is formed in fp32 and rounded to bf16 once.
+  run(Key{true, false, false, OC, N, IC, IC, IC, OC}, w, x, residual, out, 1.0f, s);
 }
 
 void CublasLtMatmul::backward_input(__nv_bfloat16* dx, const __nv_bfloat16* dout, const __nv_bfloat16* w, int N,
                                     int IC, int OC, cudaStream_t s) {
   // dx^T[IC, N] = W^T[IC, OC] * dout^T[OC, N]
-  run(Key{false, false, false, IC, N, OC, IC, OC, IC}, w, dout, dx, false, s);
+  run(Key{false, false, false, IC, N, OC, IC, OC, IC}, w, dout, dx, dx, 0.0f, s);
 }
 
 void CublasLtMatmul::backward_weight(float* dw, const __nv_bfloat16* dout, const __nv_bfloat16* x, int N, int IC,
                                      int OC, cudaStream_t s) {
   // dW^T[IC, OC] += x^T[IC, N] * dout[N, OC]  (dout^T stored, so transposed)
-  run(Key{false, true, true, IC, OC, N, IC, OC, IC}, x, dout, dw, true, s);
+  run(Key{false, true, true, IC, OC, N, IC, OC, IC}, x, dout, dw, dw, 1.0f, s);
 }
 
 }  // namespace lh::cuda

@@ -2,6 +2,7 @@
 // descriptors, layouts and the heuristic's algorithm cached per shape (building them costs far
 // more than a small GEMM). Row-major semantics as in the CPU reference (weights [out, in]):
 //   forward:  out[N, OC]  = x[N, IC] @ W^T                (bf16 out)
+//             out[N, OC]  = x[N, IC] @ W^T + residual     (bf16, the add in the fp32 epilogue)
 //   dx:       dx[N, IC]   = dout[N, OC] @ W               (bf16 out)
 //   dweight:  dW[OC, IC] += dout^T @ x                    (fp32 out, accumulated: beta = 1)
 #pragma once
@@ -24,6 +25,8 @@ class CublasLtMatmul {
 
   void forward(__nv_bfloat16* out, const __nv_bfloat16* x, const __nv_bfloat16* w, int N, int IC, int OC,
                cudaStream_t s);
+  void forward_residual(__nv_bfloat16* out, const __nv_bfloat16* x, const __nv_bfloat16* w,
+                        const __nv_bfloat16* residual, int N, int IC, int OC, cudaStream_t s);
   void backward_input(__nv_bfloat16* dx, const __nv_bfloat16* dout, const __nv_bfloat16* w, int N, int IC, int OC,
                       cudaStream_t s);
   void backward_weight(float* dw, const __nv_bfloat16* dout, const __nv_bfloat16* x, int N, int IC, int OC,
@@ -40,8 +43,9 @@ class CublasLtMatmul {
   struct Plan;
 
  private:
-  // Column-major C[m, n] = op(A) op(B) (+ C when accumulate).
-  void run(const Key& key, const void* a, const void* b, void* c, bool accumulate, cudaStream_t s);
+  // Column-major D[m, n] = op(A) op(B) + beta C; C and D share one layout (C may be D, or unused
+  // when beta = 0).
+  void run(const Key& key, const void* a, const void* b, const void* c, void* d, float beta, cudaStream_t s);
   cublasLtHandle_t handle_ = nullptr;
   void* workspace_ = nullptr;
   std::map<Key, std::unique_ptr<Plan>> plans_;

@@ -111,6 +111,11 @@ class CudaBackend final : public Backend {
   void matmul_forward(Tensor out, const Tensor& x, const Tensor& w, int N, int IC, int OC) override {
     gemm_.forward(bf(out, "matmul"), bf(x, "matmul"), bf(w, "matmul"), N, IC, OC, stream_);
   }
+  void matmul_forward_residual(Tensor out, const Tensor& x, const Tensor& w, const Tensor& residual, int N, int IC,
+                               int OC) override {
+    gemm_.forward_residual(bf(out, "matmul"), bf(x, "matmul"), bf(w, "matmul"), bf(residual, "matmul"), N, IC, OC,
+                           stream_);
+  }
   void matmul_backward(Tensor dx, Tensor dw, const Tensor& dout, const Tensor& x, const Tensor& w, int N, int IC,
                        int OC) override {
     if (dx.data) gemm_.backward_input(bf(dx, "matmul"), bf(dout, "matmul"), bf(w, "matmul"), N, IC, OC, stream_);

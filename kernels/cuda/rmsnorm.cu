@@ -1,6 +1,8 @@
-// RMSNorm forward (one warp per row) and backward (row segments per block, then a deterministic
-// two-pass column reduction for dweight).
+// RMSNorm forward (one warp per row) and backward (a warp per 16 rows held in registers where the
+// row fits, else row segments per block; then a deterministic column reduction for dweight).
 #include "vec.cuh"
+
+#include <type_traits>
 
 namespace lh::cuda {
 namespace {
@@ -131,6 +133,76 @@ __global__ __launch_bounds__(kBwdThreads) void rmsnorm_backward_kernel(bf16* dx,
   }
 }
 
+// Backward for rows that fit a warp's registers (C = 256 * kChunks): one pass over memory instead
+// of the kernel above's two. Warp w owns rows [16 w, 16 w + 16): per row it loads dy, x and dx
+// once (all of them before the row's reduction, so they are in flight together), forms k_n with a
+// warp sum, writes dx, and keeps dw for its 16 rows in registers; partial[w, c] is their sum in
+// increasing row order, reduced by rmsnorm_dweight_kernel as above. Lane l holds columns
+// (i * 32 + l) * 8 .. + 7 for i < kChunks, so each load instruction of a warp is 512 contiguous bytes.
+// Bytes: N*C*2*2 (dy, x) + N*C*2*2 (dx read+write) + N*4 + ceil(N/16)*C*4*2 (partials).
+constexpr int kRowsPerWarp = 16, kRowWarps = 4;
+
+__device__ __forceinline__ void unpack8(float (&f)[8], const uint4& raw) {
+  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 t = __bfloat1622float2(h[i]);
+    f[2 * i] = t.x;
+    f[2 * i + 1] = t.y;
+  }
+}
+
+template <int kChunks>
+__global__ __launch_bounds__(kRowWarps * 32, 4) void rmsnorm_backward_rows_kernel(bf16* dx, float* partial,
+                                                                               const bf16* dout, const bf16* x,
+                                                                               const bf16* weight, const float* rstd,
+                                                                               int N) {
+  constexpr int C = kChunks * 32 * kVec;
+  const int warp = blockIdx.x * kRowWarps + threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int row0 = warp * kRowsPerWarp;
+  if (row0 >= N) return;
+  const int rows = min(kRowsPerWarp, N - row0);
+  float dw[kChunks][8] = {};
+  for (int i = 0; i < rows; ++i) {
+    const size_t off = static_cast<size_t>(row0 + i) * C + lane * kVec;
+    uint4 dy_raw[kChunks], x_raw[kChunks], dx_raw[kChunks];
+#pragma unroll
+    for (int k = 0; k < kChunks; ++k) {
+      dy_raw[k] = *reinterpret_cast<const uint4*>(dout + off + k * 32 * kVec);
+      x_raw[k] = *reinterpret_cast<const uint4*>(x + off + k * 32 * kVec);
+      dx_raw[k] = *reinterpret_cast<const uint4*>(dx + off + k * 32 * kVec);
+    }
+    float dot = 0.f;
+#pragma unroll
+    for (int k = 0; k < kChunks; ++k) {
+      float dy[8], xv[8], w[8];
+      unpack8(dy, dy_raw[k]);
+      unpack8(xv, x_raw[k]);
+      load8(w, weight + (k * 32 + lane) * kVec);  // 2 KB per row: L1 hits after the first row
+#pragma unroll
+      for (int j = 0; j < 8; ++j) dot += dy[j] * w[j] * xv[j];
+    }
+    dot = warp_sum(dot);
+    const float r = rstd[row0 + i], kn = r * r * r * dot / static_cast<float>(C);
+#pragma unroll
+    for (int k = 0; k < kChunks; ++k) {
+      float dy[8], xv[8], w[8], d[8];
+      unpack8(dy, dy_raw[k]);
+      unpack8(xv, x_raw[k]);
+      unpack8(d, dx_raw[k]);
+      load8(w, weight + (k * 32 + lane) * kVec);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        d[j] += r * w[j] * dy[j] - xv[j] * kn;
+        dw[k][j] += dy[j] * xv[j] * r;
+      }
+      store8(dx + off + k * 32 * kVec, d);
+    }
+  }
+#pragma unroll
+  for (int k = 0; k < kChunks; ++k) store8(partial + static_cast<size_t>(warp) * C + (k * 32 + lane) * kVec, dw[k]);
+}
+
 // dweight[c] += sum over blocks b of partial[b, c]. A block covers 32 columns with 32 slices:
 // slice y sums blocks y, y+32, ... in order, then slice sums are added in slice order. All fixed
 // by constants, independent of the launch.
@@ -168,7 +240,9 @@ void rmsnorm_forward(bf16* out, float* rstd, const bf16* x, const bf16* weight, 
 }
 
 size_t rmsnorm_backward_scratch_bytes(int N, int C) {
-  return static_cast<size_t>(ceil_div(N, kRows)) * static_cast<size_t>(C) * sizeof(float);
+  // Partials: one row per block of kRows rows, or per warp of kRowsPerWarp rows (the larger count).
+  static_assert(kRowsPerWarp <= kRows, "the scratch size assumes the row kernel has more partials");
+  return static_cast<size_t>(ceil_div(N, kRowsPerWarp)) * static_cast<size_t>(C) * sizeof(float);
 }
 
 void rmsnorm_backward(bf16* dx, float* dweight, const bf16* dout, const bf16* x, const bf16* weight,
@@ -177,13 +251,28 @@ void rmsnorm_backward(bf16* dx, float* dweight, const bf16* dout, const bf16* x,
   float* partial = static_cast<float*>(scratch);
   const bool vec = C % kVec == 0 && aligned16(dx) && aligned16(dout) && aligned16(x) && aligned16(weight) &&
                    aligned16(partial);
-  const unsigned blocks = ceil_div(N, kRows);
-  if (vec)
-    rmsnorm_backward_kernel<true><<<blocks, kBwdThreads, 0, s>>>(dx, partial, dout, x, weight, rstd, N, C);
-  else
-    rmsnorm_backward_kernel<false><<<blocks, kBwdThreads, 0, s>>>(dx, partial, dout, x, weight, rstd, N, C);
+  unsigned partials = 0;
+  auto rows_kernel = [&](auto chunks) {
+    constexpr int kChunks = decltype(chunks)::value;
+    if (partials || !vec || C != kChunks * 32 * kVec) return;
+    partials = ceil_div(N, kRowsPerWarp);
+    rmsnorm_backward_rows_kernel<kChunks><<<ceil_div(int(partials), kRowWarps), kRowWarps * 32, 0, s>>>(
+        dx, partial, dout, x, weight, rstd, N);
+  };
+  // Rows up to 1024 wide fit the registers (C = 1024: ~100 per thread); wider ones take two passes.
+  rows_kernel(std::integral_constant<int, 1>{});
+  rows_kernel(std::integral_constant<int, 2>{});
+  rows_kernel(std::integral_constant<int, 3>{});
+  rows_kernel(std::integral_constant<int, 4>{});
+  if (!partials) {
+    partials = ceil_div(N, kRows);
+    if (vec)
+      rmsnorm_backward_kernel<true><<<partials, kBwdThreads, 0, s>>>(dx, partial, dout, x, weight, rstd, N, C);
+    else
+      rmsnorm_backward_kernel<false><<<partials, kBwdThreads, 0, s>>>(dx, partial, dout, x, weight, rstd, N, C);
+  }
   LH_CUDA_CHECK_LAUNCH();
-  rmsnorm_dweight_kernel<<<ceil_div(C, 32), 32 * kSlices, 0, s>>>(dweight, partial, static_cast<int>(blocks), C);
+  rmsnorm_dweight_kernel<<<ceil_div(C, 32), 32 * kSlices, 0, s>>>(dweight, partial, static_cast<int>(partials), C);
   LH_CUDA_CHECK_LAUNCH();
 }
 

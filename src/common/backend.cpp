@@ -1,6 +1,7 @@
 #include "lighthouse/backend.h"
 
 #include <algorithm>
+#include <stdexcept>
 #include <utility>
 
 namespace lh {
@@ -33,6 +34,13 @@ Buffer Backend::allocate(DType dtype, size_t numel) {
   Buffer b(this, t);
   if (numel > 0) fill_zero(t);
   return b;
+}
+
+void Backend::matmul_forward_residual(Tensor out, const Tensor& x, const Tensor& weight, const Tensor& residual,
+                                      int N, int IC, int OC) {
+  if (out.data == residual.data) throw std::invalid_argument("matmul_forward_residual: out aliases residual");
+  matmul_forward(out, x, weight, N, IC, OC);
+  residual_forward(out, out, residual);
 }
 
 }  // namespace lh

@@ -151,14 +151,12 @@ void LlamaModel::layer_post_attention(int l, int N, bool write_output) {
   const LayerWeights w = layer_weights(layout_, weights(), l);
   const LayerActivations act = acts_->layer(l, N);
   const Tensor out = l + 1 < cfg_.n_layers ? acts_->layer(l + 1, N).x : acts_->final_x(N);
-  be_.matmul_forward(act.mid, act.attn, w.wo, N, cfg_.q_dim(), C);  // mid = attn @ wo^T ...
-  be_.residual_forward(act.mid, act.mid, act.x);                    // ... + x
+  be_.matmul_forward_residual(act.mid, act.attn, w.wo, act.x, N, cfg_.q_dim(), C);  // mid = attn @ wo^T + x
   be_.rmsnorm_forward(act.ln2, act.rstd2, act.mid, w.mlp_norm, N, C, cfg_.norm_eps);
   be_.matmul_forward(act.gate_up, act.ln2, w.w_gate_up, N, C, 2 * F);
   be_.swiglu_forward(act.hidden, act.gate_up, N, F);
   if (!write_output) return;  // recomputation: backward needs `hidden`, not the layer output
-  be_.matmul_forward(out, act.hidden, w.w_down, N, F, C);
-  be_.residual_forward(out, out, act.mid);
+  be_.matmul_forward_residual(out, act.hidden, w.w_down, act.mid, N, F, C);  // out = hidden @ w_down^T + mid
 }
 
 void LlamaModel::backward(double loss_scale, const GradsReadyHook& on_ready) {
