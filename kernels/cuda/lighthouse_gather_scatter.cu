@@ -72,30 +72,29 @@ __global__ void gather_backward_kernel(bf16* dpyr, const bf16* dsub, const int32
 }
 
 // out[b, t, h] = sum over levels (ascending) of o[b, h, pos of entry (l, (t+1)/c - 1)], if emitted.
-template <typename I>
-__global__ void scatter_forward_kernel(bf16* out, const bf16* o, const int32_t* pos, int B, int H, int D, int64_t S,
-                                       DevGeo g) {
+// Token-major (detail::token_tile): a thread owns chunk `col` of head h for a tile of tokens.
+__global__ __launch_bounds__(detail::kTileThreads) void scatter_forward_kernel(bf16* out, const bf16* o,
+                                                                             const int32_t* pos, int H, int D,
+                                                                             int64_t S, DevGeo g) {
   const int V = D / detail::kVec;
-  const int64_t P = g.P();
-  const I items = I(B) * I(g.N) * I(H) * I(V);
-  for (I it = I(detail::global_thread()); it < items; it += I(detail::grid_threads())) {
-    const int chunk = int(it % I(V));
-    const I r = it / I(V);
-    const int h = int(r % I(H));
-    const I bt = r / I(H);
-    const int64_t t = int64_t(bt % I(g.N));
-    const size_t bh = size_t(bt / I(g.N)) * H + h;
+  const detail::TokenTile tile = detail::token_tile(g.N);
+  if (tile.col >= H * V) return;
+  const int h = tile.col / V, chunk = tile.col % V;
+  const size_t bh = size_t(tile.b) * H + h;
+  const int32_t* pos_row = pos + bh * g.P();
+  const bf16* o_row = o + bh * S * D + chunk * detail::kVec;
+  for (int64_t t = tile.t0; t < tile.t1; ++t) {
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, v[8];
     for (int l = 0; l < g.L; ++l) {
       const int64_t i = g.div_win(t + 1, l) - 1;
       if (i < 0) break;  // coarser windows are longer: none of them has ended either
-      const int32_t s = pos[bh * P + g.off[l] + i];
+      const int32_t s = pos_row[g.off[l] + i];
       if (s < 0) continue;
-      detail::load8(v, o + (bh * S + s) * D + chunk * detail::kVec);
+      detail::load8(v, o_row + size_t(s) * D);
 #pragma unroll
       for (int e = 0; e < 8; ++e) acc[e] += v[e];
     }
-    detail::store8(out + size_t(it) * detail::kVec, acc);
+    detail::store8(out + ((size_t(tile.b) * g.N + t) * H + h) * D + chunk * detail::kVec, acc);
   }
 }
 
@@ -195,11 +194,8 @@ void lighthouse_scatter_forward(bf16* out, const bf16* o, const int32_t* idx, in
   detail::check_head_dim(D, "scatter_forward");
   const DevGeo g = detail::make_dev_geo(geo);
   build_inverse(inverse, idx, B, H, geo, s);
-  const size_t items = size_t(B) * g.N * H * (D / detail::kVec);
-  detail::with_index_type(items, [&](auto index) {
-    scatter_forward_kernel<decltype(index)><<<detail::grid_for(items, kThreads), kThreads, 0, s>>>(
-        out, o, inverse, B, H, D, geo.sub_len(), g);
-  });
+  scatter_forward_kernel<<<detail::token_tile_grid(B, g.N, H * (D / detail::kVec)), detail::kTileThreads, 0, s>>>(
+      out, o, inverse, H, D, geo.sub_len(), g);
   LH_CUDA_CHECK_LAUNCH();
 }
 

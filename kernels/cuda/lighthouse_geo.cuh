@@ -63,6 +63,38 @@ void with_index_type(size_t items, F&& launch) {
   else launch(uint64_t{});
 }
 
+// Token-major kernels (one output row per token and the row's chunks side by side: the scatter
+// forward, the pyramid backward) run a block per (batch, tile of kTileTokens tokens) x (kTileThreads
+// chunks of the row). A thread decodes its column once and walks the tile's tokens. The flat
+// one-item-per-chunk loop they replace spent most of its instructions decoding (b, t, column) from
+// the item index, which left these kernels issue-bound at a quarter of the memory bandwidth.
+constexpr int kTileTokens = 16, kTileThreads = 128;
+
+inline dim3 token_tile_grid(int B, int64_t N, int row_chunks) {
+  const int64_t tiles = int64_t(B) * ((N + kTileTokens - 1) / kTileTokens);
+  const int64_t column_blocks = (row_chunks + kTileThreads - 1) / kTileThreads;
+  if (tiles >= (int64_t(1) << 31) || column_blocks > 65535)
+    throw std::invalid_argument("lighthouse cuda: " + std::to_string(tiles) + " token tiles x " +
+                                std::to_string(column_blocks) + " column blocks exceed the grid");
+  return dim3(unsigned(tiles), unsigned(column_blocks));
+}
+
+struct TokenTile {
+  int b;
+  int64_t t0, t1;  // tokens [t0, t1) of batch row b
+  int col;         // this thread's 16-byte chunk within a token's row
+};
+
+__device__ __forceinline__ TokenTile token_tile(int64_t N) {
+  const int64_t per_batch = (N + kTileTokens - 1) / kTileTokens;
+  TokenTile tile;
+  tile.b = int(blockIdx.x / per_batch);
+  tile.t0 = int64_t(blockIdx.x % per_batch) * kTileTokens;
+  tile.t1 = tile.t0 + kTileTokens < N ? tile.t0 + kTileTokens : N;
+  tile.col = int(blockIdx.y) * kTileThreads + int(threadIdx.x);
+  return tile;
+}
+
 inline void check_head_dim(int D, const char* op) {
   if (D <= 0 || D % 8 != 0)
     throw std::invalid_argument(std::string("lighthouse cuda ") + op + ": head dim " + std::to_string(D) +

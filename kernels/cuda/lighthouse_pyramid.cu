@@ -121,27 +121,26 @@ __global__ void coarse_pyramid_kernel(bf16* qp, bf16* kp, bf16* vp, const bf16* 
 // level-0 term is not read from dpyr (whose level-0 rows are then never written) but pulled
 // straight from the sub-sequence gradients, as gather_backward_kernel would have written it: the
 // group's heads in ascending order, summed in fp32 and rounded to bf16. Same bits, one pass less.
-template <typename I>
-__global__ void pyramid_backward_kernel(bf16* dqkv, const bf16* dq, const bf16* dk, const bf16* dv, int B, int H,
-                                        int Hkv, int D, DevGeo g, Level0Grads z) {
+// Token-major (detail::token_tile): a thread owns chunk `col` of one fused-row column hh for a tile
+// of tokens.
+__global__ __launch_bounds__(detail::kTileThreads) void pyramid_backward_kernel(bf16* dqkv, const bf16* dq,
+                                                                              const bf16* dk, const bf16* dv, int H,
+                                                                              int Hkv, int D, DevGeo g,
+                                                                              Level0Grads z) {
   const int HX = H + 2 * Hkv, V = D / detail::kVec;
   const int64_t P = g.P();
-  const I items = I(B) * I(g.N) * I(HX) * I(V);
-  for (I it = I(detail::global_thread()); it < items; it += I(detail::grid_threads())) {
-    const int chunk = int(it % I(V));
-    const I r = it / I(V);
-    const int hh = int(r % I(HX));
-    const I bt = r / I(HX);
-    const int64_t t = int64_t(bt % I(g.N));
-    const int b = int(bt / I(g.N));
-    const bf16* src = part_row(dq, dk, dv, H, Hkv, b, hh, P, D) + chunk * detail::kVec;
+  const detail::TokenTile tile = detail::token_tile(g.N);
+  if (tile.col >= HX * V) return;
+  const int hh = tile.col / V, chunk = tile.col % V, b = tile.b;
+  const bf16* src = part_row(dq, dk, dv, H, Hkv, b, hh, P, D) + chunk * detail::kVec;
+  // Column hh's part and its query heads: a query head is its own group; a kv head serves G.
+  const int G = H / Hkv;
+  const bf16* dsub = hh < H ? z.dq : hh < H + Hkv ? z.dk : z.dv;
+  const int x0 = hh < H ? hh : (hh < H + Hkv ? hh - H : hh - H - Hkv) * G, x1 = hh < H ? hh + 1 : x0 + G;
+  for (int64_t t = tile.t0; t < tile.t1; ++t) {
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, x[8];
     int first_level = 0;
     if (z.pos) {
-      // Column hh's part and its query heads: a query head is its own group; a kv head serves G.
-      const int G = H / Hkv;
-      const bf16* dsub = hh < H ? z.dq : hh < H + Hkv ? z.dk : z.dv;
-      const int x0 = hh < H ? hh : (hh < H + Hkv ? hh - H : hh - H - Hkv) * G, x1 = hh < H ? hh + 1 : x0 + G;
       float sum[8] = {0, 0, 0, 0, 0, 0, 0, 0};
       for (int h = x0; h < x1; ++h) {
         const size_t bh = size_t(b) * H + h;
@@ -156,12 +155,12 @@ __global__ void pyramid_backward_kernel(bf16* dqkv, const bf16* dq, const bf16* 
       first_level = 1;
     }
     for (int l = first_level; l < g.L; ++l) {
-      const float inv = 1.0f / float(g.win[l]);
+      const float inv = __frcp_rn(float(g.win[l]));  // = 1.0f / win, correctly rounded, without a division
       detail::load8(x, src + (g.off[l] + g.div_win(t, l)) * D);
 #pragma unroll
       for (int e = 0; e < 8; ++e) acc[e] += x[e] * inv;
     }
-    detail::store8(dqkv + size_t(it) * detail::kVec, acc);
+    detail::store8(dqkv + ((size_t(b) * g.N + t) * HX + hh) * D + chunk * detail::kVec, acc);
   }
 }
 
@@ -298,11 +297,9 @@ void lighthouse_pyramid_backward(bf16* dqkv, const bf16* dqpyr, const bf16* dkpy
                                  int Hkv, int D, const Geometry& geo, cudaStream_t s, const Level0Grads& level0) {
   detail::check_head_dim(D, "pyramid_backward");
   const DevGeo g = detail::make_dev_geo(geo);
-  const size_t items = size_t(B) * g.N * (H + 2 * Hkv) * (D / detail::kVec);
-  detail::with_index_type(items, [&](auto index) {
-    pyramid_backward_kernel<decltype(index)><<<detail::grid_for(items, kThreads), kThreads, 0, s>>>(
-        dqkv, dqpyr, dkpyr, dvpyr, B, H, Hkv, D, g, level0);
-  });
+  const int row_chunks = (H + 2 * Hkv) * (D / detail::kVec);
+  pyramid_backward_kernel<<<detail::token_tile_grid(B, g.N, row_chunks), detail::kTileThreads, 0, s>>>(
+      dqkv, dqpyr, dkpyr, dvpyr, H, Hkv, D, g, level0);
   LH_CUDA_CHECK_LAUNCH();
 }
 
