@@ -170,32 +170,69 @@ __global__ __launch_bounds__(detail::kTileThreads) void pyramid_backward_kernel(
 // t of the source is src + b * sb + x * sx + t * st: a pyramid's level 0, or qkv itself.
 // kHeadsFastest: consecutive threads take consecutive heads of one position (contiguous in qkv's
 // fused rows) instead of consecutive positions of one head (contiguous in a pyramid).
-template <typename I, bool kHeadsFastest>
-__global__ void level0_norm_kernel(float* score, const bf16* src, int Hx, int rows, int D, int64_t sb, int64_t sx,
-                                   int64_t st, DevGeo g) {
-  const int64_t P = g.P();
-  const I items = I(rows) * I(g.N);
-  for (I it = I(detail::global_thread()); it < items; it += I(detail::grid_threads())) {
-    size_t row;
-    int64_t t;
-    if (kHeadsFastest) {
-      const I bt = it / I(Hx);
-      t = int64_t(bt % I(g.N));
-      row = size_t(bt / I(g.N)) * Hx + size_t(it % I(Hx));
-    } else {
-      row = size_t(it / I(g.N));
-      t = int64_t(it % I(g.N));
-    }
-    const bf16* x = src + int64_t(row / Hx) * sb + int64_t(row % Hx) * sx + t * st;
-    double acc = 0.0;
-    float v[8];
-    for (int d = 0; d < D; d += detail::kVec) {
-      detail::load8(v, x + d);
-#pragma unroll
-      for (int e = 0; e < 8; ++e) acc = __dadd_rn(acc, __dmul_rn(double(v[e]), double(v[e])));
-    }
-    score[row * P + t] = float(sqrt(acc));
+// A block's kNormRows rows are first staged in shared memory by all its threads, V per row, so
+// that global loads are 256-byte coalesced runs; a thread reading its own row straight from global
+// memory made every load instruction touch 32 sectors and ran at half the bandwidth. Rows in
+// shared memory are padded by 16 bytes, so the threads' 16-byte reads of one step hit distinct banks.
+constexpr int kNormRows = 128;
+
+__host__ __device__ constexpr int norm_row_stride(int D) { return D + detail::kVec; }  // bf16 elements
+
+template <bool kHeadsFastest>
+__device__ __forceinline__ void norm_item(int64_t it, int Hx, int64_t N, size_t& row, int64_t& t) {
+  if (kHeadsFastest) {
+    const int64_t bt = it / Hx;
+    t = bt % N;
+    row = size_t(bt / N) * Hx + size_t(it % Hx);
+  } else {
+    row = size_t(it / N);
+    t = it % N;
   }
+}
+
+template <bool kHeadsFastest>
+__global__ __launch_bounds__(kNormRows) void level0_norm_kernel(float* score, const bf16* src, int Hx, int rows,
+                                                                int D, int64_t sb, int64_t sx, int64_t st, DevGeo g) {
+  extern __shared__ uint4 staged_raw[];
+  bf16* staged = reinterpret_cast<bf16*>(staged_raw);
+  __shared__ const bf16* row_start[kNormRows];
+  const unsigned V = D / detail::kVec, stride = norm_row_stride(D);
+  const int64_t items = int64_t(rows) * g.N, first = int64_t(blockIdx.x) * kNormRows;
+  const int count = int(min(int64_t(kNormRows), items - first));
+  // Each thread decodes its own row once (64-bit divisions are expensive), then all stage all rows.
+  size_t row = 0;
+  int64_t t = 0;
+  if (int(threadIdx.x) < count) {
+    norm_item<kHeadsFastest>(first + threadIdx.x, Hx, g.N, row, t);
+    row_start[threadIdx.x] = src + int64_t(row / Hx) * sb + int64_t(row % Hx) * sx + t * st;
+  }
+  __syncthreads();
+  constexpr int kInFlight = 4;  // loads issued before their stores: one load at a time cannot fill HBM
+  const unsigned chunks = unsigned(count * V);
+  for (unsigned c0 = threadIdx.x; c0 < chunks; c0 += kInFlight * kNormRows) {
+    uint4 buf[kInFlight];
+#pragma unroll
+    for (int u = 0; u < kInFlight; ++u) {
+      const unsigned c = c0 + u * kNormRows;
+      if (c < chunks) buf[u] = *reinterpret_cast<const uint4*>(row_start[c / V] + (c % V) * detail::kVec);
+    }
+#pragma unroll
+    for (int u = 0; u < kInFlight; ++u) {
+      const unsigned c = c0 + u * kNormRows;
+      if (c < chunks) *reinterpret_cast<uint4*>(staged + (c / V) * stride + (c % V) * detail::kVec) = buf[u];
+    }
+  }
+  __syncthreads();
+  if (int(threadIdx.x) >= count) return;
+  const bf16* x = staged + threadIdx.x * stride;
+  double acc = 0.0;
+  float v[8];
+  for (int d = 0; d < D; d += detail::kVec) {
+    detail::load8(v, x + d);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) acc = __dadd_rn(acc, __dmul_rn(double(v[e]), double(v[e])));
+  }
+  score[row * g.P() + t] = float(sqrt(acc));
 }
 
 // Levels >= 1: the max of the level-0 scores inside the window (max is exact: order-free).
@@ -232,16 +269,19 @@ void pyramid_entries(bf16* qpyr, bf16* kpyr, bf16* vpyr, const bf16* qkv, int B,
 
 void level0_norm(float* score, const bf16* src, int Hx, int rows, int D, int64_t sb, int64_t sx, int64_t st,
                  const DevGeo& g, cudaStream_t s) {
-  const size_t items = size_t(rows) * g.N;
-  const unsigned grid = detail::grid_for(items, kThreads);
+  const int64_t items = int64_t(rows) * g.N;
+  if (items == 0) return;
+  const int64_t blocks = (items + kNormRows - 1) / kNormRows;
+  if (blocks >= (int64_t(1) << 31)) throw std::invalid_argument("lighthouse cuda norm_scores: too many rows");
+  const size_t smem = size_t(kNormRows) * norm_row_stride(D) * sizeof(bf16);
   const bool heads_fastest = sx < st;  // heads are closer together than positions (qkv rows)
-  detail::with_index_type(items, [&](auto index) {
-    using I = decltype(index);
-    if (heads_fastest)
-      level0_norm_kernel<I, true><<<grid, kThreads, 0, s>>>(score, src, Hx, rows, D, sb, sx, st, g);
-    else
-      level0_norm_kernel<I, false><<<grid, kThreads, 0, s>>>(score, src, Hx, rows, D, sb, sx, st, g);
-  });
+  auto launch = [&](auto kernel) {
+    if (smem > 48 * 1024)  // large head dims: opt in to more than the default dynamic shared memory
+      LH_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    kernel<<<unsigned(blocks), kNormRows, smem, s>>>(score, src, Hx, rows, D, sb, sx, st, g);
+  };
+  if (heads_fastest) launch(level0_norm_kernel<true>);
+  else launch(level0_norm_kernel<false>);
   LH_CUDA_CHECK_LAUNCH();
 }
 
