@@ -1,7 +1,7 @@
 // Lighthouse pyramid (mean pooling of the post-RoPE q, k, v) forward and backward, and the norm
-// scores; plus the fused variants the layer uses, which treat qkv itself as level 0. One thread per 8-element chunk of one output row; every output has a single writer that
-// sums its inputs in a fixed order, so results do not depend on the grid (grid-stride loops with
-// 64-bit item counts: any N).
+// scores; plus the fused variants the layer uses, which treat qkv itself as level 0. Every 8-element
+// output chunk (or score) has a single writer that sums its inputs in a fixed order, so results do
+// not depend on the grid; grids and index arithmetic are sized for any N (64-bit where needed).
 #include "lighthouse_geo.cuh"
 #include "lighthouse_kernels.h"
 #include "vec.cuh"

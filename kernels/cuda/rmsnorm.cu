@@ -142,16 +142,6 @@ __global__ __launch_bounds__(kBwdThreads) void rmsnorm_backward_kernel(bf16* dx,
 // Bytes: N*C*2*2 (dy, x) + N*C*2*2 (dx read+write) + N*4 + ceil(N/16)*C*4*2 (partials).
 constexpr int kRowsPerWarp = 16, kRowWarps = 4;
 
-__device__ __forceinline__ void unpack8(float (&f)[8], const uint4& raw) {
-  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 t = __bfloat1622float2(h[i]);
-    f[2 * i] = t.x;
-    f[2 * i + 1] = t.y;
-  }
-}
-
 template <int kChunks>
 __global__ __launch_bounds__(kRowWarps * 32, 4) void rmsnorm_backward_rows_kernel(bf16* dx, float* partial,
                                                                                const bf16* dout, const bf16* x,

@@ -18,8 +18,8 @@ constexpr int kVec = 8;  // bf16 per 16-byte vector
 
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
-__device__ __forceinline__ void load8(float (&f)[8], const bf16* p) {
-  const uint4 raw = *reinterpret_cast<const uint4*>(p);
+// 8 bf16 packed in 16 bytes -> 8 floats (exact).
+__device__ __forceinline__ void unpack8(float (&f)[8], const uint4& raw) {
   const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
@@ -27,6 +27,10 @@ __device__ __forceinline__ void load8(float (&f)[8], const bf16* p) {
     f[2 * i] = t.x;
     f[2 * i + 1] = t.y;
   }
+}
+
+__device__ __forceinline__ void load8(float (&f)[8], const bf16* p) {
+  unpack8(f, *reinterpret_cast<const uint4*>(p));
 }
 
 __device__ __forceinline__ void store8(bf16* p, const float (&f)[8]) {
