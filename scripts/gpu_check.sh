@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # On a GPU machine: builds (unless build/ already holds binaries built elsewhere), runs the GPU
-# tests and the benchmarks, writes everything under OUT_DIR and ends with a short table.
+# tests, the benchmarks and (if torch is installed) the PyTorch baselines of
+# scripts/torch_reference.py, writes everything under OUT_DIR and ends with a short table.
 #   scripts/gpu_check.sh [OUT_DIR]
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -25,10 +26,25 @@ for T in 4096 32768; do
     > "$out/bench_train_$T.log" 2>&1
 done
 
+# PyTorch on the same card in the same call, where torch is installed (the comparisons in
+# docs/benchmarks.md are only ever made between numbers from one call).
+has_torch=0
+if python3 -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
+  has_torch=1
+  python3 scripts/torch_reference.py attention --seq-lens 4096 16384 65536 131072 > "$out/torch_attention.log" 2>&1
+  python3 scripts/torch_reference.py train --seq-len 4096 --micro-batch 8 --compile > "$out/torch_train.log" 2>&1
+fi
+
 echo "== $(cat "$out/gpu.txt")"
 echo "GPU tests: $(tail -2 "$out/gpu_tests.log" | tr '\n' ' ') (exit $tests_rc)"
 printf "%-28s %s\n" "benchmark" "result"
 grep -h "attention N=" "$out/bench_attention.log" | sed 's/^/  /'
 grep -h "lighthouse N=" "$out/bench_lighthouse.log" | sed 's/^/  /'
 for T in 4096 32768; do printf "  train 270M T=%-6s %s\n" "$T" "$(grep -h 'train step' "$out/bench_train_$T.log")"; done
+if [ "$has_torch" = 1 ]; then
+  grep -h "attention N=" "$out/torch_attention.log" | sed 's/^/  PyTorch SDPA /'
+  printf "  PyTorch compiled train 270M T=4096 %s\n" "$(grep -h 'train step' "$out/torch_train.log")"
+else
+  echo "  (no CUDA-enabled torch here: PyTorch comparison skipped)"
+fi
 exit $tests_rc
