@@ -140,6 +140,8 @@ __global__ __launch_bounds__(kBwdThreads) void rmsnorm_backward_kernel(bf16* dx,
 // increasing row order, reduced by rmsnorm_dweight_kernel as above. Lane l holds columns
 // (i * 32 + l) * 8 .. + 7 for i < kChunks, so each load instruction of a warp is 512 contiguous bytes.
 // Bytes: N*C*2*2 (dy, x) + N*C*2*2 (dx read+write) + N*4 + ceil(N/16)*C*4*2 (partials).
+// Launch bounds ask for 4 blocks per SM: at C = 1024 that caps registers at 128 (150 unbounded,
+// a few bytes spilled) and puts all 2,048 warps of N = 32768 on the GPU in one wave.
 constexpr int kRowsPerWarp = 16, kRowWarps = 4;
 
 template <int kChunks>
