@@ -90,13 +90,8 @@ __global__ void coarse_pyramid_kernel(bf16* qp, bf16* kp, bf16* vp, const bf16* 
       for (int u = 0; u < kBatch; ++u) raw[u] = *reinterpret_cast<const uint4*>(src + size_t(t0 + u) * stride);
 #pragma unroll
       for (int u = 0; u < kBatch; ++u) {
-        const __nv_bfloat162* h2 = reinterpret_cast<const __nv_bfloat162*>(&raw[u]);
         float x[8];
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const float2 f = __bfloat1622float2(h2[i]);
-          x[2 * i] = f.x, x[2 * i + 1] = f.y;
-        }
+        detail::unpack8(x, raw[u]);
         const int t = t0 + u;  // base row within the window
 #pragma unroll
         for (int l = 0; l < kL - 1; ++l) {

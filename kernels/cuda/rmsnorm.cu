@@ -2,8 +2,6 @@
 // row fits, else row segments per block; then a deterministic column reduction for dweight).
 #include "vec.cuh"
 
-#include <type_traits>
-
 namespace lh::cuda {
 namespace {
 using namespace detail;
@@ -243,19 +241,21 @@ void rmsnorm_backward(bf16* dx, float* dweight, const bf16* dout, const bf16* x,
   float* partial = static_cast<float*>(scratch);
   const bool vec = C % kVec == 0 && aligned16(dx) && aligned16(dout) && aligned16(x) && aligned16(weight) &&
                    aligned16(partial);
-  unsigned partials = 0;
-  auto rows_kernel = [&](auto chunks) {
-    constexpr int kChunks = decltype(chunks)::value;
-    if (partials || !vec || C != kChunks * 32 * kVec) return;
-    partials = ceil_div(N, kRowsPerWarp);
-    rmsnorm_backward_rows_kernel<kChunks><<<ceil_div(int(partials), kRowWarps), kRowWarps * 32, 0, s>>>(
-        dx, partial, dout, x, weight, rstd, N);
+  // Rows of 256 * k elements, k <= 4, fit a warp's registers; other widths take two passes.
+  constexpr int kWarpRow = 32 * kVec;
+  const int chunks = vec && C % kWarpRow == 0 ? C / kWarpRow : 0;
+  unsigned partials = ceil_div(N, kRowsPerWarp);
+  const unsigned row_blocks = ceil_div(partials, kRowWarps);
+  auto launch_rows = [&](auto kernel) {
+    kernel<<<row_blocks, kRowWarps * 32, 0, s>>>(dx, partial, dout, x, weight, rstd, N);
   };
-  // Rows up to 1024 wide fit the registers (C = 1024: ~100 per thread); wider ones take two passes.
-  rows_kernel(std::integral_constant<int, 1>{});
-  rows_kernel(std::integral_constant<int, 2>{});
-  rows_kernel(std::integral_constant<int, 3>{});
-  rows_kernel(std::integral_constant<int, 4>{});
+  switch (chunks) {
+    case 1: launch_rows(rmsnorm_backward_rows_kernel<1>); break;
+    case 2: launch_rows(rmsnorm_backward_rows_kernel<2>); break;
+    case 3: launch_rows(rmsnorm_backward_rows_kernel<3>); break;
+    case 4: launch_rows(rmsnorm_backward_rows_kernel<4>); break;
+    default: partials = 0;  // the two-pass kernel below
+  }
   if (!partials) {
     partials = ceil_div(N, kRows);
     if (vec)
