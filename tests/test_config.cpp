@@ -79,6 +79,8 @@ TEST_CASE("malformed configs name the culprit's JSON path", "[config]") {
       {R"({"training":{"keep_last":-1}})", "training.keep_last", ">= 0"},
       {R"({"training":{"grad_bucket_mb":0}})", "training.grad_bucket_mb", "(0, 65536]"},
       {R"({"training":{"device":"tpu"}})", "training.device", "must be one of auto, cpu, cuda"},
+      {R"({"training":{"recompute":"some"}})", "training.recompute", "must be one of none, selective, full"},
+      {R"({"training":{"recompute":1}})", "training.recompute", "or a boolean, got number 1"},
       {R"({"logging":{"interval":0}})", "logging.interval", ">= 1"},
       {R"({"logging":{"dir":""}})", "logging.dir", "must not be empty"},
       {R"({"logging":{"dir":5}})", "logging.dir", "expected a string"},
@@ -185,6 +187,22 @@ TEST_CASE("defaults, lenient forms and the to_json round trip", "[config]") {
     json k = minimal();
     k["optimizer"]["lr"] = 1;  // an integer where a number is expected is fine
     CHECK(Config::from_json(k).optimizer.lr == 1.0);
+  }
+  SECTION("training.recompute takes a mode name or the original boolean") {
+    const auto mode = [](const char* value) {
+      json j = minimal();
+      j["training"]["recompute"] = json::parse(value);
+      return Config::from_json(j).training.recompute;
+    };
+    CHECK(c.training.recompute == lh::Recompute::kNone);
+    CHECK(mode("true") == lh::Recompute::kFull);
+    CHECK(mode("false") == lh::Recompute::kNone);
+    CHECK(mode(R"("none")") == lh::Recompute::kNone);
+    CHECK(mode(R"("selective")") == lh::Recompute::kSelective);
+    CHECK(mode(R"("full")") == lh::Recompute::kFull);
+    json j = minimal();
+    j["training"]["recompute"] = "selective";
+    CHECK(Config::from_json(j).to_json()["training"]["recompute"] == "selective");
   }
 }
 

@@ -168,11 +168,15 @@ TEST_CASE("cuda: whole-model loss and gradients match the CPU reference, determi
     INFO(e.name);
     CHECK(rel_l2(a, b) < 5e-2);  // bf16 activations through two layers of backward
   }
-  // Same inputs again: bit-identical gradients.
-  gm.zero_grads();
-  gm.forward(tok.data(), tgt.data(), B, T);
-  gm.backward();
-  CHECK(lh::download_doubles(*gpu, gm.grads()) == gg);
+  // Same inputs again: bit-identical gradients, with every recompute mode too.
+  for (lh::Recompute mode : {lh::Recompute::kNone, lh::Recompute::kFull, lh::Recompute::kSelective}) {
+    INFO("recompute " << lh::recompute_name(mode));
+    gm.set_recompute(mode);
+    gm.zero_grads();
+    CHECK(gm.forward(tok.data(), tgt.data(), B, T) == gl);
+    gm.backward();
+    CHECK(lh::download_doubles(*gpu, gm.grads()) == gg);
+  }
 }
 
 TEST_CASE("cuda: a short GPU run follows the CPU loss curve, and GPU runs and resumes are bit-exact", "[gpu][cuda]") {

@@ -182,13 +182,29 @@ TEST_CASE("cuda AdamW, scale and sum_squares vs CPU", "[gpu][cuda_kernels]") {
     DeviceBuffer<bf16> d_copy(n);
     d_copy.poison();
     lh::cuda::adamw_update(d_p.get(), d_g.get(), d_m.get(), d_v.get(), d_copy.get(), n, 3e-3f, 0.9f, 0.95f, 1e-8f,
-                           0.1f, 3, 0);
+                           0.1f, 3, 1.0f, 0);
     // fp32 state relative to the tensor's max |value| (floor 1): m = b1 m + (1-b1) g cancels, so
     // per-element relative error near zero says nothing about the kernel.
     LH_ERR("adamw param fp32", max_rel_err(d_p.download(), p, 1.0), kAdamTol);
     LH_ERR("adamw m fp32", max_rel_err(d_m.download(), m, 1.0), kAdamTol);
     LH_ERR("adamw v fp32", max_rel_err(d_v.download(), v, 1.0), kAdamTol);
     LH_ERR("adamw bf16 copy", max_rel_err(run_bf16(d_copy), p), kBf16Tol);
+
+    // Clipping folded into the update: the same bits as scaling the gradient in place first.
+    DeviceBuffer<float> f_p(p0), f_g(g), f_m(m0), f_v(v0), s_p(p0), s_g(g), s_m(m0), s_v(v0);
+    DeviceBuffer<bf16> f_copy(n), s_copy(n);
+    const float clip = 0.37f;
+    lh::cuda::adamw_update(f_p.get(), f_g.get(), f_m.get(), f_v.get(), f_copy.get(), n, 3e-3f, 0.9f, 0.95f, 1e-8f,
+                           0.1f, 3, clip, 0);
+    lh::cuda::scale_inplace(s_g.get(), n, clip, 0);
+    lh::cuda::adamw_update(s_p.get(), s_g.get(), s_m.get(), s_v.get(), s_copy.get(), n, 3e-3f, 0.9f, 0.95f, 1e-8f,
+                           0.1f, 3, 1.0f, 0);
+    CHECK(f_p.download() == s_p.download());
+    CHECK(f_m.download() == s_m.download());
+    CHECK(f_v.download() == s_v.download());
+    CHECK(run_bf16(f_copy) == run_bf16(s_copy));
+    CHECK(f_g.download() == g);  // the gradient buffer is only read
+    CHECK(f_p.download() != d_p.download());  // the scale did change the update
 
     DeviceBuffer<char> scratch(lh::cuda::sum_squares_scratch_bytes(n));
     DeviceBuffer<double> d_res(1);

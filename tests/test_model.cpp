@@ -136,17 +136,21 @@ TEST_CASE("activation recomputation gives bit-identical loss and gradients", "[c
   std::vector<int32_t> tok(B * T), tgt(B * T);
   for (auto& t : tok) t = int32_t(rng.below(cfg.vocab_size));
   for (auto& t : tgt) t = int32_t(rng.below(cfg.vocab_size));
-  auto run = [&](bool recompute) {
-    model.set_recompute(recompute);
+  auto run = [&](lh::Recompute mode) {
+    model.set_recompute(mode);
     model.zero_grads();
     const double loss = model.forward(tok.data(), tgt.data(), B, T);
     model.backward();
     const float* g = model.grads().as<float>();
     return std::make_pair(loss, std::vector<float>(g, g + model.layout().total()));
   };
-  const auto full = run(false), recomputed = run(true);
-  CHECK(full.first == recomputed.first);
-  CHECK(full.second == recomputed.second);
+  const auto kept = run(lh::Recompute::kNone);
+  for (lh::Recompute mode : {lh::Recompute::kFull, lh::Recompute::kSelective}) {
+    INFO("recompute " << lh::recompute_name(mode));
+    const auto recomputed = run(mode);
+    CHECK(kept.first == recomputed.first);
+    CHECK(kept.second == recomputed.second);
+  }
 }
 
 TEST_CASE("matmul_forward_residual's default is the GEMM then the residual add, never in place",

@@ -334,6 +334,18 @@ TEST_CASE("adamw and gradient-norm helpers match hand-written formulas", "[cpu][
   adamw_update(p.data(), zero.data(), m0.data(), v0.data(), n, lr, b1, b2, eps, 0.0, 1);
   CHECK(p == before);
 
+  // grad_scale (clipping folded in) gives the bits of scale_inplace followed by an unscaled update.
+  std::vector<float> fp = pf, fm = mf, fv = vf, sp = pf, sm = mf, sv = vf;
+  const std::vector<float> gf = to_float(random_vec(n, 200)), gf_before = gf;
+  std::vector<float> gf_scaled = gf;
+  scale_inplace(gf_scaled.data(), n, 0.37);
+  adamw_update(fp.data(), gf.data(), fm.data(), fv.data(), n, lr, b1, b2, eps, wd, 4, 0.37);
+  adamw_update(sp.data(), gf_scaled.data(), sm.data(), sv.data(), n, lr, b1, b2, eps, wd, 4);
+  CHECK(fp == sp);
+  CHECK(fm == sm);
+  CHECK(fv == sv);
+  CHECK(gf == gf_before);
+
   const Vec big = random_vec(10007, 29);  // several sum_squares chunks, one partial
   double ss = 0.0;
   for (double x : big) ss += x * x;

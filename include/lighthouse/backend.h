@@ -109,9 +109,11 @@ class Backend {
                                       int V, double dloss) = 0;
   virtual double sum_squares(const Tensor& x) = 0;
   virtual void scale_inplace(Tensor x, double s) = 0;
-  // Updates the master weights; when compute_copy is not empty, also refreshes it from them.
+  // Updates the master weights from grad * grad_scale (grad is not written); when compute_copy is not
+  // empty, also refreshes it from them.
   virtual void adamw_update(Tensor param, const Tensor& grad, Tensor m, Tensor v, Tensor compute_copy, double lr,
-                            double beta1, double beta2, double eps, double weight_decay, int step) = 0;
+                            double beta1, double beta2, double eps, double weight_decay, int step,
+                            double grad_scale) = 0;
 
   // ---- Lighthouse attention stages (semantics and layouts: ops/lighthouse_reference.h) ---------
   // Data tensors are act_dtype(); lse is param_dtype(); scores are F32 and indices I32 on every

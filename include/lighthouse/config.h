@@ -61,6 +61,10 @@ struct ScheduleConfig {
   double decay_fraction = 0.2;   // wsd only: the final fraction of steps that decays
 };
 
+// Activation recomputation (training.recompute); what each mode keeps: src/model/activations.h.
+enum class Recompute { kNone, kSelective, kFull };
+const char* recompute_name(Recompute r);  // "none", "selective", "full"
+
 struct TrainingConfig {
   int steps = 1000;
   int global_batch = 0;       // sequences per optimizer step over all ranks; 0 = derive from grad_accum
@@ -71,7 +75,7 @@ struct TrainingConfig {
   int checkpoint_interval = 0;  // steps between checkpoints; 0 = only at the end
   int keep_last = 3;          // checkpoints kept in the run directory; 0 keeps all
   std::string device = "auto";  // auto | cpu | cuda
-  bool recompute = false;     // keep only layer inputs and attention outputs; recompute the rest in backward
+  Recompute recompute = Recompute::kNone;  // which activations backward recomputes instead of keeping
   bool deterministic = true;  // bitwise reproducible kernels; false allows cuDNN's atomic attention backward
   double grad_bucket_mb = 32;  // data parallel: MiB of fp32 gradients per bucket reduced during backward
 };

@@ -69,8 +69,8 @@ class LlamaModel {
   void init_weights(uint64_t seed);
 
   void set_attention(std::unique_ptr<AttentionOp> attention);
-  // Activation recomputation (training.recompute): bit-identical results, far less memory.
-  void set_recompute(bool on);
+  // Activation recomputation (training.recompute): bit-identical results, less memory.
+  void set_recompute(Recompute mode);
   const AttentionOp& attention() const { return *attention_; }
 
   // Forward pass on host token ids [B*T]. With targets, returns the mean cross-entropy (nats) and
@@ -93,9 +93,11 @@ class LlamaModel {
   struct Activations;
   void ensure_capacity(int B, int T);
   // The layer's forward around attention: everything before it (norm, qkv, RoPE) and after it
-  // (output projection, residual, MLP). Backward with recompute reruns both, not attention.
+  // (output projection, residual, MLP). Backward with full recompute reruns both, not attention.
   void layer_pre_attention(int l, int B, int T);
   void layer_post_attention(int l, int N, bool write_output);
+  // Selective recompute: refills the layer's norm outputs and SwiGLU output from what it kept.
+  void recompute_norms_and_swiglu(int l, int N);
 
   ModelConfig cfg_;
   Backend& be_;
@@ -108,7 +110,7 @@ class LlamaModel {
   std::unique_ptr<Activations> acts_;
   int B_ = 0, T_ = 0;      // shape of the last forward
   bool has_targets_ = false;
-  bool recompute_ = false;
+  Recompute recompute_ = Recompute::kNone;
 };
 
 }  // namespace lh

@@ -34,8 +34,8 @@ class AdamW {
   double step(Tensor params, Tensor grads, Tensor compute_copy, double lr);
 
   // One update of the owned ranges: params and compute_copy are whole (padded) allocations,
-  // shard_grads is the shard buffer of reduced gradients; they are first scaled by grad_scale
-  // (clipping). Weight decay applies only to entries marked weight_decay; entries straddling a
+  // shard_grads is the shard buffer of reduced gradients, read times grad_scale (clipping) and
+  // not written. Weight decay applies only to entries marked weight_decay; entries straddling a
   // range are updated on their intersection. Steps are counted from 1.
   void apply(Tensor params, Tensor shard_grads, Tensor compute_copy, double lr, double grad_scale);
 

@@ -37,16 +37,17 @@ void scale_inplace(T* x, size_t n, double s) {
   for (long long i = 0; i < count; ++i) x[i] = static_cast<T>(x[i] * s);
 }
 
-// The update is evaluated in double and rounded once to T per stored value.
+// The update is evaluated in double and rounded once to T per stored value. The scaled gradient is
+// rounded to T first, exactly as scale_inplace would have stored it.
 template <typename T>
 void adamw_update(T* param, const T* grad, T* m, T* v, size_t n, double lr, double beta1, double beta2,
-                  double eps, double weight_decay, int step) {
+                  double eps, double weight_decay, int step, double grad_scale) {
   const double bias1 = 1.0 - std::pow(beta1, step);
   const double bias2 = 1.0 - std::pow(beta2, step);
   const long long count = static_cast<long long>(n);
 #pragma omp parallel for schedule(static)
   for (long long i = 0; i < count; ++i) {
-    const double g = grad[i];
+    const double g = static_cast<T>(grad[i] * grad_scale);
     const double mi = beta1 * m[i] + (1.0 - beta1) * g;
     const double vi = beta2 * v[i] + (1.0 - beta2) * g * g;
     m[i] = static_cast<T>(mi);
@@ -59,7 +60,7 @@ void adamw_update(T* param, const T* grad, T* m, T* v, size_t n, double lr, doub
 #define LH_INSTANTIATE(T)                                                                           \
   template double sum_squares<T>(const T*, size_t);                                                 \
   template void scale_inplace<T>(T*, size_t, double);                                               \
-  template void adamw_update<T>(T*, const T*, T*, T*, size_t, double, double, double, double, double, int);
+  template void adamw_update<T>(T*, const T*, T*, T*, size_t, double, double, double, double, double, int, double);
 LH_INSTANTIATE(float)
 LH_INSTANTIATE(double)
 #undef LH_INSTANTIATE

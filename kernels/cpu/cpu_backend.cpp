@@ -94,8 +94,8 @@ class CpuBackend final : public Backend {
   double sum_squares(const Tensor& x) override { return cpu::sum_squares(x.as<T>(), x.numel); }
   void scale_inplace(Tensor x, double s) override { cpu::scale_inplace(x.as<T>(), x.numel, s); }
   void adamw_update(Tensor p, const Tensor& g, Tensor m, Tensor v, Tensor copy, double lr, double b1, double b2,
-                    double eps, double wd, int step) override {
-    cpu::adamw_update(p.as<T>(), g.as<T>(), m.as<T>(), v.as<T>(), p.numel, lr, b1, b2, eps, wd, step);
+                    double eps, double wd, int step, double grad_scale) override {
+    cpu::adamw_update(p.as<T>(), g.as<T>(), m.as<T>(), v.as<T>(), p.numel, lr, b1, b2, eps, wd, step, grad_scale);
     if (copy.data && copy.data != p.data) convert(copy, p);
   }
 

@@ -76,10 +76,11 @@ __global__ void scale_kernel(float* x, size_t n, float scale, bool vec) {
 }
 
 struct AdamParams {
-  float lr, beta1, beta2, eps, weight_decay, bias1, bias2;
+  float lr, beta1, beta2, eps, weight_decay, bias1, bias2, grad_scale;
 };
 
-__device__ __forceinline__ float adam_one(float& p, float g, float& m, float& v, const AdamParams& a) {
+__device__ __forceinline__ float adam_one(float& p, float g_raw, float& m, float& v, const AdamParams& a) {
+  const float g = g_raw * a.grad_scale;  // clipping, folded in: saves a read+write pass over grad
   m = a.beta1 * m + (1.0f - a.beta1) * g;
   v = a.beta2 * v + (1.0f - a.beta2) * g * g;
   const float mhat = m / a.bias1, vhat = v / a.bias2;
@@ -139,7 +140,8 @@ void scale_inplace(float* x, size_t n, float scale, cudaStream_t s) {
 }
 
 void adamw_update(float* param, const float* grad, float* m, float* v, bf16* compute_copy, size_t n, float lr,
-                  float beta1, float beta2, float eps, float weight_decay, int step, cudaStream_t s) {
+                  float beta1, float beta2, float eps, float weight_decay, int step, float grad_scale,
+                  cudaStream_t s) {
   if (n == 0) return;
   // Bias corrections in double on the host, as the reference does, rounded once to float.
   const AdamParams a{lr,
@@ -148,7 +150,8 @@ void adamw_update(float* param, const float* grad, float* m, float* v, bf16* com
                      eps,
                      weight_decay,
                      static_cast<float>(1.0 - std::pow(static_cast<double>(beta1), step)),
-                     static_cast<float>(1.0 - std::pow(static_cast<double>(beta2), step))};
+                     static_cast<float>(1.0 - std::pow(static_cast<double>(beta2), step)),
+                     grad_scale};
   const bool vec = aligned16(param) && aligned16(grad) && aligned16(m) && aligned16(v) &&
                    (compute_copy == nullptr || (reinterpret_cast<uintptr_t>(compute_copy) & 7u) == 0);
   adamw_kernel<<<grid_for(vec ? n / 4 + 1 : n, 256), 256, 0, s>>>(param, grad, m, v, compute_copy, n, a, vec);

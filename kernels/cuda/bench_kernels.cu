@@ -157,7 +157,7 @@ void bench_elementwise_kernels(int rows, int cols) {
   row("sum_squares (fp32 N*C)", 4.0 * nc, [&] { sum_squares(ss, g, nc, scratch, 0); });
   row("scale_inplace (fp32 N*C)", 8.0 * nc, [&] { scale_inplace(f32, nc, 0.999f, 0); });
   row("adamw_update (N*C params)", 30.0 * nc,
-      [&] { adamw_update(p, g, m, v, copy, nc, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 10, 0); });
+      [&] { adamw_update(p, g, m, v, copy, nc, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 10, 0.5f, 0); });
   LH_CUDA_CHECK(cudaDeviceSynchronize());
 
   for (void* q : std::vector<void*>{x, y, out, w, wte, gu, dgu, qkv, logits, dlogits, copy, f32, rstd, dw, dwte, p, g,

@@ -170,10 +170,10 @@ class CudaBackend final : public Backend {
   }
   void scale_inplace(Tensor x, double s) override { cuda::scale_inplace(f32(x), x.numel, float(s), stream_); }
   void adamw_update(Tensor p, const Tensor& g, Tensor m, Tensor v, Tensor copy, double lr, double b1, double b2,
-                    double eps, double wd, int step) override {
+                    double eps, double wd, int step, double grad_scale) override {
     bf16* copy_ptr = copy.data ? bf(copy, "adamw") : nullptr;
     cuda::adamw_update(f32(p), f32(g), f32(m), f32(v), copy_ptr, p.numel, float(lr), float(b1), float(b2),
-                       float(eps), float(wd), step, stream_);
+                       float(eps), float(wd), step, float(grad_scale), stream_);
   }
 
   // Lighthouse stages (lighthouse_kernels.h); the inverse index and the selection's sort spill

@@ -1,6 +1,9 @@
 #include "cudnn_graph.h"
 
+#include <cstdio>
 #include <stdexcept>
+
+#include "cudnn_engine_choice.h"
 
 namespace lh::cuda {
 
@@ -137,7 +140,8 @@ void CudnnGraph::reshape(const CudnnDesc& x, const CudnnDesc& y) {
   ops_.push_back(&op);
 }
 
-CudnnPlan CudnnGraph::build(cudnnHandle_t handle) {
+CudnnPlan CudnnGraph::build(cudnnHandle_t handle, const std::string& name) {
+  const EngineChoiceOptions choice = engine_choice_from_env(name);
   CudnnPlan out;
   out.keep_alive = std::move(descs_);
   std::vector<cudnnBackendDescriptor_t> raw_ops;
@@ -148,14 +152,13 @@ CudnnPlan CudnnGraph::build(cudnnHandle_t handle) {
       .finalize();
 
   CudnnDesc& heur = out.keep_alive.emplace_back(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR);
-  const cudnnBackendHeurMode_t mode = CUDNN_HEUR_MODE_A;
   heur.set_desc(CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, graph)
-      .set(CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &mode)
+      .set(CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &choice.mode)
       .finalize();
   int64_t count = 0;
   LH_CUDNN_CHECK(cudnnBackendGetAttribute(heur.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR,
                                           0, &count, nullptr));
-  if (count <= 0) throw std::runtime_error("cuDNN: no engine supports this attention graph");
+  if (count <= 0) throw std::runtime_error("cuDNN: no engine supports the " + name + " attention graph");
   std::vector<CudnnDesc*> configs;
   std::vector<cudnnBackendDescriptor_t> raw_configs;
   for (int64_t i = 0; i < count; ++i) {
@@ -166,24 +169,40 @@ CudnnPlan CudnnGraph::build(cudnnHandle_t handle) {
   LH_CUDNN_CHECK(cudnnBackendGetAttribute(heur.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR,
                                           count, &filled, raw_configs.data()));
   std::string failures;
-  for (int64_t i = 0; i < filled; ++i) {
+  int64_t finalized = 0;
+  for (int64_t i = 0; i < filled && !(out.plan && !choice.verbose); ++i) {
+    if (choice.verbose) std::fprintf(stderr, "cuDNN %s config %lld: %s\n", name.c_str(), (long long)i,
+                                     describe_engine_config(configs[i]->get()).c_str());
     CudnnDesc& plan = out.keep_alive.emplace_back(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR);
     try {
+      const bool chosen = !out.plan && finalized == choice.config_index;
+      const CudnnDesc& config = chosen && !choice.knob_overrides.empty()
+                                    ? make_engine_config(graph.get(), configs[i]->get(), choice.knob_overrides,
+                                                         out.keep_alive)
+                                    : *configs[i];
       plan.set(CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle)
-          .set_desc(CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, *configs[i])
+          .set_desc(CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, config)
           .finalize();
+      int64_t ws = 0, got = 0;
+      LH_CUDNN_CHECK(cudnnBackendGetAttribute(plan.get(), CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64,
+                                              1, &got, &ws));
+      if (choice.verbose)
+        std::fprintf(stderr, "  finalized (workspace %.1f MiB)%s%s\n", ws / 1048576.0, chosen ? ", chosen" : "",
+                     chosen && !choice.knob_overrides.empty() ? " with knob overrides" : "");
+      if (chosen) out.plan = &plan, out.workspace_bytes = ws;
+      ++finalized;
     } catch (const std::exception& e) {
-      failures += std::string("\n  engine config ") + std::to_string(i) + ": " + e.what();
-      continue;
+      failures += "\n  engine config " + std::to_string(i) + ": " + e.what();
+      if (choice.verbose) std::fprintf(stderr, "  not finalized: %s\n", e.what());
     }
-    int64_t ws = 0, got = 0;
-    LH_CUDNN_CHECK(
-        cudnnBackendGetAttribute(plan.get(), CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1, &got, &ws));
-    out.plan = &plan;
-    out.workspace_bytes = ws;
-    return out;
   }
-  throw std::runtime_error("cuDNN: no execution plan finalized for the attention graph:" + failures);
+  if (out.plan) return out;
+  if (finalized > 0)
+    throw std::runtime_error("cuDNN " + name + " attention: LH_CUDNN_" + name + "_CONFIG=" +
+                             std::to_string(choice.config_index) + " (or its LH_CUDNN_" + name +
+                             "_KNOBS) does not give a plan; " + std::to_string(finalized) +
+                             " configurations finalize:" + failures);
+  throw std::runtime_error("cuDNN: no execution plan finalized for the " + name + " attention graph:" + failures);
 }
 
 void cudnn_execute(cudnnHandle_t handle, const CudnnPlan& plan, const std::vector<int64_t>& uids,

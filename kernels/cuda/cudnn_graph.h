@@ -1,5 +1,5 @@
 // A thin C++ layer over cuDNN's backend (graph) API: RAII descriptors, a graph builder that hands
-// out tensor descriptors with unique ids, and plan building with heuristics mode A. We do not use
+// out tensor descriptors with unique ids, and plan building from cuDNN's heuristics. We do not use
 // cudnn-frontend (not installable here); this is the part of it that attention needs.
 #pragma once
 #include <cudnn.h>
@@ -76,8 +76,9 @@ class CudnnGraph {
   void reshape(const CudnnDesc& x, const CudnnDesc& y);
 
   // Finalizes the graph and returns the first engine config (heuristics mode A) whose plan
-  // finalizes. Throws with every engine's failure when none does.
-  CudnnPlan build(cudnnHandle_t handle);
+  // finalizes, unless the environment picks another (cudnn_engine_choice.h; `name` selects the
+  // variables, e.g. "BACKWARD"). Throws with every engine's failure when none does.
+  CudnnPlan build(cudnnHandle_t handle, const std::string& name);
 
   static Dims contiguous_strides(const Dims& dims);
 

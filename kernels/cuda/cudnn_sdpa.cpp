@@ -81,7 +81,7 @@ std::unique_ptr<CudnnPlan> build_forward(cudnnHandle_t handle, const SdpaShape& 
   const CudnnDesc& p = g.virt(bf, ss);  // bf16: both matmul inputs must share a type
   g.pointwise(CUDNN_POINTWISE_DIV, f32, e, &z, p);
   g.matmul(p, v, o);
-  return std::make_unique<CudnnPlan>(g.build(handle));
+  return std::make_unique<CudnnPlan>(g.build(handle, "FORWARD"));
 }
 
 // dK / dV of every query head, summed over each GQA group when hq > hk.
@@ -163,7 +163,7 @@ std::unique_ptr<CudnnPlan> build_backward(cudnnHandle_t handle, const SdpaShape&
     g.matmul(ds, k, accum);
     g.pointwise(CUDNN_POINTWISE_IDENTITY, f32, accum, nullptr, dq);
   }
-  return std::make_unique<CudnnPlan>(g.build(handle));
+  return std::make_unique<CudnnPlan>(g.build(handle, "BACKWARD"));
 }
 
 }  // namespace

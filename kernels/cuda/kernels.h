@@ -61,10 +61,12 @@ void cross_entropy_backward(bf16* dlogits, const bf16* logits, const int32_t* ta
 size_t sum_squares_scratch_bytes(size_t n);
 void sum_squares(double* result, const float* x, size_t n, void* scratch, cudaStream_t s);
 void scale_inplace(float* x, size_t n, float scale, cudaStream_t s);
-// AdamW on fp32 master weights/moments, as in the CPU reference; when compute_copy is not null it
-// receives the updated weights in bf16.
+// AdamW on fp32 master weights/moments, as in the CPU reference, on grad * grad_scale (the same
+// float product scale_inplace stores); when compute_copy is not null it receives the updated
+// weights in bf16.
 void adamw_update(float* param, const float* grad, float* m, float* v, bf16* compute_copy, size_t n, float lr,
-                  float beta1, float beta2, float eps, float weight_decay, int step, cudaStream_t s);
+                  float beta1, float beta2, float eps, float weight_decay, int step, float grad_scale,
+                  cudaStream_t s);
 
 // ---- bench_kernels.cu ----
 // Times every kernel above at rows x cols (bf16 activations; logits rows x 257) on the current

@@ -41,6 +41,8 @@ nlohmann::json bench_train(Backend& be, const Config& cfg, const TrainBenchOptio
                       {"seq_len", T},
                       {"grad_accum", accum},
                       {"attention", cfg.phase_at(0).attention},
+                      {"recompute", recompute_name(cfg.training.recompute)},
+                      {"deterministic", cfg.training.deterministic},
                       {"step_ms", ms},
                       {"tokens_per_s", tokens / ms * 1e3},
                       {"model_tflops", tflops},
@@ -49,9 +51,10 @@ nlohmann::json bench_train(Backend& be, const Config& cfg, const TrainBenchOptio
                       // Attention FLOPs are always those of dense causal attention, so a sparse
                       // backend shows "dense-equivalent" throughput (above 100% MFU at long context).
                       {"flops_convention", "dense-equivalent attention"}};
-  std::printf("train step (%s): %.1f ms, %.0f tokens/s, %.1f TFLOP/s, MFU %.1f%% (of %.0f TFLOP/s; dense-equivalent "
+  std::printf("train step (%s, recompute %s%s): %.1f ms, %.0f tokens/s, %.1f TFLOP/s, MFU %.1f%% (of %.0f TFLOP/s; dense-equivalent "
               "attention FLOPs), peak buffers %.2f GiB\n",
-              cfg.phase_at(0).attention.c_str(), ms, r["tokens_per_s"].get<double>(), tflops, 100.0 * tflops / o.peak_tflops, o.peak_tflops,
+              cfg.phase_at(0).attention.c_str(), recompute_name(cfg.training.recompute),
+              cfg.training.deterministic ? "" : ", non-deterministic", ms, r["tokens_per_s"].get<double>(), tflops, 100.0 * tflops / o.peak_tflops, o.peak_tflops,
               be.peak_bytes() / double(1 << 30));
   return r;
 }

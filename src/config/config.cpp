@@ -28,6 +28,18 @@ std::string one_of(const std::string& value, const std::vector<std::string>& all
   throw ConfigError(path, "must be one of " + list + ", got \"" + value + "\"");
 }
 
+// true / false (the original boolean form) or one of the mode names.
+Recompute parse_recompute(const json* v, const std::string& path, Recompute def) {
+  if (!v) return def;
+  if (v->is_boolean()) return v->get<bool>() ? Recompute::kFull : Recompute::kNone;
+  if (!v->is_string())
+    throw ConfigError(path, "expected \"none\", \"selective\", \"full\" or a boolean, got " + config_detail::describe(*v));
+  const std::string name = one_of(config_detail::to_string(*v, path), {"none", "selective", "full"}, path);
+  for (Recompute r : {Recompute::kNone, Recompute::kSelective, Recompute::kFull})
+    if (name == recompute_name(r)) return r;
+  throw std::logic_error("parse_recompute: unhandled mode " + name);
+}
+
 ModelConfig parse_model(const json& j) {
   ObjectReader r(j, "model");
   ModelConfig m;
@@ -147,7 +159,7 @@ TrainingConfig parse_training(const json& j, const DataConfig& d) {
   t.checkpoint_interval = r.get_int("checkpoint_interval", t.checkpoint_interval);
   t.keep_last = r.get_int("keep_last", t.keep_last);
   t.device = one_of(r.get_string("device", t.device), {"auto", "cpu", "cuda"}, "training.device");
-  t.recompute = r.get_bool("recompute", t.recompute);
+  t.recompute = parse_recompute(r.get_raw("recompute"), r.path_of("recompute"), t.recompute);
   t.deterministic = r.get_bool("deterministic", t.deterministic);
   t.grad_bucket_mb = r.get_double("grad_bucket_mb", t.grad_bucket_mb);
   r.finish();
@@ -230,6 +242,15 @@ const json& section(ObjectReader& root, const char* key) {
   return v ? *v : kMissing;
 }
 }  // namespace
+
+const char* recompute_name(Recompute r) {
+  switch (r) {
+    case Recompute::kNone: return "none";
+    case Recompute::kSelective: return "selective";
+    case Recompute::kFull: return "full";
+  }
+  return "?";
+}
 
 Config Config::from_json(const json& j) {
   if (!j.is_object())

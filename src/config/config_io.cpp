@@ -168,7 +168,7 @@ json Config::to_json() const {
         {"eval_interval", training.eval_interval}, {"eval_batches", training.eval_batches},
         {"checkpoint_interval", training.checkpoint_interval},
         {"keep_last", training.keep_last}, {"device", training.device},
-        {"recompute", training.recompute}, {"deterministic", training.deterministic},
+        {"recompute", recompute_name(training.recompute)}, {"deterministic", training.deterministic},
         {"grad_bucket_mb", training.grad_bucket_mb}}},
       {"attention", {{"phases", phases}}},
       {"logging", {{"dir", logging.dir}, {"interval", logging.interval}}},

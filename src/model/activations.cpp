@@ -6,15 +6,29 @@ namespace {
 enum LayerSlot { kX, kLn1, kRstd1, kQkv, kAttn, kMid, kLn2, kRstd2, kGateUp, kHidden, kLayerSlots };
 }  // namespace
 
-ActivationArena::ActivationArena(Backend& be, const ModelConfig& cfg, int B, int T, bool recompute)
+namespace {
+// Whether each layer keeps its own copy of a slot (else all layers share layer 0's, which backward
+// refills by recomputation). Full recompute keeps what cannot be recomputed cheaply: the layer input
+// and the attention output. Selective also keeps every GEMM output, so backward reruns only the
+// norms and SwiGLU, which read and write memory but do no matmuls.
+bool kept_per_layer(Recompute mode, int slot) {
+  switch (mode) {
+    case Recompute::kNone: return true;
+    case Recompute::kFull: return slot == kX || slot == kAttn;
+    case Recompute::kSelective: return slot == kX || slot == kQkv || slot == kAttn || slot == kMid || slot == kGateUp;
+  }
+  return true;
+}
+}  // namespace
+
+ActivationArena::ActivationArena(Backend& be, const ModelConfig& cfg, int B, int T, Recompute recompute)
     : cfg_(cfg), max_tokens_(B * T), recompute_(recompute) {
   const size_t C = cfg.dim, F = cfg.ffn_hidden;
   const size_t per_layer_widths[kLayerSlots] = {C, C, 1, size_t(cfg.qkv_dim()), size_t(cfg.q_dim()),
                                                 C, C, 1, 2 * F, F};
   for (int l = 0; l < cfg.n_layers; ++l)
     for (int s = 0; s < kLayerSlots; ++s) {
-      const bool kept = s == kX || s == kAttn;
-      if (recompute && l > 0 && !kept)
+      if (l > 0 && !kept_per_layer(recompute, s))
         layer_slots_.push_back(layer_slots_[s]);  // shared with layer 0
       else
         layer_slots_.push_back(reserve(per_layer_widths[s], /*stats=*/s == kRstd1 || s == kRstd2));

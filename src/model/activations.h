@@ -24,10 +24,11 @@ struct LayerActivations {
 
 class ActivationArena {
  public:
-  // With recompute, only each layer's input x and attention output are kept per layer; the other
-  // per-layer slots of all layers share one set, refilled by recomputation during backward.
-  ActivationArena(Backend& be, const ModelConfig& cfg, int B, int T, bool recompute);
-  bool recompute() const { return recompute_; }
+  // Without recompute every layer keeps all its slots. With it, only some are kept per layer
+  // (activations.cpp, kept_per_layer); the others are shared by all layers and refilled by
+  // recomputation during backward.
+  ActivationArena(Backend& be, const ModelConfig& cfg, int B, int T, Recompute recompute);
+  Recompute recompute() const { return recompute_; }
   int max_tokens() const { return max_tokens_; }
   // Views for the first N tokens (row-major, so any N <= max_tokens is a prefix).
   LayerActivations layer(int l, int N) const;
@@ -53,7 +54,7 @@ class ActivationArena {
 
   ModelConfig cfg_;
   int max_tokens_;
-  bool recompute_;
+  Recompute recompute_;
   size_t act_per_token_ = 0, stats_per_token_ = 0;
   std::vector<Slot> layer_slots_;  // kLayerSlots per layer
   Slot final_x_, final_ln_, final_rstd_, logits_, losses_;

@@ -92,9 +92,9 @@ void LlamaModel::init_weights(uint64_t seed) {
 
 void LlamaModel::set_attention(std::unique_ptr<AttentionOp> attention) { attention_ = std::move(attention); }
 
-void LlamaModel::set_recompute(bool on) {
-  if (on != recompute_) acts_.reset();  // the arena's layout depends on it
-  recompute_ = on;
+void LlamaModel::set_recompute(Recompute mode) {
+  if (mode != recompute_) acts_.reset();  // the arena's layout depends on it
+  recompute_ = mode;
 }
 
 void LlamaModel::zero_grads() { be_.fill_zero(grads_.view()); }
@@ -159,6 +159,15 @@ void LlamaModel::layer_post_attention(int l, int N, bool write_output) {
   be_.matmul_forward_residual(out, act.hidden, w.w_down, act.mid, N, F, C);  // out = hidden @ w_down^T + mid
 }
 
+void LlamaModel::recompute_norms_and_swiglu(int l, int N) {
+  const int C = cfg_.dim;
+  const LayerWeights w = layer_weights(layout_, weights(), l);
+  const LayerActivations act = acts_->layer(l, N);
+  be_.rmsnorm_forward(act.ln1, act.rstd1, act.x, w.attn_norm, N, C, cfg_.norm_eps);
+  be_.rmsnorm_forward(act.ln2, act.rstd2, act.mid, w.mlp_norm, N, C, cfg_.norm_eps);
+  be_.swiglu_forward(act.hidden, act.gate_up, N, cfg_.ffn_hidden);
+}
+
 void LlamaModel::backward(double loss_scale, const GradsReadyHook& on_ready) {
   if (!has_targets_) throw std::logic_error("LlamaModel::backward needs a forward with targets");
   const int B = B_, T = T_, N = B * T, C = cfg_.dim, V = cfg_.vocab_size, F = cfg_.ffn_hidden;
@@ -186,9 +195,12 @@ void LlamaModel::backward(double loss_scale, const GradsReadyHook& on_ready) {
     const LayerWeights w = layer_weights(layout_, wp, l);
     const LayerWeights g = layer_weights(layout_, gp, l);
     const LayerActivations act = a.layer(l, N);
-    if (recompute_) {  // refill the shared slots with this layer's activations (attention is kept)
+    // Refill the slots this layer shares with the others (attention is always kept).
+    if (recompute_ == Recompute::kFull) {
       layer_pre_attention(l, B, T);
       layer_post_attention(l, N, /*write_output=*/false);
+    } else if (recompute_ == Recompute::kSelective) {
+      recompute_norms_and_swiglu(l, N);
     }
     // MLP block: dresid is d/d(out); out = mid + w_down(swiglu(w_gate_up(ln2(mid)))).
     be_.matmul_backward(a.dhidden(N), g.w_down, a.dresid(N), act.hidden, w.w_down, N, F, C);

@@ -40,7 +40,6 @@ double AdamW::step(Tensor params, Tensor grads, Tensor compute_copy, double lr) 
 }
 
 void AdamW::apply(Tensor params, Tensor shard_grads, Tensor compute_copy, double lr, double grad_scale) {
-  if (grad_scale != 1.0) be_.scale_inplace(shard_grads, grad_scale);
   ++steps_;
   for (const OwnedRange& r : owned_) {
     for (const ParamEntry& e : layout_.entries()) {
@@ -50,7 +49,7 @@ void AdamW::apply(Tensor params, Tensor shard_grads, Tensor compute_copy, double
       const double wd = e.weight_decay ? cfg_.weight_decay : 0.0;
       const Tensor copy = compute_copy.data ? compute_copy.slice(lo, n) : Tensor{};
       be_.adamw_update(params.slice(lo, n), shard_grads.slice(local, n), m_.slice(local, n), v_.slice(local, n),
-                       copy, lr, cfg_.beta1, cfg_.beta2, cfg_.eps, wd, steps_);
+                       copy, lr, cfg_.beta1, cfg_.beta2, cfg_.eps, wd, steps_, grad_scale);
     }
   }
 }

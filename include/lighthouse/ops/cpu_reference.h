@@ -89,11 +89,12 @@ void cross_entropy_backward(T* dlogits, const T* logits, const int32_t* targets,
 // Sum of squares in double, fixed order (for the global gradient norm).
 template <typename T> double sum_squares(const T* x, size_t n);
 template <typename T> void scale_inplace(T* x, size_t n, double s);
-// One AdamW step on n elements (decoupled weight decay, bias-corrected moments; step >= 1):
+// One AdamW step on n elements (decoupled weight decay, bias-corrected moments; step >= 1), with
+// g = grad * grad_scale (gradient clipping folded in; grad itself is not written):
 //   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2
 //   p -= lr * ( (m / (1-b1^step)) / (sqrt(v / (1-b2^step)) + eps) + weight_decay * p )
 template <typename T>
 void adamw_update(T* param, const T* grad, T* m, T* v, size_t n, double lr, double beta1, double beta2,
-                  double eps, double weight_decay, int step);
+                  double eps, double weight_decay, int step, double grad_scale = 1.0);
 
 }  // namespace lh::cpu
