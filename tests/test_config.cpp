@@ -79,7 +79,7 @@ TEST_CASE("malformed configs name the culprit's JSON path", "[config]") {
       {R"({"training":{"keep_last":-1}})", "training.keep_last", ">= 0"},
       {R"({"training":{"grad_bucket_mb":0}})", "training.grad_bucket_mb", "(0, 65536]"},
       {R"({"training":{"device":"tpu"}})", "training.device", "must be one of auto, cpu, cuda"},
-      {R"({"training":{"recompute":"some"}})", "training.recompute", "must be one of none, selective, full"},
+      {R"({"training":{"recompute":"some"}})", "training.recompute", "must be one of auto, none, selective, full"},
       {R"({"training":{"recompute":1}})", "training.recompute", "or a boolean, got number 1"},
       {R"({"logging":{"interval":0}})", "logging.interval", ">= 1"},
       {R"({"logging":{"dir":""}})", "logging.dir", "must not be empty"},
@@ -194,7 +194,8 @@ TEST_CASE("defaults, lenient forms and the to_json round trip", "[config]") {
       j["training"]["recompute"] = json::parse(value);
       return Config::from_json(j).training.recompute;
     };
-    CHECK(c.training.recompute == lh::Recompute::kNone);
+    CHECK(c.training.recompute == lh::Recompute::kAuto);
+    CHECK(mode(R"("auto")") == lh::Recompute::kAuto);
     CHECK(mode("true") == lh::Recompute::kFull);
     CHECK(mode("false") == lh::Recompute::kNone);
     CHECK(mode(R"("none")") == lh::Recompute::kNone);

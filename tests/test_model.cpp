@@ -153,6 +153,44 @@ TEST_CASE("activation recomputation gives bit-identical loss and gradients", "[c
   }
 }
 
+TEST_CASE("recompute auto keeps as much as fits in the backend's memory", "[cpu][model]") {
+  lh::ModelConfig cfg = tiny_model(false);
+  cfg.n_layers = 3;
+  const int B = 4, T = cfg.max_seq_len;
+  lh::Rng rng(4);
+  std::vector<int32_t> tok(B * T), tgt(B * T);
+  for (auto& t : tok) t = int32_t(rng.below(cfg.vocab_size));
+  for (auto& t : tgt) t = int32_t(rng.below(cfg.vocab_size));
+  struct Use {
+    size_t peak, arena;
+    lh::Recompute chosen;
+  };
+  // One forward and backward on a backend limited to `limit` bytes.
+  auto run = [&](size_t limit, lh::Recompute mode) {
+    auto be = lh::make_cpu_backend(lh::DType::F32, limit);
+    lh::LlamaModel model(cfg, *be);
+    model.init_weights(1);
+    model.set_attention(lh::make_attention(lh::AttentionPhase{}, cfg));
+    model.set_recompute(mode);
+    CHECK(model.recompute_in_effect() == mode);  // unresolved before the first forward
+    model.forward(tok.data(), tgt.data(), B, T);
+    model.backward();
+    return Use{be->peak_bytes(), model.activation_bytes(), model.recompute_in_effect()};
+  };
+  const Use none = run(SIZE_MAX, lh::Recompute::kNone), sel = run(SIZE_MAX, lh::Recompute::kSelective),
+            full = run(SIZE_MAX, lh::Recompute::kFull);
+  REQUIRE(none.arena > sel.arena);
+  REQUIRE(sel.arena > full.arena);
+  CHECK(none.peak - sel.peak == none.arena - sel.arena);  // the arenas are what differs
+  CHECK(run(SIZE_MAX, lh::Recompute::kAuto).chosen == lh::Recompute::kNone);
+  CHECK(run(none.peak, lh::Recompute::kAuto).chosen == lh::Recompute::kNone);
+  const Use between = run((none.peak + sel.peak) / 2, lh::Recompute::kAuto);
+  CHECK(between.chosen == lh::Recompute::kSelective);
+  CHECK(between.arena == sel.arena);
+  CHECK(run((sel.peak + full.peak) / 2, lh::Recompute::kAuto).chosen == lh::Recompute::kFull);
+  CHECK_THROWS_WITH(run(full.peak - 1, lh::Recompute::kAuto), Catch::Contains("out of memory"));
+}
+
 TEST_CASE("matmul_forward_residual's default is the GEMM then the residual add, never in place",
           "[cpu][model]") {
   auto be = lh::make_cpu_backend();

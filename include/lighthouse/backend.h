@@ -66,6 +66,9 @@ class Backend {
   virtual void synchronize() = 0;
   // Whether kernels must be bitwise reproducible (training.deterministic); the CPU always is.
   virtual void set_deterministic(bool) {}
+  // Bytes further Buffers may take: free device memory less a reserve for what libraries allocate
+  // on their own (attention workspaces). SIZE_MAX where the backend sees no limit (CPU).
+  virtual size_t allocatable_bytes() const { return SIZE_MAX; }
   // The stream the backend queues work on (a cudaStream_t), for collectives; null on the CPU.
   virtual void* stream() { return nullptr; }
   // A second stream for communication that overlaps the compute stream (null on the CPU, where
@@ -191,7 +194,9 @@ class Backend {
 };
 
 // The CPU reference backend in fp32 (dtype F32) or fp64 (dtype F64, for gradient checks).
-std::unique_ptr<Backend> make_cpu_backend(DType dtype = DType::F32);
+// memory_limit makes it behave as a device of that many bytes (allocations beyond it throw), for
+// testing choices that depend on memory.
+std::unique_ptr<Backend> make_cpu_backend(DType dtype = DType::F32, size_t memory_limit = SIZE_MAX);
 // The CUDA backend on one device: bf16 activations, fp32 master weights/gradients/statistics.
 std::unique_ptr<Backend> make_cuda_backend(int device = 0);
 

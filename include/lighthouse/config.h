@@ -61,9 +61,10 @@ struct ScheduleConfig {
   double decay_fraction = 0.2;   // wsd only: the final fraction of steps that decays
 };
 
-// Activation recomputation (training.recompute); what each mode keeps: src/model/activations.h.
-enum class Recompute { kNone, kSelective, kFull };
-const char* recompute_name(Recompute r);  // "none", "selective", "full"
+// Activation recomputation (training.recompute); what each mode keeps: src/model/activations.cpp.
+// kAuto takes the first of none, selective, full whose activations fit the device (LlamaModel).
+enum class Recompute { kNone, kSelective, kFull, kAuto };
+const char* recompute_name(Recompute r);  // "none", "selective", "full", "auto"
 
 struct TrainingConfig {
   int steps = 1000;
@@ -75,7 +76,7 @@ struct TrainingConfig {
   int checkpoint_interval = 0;  // steps between checkpoints; 0 = only at the end
   int keep_last = 3;          // checkpoints kept in the run directory; 0 keeps all
   std::string device = "auto";  // auto | cpu | cuda
-  Recompute recompute = Recompute::kNone;  // which activations backward recomputes instead of keeping
+  Recompute recompute = Recompute::kAuto;  // which activations backward recomputes instead of keeping
   bool deterministic = true;  // bitwise reproducible kernels; false allows cuDNN's atomic attention backward
   double grad_bucket_mb = 32;  // data parallel: MiB of fp32 gradients per bucket reduced during backward
 };

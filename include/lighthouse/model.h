@@ -69,8 +69,14 @@ class LlamaModel {
   void init_weights(uint64_t seed);
 
   void set_attention(std::unique_ptr<AttentionOp> attention);
-  // Activation recomputation (training.recompute): bit-identical results, less memory.
+  // Activation recomputation (training.recompute): bit-identical results in every mode, less
+  // memory. kAuto resolves when the activations are allocated (first forward of a larger shape):
+  // the first of none, selective, full whose activations fit Backend::allocatable_bytes().
   void set_recompute(Recompute mode);
+  // The mode the activations are laid out with (auto resolved); the configured one before the
+  // first forward. And the bytes of that layout (0 before the first forward).
+  Recompute recompute_in_effect() const;
+  size_t activation_bytes() const;
   const AttentionOp& attention() const { return *attention_; }
 
   // Forward pass on host token ids [B*T]. With targets, returns the mean cross-entropy (nats) and
@@ -92,6 +98,7 @@ class LlamaModel {
  private:
   struct Activations;
   void ensure_capacity(int B, int T);
+  Recompute resolve_recompute(int B, int T) const;
   // The layer's forward around attention: everything before it (norm, qkv, RoPE) and after it
   // (output projection, residual, MLP). Backward with full recompute reruns both, not attention.
   void layer_pre_attention(int l, int B, int T);

@@ -142,22 +142,35 @@ class CpuBackend final : public Backend {
     lighthouse::scatter_backward(dsub.as<T>(), dout.as<T>(), idx.as<int32_t>(), B, H, D, g);
   }
 
+ public:
+  explicit CpuBackend(size_t memory_limit) : memory_limit_(memory_limit) {}
+  size_t allocatable_bytes() const override {
+    return memory_limit_ > bytes_in_use() ? memory_limit_ - bytes_in_use() : 0;
+  }
+
  protected:
   void* raw_alloc(size_t bytes) override {
+    if (bytes > allocatable_bytes())
+      throw std::runtime_error("out of memory: " + std::to_string(bytes) + " bytes requested, " +
+                               std::to_string(allocatable_bytes()) + " of the backend's limit of " +
+                               std::to_string(memory_limit_) + " left");
     // 64-byte alignment keeps rows cache-line aligned for the vectorised loops.
     void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
     if (!p) throw std::bad_alloc();
     return p;
   }
   void raw_free(void* p) override { std::free(p); }
+
+ private:
+  size_t memory_limit_;
 };
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cpu_backend(DType dtype) {
+std::unique_ptr<Backend> make_cpu_backend(DType dtype, size_t memory_limit) {
   switch (dtype) {
-    case DType::F32: return std::make_unique<CpuBackend<float>>();
-    case DType::F64: return std::make_unique<CpuBackend<double>>();
+    case DType::F32: return std::make_unique<CpuBackend<float>>(memory_limit);
+    case DType::F64: return std::make_unique<CpuBackend<double>>(memory_limit);
     default: throw std::invalid_argument(std::string("no CPU backend for dtype ") + dtype_name(dtype));
   }
 }

@@ -33,9 +33,9 @@ Recompute parse_recompute(const json* v, const std::string& path, Recompute def)
   if (!v) return def;
   if (v->is_boolean()) return v->get<bool>() ? Recompute::kFull : Recompute::kNone;
   if (!v->is_string())
-    throw ConfigError(path, "expected \"none\", \"selective\", \"full\" or a boolean, got " + config_detail::describe(*v));
-  const std::string name = one_of(config_detail::to_string(*v, path), {"none", "selective", "full"}, path);
-  for (Recompute r : {Recompute::kNone, Recompute::kSelective, Recompute::kFull})
+    throw ConfigError(path, "expected \"auto\", \"none\", \"selective\", \"full\" or a boolean, got " + config_detail::describe(*v));
+  const std::string name = one_of(config_detail::to_string(*v, path), {"auto", "none", "selective", "full"}, path);
+  for (Recompute r : {Recompute::kAuto, Recompute::kNone, Recompute::kSelective, Recompute::kFull})
     if (name == recompute_name(r)) return r;
   throw std::logic_error("parse_recompute: unhandled mode " + name);
 }
@@ -248,6 +248,7 @@ const char* recompute_name(Recompute r) {
     case Recompute::kNone: return "none";
     case Recompute::kSelective: return "selective";
     case Recompute::kFull: return "full";
+    case Recompute::kAuto: return "auto";
   }
   return "?";
 }

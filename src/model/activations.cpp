@@ -1,5 +1,7 @@
 #include "model/activations.h"
 
+#include <stdexcept>
+
 namespace lh {
 namespace {
 // Per-layer slots, in the order of LayerActivations.
@@ -16,13 +18,29 @@ bool kept_per_layer(Recompute mode, int slot) {
     case Recompute::kNone: return true;
     case Recompute::kFull: return slot == kX || slot == kAttn;
     case Recompute::kSelective: return slot == kX || slot == kQkv || slot == kAttn || slot == kMid || slot == kGateUp;
+    case Recompute::kAuto: break;  // resolved before an arena is laid out
   }
   return true;
 }
 }  // namespace
 
 ActivationArena::ActivationArena(Backend& be, const ModelConfig& cfg, int B, int T, Recompute recompute)
+    : ActivationArena(cfg, B, T, recompute) {
+  data_ = be.allocate(be.act_dtype(), act_per_token_ * max_tokens_);
+  stats_ = be.allocate(be.param_dtype(), stats_per_token_ * max_tokens_);
+  ids_ = be.allocate(DType::I32, 2 * size_t(max_tokens_));
+}
+
+size_t ActivationArena::bytes(const Backend& be, const ModelConfig& cfg, int B, int T, Recompute recompute) {
+  const ActivationArena layout(cfg, B, T, recompute);
+  const size_t n = size_t(layout.max_tokens_);
+  return layout.act_per_token_ * n * dtype_size(be.act_dtype()) +
+         layout.stats_per_token_ * n * dtype_size(be.param_dtype()) + 2 * n * dtype_size(DType::I32);
+}
+
+ActivationArena::ActivationArena(const ModelConfig& cfg, int B, int T, Recompute recompute)
     : cfg_(cfg), max_tokens_(B * T), recompute_(recompute) {
+  if (recompute == Recompute::kAuto) throw std::logic_error("ActivationArena: resolve recompute auto first");
   const size_t C = cfg.dim, F = cfg.ffn_hidden;
   const size_t per_layer_widths[kLayerSlots] = {C, C, 1, size_t(cfg.qkv_dim()), size_t(cfg.q_dim()),
                                                 C, C, 1, 2 * F, F};
@@ -44,9 +62,6 @@ ActivationArena::ActivationArena(Backend& be, const ModelConfig& cfg, int B, int
   dattn_ = reserve(cfg.q_dim());
   dgate_up_ = reserve(2 * F);
   dhidden_ = reserve(F);
-  data_ = be.allocate(be.act_dtype(), act_per_token_ * max_tokens_);
-  stats_ = be.allocate(be.param_dtype(), stats_per_token_ * max_tokens_);
-  ids_ = be.allocate(DType::I32, 2 * size_t(max_tokens_));
 }
 
 ActivationArena::Slot ActivationArena::reserve(size_t per_token, bool stats) {

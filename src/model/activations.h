@@ -28,6 +28,8 @@ class ActivationArena {
   // (activations.cpp, kept_per_layer); the others are shared by all layers and refilled by
   // recomputation during backward.
   ActivationArena(Backend& be, const ModelConfig& cfg, int B, int T, Recompute recompute);
+  // What that constructor would allocate, in bytes, without allocating.
+  static size_t bytes(const Backend& be, const ModelConfig& cfg, int B, int T, Recompute recompute);
   Recompute recompute() const { return recompute_; }
   int max_tokens() const { return max_tokens_; }
   // Views for the first N tokens (row-major, so any N <= max_tokens is a prefix).
@@ -48,6 +50,8 @@ class ActivationArena {
   Tensor dhidden(int N) const;    // [N, F]
 
  private:
+  // Lays out the slots without allocating.
+  ActivationArena(const ModelConfig& cfg, int B, int T, Recompute recompute);
   struct Slot { size_t offset, per_token; bool stats; };
   Slot reserve(size_t per_token, bool stats = false);
   Tensor view(const Slot& s, int N) const;

@@ -103,9 +103,27 @@ void LlamaModel::ensure_capacity(int B, int T) {
   if (T > cfg_.max_seq_len)
     throw std::invalid_argument("sequence length " + std::to_string(T) + " exceeds model.max_seq_len " +
                                 std::to_string(cfg_.max_seq_len));
-  if (!acts_ || acts_->max_tokens() < B * T) acts_ = std::make_unique<Activations>(be_, cfg_, B, T, recompute_);
   if (!attention_) throw std::logic_error("LlamaModel: no attention backend set");
+  // The attention backend's buffers first: they count against what recompute auto may use.
   attention_->reserve(be_, cfg_.n_layers, AttentionShape{B, T, cfg_.n_heads, cfg_.n_kv_heads, cfg_.head_dim()});
+  if (!acts_ || acts_->max_tokens() < B * T) {
+    acts_.reset();  // release a smaller arena before sizing the new one
+    acts_ = std::make_unique<Activations>(be_, cfg_, B, T, resolve_recompute(B, T));
+  }
+}
+
+Recompute LlamaModel::resolve_recompute(int B, int T) const {
+  if (recompute_ != Recompute::kAuto) return recompute_;
+  const size_t available = be_.allocatable_bytes();
+  for (Recompute mode : {Recompute::kNone, Recompute::kSelective})
+    if (Activations::bytes(be_, cfg_, B, T, mode) <= available) return mode;
+  return Recompute::kFull;  // the smallest; if even it does not fit, its allocation says so
+}
+
+Recompute LlamaModel::recompute_in_effect() const { return acts_ ? acts_->recompute() : recompute_; }
+
+size_t LlamaModel::activation_bytes() const {
+  return acts_ ? Activations::bytes(be_, cfg_, acts_->max_tokens(), 1, acts_->recompute()) : 0;
 }
 
 double LlamaModel::forward(const int32_t* tokens, const int32_t* targets, int B, int T) {
@@ -196,10 +214,11 @@ void LlamaModel::backward(double loss_scale, const GradsReadyHook& on_ready) {
     const LayerWeights g = layer_weights(layout_, gp, l);
     const LayerActivations act = a.layer(l, N);
     // Refill the slots this layer shares with the others (attention is always kept).
-    if (recompute_ == Recompute::kFull) {
+    const Recompute mode = a.recompute();
+    if (mode == Recompute::kFull) {
       layer_pre_attention(l, B, T);
       layer_post_attention(l, N, /*write_output=*/false);
-    } else if (recompute_ == Recompute::kSelective) {
+    } else if (mode == Recompute::kSelective) {
       recompute_norms_and_swiglu(l, N);
     }
     // MLP block: dresid is d/d(out); out = mid + w_down(swiglu(w_gate_up(ln2(mid)))).

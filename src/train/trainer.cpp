@@ -182,6 +182,9 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
         dp ? dp->step(model, optimizer, lr) : optimizer.step(model.params(), model.grads(), model.compute_copy(), lr);
     state.step = step + 1;
     state.tokens_seen += double(tokens_per_step);
+    if (root && step == first_step && cfg.training.recompute == Recompute::kAuto)
+      spdlog::info("training.recompute auto: {} (activations {:.2f} GiB)", recompute_name(model.recompute_in_effect()),
+                   model.activation_bytes() / double(1 << 30));
 
     const double elapsed = seconds_since(start);
     const double tok_s = double(tokens_per_step) * (state.step - first_step) / elapsed;
