@@ -6,9 +6,7 @@ namespace lh {
 namespace {
 // Per-layer slots, in the order of LayerActivations.
 enum LayerSlot { kX, kLn1, kRstd1, kQkv, kAttn, kMid, kLn2, kRstd2, kGateUp, kHidden, kLayerSlots };
-}  // namespace
 
-namespace {
 // Whether each layer keeps its own copy of a slot (else all layers share layer 0's, which backward
 // refills by recomputation). Full recompute keeps what cannot be recomputed cheaply: the layer input
 // and the attention output. Selective also keeps every GEMM output, so backward reruns only the
