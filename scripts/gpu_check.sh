@@ -32,7 +32,8 @@ has_torch=0
 if python3 -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
   has_torch=1
   python3 scripts/torch_reference.py attention --seq-lens 4096 16384 65536 131072 > "$out/torch_attention.log" 2>&1
-  python3 scripts/torch_reference.py train --seq-len 4096 --micro-batch 8 --compile > "$out/torch_train.log" 2>&1
+  python3 scripts/torch_reference.py train --seq-len 4096 --micro-batch 8 --compile > "$out/torch_train_4096.log" 2>&1
+  python3 scripts/torch_reference.py train --seq-len 32768 --micro-batch 1 --compile > "$out/torch_train_32768.log" 2>&1
 fi
 
 echo "== $(cat "$out/gpu.txt")"
@@ -43,7 +44,9 @@ grep -h "lighthouse N=" "$out/bench_lighthouse.log" | sed 's/^/  /'
 for T in 4096 32768; do printf "  train 270M T=%-6s %s\n" "$T" "$(grep -h 'train step' "$out/bench_train_$T.log")"; done
 if [ "$has_torch" = 1 ]; then
   grep -h "attention N=" "$out/torch_attention.log" | sed 's/^/  PyTorch SDPA /'
-  printf "  PyTorch compiled train 270M T=4096 %s\n" "$(grep -h 'train step' "$out/torch_train.log")"
+  for T in 4096 32768; do
+    printf "  PyTorch compiled train 270M T=%-6s %s\n" "$T" "$(grep -h 'train step' "$out/torch_train_$T.log")"
+  done
 else
   echo "  (no CUDA-enabled torch here: PyTorch comparison skipped)"
 fi
