@@ -53,6 +53,8 @@ void run_eval(const EvalArgs& a) {
   const lh::Config& cfg = info.config;
   auto backend = lh::make_backend(a.device);
   lh::LlamaModel model(cfg.model, *backend);
+  // Forward only: the smallest activation layout, and with no backward nothing is recomputed.
+  model.set_recompute(lh::Recompute::kFull);
   lh::load_checkpoint_weights(a.checkpoint, model);
   lh::AttentionPhase dense;  // evaluation is always dense: the exported model is a dense Llama
   model.set_attention(lh::make_attention(dense, cfg.model));

@@ -152,6 +152,7 @@ void from_model(const SelectArgs& a) {
 
   auto backend = lh::make_backend(a.device);
   lh::LlamaModel model(m, *backend);
+  model.set_recompute(lh::Recompute::kFull);  // forward only: the smallest activation layout
   lh::load_checkpoint_weights(a.checkpoint, model);
   auto recorder = std::make_unique<RecordQkv>(lh::make_attention(phase, m), a.layer);
   RecordQkv* rec = recorder.get();
