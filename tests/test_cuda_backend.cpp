@@ -168,12 +168,18 @@ TEST_CASE("cuda: whole-model loss and gradients match the CPU reference, determi
     INFO(e.name);
     CHECK(rel_l2(a, b) < 5e-2);  // bf16 activations through two layers of backward
   }
-  // Same inputs again: bit-identical gradients, with every recompute mode too.
-  for (lh::Recompute mode : {lh::Recompute::kNone, lh::Recompute::kFull, lh::Recompute::kSelective}) {
-    INFO("recompute " << lh::recompute_name(mode));
-    gm.set_recompute(mode);
+  // Same inputs again: bit-identical gradients, with every recompute mode and a per-layer mix too.
+  using lh::Recompute;
+  const std::vector<std::vector<Recompute>> layouts = {
+      {Recompute::kNone, Recompute::kNone}, {Recompute::kFull, Recompute::kFull},
+      {Recompute::kSelective, Recompute::kSelective}, {Recompute::kFull, Recompute::kSelective},
+      {Recompute::kNone, Recompute::kFull}};
+  REQUIRE(cfg.n_layers == 2);
+  for (const auto& modes : layouts) {
+    gm.set_recompute(modes);
     gm.zero_grads();
     CHECK(gm.forward(tok.data(), tgt.data(), B, T) == gl);
+    INFO("recompute " << gm.recompute_summary());
     gm.backward();
     CHECK(lh::download_doubles(*gpu, gm.grads()) == gg);
   }

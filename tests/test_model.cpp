@@ -153,7 +153,8 @@ TEST_CASE("activation recomputation gives bit-identical loss and gradients", "[c
   }
 }
 
-TEST_CASE("recompute auto keeps as much as fits in the backend's memory", "[cpu][model]") {
+TEST_CASE("recompute auto keeps as much as fits in the backend's memory, layer by layer", "[cpu][model]") {
+  using lh::Recompute;
   lh::ModelConfig cfg = tiny_model(false);
   cfg.n_layers = 3;
   const int B = 4, T = cfg.max_seq_len;
@@ -163,32 +164,50 @@ TEST_CASE("recompute auto keeps as much as fits in the backend's memory", "[cpu]
   for (auto& t : tgt) t = int32_t(rng.below(cfg.vocab_size));
   struct Use {
     size_t peak, arena;
-    lh::Recompute chosen;
+    std::vector<Recompute> modes;
+    std::string summary;
+    double loss;
+    std::vector<float> grads;
   };
   // One forward and backward on a backend limited to `limit` bytes.
-  auto run = [&](size_t limit, lh::Recompute mode) {
+  auto run = [&](size_t limit, Recompute mode) {
     auto be = lh::make_cpu_backend(lh::DType::F32, limit);
     lh::LlamaModel model(cfg, *be);
     model.init_weights(1);
     model.set_attention(lh::make_attention(lh::AttentionPhase{}, cfg));
     model.set_recompute(mode);
-    CHECK(model.recompute_in_effect() == mode);  // unresolved before the first forward
-    model.forward(tok.data(), tgt.data(), B, T);
+    CHECK(model.recompute_summary() == lh::recompute_name(mode));  // unresolved before the first forward
+    const double loss = model.forward(tok.data(), tgt.data(), B, T);
     model.backward();
-    return Use{be->peak_bytes(), model.activation_bytes(), model.recompute_in_effect()};
+    const float* g = model.grads().as<float>();
+    return Use{be->peak_bytes(), model.activation_bytes(), model.layer_recompute(), model.recompute_summary(), loss,
+               std::vector<float>(g, g + model.layout().total())};
   };
-  const Use none = run(SIZE_MAX, lh::Recompute::kNone), sel = run(SIZE_MAX, lh::Recompute::kSelective),
-            full = run(SIZE_MAX, lh::Recompute::kFull);
+  auto count = [](const Use& u, Recompute m) { return std::count(u.modes.begin(), u.modes.end(), m); };
+  const Use none = run(SIZE_MAX, Recompute::kNone), sel = run(SIZE_MAX, Recompute::kSelective),
+            full = run(SIZE_MAX, Recompute::kFull);
   REQUIRE(none.arena > sel.arena);
   REQUIRE(sel.arena > full.arena);
   CHECK(none.peak - sel.peak == none.arena - sel.arena);  // the arenas are what differs
-  CHECK(run(SIZE_MAX, lh::Recompute::kAuto).chosen == lh::Recompute::kNone);
-  CHECK(run(none.peak, lh::Recompute::kAuto).chosen == lh::Recompute::kNone);
-  const Use between = run((none.peak + sel.peak) / 2, lh::Recompute::kAuto);
-  CHECK(between.chosen == lh::Recompute::kSelective);
-  CHECK(between.arena == sel.arena);
-  CHECK(run((sel.peak + full.peak) / 2, lh::Recompute::kAuto).chosen == lh::Recompute::kFull);
-  CHECK_THROWS_WITH(run(full.peak - 1, lh::Recompute::kAuto), Catch::Contains("out of memory"));
+  CHECK(sel.summary == "selective");
+
+  CHECK(run(SIZE_MAX, Recompute::kAuto).summary == "none");
+  CHECK(run(none.peak, Recompute::kAuto).summary == "none");
+  CHECK(run(sel.peak, Recompute::kAuto).summary == "selective");
+  // Between two uniform layouts auto mixes them, and every mix gives the bits of keeping everything.
+  for (const auto& [lo, hi, cheap, dear] : {std::make_tuple(&sel, &none, Recompute::kNone, Recompute::kSelective),
+                                            std::make_tuple(&full, &sel, Recompute::kSelective, Recompute::kFull)}) {
+    const Use mixed = run((lo->peak + hi->peak) / 2, Recompute::kAuto);
+    INFO(mixed.summary);
+    CHECK(count(mixed, cheap) > 0);
+    CHECK(count(mixed, dear) > 0);
+    CHECK(count(mixed, cheap) + count(mixed, dear) == cfg.n_layers);
+    CHECK(mixed.arena < hi->arena);
+    CHECK(mixed.arena > lo->arena);
+    CHECK(mixed.loss == none.loss);
+    CHECK(mixed.grads == none.grads);
+  }
+  CHECK_THROWS_WITH(run(full.peak - 1, Recompute::kAuto), Catch::Contains("out of memory"));
 }
 
 TEST_CASE("matmul_forward_residual's default is the GEMM then the residual add, never in place",

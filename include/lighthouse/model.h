@@ -71,11 +71,15 @@ class LlamaModel {
   void set_attention(std::unique_ptr<AttentionOp> attention);
   // Activation recomputation (training.recompute): bit-identical results in every mode, less
   // memory. kAuto resolves when the activations are allocated (first forward of a larger shape):
-  // the first of none, selective, full whose activations fit Backend::allocatable_bytes().
+  // starting from none everywhere, layers switch to selective one by one, then to full, until the
+  // activations fit Backend::allocatable_bytes(). The second form sets one mode per layer.
   void set_recompute(Recompute mode);
-  // The mode the activations are laid out with (auto resolved); the configured one before the
-  // first forward. And the bytes of that layout (0 before the first forward).
-  Recompute recompute_in_effect() const;
+  void set_recompute(const std::vector<Recompute>& per_layer);
+  // The per-layer modes the activations are laid out with (empty before the first forward), the
+  // same as text ("selective", or "none x 12 + selective x 18"; the requested mode before the
+  // first forward) and the bytes of that layout (0 before the first forward).
+  std::vector<Recompute> layer_recompute() const;
+  std::string recompute_summary() const;
   size_t activation_bytes() const;
   const AttentionOp& attention() const { return *attention_; }
 
@@ -98,7 +102,7 @@ class LlamaModel {
  private:
   struct Activations;
   void ensure_capacity(int B, int T);
-  Recompute resolve_recompute(int B, int T) const;
+  std::vector<Recompute> resolve_recompute(int B, int T) const;
   // The layer's forward around attention: everything before it (norm, qkv, RoPE) and after it
   // (output projection, residual, MLP). Backward with full recompute reruns both, not attention.
   void layer_pre_attention(int l, int B, int T);
@@ -118,6 +122,7 @@ class LlamaModel {
   int B_ = 0, T_ = 0;      // shape of the last forward
   bool has_targets_ = false;
   Recompute recompute_ = Recompute::kNone;
+  std::vector<Recompute> per_layer_recompute_;  // when set, overrides recompute_
 };
 
 }  // namespace lh

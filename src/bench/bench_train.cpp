@@ -41,7 +41,7 @@ nlohmann::json bench_train(Backend& be, const Config& cfg, const TrainBenchOptio
                       {"seq_len", T},
                       {"grad_accum", accum},
                       {"attention", cfg.phase_at(0).attention},
-                      {"recompute", recompute_name(model.recompute_in_effect())},
+                      {"recompute", model.recompute_summary()},
                       {"deterministic", cfg.training.deterministic},
                       {"step_ms", ms},
                       {"tokens_per_s", tokens / ms * 1e3},
@@ -53,7 +53,7 @@ nlohmann::json bench_train(Backend& be, const Config& cfg, const TrainBenchOptio
                       {"flops_convention", "dense-equivalent attention"}};
   std::printf("train step (%s, recompute %s%s): %.1f ms, %.0f tokens/s, %.1f TFLOP/s, MFU %.1f%% (of %.0f TFLOP/s; dense-equivalent "
               "attention FLOPs), peak buffers %.2f GiB\n",
-              cfg.phase_at(0).attention.c_str(), recompute_name(model.recompute_in_effect()),
+              cfg.phase_at(0).attention.c_str(), model.recompute_summary().c_str(),
               cfg.training.deterministic ? "" : ", non-deterministic", ms, r["tokens_per_s"].get<double>(), tflops, 100.0 * tflops / o.peak_tflops, o.peak_tflops,
               be.peak_bytes() / double(1 << 30));
   return r;

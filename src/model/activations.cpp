@@ -1,14 +1,16 @@
 #include "model/activations.h"
 
+#include <optional>
 #include <stdexcept>
+#include <string>
 
 namespace lh {
 namespace {
 // Per-layer slots, in the order of LayerActivations.
 enum LayerSlot { kX, kLn1, kRstd1, kQkv, kAttn, kMid, kLn2, kRstd2, kGateUp, kHidden, kLayerSlots };
 
-// Whether each layer keeps its own copy of a slot (else all layers share layer 0's, which backward
-// refills by recomputation). Full recompute keeps what cannot be recomputed cheaply: the layer input
+// Whether a layer keeps its own copy of a slot (else it shares one copy with every other layer that
+// does not keep it; backward refills it by recomputation before the layer reads it). Full recompute keeps what cannot be recomputed cheaply: the layer input
 // and the attention output. Selective also keeps every GEMM output, so backward reruns only the
 // norms and SwiGLU, which read and write memory but do no matmuls.
 bool kept_per_layer(Recompute mode, int slot) {
@@ -22,32 +24,40 @@ bool kept_per_layer(Recompute mode, int slot) {
 }
 }  // namespace
 
-ActivationArena::ActivationArena(Backend& be, const ModelConfig& cfg, int B, int T, Recompute recompute)
-    : ActivationArena(cfg, B, T, recompute) {
+ActivationArena::ActivationArena(Backend& be, const ModelConfig& cfg, int B, int T, const LayerModes& modes)
+    : ActivationArena(cfg, B, T, modes) {
   data_ = be.allocate(be.act_dtype(), act_per_token_ * max_tokens_);
   stats_ = be.allocate(be.param_dtype(), stats_per_token_ * max_tokens_);
   ids_ = be.allocate(DType::I32, 2 * size_t(max_tokens_));
 }
 
-size_t ActivationArena::bytes(const Backend& be, const ModelConfig& cfg, int B, int T, Recompute recompute) {
-  const ActivationArena layout(cfg, B, T, recompute);
+size_t ActivationArena::bytes(const Backend& be, const ModelConfig& cfg, int B, int T, const LayerModes& modes) {
+  const ActivationArena layout(cfg, B, T, modes);
   const size_t n = size_t(layout.max_tokens_);
   return layout.act_per_token_ * n * dtype_size(be.act_dtype()) +
          layout.stats_per_token_ * n * dtype_size(be.param_dtype()) + 2 * n * dtype_size(DType::I32);
 }
 
-ActivationArena::ActivationArena(const ModelConfig& cfg, int B, int T, Recompute recompute)
-    : cfg_(cfg), max_tokens_(B * T), recompute_(recompute) {
-  if (recompute == Recompute::kAuto) throw std::logic_error("ActivationArena: resolve recompute auto first");
+ActivationArena::ActivationArena(const ModelConfig& cfg, int B, int T, const LayerModes& modes)
+    : cfg_(cfg), max_tokens_(B * T), modes_(modes) {
+  if (modes.size() != size_t(cfg.n_layers))
+    throw std::logic_error("ActivationArena: " + std::to_string(modes.size()) + " recompute modes for " +
+                           std::to_string(cfg.n_layers) + " layers");
+  for (Recompute m : modes)
+    if (m == Recompute::kAuto) throw std::logic_error("ActivationArena: resolve recompute auto first");
   const size_t C = cfg.dim, F = cfg.ffn_hidden;
   const size_t per_layer_widths[kLayerSlots] = {C, C, 1, size_t(cfg.qkv_dim()), size_t(cfg.q_dim()),
                                                 C, C, 1, 2 * F, F};
+  std::optional<Slot> shared[kLayerSlots];  // laid out by the first layer that does not keep it
   for (int l = 0; l < cfg.n_layers; ++l)
     for (int s = 0; s < kLayerSlots; ++s) {
-      if (l > 0 && !kept_per_layer(recompute, s))
-        layer_slots_.push_back(layer_slots_[s]);  // shared with layer 0
-      else
-        layer_slots_.push_back(reserve(per_layer_widths[s], /*stats=*/s == kRstd1 || s == kRstd2));
+      const bool stats = s == kRstd1 || s == kRstd2;
+      if (kept_per_layer(modes[l], s)) {
+        layer_slots_.push_back(reserve(per_layer_widths[s], stats));
+      } else {
+        if (!shared[s]) shared[s] = reserve(per_layer_widths[s], stats);
+        layer_slots_.push_back(*shared[s]);
+      }
     }
   final_x_ = reserve(C);
   final_ln_ = reserve(C);

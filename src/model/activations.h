@@ -24,13 +24,15 @@ struct LayerActivations {
 
 class ActivationArena {
  public:
-  // Without recompute every layer keeps all its slots. With it, only some are kept per layer
-  // (activations.cpp, kept_per_layer); the others are shared by all layers and refilled by
-  // recomputation during backward.
-  ActivationArena(Backend& be, const ModelConfig& cfg, int B, int T, Recompute recompute);
+  // One recompute mode per layer: none, selective or full (auto is resolved before).
+  using LayerModes = std::vector<Recompute>;
+  // A layer without recompute keeps all its slots; with it, only some (activations.cpp,
+  // kept_per_layer), and shares the others with every layer that does not keep them either:
+  // backward refills them by recomputation.
+  ActivationArena(Backend& be, const ModelConfig& cfg, int B, int T, const LayerModes& modes);
   // What that constructor would allocate, in bytes, without allocating.
-  static size_t bytes(const Backend& be, const ModelConfig& cfg, int B, int T, Recompute recompute);
-  Recompute recompute() const { return recompute_; }
+  static size_t bytes(const Backend& be, const ModelConfig& cfg, int B, int T, const LayerModes& modes);
+  const LayerModes& layer_modes() const { return modes_; }
   int max_tokens() const { return max_tokens_; }
   // Views for the first N tokens (row-major, so any N <= max_tokens is a prefix).
   LayerActivations layer(int l, int N) const;
@@ -51,14 +53,14 @@ class ActivationArena {
 
  private:
   // Lays out the slots without allocating.
-  ActivationArena(const ModelConfig& cfg, int B, int T, Recompute recompute);
+  ActivationArena(const ModelConfig& cfg, int B, int T, const LayerModes& modes);
   struct Slot { size_t offset, per_token; bool stats; };
   Slot reserve(size_t per_token, bool stats = false);
   Tensor view(const Slot& s, int N) const;
 
   ModelConfig cfg_;
   int max_tokens_;
-  Recompute recompute_;
+  LayerModes modes_;
   size_t act_per_token_ = 0, stats_per_token_ = 0;
   std::vector<Slot> layer_slots_;  // kLayerSlots per layer
   Slot final_x_, final_ln_, final_rstd_, logits_, losses_;

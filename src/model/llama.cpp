@@ -93,8 +93,19 @@ void LlamaModel::init_weights(uint64_t seed) {
 void LlamaModel::set_attention(std::unique_ptr<AttentionOp> attention) { attention_ = std::move(attention); }
 
 void LlamaModel::set_recompute(Recompute mode) {
-  if (mode != recompute_) acts_.reset();  // the arena's layout depends on it
+  if (mode != recompute_ || !per_layer_recompute_.empty()) acts_.reset();  // the arena's layout depends on it
   recompute_ = mode;
+  per_layer_recompute_.clear();
+}
+
+void LlamaModel::set_recompute(const std::vector<Recompute>& per_layer) {
+  if (per_layer.size() != size_t(cfg_.n_layers))
+    throw std::invalid_argument("set_recompute: " + std::to_string(per_layer.size()) + " modes for " +
+                                std::to_string(cfg_.n_layers) + " layers");
+  for (Recompute m : per_layer)
+    if (m == Recompute::kAuto) throw std::invalid_argument("set_recompute: auto is not a per-layer mode");
+  if (per_layer != per_layer_recompute_) acts_.reset();
+  per_layer_recompute_ = per_layer;
 }
 
 void LlamaModel::zero_grads() { be_.fill_zero(grads_.view()); }
@@ -112,18 +123,36 @@ void LlamaModel::ensure_capacity(int B, int T) {
   }
 }
 
-Recompute LlamaModel::resolve_recompute(int B, int T) const {
-  if (recompute_ != Recompute::kAuto) return recompute_;
+std::vector<Recompute> LlamaModel::resolve_recompute(int B, int T) const {
+  if (!per_layer_recompute_.empty()) return per_layer_recompute_;
+  std::vector<Recompute> modes(size_t(cfg_.n_layers), recompute_ == Recompute::kAuto ? Recompute::kNone : recompute_);
+  if (recompute_ != Recompute::kAuto) return modes;
+  // Least recomputation first: each layer switched to selective saves its GEMM-free slots, each
+  // switched to full then also its GEMM outputs. Which layers switch does not matter for speed or
+  // bits (attention is never recomputed), so they go in order.
   const size_t available = be_.allocatable_bytes();
-  for (Recompute mode : {Recompute::kNone, Recompute::kSelective})
-    if (Activations::bytes(be_, cfg_, B, T, mode) <= available) return mode;
-  return Recompute::kFull;  // the smallest; if even it does not fit, its allocation says so
+  auto fits = [&] { return Activations::bytes(be_, cfg_, B, T, modes) <= available; };
+  for (Recompute step : {Recompute::kSelective, Recompute::kFull})
+    for (size_t l = 0; l < modes.size() && !fits(); ++l) modes[l] = step;
+  return modes;  // all full if even that does not fit: its allocation then says so
 }
 
-Recompute LlamaModel::recompute_in_effect() const { return acts_ ? acts_->recompute() : recompute_; }
+std::vector<Recompute> LlamaModel::layer_recompute() const { return acts_ ? acts_->layer_modes() : std::vector<Recompute>{}; }
+
+std::string LlamaModel::recompute_summary() const {
+  if (!acts_) return recompute_name(recompute_);
+  const auto& modes = acts_->layer_modes();
+  std::string out;
+  for (Recompute m : {Recompute::kNone, Recompute::kSelective, Recompute::kFull}) {
+    const auto n = std::count(modes.begin(), modes.end(), m);
+    if (size_t(n) == modes.size()) return recompute_name(m);
+    if (n > 0) out += (out.empty() ? "" : " + ") + std::string(recompute_name(m)) + " x " + std::to_string(n);
+  }
+  return out;
+}
 
 size_t LlamaModel::activation_bytes() const {
-  return acts_ ? Activations::bytes(be_, cfg_, acts_->max_tokens(), 1, acts_->recompute()) : 0;
+  return acts_ ? Activations::bytes(be_, cfg_, acts_->max_tokens(), 1, acts_->layer_modes()) : 0;
 }
 
 double LlamaModel::forward(const int32_t* tokens, const int32_t* targets, int B, int T) {
@@ -214,7 +243,7 @@ void LlamaModel::backward(double loss_scale, const GradsReadyHook& on_ready) {
     const LayerWeights g = layer_weights(layout_, gp, l);
     const LayerActivations act = a.layer(l, N);
     // Refill the slots this layer shares with the others (attention is always kept).
-    const Recompute mode = a.recompute();
+    const Recompute mode = a.layer_modes()[size_t(l)];
     if (mode == Recompute::kFull) {
       layer_pre_attention(l, B, T);
       layer_post_attention(l, N, /*write_output=*/false);

@@ -183,7 +183,7 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
     state.step = step + 1;
     state.tokens_seen += double(tokens_per_step);
     if (root && step == first_step && cfg.training.recompute == Recompute::kAuto)
-      spdlog::info("training.recompute auto: {} (activations {:.2f} GiB)", recompute_name(model.recompute_in_effect()),
+      spdlog::info("training.recompute auto: {} (activations {:.2f} GiB)", model.recompute_summary(),
                    model.activation_bytes() / double(1 << 30));
 
     const double elapsed = seconds_since(start);
