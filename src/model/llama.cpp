@@ -127,8 +127,8 @@ std::vector<Recompute> LlamaModel::resolve_recompute(int B, int T) const {
   if (!per_layer_recompute_.empty()) return per_layer_recompute_;
   std::vector<Recompute> modes(size_t(cfg_.n_layers), recompute_ == Recompute::kAuto ? Recompute::kNone : recompute_);
   if (recompute_ != Recompute::kAuto) return modes;
-  // Least recomputation first: each layer switched to selective saves its GEMM-free slots, each
-  // switched to full then also its GEMM outputs. Which layers switch does not matter for speed or
+  // Least recomputation first: a layer switched to selective gives up its norm and SwiGLU outputs,
+  // one switched on to full its GEMM outputs as well. Which layers switch does not matter for speed or
   // bits (attention is never recomputed), so they go in order.
   const size_t available = be_.allocatable_bytes();
   auto fits = [&] { return Activations::bytes(be_, cfg_, B, T, modes) <= available; };
@@ -140,7 +140,7 @@ std::vector<Recompute> LlamaModel::resolve_recompute(int B, int T) const {
 std::vector<Recompute> LlamaModel::layer_recompute() const { return acts_ ? acts_->layer_modes() : std::vector<Recompute>{}; }
 
 std::string LlamaModel::recompute_summary() const {
-  if (!acts_) return recompute_name(recompute_);
+  if (!acts_) return per_layer_recompute_.empty() ? recompute_name(recompute_) : "per layer";
   const auto& modes = acts_->layer_modes();
   std::string out;
   for (Recompute m : {Recompute::kNone, Recompute::kSelective, Recompute::kFull}) {
