@@ -10,9 +10,10 @@ namespace {
 enum LayerSlot { kX, kLn1, kRstd1, kQkv, kAttn, kMid, kLn2, kRstd2, kGateUp, kHidden, kLayerSlots };
 
 // Whether a layer keeps its own copy of a slot (else it shares one copy with every other layer that
-// does not keep it; backward refills it by recomputation before the layer reads it). Full recompute keeps what cannot be recomputed cheaply: the layer input
-// and the attention output. Selective also keeps every GEMM output, so backward reruns only the
-// norms and SwiGLU, which read and write memory but do no matmuls.
+// does not keep it; backward refills it by recomputation before the layer reads it). Full
+// recompute keeps what cannot be recomputed cheaply: the layer input and the attention output.
+// Selective also keeps every GEMM output, so backward reruns only the norms and SwiGLU, which read
+// and write memory but do no matmuls.
 bool kept_per_layer(Recompute mode, int slot) {
   switch (mode) {
     case Recompute::kNone: return true;
