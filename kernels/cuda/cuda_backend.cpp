@@ -60,16 +60,11 @@ class CudaBackend final : public Backend {
   }
   void fill_zero(Tensor t) override { LH_CUDA_CHECK(cudaMemsetAsync(t.data, 0, t.bytes(), stream_)); }
   void synchronize() override { LH_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
-  void set_deterministic(bool on) override {
-    sdpa_.set_deterministic(on);
-    deterministic_ = on;
-  }
+  void set_deterministic(bool on) override { sdpa_.set_deterministic(on); }
   size_t allocatable_bytes() const override {
     size_t free_bytes = 0, total_bytes = 0;
     LH_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-    // cuDNN's deterministic attention backward may take up to a quarter of the device (above that
-    // it is split: CudnnSdpa); the atomic one needs O(seq_len) scratch.
-    const size_t reserve = deterministic_ ? total_bytes / 4 : total_bytes / 32;
+    const size_t reserve = sdpa_.workspace_reserve(total_bytes);
     return free_bytes > reserve ? free_bytes - reserve : 0;
   }
   void* stream() override { return stream_; }
@@ -317,7 +312,6 @@ class CudaBackend final : public Backend {
   cudaEvent_t order_event_ = nullptr;
   cuda::CublasLtMatmul gemm_;
   cuda::CudnnSdpa sdpa_;
-  bool deterministic_ = true;  // CudnnSdpa's default
   void* scratch_ = nullptr;
   size_t scratch_size_ = 0;
   double* reduce_result_ = nullptr;

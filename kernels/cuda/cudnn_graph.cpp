@@ -170,7 +170,8 @@ CudnnPlan CudnnGraph::build(cudnnHandle_t handle, const std::string& name) {
                                           count, &filled, raw_configs.data()));
   std::string failures;
   int64_t finalized = 0;
-  for (int64_t i = 0; i < filled && !(out.plan && !choice.verbose); ++i) {
+  for (int64_t i = 0; i < filled; ++i) {
+    if (out.plan && !choice.verbose) break;  // verbose lists every configuration
     if (choice.verbose) std::fprintf(stderr, "cuDNN %s config %lld: %s\n", name.c_str(), (long long)i,
                                      describe_engine_config(configs[i]->get()).c_str());
     CudnnDesc& plan = out.keep_alive.emplace_back(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR);

@@ -53,6 +53,11 @@ class CudnnSdpa {
     if (on != deterministic_) bwd_plans_.clear();
     deterministic_ = on;
   }
+  // Device memory to leave free for this object's workspace on a device of total_bytes: up to the
+  // split limit with the deterministic backward; the atomic one needs O(s) scratch, so a margin.
+  size_t workspace_reserve(size_t total_bytes) const {
+    return deterministic_ ? workspace_limit_ : total_bytes / 32;
+  }
 
   // o = softmax(q k^T * scale + causal mask) v; stats [b, hq, s] = log-sum-exp per row (fp32).
   void forward(const SdpaShape& shape, const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
