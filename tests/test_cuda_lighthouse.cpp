@@ -137,12 +137,16 @@ TEST_CASE("cuda lighthouse: the fused composites give the bits of the stage sequ
   LH_SKIP_WITHOUT_GPU();
   auto gpu = lh::make_cuda_backend();
   Keep keep{*gpu, {}};
-  // L3 p2 takes the one-pass coarse pyramid; L9 p2 is deeper than it supports and falls back to
-  // the per-entry kernel. GQA with 2 query heads per kv head.
-  const lhl::Geometry geometries[] = {geo(2048, 3, 2, 256), geo(32768, 9, 2, 128)};
-  for (const lhl::Geometry& g : geometries) {
-    INFO("N " << g.N << ", L " << g.L << ", p " << g.p << ", k " << g.k);
-    const int B = 2, H = 4, Hkv = 2, D = 64;
+  // L3 p2 and L4 p4 take the one-pass coarse pyramid, which also writes the norm scores when a
+  // head's D / 8 chunk lanes are a power of two up to 16 (D = 64, 128; not 96 or 256, which take
+  // separate scores); L9 p2 is deeper than it supports and falls back to the per-entry kernel. L4 p4
+  // windows span several rounds of parked rows (64 rows, 16 lanes). GQA, 2 query heads per kv head.
+  const std::pair<lhl::Geometry, int> cases[] = {{geo(2048, 3, 2, 256), 64},  {geo(2048, 3, 2, 256), 128},
+                                                 {geo(8192, 4, 4, 128), 128}, {geo(8192, 4, 4, 128), 256},
+                                                 {geo(2048, 3, 2, 256), 96},  {geo(32768, 9, 2, 128), 64}};
+  for (const auto& [g, D] : cases) {
+    INFO("N " << g.N << ", L " << g.L << ", p " << g.p << ", k " << g.k << ", D " << D);
+    const int B = 2, H = 4, Hkv = 2;
     const size_t P = g.pyramid_size(), S = g.sub_len(), qkv_n = size_t(B) * g.N * (H + 2 * Hkv) * D;
     const size_t sub = size_t(B) * H * S * D, qpyr = size_t(B) * H * P * D, kvpyr = size_t(B) * Hkv * P * D;
     const lh::Tensor qkv = keep(DType::BF16, bf16_normal(qkv_n, 21));

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <vector>
 
 #include "lighthouse/ops/lighthouse_reference.h"
 
@@ -25,6 +26,23 @@ void pool_scores(float* score, int rows, const Geometry& g) {
   }
 }
 
+namespace {
+// The sum of squares of one row in fp32, in an order that a GPU can follow in parallel: each
+// kNormChunk-element chunk accumulated by fused multiply-adds in increasing d, then the chunk sums
+// pairwise (neighbours, then pairs of pairs, ...; their count padded with zeros to a power of
+// two). Both backends thus get the same bits, and the same selection. `part` is scratch.
+float square_sum(const float* x, int D, std::vector<float>& part) {
+  const int chunks = (D + kNormChunk - 1) / kNormChunk;
+  size_t width = 1;
+  while (width < size_t(chunks)) width *= 2;
+  part.assign(width, 0.0f);
+  for (int d = 0; d < D; ++d) part[d / kNormChunk] = std::fma(x[d], x[d], part[d / kNormChunk]);
+  for (size_t span = 1; span < width; span *= 2)
+    for (size_t c = 0; c < width; c += 2 * span) part[c] += part[c + span];
+  return part[0];
+}
+}  // namespace
+
 template <typename T> void norm_scores(float* score, const T* pyr, int B, int Hx, int D, const Geometry& g) {
   const int64_t P = g.pyramid_size();
 #pragma omp parallel for collapse(2) schedule(static)
@@ -32,12 +50,12 @@ template <typename T> void norm_scores(float* score, const T* pyr, int B, int Hx
     for (int x = 0; x < Hx; ++x) {
       const T* level0 = pyr + (size_t(b) * Hx + x) * P * D;
       float* s = score + (size_t(b) * Hx + x) * P;
+      std::vector<float> row(static_cast<size_t>(D)), part;
       for (int64_t t = 0; t < g.N; ++t) {
-        // Accumulated in double whatever T is, then rounded once, so that float and double
-        // pyramids of the same values give the same float scores (and the same selection).
-        double sq = 0.0;
-        for (int d = 0; d < D; ++d) sq += double(level0[t * D + d]) * double(level0[t * D + d]);
-        s[t] = float(std::sqrt(sq));
+        // Scores are computed from the row rounded to float whatever T is, so that float and
+        // double pyramids of the same values give the same scores (and the same selection).
+        for (int d = 0; d < D; ++d) row[d] = float(level0[t * D + d]);
+        s[t] = std::sqrt(square_sum(row.data(), D, part));
       }
     }
   pool_scores(score, B * Hx, g);

@@ -76,6 +76,8 @@ void bench_lighthouse_kernels(Row& row) {
   const double e = 2.0, coarse = double(P - N) * HX * D * e;
   row("lh coarse pyramid (fused)", qkv_n * e + coarse,
       [&] { lighthouse_coarse_pyramid_forward(qp, kp, vp, qkv, 1, H, Hkv, D, geo, 0); });
+  row("lh coarse pyramid + norm scores (fused)", qkv_n * e + coarse + double(P) * (H + Hkv) * sizeof(float),
+      [&] { lighthouse_coarse_pyramid_scores_forward(qp, kp, vp, sq, sk, qkv, 1, H, Hkv, D, geo, 0); });
   row("lh coarse pyramid per entry", qkv_n * e * (geo.L - 1) + coarse,
       [&] { lighthouse_coarse_pyramid_per_entry(qp, kp, vp, qkv, 1, H, Hkv, D, geo, 0); });
   row("lh pyramid (all levels)", qkv_n * e * geo.L + (P * HX * D) * e,

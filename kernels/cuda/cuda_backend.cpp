@@ -218,9 +218,8 @@ class CudaBackend final : public Backend {
                                 Tensor vp, Tensor sq, Tensor sk, int B, int H, int Hkv, int D,
                                 const Geometry& g) override {
     const bf16* base = bf(qkv, "lighthouse");
-    cuda::lighthouse_coarse_pyramid_forward(bf(qp, "lighthouse"), bf(kp, "lighthouse"), bf(vp, "lighthouse"), base, B,
-                                            H, Hkv, D, g, stream_);
-    cuda::lighthouse_norm_scores_qkv(f32(sq), f32(sk), base, B, H, Hkv, D, g, stream_);
+    cuda::lighthouse_coarse_pyramid_scores_forward(bf(qp, "lighthouse"), bf(kp, "lighthouse"), bf(vp, "lighthouse"),
+                                                   f32(sq), f32(sk), base, B, H, Hkv, D, g, stream_);
     lighthouse_select(idx, sq, sk, B, H, Hkv, g);
     const int row_heads = H + 2 * Hkv;
     const std::tuple<Tensor, const Tensor*, int, int> parts[] = {{q, &qp, H, 0}, {k, &kp, Hkv, H}, {v, &vp, Hkv, H + Hkv}};

@@ -41,6 +41,11 @@ void lighthouse_pyramid_forward(bf16* qpyr, bf16* kpyr, bf16* vpyr, const bf16* 
 // the same bits as lighthouse_pyramid_forward there.
 void lighthouse_coarse_pyramid_forward(bf16* qpyr, bf16* kpyr, bf16* vpyr, const bf16* qkv, int B, int H, int Hkv,
                                        int D, const Geometry& g, cudaStream_t s);
+// The coarse levels and both norm score tensors (as lighthouse_norm_scores_qkv) in that one pass
+// where the head dim allows (D / 8 a power of two up to 16) and L is 2..4; two passes otherwise.
+void lighthouse_coarse_pyramid_scores_forward(bf16* qpyr, bf16* kpyr, bf16* vpyr, float* sq, float* sk,
+                                              const bf16* qkv, int B, int H, int Hkv, int D, const Geometry& g,
+                                              cudaStream_t s);
 // The same entries by the per-entry kernel (each level re-reads its windows from qkv).
 void lighthouse_coarse_pyramid_per_entry(bf16* qpyr, bf16* kpyr, bf16* vpyr, const bf16* qkv, int B, int H, int Hkv,
                                          int D, const Geometry& g, cudaStream_t s);
@@ -48,8 +53,8 @@ void lighthouse_coarse_pyramid_per_entry(bf16* qpyr, bf16* kpyr, bf16* vpyr, con
 // `level0` instead when given.
 void lighthouse_pyramid_backward(bf16* dqkv, const bf16* dqpyr, const bf16* dkpyr, const bf16* dvpyr, int B, int H,
                                  int Hkv, int D, const Geometry& g, cudaStream_t s, const Level0Grads& level0 = {});
-// score [B, Hx, P]: level 0 = ||x||_2 summed in double in increasing d (the CPU reference's order,
-// so both backends produce the same float bits), levels >= 1 = window max.
+// score [B, Hx, P]: level 0 = ||x||_2 summed in double in the CPU reference's order (so both
+// backends produce the same float bits), levels >= 1 = window max. D <= 256.
 void lighthouse_norm_scores(float* score, const bf16* pyr, int B, int Hx, int D, const Geometry& g, cudaStream_t s);
 // Both score tensors with level 0 read straight from qkv: sq [B, H, P], sk [B, Hkv, P].
 void lighthouse_norm_scores_qkv(float* sq, float* sk, const bf16* qkv, int B, int H, int Hkv, int D,

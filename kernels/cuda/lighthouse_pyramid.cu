@@ -2,10 +2,13 @@
 // scores; plus the fused variants the layer uses, which treat qkv itself as level 0. Every 8-element
 // output chunk (or score) has a single writer that sums its inputs in a fixed order, so results do
 // not depend on the grid; grids and index arithmetic are sized for any N (64-bit where needed).
+#include "lighthouse/ops/lighthouse_reference.h"
 #include "lighthouse_geo.cuh"
 #include "lighthouse_kernels.h"
 #include "vec.cuh"
 
+#include <stdexcept>
+#include <string>
 #include <type_traits>
 #include <utility>
 
@@ -54,6 +57,47 @@ __global__ void pyramid_forward_kernel(bf16* qp, bf16* kp, bf16* vp, const bf16*
   }
 }
 
+static_assert(lighthouse::kNormChunk == detail::kVec, "a norm-score chunk is one 16-byte vector");
+
+// The squares of one 8-element chunk accumulated by fp32 fused multiply-adds in increasing d.
+__device__ __forceinline__ float chunk_square_sum(const float (&x)[8]) {
+  float acc = 0.0f;
+#pragma unroll
+  for (int e = 0; e < 8; ++e) acc = __fmaf_rn(x[e], x[e], acc);
+  return acc;
+}
+
+// The reference's pairwise sum of n chunk sums (neighbours, then pairs of pairs, ...), over kSlots
+// slots (a power of two >= n) that are zero beyond n: adding zeros changes no bits. Fully unrolled,
+// so the slots stay in registers. chunk(c) returns the sum of chunk c < n.
+template <int kSlots, typename Chunk>
+__device__ __forceinline__ float pairwise_sum(int n, Chunk chunk) {
+  float part[kSlots];
+#pragma unroll
+  for (int c = 0; c < kSlots; ++c) part[c] = c < n ? chunk(c) : 0.0f;
+#pragma unroll
+  for (int span = 1; span < kSlots; span *= 2)
+#pragma unroll
+    for (int c = 0; c < kSlots; c += 2 * span) part[c] = __fadd_rn(part[c], part[c + span]);
+  return part[0];
+}
+
+// Where a fused-row column's level-0 scores go: query heads to sq [B, H, P], key heads to sk
+// [B, Hkv, P]; value heads have none (null).
+__device__ __forceinline__ float* score_row(float* sq, float* sk, int H, int Hkv, int b, int hh, int64_t P) {
+  if (!sq || hh >= H + Hkv) return nullptr;
+  return hh < H ? sq + (int64_t(b) * H + hh) * P : sk + (int64_t(b) * Hkv + hh - H) * P;
+}
+
+constexpr int kThreads = 256;
+// The fused scores: a column's V = D / 8 lanes (a power of two <= kMaxScoreLanes, so they are an
+// aligned group in one warp) each hold one chunk of a row. They park their chunk sums of R =
+// min(V, p^(L-1)) rows in shared memory; then lane j adds up row j's chunk sums and takes the
+// root. That is one pairwise sum and one square root per row, instead of shuffles and a root in
+// every lane. Rows are padded by one float so that lane j reading row j hits distinct banks.
+constexpr int kMaxScoreLanes = 16;  // head dims up to 128
+constexpr int kScoreScratch = kThreads * (kMaxScoreLanes + 1);  // floats per block
+
 // Levels 1..L-1 in one pass over the base: one thread per (coarsest window, head column, chunk)
 // reads the window's p^(L-1) base rows once, keeping a running sum per level that is stored (times
 // 1/c) whenever that level's window closes. Each level adds the same values in the same order as
@@ -62,12 +106,18 @@ __global__ void pyramid_forward_kernel(bf16* qp, bf16* kp, bf16* vp, const bf16*
 // parameter so that the sums take exactly the registers they need (a generic version used 136
 // registers, i.e. one block per SM, and ran slower than re-reading the base per level); rows are
 // loaded kBatch at a time, as raw 16-byte vectors, so each thread keeps several loads in flight.
-template <typename I, int kL, int kBatch>
-__global__ void coarse_pyramid_kernel(bf16* qp, bf16* kp, bf16* vp, const bf16* qkv, int B, int H, int Hkv, int D,
-                                      DevGeo g) {
-  const int HX = H + 2 * Hkv, V = D / detail::kVec, top = int(g.win[kL - 1]);
+// kScores: the same pass writes the norm scores of the query and key columns (see kMaxScoreLanes);
+// levels >= 1 take window maxima by shuffles across the round's lanes, or across rounds in lane 0.
+template <typename I, int kL, int kBatch, bool kScores>
+__global__ __launch_bounds__(kThreads) void coarse_pyramid_kernel(bf16* qp, bf16* kp, bf16* vp, float* sq, float* sk,
+                                                                  const bf16* qkv, int B, int H, int Hkv, int D,
+                                                                  DevGeo g) {
+  __shared__ float score_scratch[kScores ? kScoreScratch : 1];
+  const int HX = H + 2 * Hkv, V = D / detail::kVec, top = int(g.win[kL - 1]), R = min(V, top);
   const int64_t P = g.P();
   const I windows = I(g.N / top), items = I(B) * windows * I(HX) * I(V);
+  const unsigned lanes = V >= 32 ? 0xffffffffu : ((1u << V) - 1) << (threadIdx.x & 31 & ~unsigned(V - 1));
+  float* rows = score_scratch + (kScores ? (threadIdx.x / V) * V * (V + 1) : 0);  // this column group's
   for (I it = I(detail::global_thread()); it < items; it += I(detail::grid_threads())) {
     // Chunks, then heads fastest: a warp reads 512 contiguous bytes of one token row.
     const int chunk = int(it % I(V));
@@ -79,11 +129,14 @@ __global__ void coarse_pyramid_kernel(bf16* qp, bf16* kp, bf16* vp, const bf16* 
     const size_t stride = size_t(HX) * D;
     const bf16* src = qkv + (size_t(b) * g.N + size_t(w * top)) * stride + size_t(hh) * D + chunk * detail::kVec;
     bf16* dst = part_row(qp, kp, vp, H, Hkv, b, hh, P, D) + chunk * detail::kVec;
-    float acc[kL - 1][8];
+    float* score = kScores ? score_row(sq, sk, H, Hkv, b, hh, P) : nullptr;  // uniform over the group
+    float acc[kL - 1][8], window_max[kL - 1];
 #pragma unroll
-    for (int l = 0; l < kL - 1; ++l)
+    for (int l = 0; l < kL - 1; ++l) {
+      window_max[l] = 0.0f;  // norms are >= 0
 #pragma unroll
       for (int e = 0; e < 8; ++e) acc[l][e] = 0.0f;
+    }
     for (int t0 = 0; t0 < top; t0 += kBatch) {
       uint4 raw[kBatch];
 #pragma unroll
@@ -97,14 +150,46 @@ __global__ void coarse_pyramid_kernel(bf16* qp, bf16* kp, bf16* vp, const bf16* 
         for (int l = 0; l < kL - 1; ++l) {
 #pragma unroll
           for (int e = 0; e < 8; ++e) acc[l][e] += x[e];
+          // Windows are powers of two (p is): masks and shifts, not division.
           const int c = int(g.win[l + 1]);
-          if ((t + 1) % c == 0) {  // t + 1 <= top < 2^31: 32-bit arithmetic
+          if (((t + 1) & (c - 1)) == 0) {
             const float inv = 1.0f / float(c);
 #pragma unroll
             for (int e = 0; e < 8; ++e) acc[l][e] *= inv;
-            detail::store8(dst + (g.off[l + 1] + (w * top + t + 1) / c - 1) * D, acc[l]);
+            detail::store8(dst + (g.off[l + 1] + ((w * top + t + 1) >> g.shift[l + 1]) - 1) * D, acc[l]);
 #pragma unroll
             for (int e = 0; e < 8; ++e) acc[l][e] = 0.0f;
+          }
+        }
+        if (!kScores || !score) continue;
+        rows[(t & (R - 1)) * (V + 1) + chunk] = chunk_square_sum(x);
+        if (((t + 1) & (R - 1)) != 0) continue;
+        // The round's R rows are parked: lane j < R scores row first + j.
+        __syncwarp(lanes);
+        const int64_t first = w * top + t + 1 - R;
+        float norm = 0.0f;  // lanes >= R keep 0: below every norm
+        if (chunk < R) {
+          const float* row = rows + chunk * (V + 1);
+          norm = __fsqrt_rn(pairwise_sum<kMaxScoreLanes>(V, [&](int c) { return row[c]; }));
+          score[first + chunk] = norm;
+        }
+        __syncwarp(lanes);  // the next round may overwrite the parked sums
+        // Window maxima, coarse levels in order: windows nest, so each level's butterfly goes on
+        // from the previous one's.
+        float m = norm;
+        int span = 1;
+#pragma unroll
+        for (int l = 1; l < kL; ++l) {
+          const int c = int(g.win[l]);
+          for (; span < min(c, R); span <<= 1) m = fmaxf(m, __shfl_xor_sync(lanes, m, span));
+          if (c <= R) {  // whole windows inside the round: their first lane stores
+            if (chunk < R && (chunk & (c - 1)) == 0) score[g.off[l] + ((first + chunk) >> g.shift[l])] = m;
+          } else if (chunk == 0) {  // a window spans rounds: lane 0 keeps its running max
+            window_max[l - 1] = fmaxf(window_max[l - 1], m);
+            if (((t + 1) & (c - 1)) == 0) {
+              score[g.off[l] + ((w * top + t + 1) >> g.shift[l]) - 1] = window_max[l - 1];
+              window_max[l - 1] = 0.0f;
+            }
           }
         }
       }
@@ -159,9 +244,8 @@ __global__ __launch_bounds__(detail::kTileThreads) void pyramid_backward_kernel(
   }
 }
 
-// One thread per base position: the whole row in double, in increasing d, as the CPU reference
-// does (the products of bf16 values are exact in double, so contraction into FMA changes nothing
-// either). Identical float scores on both backends mean identical selections. Row (b, x), position
+// One thread per base position: the whole row in the CPU reference's order (fp32 chunk sums, then
+// pairwise). Identical float scores on both backends mean identical selections. Row (b, x), position
 // t of the source is src + b * sb + x * sx + t * st: a pyramid's level 0, or qkv itself.
 // kHeadsFastest: consecutive threads take consecutive heads of one position (contiguous in qkv's
 // fused rows) instead of consecutive positions of one head (contiguous in a pyramid).
@@ -170,6 +254,7 @@ __global__ __launch_bounds__(detail::kTileThreads) void pyramid_backward_kernel(
 // memory made every load instruction touch 32 sectors and ran at half the bandwidth. Rows in
 // shared memory are padded by 16 bytes, so the threads' 16-byte reads of one step hit distinct banks.
 constexpr int kNormRows = 128;
+constexpr int kMaxNormChunks = 32;  // head dims up to 256
 
 __host__ __device__ constexpr int norm_row_stride(int D) { return D + detail::kVec; }  // bf16 elements
 
@@ -220,14 +305,12 @@ __global__ __launch_bounds__(kNormRows) void level0_norm_kernel(float* score, co
   __syncthreads();
   if (int(threadIdx.x) >= count) return;
   const bf16* x = staged + threadIdx.x * stride;
-  double acc = 0.0;
-  float v[8];
-  for (int d = 0; d < D; d += detail::kVec) {
-    detail::load8(v, x + d);
-#pragma unroll
-    for (int e = 0; e < 8; ++e) acc = __dadd_rn(acc, __dmul_rn(double(v[e]), double(v[e])));
-  }
-  score[row * g.P() + t] = float(sqrt(acc));
+  const float sum = pairwise_sum<kMaxNormChunks>(D / detail::kVec, [&](int c) {
+    float v[8];
+    detail::load8(v, x + c * detail::kVec);
+    return chunk_square_sum(v);
+  });
+  score[row * g.P() + t] = __fsqrt_rn(sum);
 }
 
 // Levels >= 1: the max of the level-0 scores inside the window (max is exact: order-free).
@@ -246,8 +329,6 @@ __global__ void window_max_kernel(float* score, int rows, DevGeo g) {
   }
 }
 
-constexpr int kThreads = 256;
-
 }  // namespace
 
 namespace {
@@ -264,6 +345,9 @@ void pyramid_entries(bf16* qpyr, bf16* kpyr, bf16* vpyr, const bf16* qkv, int B,
 
 void level0_norm(float* score, const bf16* src, int Hx, int rows, int D, int64_t sb, int64_t sx, int64_t st,
                  const DevGeo& g, cudaStream_t s) {
+  if (D > kMaxNormChunks * detail::kVec)
+    throw std::invalid_argument("lighthouse cuda norm_scores: head dim " + std::to_string(D) + " above " +
+                                std::to_string(kMaxNormChunks * detail::kVec));
   const int64_t items = int64_t(rows) * g.N;
   if (items == 0) return;
   const int64_t blocks = (items + kNormRows - 1) / kNormRows;
@@ -301,10 +385,12 @@ void lighthouse_coarse_pyramid_per_entry(bf16* qpyr, bf16* kpyr, bf16* vpyr, con
   pyramid_entries(qpyr, kpyr, vpyr, qkv, B, H, Hkv, D, g, g.N, s);
 }
 
-void lighthouse_coarse_pyramid_forward(bf16* qpyr, bf16* kpyr, bf16* vpyr, const bf16* qkv, int B, int H, int Hkv,
-                                       int D, const Geometry& geo, cudaStream_t s) {
-  detail::check_head_dim(D, "coarse_pyramid_forward");
-  const DevGeo g = detail::make_dev_geo(geo);
+namespace {
+// The one-pass coarse kernel for depths 2..4 (false for others: nothing launched); with sq and sk
+// set, it writes the norm scores as well (the caller checked norm_lanes_fit_warp(D)).
+bool launch_coarse_pyramid(bf16* qpyr, bf16* kpyr, bf16* vpyr, float* sq, float* sk, const bf16* qkv, int B, int H,
+                           int Hkv, int D, const DevGeo& g, cudaStream_t s) {
+  if (g.L < 2 || g.shift[1] < 0) return false;  // its window arithmetic takes p a power of two
   const int64_t top = g.win[g.L - 1];
   const size_t items = size_t(B) * (g.N / top) * (H + 2 * Hkv) * (D / detail::kVec);
   const unsigned grid = detail::grid_for(items, kThreads);
@@ -314,10 +400,10 @@ void lighthouse_coarse_pyramid_forward(bf16* qpyr, bf16* kpyr, bf16* vpyr, const
     auto launch = [&](auto levels) {
       constexpr int kL = decltype(levels)::value;
       if (g.L != kL) return;
-      if (top % 4 == 0)
-        coarse_pyramid_kernel<I, kL, 4><<<grid, kThreads, 0, s>>>(qpyr, kpyr, vpyr, qkv, B, H, Hkv, D, g);
-      else  // top = p^(L-1) is a multiple of p >= 2
-        coarse_pyramid_kernel<I, kL, 2><<<grid, kThreads, 0, s>>>(qpyr, kpyr, vpyr, qkv, B, H, Hkv, D, g);
+      auto run = [&](auto kernel) { kernel<<<grid, kThreads, 0, s>>>(qpyr, kpyr, vpyr, sq, sk, qkv, B, H, Hkv, D, g); };
+      // top = p^(L-1) is a multiple of p >= 2, so rows are loaded 4 or 2 at a time.
+      if (top % 4 == 0) sq ? run(coarse_pyramid_kernel<I, kL, 4, true>) : run(coarse_pyramid_kernel<I, kL, 4, false>);
+      else sq ? run(coarse_pyramid_kernel<I, kL, 2, true>) : run(coarse_pyramid_kernel<I, kL, 2, false>);
       launched = true;
     };
     launch(std::integral_constant<int, 2>{});
@@ -325,7 +411,34 @@ void lighthouse_coarse_pyramid_forward(bf16* qpyr, bf16* kpyr, bf16* vpyr, const
     launch(std::integral_constant<int, 4>{});
   });
   if (launched) LH_CUDA_CHECK_LAUNCH();
-  else if (g.L > 1) pyramid_entries(qpyr, kpyr, vpyr, qkv, B, H, Hkv, D, g, g.N, s);  // other depths
+  return launched;
+}
+
+// Whether the fused scores handle head dim D: a column's D / 8 chunk lanes must form an aligned
+// group inside one warp and fit the shared scratch.
+bool norm_lanes_fit_warp(int D) {
+  const int V = D / detail::kVec;
+  return V <= kMaxScoreLanes && (V & (V - 1)) == 0;
+}
+}  // namespace
+
+void lighthouse_coarse_pyramid_forward(bf16* qpyr, bf16* kpyr, bf16* vpyr, const bf16* qkv, int B, int H, int Hkv,
+                                       int D, const Geometry& geo, cudaStream_t s) {
+  detail::check_head_dim(D, "coarse_pyramid_forward");
+  const DevGeo g = detail::make_dev_geo(geo);
+  if (!launch_coarse_pyramid(qpyr, kpyr, vpyr, nullptr, nullptr, qkv, B, H, Hkv, D, g, s) && g.L > 1)
+    pyramid_entries(qpyr, kpyr, vpyr, qkv, B, H, Hkv, D, g, g.N, s);  // other depths
+}
+
+void lighthouse_coarse_pyramid_scores_forward(bf16* qpyr, bf16* kpyr, bf16* vpyr, float* sq, float* sk,
+                                              const bf16* qkv, int B, int H, int Hkv, int D, const Geometry& geo,
+                                              cudaStream_t s) {
+  detail::check_head_dim(D, "coarse_pyramid_scores_forward");
+  if (norm_lanes_fit_warp(D) &&
+      launch_coarse_pyramid(qpyr, kpyr, vpyr, sq, sk, qkv, B, H, Hkv, D, detail::make_dev_geo(geo), s))
+    return;
+  lighthouse_coarse_pyramid_forward(qpyr, kpyr, vpyr, qkv, B, H, Hkv, D, geo, s);
+  lighthouse_norm_scores_qkv(sq, sk, qkv, B, H, Hkv, D, geo, s);
 }
 
 void lighthouse_pyramid_backward(bf16* dqkv, const bf16* dqpyr, const bf16* dkpyr, const bf16* dvpyr, int B, int H,

@@ -37,8 +37,12 @@ void pyramid_backward(T* dqkv, const T* dqpyr, const T* dkpyr, const T* dvpyr, i
                       const Geometry& g);
 
 // ---- norm scores (kernels/cpu/lighthouse_scores.cpp) ---------------------------------------------
-// score(0, t) = ||pyr(0, t)||_2 (accumulated in double, stored as float); score(l, i) for l >= 1 =
-// max of the level-0 scores inside the window. No gradient.
+// score(0, t) = ||pyr(0, t)||_2, stored as float; score(l, i) for l >= 1 = max of the level-0
+// scores inside the window. No gradient. The squares of the row (rounded to float) are summed in
+// fp32 in a fixed order that parallel hardware can follow: kNormChunk elements at a time by fused
+// multiply-adds, then the chunk sums pairwise (neighbours, pairs of pairs, ...; their count padded
+// with zeros to a power of two); the root is correctly rounded.
+constexpr int kNormChunk = 8;  // one 16-byte vector of bf16
 template <typename T> void norm_scores(float* score, const T* pyr, int B, int Hx, int D, const Geometry& g);
 // Fills levels >= 1 of `rows` score rows [rows, P] from their level 0 (window maxima), in place:
 // for scores that come from elsewhere (the `lighthouse select` command).
