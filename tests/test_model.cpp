@@ -208,6 +208,24 @@ TEST_CASE("recompute auto keeps as much as fits in the backend's memory, layer b
     CHECK(mixed.grads == none.grads);
   }
   CHECK_THROWS_WITH(run(full.peak - 1, Recompute::kAuto), Catch::Contains("out of memory"));
+
+  // A new attention backend (a training phase switch) has other workspaces: auto chooses again on
+  // the next forward; a fixed mode keeps its arena.
+  for (Recompute mode : {Recompute::kAuto, Recompute::kSelective}) {
+    INFO(lh::recompute_name(mode));
+    auto be = lh::make_cpu_backend(lh::DType::F32, (sel.peak + none.peak) / 2);
+    lh::LlamaModel model(cfg, *be);
+    model.init_weights(1);
+    model.set_attention(lh::make_attention(lh::AttentionPhase{}, cfg));
+    model.set_recompute(mode);
+    const double first = model.forward(tok.data(), tgt.data(), B, T);
+    const auto modes = model.layer_recompute();
+    REQUIRE(modes.size() == size_t(cfg.n_layers));
+    model.set_attention(lh::make_attention(lh::AttentionPhase{}, cfg));
+    CHECK(model.layer_recompute().empty() == (mode == Recompute::kAuto));
+    CHECK(model.forward(tok.data(), tgt.data(), B, T) == first);
+    CHECK(model.layer_recompute() == modes);
+  }
 }
 
 TEST_CASE("matmul_forward_residual's default is the GEMM then the residual add, never in place",

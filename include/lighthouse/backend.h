@@ -66,9 +66,14 @@ class Backend {
   virtual void synchronize() = 0;
   // Whether kernels must be bitwise reproducible (training.deterministic); the CPU always is.
   virtual void set_deterministic(bool) {}
-  // Bytes further Buffers may take: free device memory less a reserve for what libraries allocate
-  // on their own (attention workspaces). SIZE_MAX where the backend sees no limit (CPU).
+  // Bytes further Buffers may take: free device memory less a margin for what libraries allocate
+  // later on their own. SIZE_MAX where the backend sees no limit (CPU).
   virtual size_t allocatable_bytes() const { return SIZE_MAX; }
+  // Prepares attention calls of this shape (attention_* on fused qkv; lighthouse_sdpa_* on packed
+  // [BH, S, D]) and takes the library workspace they need now, so that allocatable_bytes() already
+  // accounts for it (cuDNN plans on CUDA). No-ops on the CPU.
+  virtual void prepare_attention(int /*B*/, int /*T*/, int /*H*/, int /*Hkv*/, int /*D*/) {}
+  virtual void prepare_lighthouse_sdpa(int /*BH*/, int /*S*/, int /*D*/) {}
   // The stream the backend queues work on (a cudaStream_t), for collectives; null on the CPU.
   virtual void* stream() { return nullptr; }
   // A second stream for communication that overlaps the compute stream (null on the CPU, where

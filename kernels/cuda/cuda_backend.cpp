@@ -3,6 +3,7 @@
 // (kernels.h). All work is queued on one stream; host transfers synchronise it.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <stdexcept>
@@ -64,9 +65,15 @@ class CudaBackend final : public Backend {
   size_t allocatable_bytes() const override {
     size_t free_bytes = 0, total_bytes = 0;
     LH_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-    const size_t reserve = sdpa_.workspace_reserve(total_bytes);
-    return free_bytes > reserve ? free_bytes - reserve : 0;
+    // cuDNN's workspace is already taken (prepare_attention); the margin is for what is allocated
+    // lazily later (cuBLASLt and kernel scratch, communicator buffers) and for fragmentation.
+    const size_t margin = std::max(size_t(1) << 30, total_bytes / 64);
+    return free_bytes > margin ? free_bytes - margin : 0;
   }
+  void prepare_attention(int B, int T, int H, int Hkv, int D) override {
+    sdpa_.prepare(cuda::fused_qkv_shape(B, T, H, Hkv, D));
+  }
+  void prepare_lighthouse_sdpa(int BH, int S, int D) override { sdpa_.prepare(packed_shape(BH, S, D)); }
   void* stream() override { return stream_; }
   void* comm_stream() override {
     if (!comm_stream_) {

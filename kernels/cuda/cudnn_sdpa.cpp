@@ -1,5 +1,6 @@
 #include "cudnn_sdpa.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <vector>
@@ -227,6 +228,28 @@ void* CudnnSdpa::workspace(size_t bytes) {
   return workspace_;
 }
 
+size_t CudnnSdpa::forward_workspace(const SdpaShape& sh) {
+  const CudnnPlan* plan = this->plan(false, sh);
+  return plan ? size_t(plan->workspace_bytes) : forward_workspace(kv_group_shape(sh));
+}
+
+size_t CudnnSdpa::backward_scratch(const SdpaShape& sh) const {
+  const size_t sum_bytes = round_up(size_t(sizeof(float)) * sh.b * sh.hq * sh.s);
+  const size_t accum_bytes = deterministic_ ? 0 : round_up(size_t(sizeof(float)) * sh.b * sh.hq * sh.s * sh.d);
+  return sum_bytes + accum_bytes;
+}
+
+size_t CudnnSdpa::backward_workspace(const SdpaShape& sh) {
+  const CudnnPlan* plan = this->plan(true, sh);
+  return plan ? backward_scratch(sh) + size_t(plan->workspace_bytes) : backward_workspace(kv_group_shape(sh));
+}
+
+size_t CudnnSdpa::prepare(const SdpaShape& sh) {
+  const size_t bytes = std::max(forward_workspace(sh), backward_workspace(sh));
+  workspace(bytes);
+  return bytes;
+}
+
 void CudnnSdpa::forward(const SdpaShape& sh, const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
                         __nv_bfloat16* o, float* stats, float scale, cudaStream_t stream) {
   const CudnnPlan* plan = this->plan(false, sh);
@@ -261,11 +284,8 @@ void CudnnSdpa::backward(const SdpaShape& sh, const __nv_bfloat16* q, const __nv
     return;
   }
   LH_CUDNN_CHECK(cudnnSetStream(handle_, stream));
-  // The softmax_sum (and, non-deterministic, the zeroed dQ accumulator) scratch sits in front of
-  // the plan's own workspace.
-  const size_t sum_bytes = round_up(size_t(sizeof(float)) * sh.b * sh.hq * sh.s);
-  const size_t accum_bytes = deterministic_ ? 0 : round_up(size_t(sizeof(float)) * sh.b * sh.hq * sh.s * sh.d);
-  const size_t scratch = sum_bytes + accum_bytes;
+  const size_t sum_bytes = round_up(size_t(sizeof(float)) * sh.b * sh.hq * sh.s), scratch = backward_scratch(sh);
+  const size_t accum_bytes = scratch - sum_bytes;
   char* ws = static_cast<char*>(workspace(scratch + size_t(plan->workspace_bytes)));
   if (accum_bytes) LH_CUDA_CHECK(cudaMemsetAsync(ws + sum_bytes, 0, accum_bytes, stream));
   float neg_inf = -std::numeric_limits<float>::infinity(), one = 1.0f;

@@ -53,11 +53,10 @@ class CudnnSdpa {
     if (on != deterministic_) bwd_plans_.clear();
     deterministic_ = on;
   }
-  // Device memory to leave free for this object's workspace on a device of total_bytes: up to the
-  // split limit with the deterministic backward; the atomic one needs O(s) scratch, so a margin.
-  size_t workspace_reserve(size_t total_bytes) const {
-    return deterministic_ ? workspace_limit_ : total_bytes / 32;
-  }
+  // Builds the plans that forward and backward calls of this shape will use (kv-head groups where
+  // the whole call is over the limit) and grows the workspace to what they need, so that memory
+  // planning sees it as taken. Returns that workspace in bytes.
+  size_t prepare(const SdpaShape& shape);
 
   // o = softmax(q k^T * scale + causal mask) v; stats [b, hq, s] = log-sum-exp per row (fp32).
   void forward(const SdpaShape& shape, const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
@@ -69,6 +68,12 @@ class CudnnSdpa {
 
  private:
   void* workspace(size_t bytes);
+  // The workspace one call needs, scratch included (of one group's call where the shape splits).
+  size_t forward_workspace(const SdpaShape& shape);
+  size_t backward_workspace(const SdpaShape& shape);
+  // The softmax_sum (and, non-deterministic, the zeroed fp32 dQ accumulator) scratch the backward
+  // keeps in front of the plan's own workspace.
+  size_t backward_scratch(const SdpaShape& shape) const;
   // A cached plan; null when its workspace exceeds the limit and the call should be split into
   // kv-head groups (deterministic backward plans grow with heads x sequence length).
   const CudnnPlan* plan(bool backward, const SdpaShape& shape);

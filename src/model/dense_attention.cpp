@@ -13,6 +13,7 @@ class DenseAttention final : public AttentionOp {
   std::string name() const override { return "dense"; }
 
   void reserve(Backend& be, int n_layers, const AttentionShape& s) override {
+    be.prepare_attention(s.B, s.T, s.H, s.Hkv, s.D);
     const size_t per_layer = s.tokens() * s.H;
     if (int(lse_.size()) == n_layers && per_layer <= per_layer_) return;
     lse_.clear();

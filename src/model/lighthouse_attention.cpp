@@ -23,16 +23,21 @@ class LighthouseAttention final : public AttentionOp {
   std::string name() const override { return "lighthouse"; }
 
   void reserve(Backend& be, int n_layers, const AttentionShape& s) override {
-    dense_->reserve(be, n_layers, s);
+    // The dense backend's state and (full-length) workspace only where some layer runs dense.
+    bool any_dense = false, any_sparse = false;
+    for (int l = 0; l < n_layers; ++l) (opt_.is_dense(l) ? any_dense : any_sparse) = true;
+    if (any_dense) dense_->reserve(be, n_layers, s);
     const lighthouse::Geometry g = opt_.geometry(s.T);
+    if (any_sparse && g.problem().empty()) be.prepare_lighthouse_sdpa(s.B * s.H, int(g.sub_len()), s.D);
     const Sizes need = sizes(g, s);
     if (int(saved_.size()) == n_layers && need.fits_in(cap_)) return;
     const DType act = be.act_dtype();
     saved_.clear();
     for (int l = 0; l < n_layers; ++l)
-      saved_.push_back({be.allocate(DType::I32, need.rows), be.allocate(act, need.sub),
-                        be.allocate(be.param_dtype(), need.rows), be.allocate(act, need.sub),
-                        be.allocate(act, need.sub), be.allocate(act, need.sub)});
+      saved_.push_back(opt_.is_dense(l) ? Saved{}  // dense layers keep nothing here
+                                        : Saved{be.allocate(DType::I32, need.rows), be.allocate(act, need.sub),
+                                                be.allocate(be.param_dtype(), need.rows), be.allocate(act, need.sub),
+                                                be.allocate(act, need.sub), be.allocate(act, need.sub)});
     auto alloc_all = [&](std::vector<Buffer>& v, const std::vector<std::pair<DType, size_t>>& spec) {
       v.clear();
       for (const auto& [dtype, n] : spec) v.push_back(be.allocate(dtype, n));

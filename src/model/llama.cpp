@@ -90,7 +90,12 @@ void LlamaModel::init_weights(uint64_t seed) {
   sync_compute_weights();
 }
 
-void LlamaModel::set_attention(std::unique_ptr<AttentionOp> attention) { attention_ = std::move(attention); }
+void LlamaModel::set_attention(std::unique_ptr<AttentionOp> attention) {
+  attention_ = std::move(attention);
+  // Another backend needs other workspaces, so `auto` chooses the activation layout afresh
+  // (every layout gives the same bits).
+  if (recompute_ == Recompute::kAuto && per_layer_recompute_.empty()) acts_.reset();
+}
 
 void LlamaModel::set_recompute(Recompute mode) {
   if (mode != recompute_ || !per_layer_recompute_.empty()) acts_.reset();  // the arena's layout depends on it

@@ -153,9 +153,11 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
   };
 
   int current_phase = -1;
+  bool new_layout = false;  // a new attention backend: recompute auto chooses again on the next step
   for (int step = state.step; step < cfg.training.steps; ++step) {
     const int phase = cfg.phase_index_at(step);
     if (phase != current_phase) {
+      new_layout = true;
       const AttentionPhase& p = cfg.phase_at(step);
       model.set_attention(make_attention(p, cfg.model));
       if (root && (current_phase >= 0 || step > 0)) spdlog::info("step {}: attention phase {} ({})", step, phase, p.attention);
@@ -182,9 +184,10 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
         dp ? dp->step(model, optimizer, lr) : optimizer.step(model.params(), model.grads(), model.compute_copy(), lr);
     state.step = step + 1;
     state.tokens_seen += double(tokens_per_step);
-    if (root && step == first_step && cfg.training.recompute == Recompute::kAuto)
+    if (root && new_layout && cfg.training.recompute == Recompute::kAuto)
       spdlog::info("training.recompute auto: {} (activations {:.2f} GiB)", model.recompute_summary(),
                    model.activation_bytes() / double(1 << 30));
+    new_layout = false;
 
     const double elapsed = seconds_since(start);
     const double tok_s = double(tokens_per_step) * (state.step - first_step) / elapsed;
