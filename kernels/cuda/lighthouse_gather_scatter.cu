@@ -33,8 +33,8 @@ __global__ void gather_forward_kernel(bf16* sub, const bf16* pyr, const int32_t*
   const I items = I(B) * I(H) * I(S) * I(V);
   for (I it = I(detail::global_thread()); it < items; it += I(detail::grid_threads())) {
     const int chunk = int(it % I(V));
-    const size_t bhs = size_t(it / I(V)), bh = size_t(I(bhs) / I(S));
-    const int b = int(bh / H), h = int(bh % H), x = h / G;
+    const I bhs = it / I(V), bh = bhs / I(S);  // index type I: 64-bit division only where needed
+    const int b = int(bh / I(H)), h = int(bh % I(H)), x = h / G;
     const int64_t j = idx[bhs];
     const bf16* src = z.base && j < z.N
                           ? z.base + ((size_t(b) * z.N + j) * z.row_heads + z.first_head + x) * D
@@ -56,8 +56,8 @@ __global__ void gather_backward_kernel(bf16* dpyr, const bf16* dsub, const int32
     const int chunk = int(it % I(V));
     const I r = it / I(V);
     const int64_t j = first + int64_t(r % span);
-    const size_t bx = size_t(r / span);
-    const int b = int(bx / Hx), x = int(bx % Hx);
+    const I bx = r / span;
+    const int b = int(bx / I(Hx)), x = int(bx % I(Hx));
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, v[8];
     for (int h = x * G; h < (x + 1) * G; ++h) {
       const size_t bh = size_t(b) * H + h;
@@ -83,18 +83,22 @@ __global__ __launch_bounds__(detail::kTileThreads) void scatter_forward_kernel(b
   const size_t bh = size_t(tile.b) * H + h;
   const int32_t* pos_row = pos + bh * g.P();
   const bf16* o_row = o + bh * S * D + chunk * detail::kVec;
-  for (int64_t t = tile.t0; t < tile.t1; ++t) {
+  // Issue-bound like the pyramid backward: 32-bit token and entry indices (both < 2^31), one
+  // widening multiply per address, the output pointer advancing by a row per token.
+  const size_t row = size_t(H) * D;
+  bf16* dst = out + (size_t(tile.b) * g.N + size_t(tile.t0)) * row + size_t(h) * D + chunk * detail::kVec;
+  for (int t = int(tile.t0); t < int(tile.t1); ++t, dst += row) {
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, v[8];
     for (int l = 0; l < g.L; ++l) {
-      const int64_t i = g.div_win(t + 1, l) - 1;
+      const int i = g.div_win(t + 1, l) - 1;
       if (i < 0) break;  // coarser windows are longer: none of them has ended either
-      const int32_t s = pos_row[g.off[l] + i];
+      const int32_t s = pos_row[unsigned(g.off[l]) + unsigned(i)];
       if (s < 0) continue;
-      detail::load8(v, o_row + size_t(s) * D);
+      detail::load8(v, o_row + size_t(unsigned(s)) * D);
 #pragma unroll
       for (int e = 0; e < 8; ++e) acc[e] += v[e];
     }
-    detail::store8(out + ((size_t(tile.b) * g.N + t) * H + h) * D + chunk * detail::kVec, acc);
+    detail::store8(dst, acc);
   }
 }
 
@@ -106,8 +110,8 @@ __global__ void scatter_backward_kernel(bf16* dsub, const bf16* dout, const int3
   const I items = I(B) * I(H) * I(S) * I(V);
   for (I it = I(detail::global_thread()); it < items; it += I(detail::grid_threads())) {
     const int chunk = int(it % I(V));
-    const size_t bhs = size_t(it / I(V)), bh = size_t(I(bhs) / I(S));
-    const int b = int(bh / H), h = int(bh % H);
+    const I bhs = it / I(V), bh = bhs / I(S);
+    const int b = int(bh / I(H)), h = int(bh % I(H));
     const int64_t j = idx[bhs];
     const int l = g.level_of(j);
     const int64_t c = g.win[l], i = j - g.off[l];

@@ -28,6 +28,8 @@ struct DevGeo {
   __device__ __forceinline__ int64_t div_win(int64_t t, int l) const {
     return shift[l] >= 0 ? t >> shift[l] : t / win[l];
   }
+  // The same for a 32-bit position (N < 2^31, so every window fits too).
+  __device__ __forceinline__ int div_win(int t, int l) const { return shift[l] >= 0 ? t >> shift[l] : t / int(win[l]); }
   // Level of pyramid index j (levels are few: a linear scan beats anything clever).
   __device__ int level_of(int64_t j) const {
     int l = 0;

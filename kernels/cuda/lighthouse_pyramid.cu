@@ -215,9 +215,14 @@ __global__ __launch_bounds__(detail::kTileThreads) void pyramid_backward_kernel(
   const bf16* src = part_row(dq, dk, dv, H, Hkv, b, hh, P, D) + chunk * detail::kVec;
   // Column hh's part and its query heads: a query head is its own group; a kv head serves G.
   const int G = H / Hkv;
-  const bf16* dsub = hh < H ? z.dq : hh < H + Hkv ? z.dk : z.dv;
+  const bf16* dsub = (hh < H ? z.dq : hh < H + Hkv ? z.dk : z.dv) + chunk * detail::kVec;
   const int x0 = hh < H ? hh : (hh < H + Hkv ? hh - H : hh - H - Hkv) * G, x1 = hh < H ? hh + 1 : x0 + G;
-  for (int64_t t = tile.t0; t < tile.t1; ++t) {
+  // The kernel is issue-bound, so per-token index arithmetic is 32-bit (tokens < N < 2^31, pyramid
+  // entries < P < 2^31: Geometry::validate) with one widening multiply per address, and the output
+  // pointer advances by a row per token.
+  const size_t row = size_t(HX) * D;
+  bf16* out = dqkv + (size_t(b) * g.N + size_t(tile.t0)) * row + size_t(hh) * D + chunk * detail::kVec;
+  for (int t = int(tile.t0); t < int(tile.t1); ++t, out += row) {
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, x[8];
     int first_level = 0;
     if (z.pos) {
@@ -226,7 +231,7 @@ __global__ __launch_bounds__(detail::kTileThreads) void pyramid_backward_kernel(
         const size_t bh = size_t(b) * H + h;
         const int32_t s = z.pos[bh * P + t];
         if (s < 0) continue;
-        detail::load8(x, dsub + (bh * z.S + s) * D + chunk * detail::kVec);
+        detail::load8(x, dsub + (bh * z.S + unsigned(s)) * D);
 #pragma unroll
         for (int e = 0; e < 8; ++e) sum[e] += x[e];
       }
@@ -236,11 +241,12 @@ __global__ __launch_bounds__(detail::kTileThreads) void pyramid_backward_kernel(
     }
     for (int l = first_level; l < g.L; ++l) {
       const float inv = __frcp_rn(float(g.win[l]));  // = 1.0f / win, correctly rounded, without a division
-      detail::load8(x, src + (g.off[l] + g.div_win(t, l)) * D);
+      const unsigned entry = unsigned(g.off[l]) + unsigned(g.div_win(t, l));
+      detail::load8(x, src + size_t(entry) * D);
 #pragma unroll
       for (int e = 0; e < 8; ++e) acc[e] += x[e] * inv;
     }
-    detail::store8(dqkv + ((size_t(b) * g.N + t) * HX + hh) * D + chunk * detail::kVec, acc);
+    detail::store8(out, acc);
   }
 }
 
