@@ -24,6 +24,9 @@ class AttentionOp {
   virtual std::string name() const = 0;
   // Sizes the per-layer saved state for shapes up to `max_shape`; called before forward.
   virtual void reserve(Backend& be, int n_layers, const AttentionShape& max_shape) = 0;
+  // Takes now the library workspace that calls of this shape will need (Backend::prepare_*), so
+  // that memory planning (training.recompute auto) sees it; otherwise it is taken on first use.
+  virtual void prepare_workspace(Backend& /*be*/, int /*n_layers*/, const AttentionShape& /*shape*/) {}
   virtual void forward(Backend& be, int layer, Tensor out, const Tensor& qkv, const AttentionShape& s) = 0;
   // Writes dqkv (all of Q, K and V) from dout, given the forward's inputs and output.
   virtual void backward(Backend& be, int layer, Tensor dqkv, const Tensor& dout, const Tensor& qkv,

@@ -220,8 +220,9 @@ void* CudnnSdpa::workspace(size_t bytes) {
       throw std::runtime_error("cuDNN attention: cannot allocate its workspace of " + std::to_string(bytes >> 20) +
                                " MiB (out of device memory)" +
                                (deterministic_ ? "; the deterministic backward's workspace grows with seq_len^2: "
-                                                 "set training.deterministic to false at this length"
-                                               : ""));
+                                                 "set training.recompute to auto (or full) to leave it room, or "
+                                                 "training.deterministic to false"
+                                               : "; set training.recompute to auto (or full) to leave it room"));
     }
     workspace_bytes_ = bytes;
   }

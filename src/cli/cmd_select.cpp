@@ -103,6 +103,9 @@ class RecordQkv final : public lh::AttentionOp {
   RecordQkv(std::unique_ptr<lh::AttentionOp> inner, int layer) : inner_(std::move(inner)), layer_(layer) {}
   std::string name() const override { return inner_->name(); }
   void reserve(lh::Backend& be, int n, const lh::AttentionShape& s) override { inner_->reserve(be, n, s); }
+  void prepare_workspace(lh::Backend& be, int n, const lh::AttentionShape& s) override {
+    inner_->prepare_workspace(be, n, s);
+  }
   void forward(lh::Backend& be, int layer, lh::Tensor out, const lh::Tensor& qkv, const lh::AttentionShape& s) override {
     if (layer == layer_) {
       lh::Buffer f32 = be.allocate(lh::DType::F32, qkv.numel);

@@ -12,8 +12,11 @@ class DenseAttention final : public AttentionOp {
  public:
   std::string name() const override { return "dense"; }
 
-  void reserve(Backend& be, int n_layers, const AttentionShape& s) override {
+  void prepare_workspace(Backend& be, int /*n_layers*/, const AttentionShape& s) override {
     be.prepare_attention(s.B, s.T, s.H, s.Hkv, s.D);
+  }
+
+  void reserve(Backend& be, int n_layers, const AttentionShape& s) override {
     const size_t per_layer = s.tokens() * s.H;
     if (int(lse_.size()) == n_layers && per_layer <= per_layer_) return;
     lse_.clear();

@@ -22,13 +22,17 @@ class LighthouseAttention final : public AttentionOp {
   explicit LighthouseAttention(LighthouseOptions options) : opt_(std::move(options)), dense_(make_dense_attention()) {}
   std::string name() const override { return "lighthouse"; }
 
-  void reserve(Backend& be, int n_layers, const AttentionShape& s) override {
-    // The dense backend's state and (full-length) workspace only where some layer runs dense.
-    bool any_dense = false, any_sparse = false;
-    for (int l = 0; l < n_layers; ++l) (opt_.is_dense(l) ? any_dense : any_sparse) = true;
-    if (any_dense) dense_->reserve(be, n_layers, s);
+  // The dense backend's (full-length) workspace only where some layer runs dense.
+  void prepare_workspace(Backend& be, int n_layers, const AttentionShape& s) override {
+    if (any_layer(n_layers, true)) dense_->prepare_workspace(be, n_layers, s);
     const lighthouse::Geometry g = opt_.geometry(s.T);
-    if (any_sparse && g.problem().empty()) be.prepare_lighthouse_sdpa(s.B * s.H, int(g.sub_len()), s.D);
+    if (any_layer(n_layers, false) && g.problem().empty())
+      be.prepare_lighthouse_sdpa(s.B * s.H, int(g.sub_len()), s.D);
+  }
+
+  void reserve(Backend& be, int n_layers, const AttentionShape& s) override {
+    if (any_layer(n_layers, true)) dense_->reserve(be, n_layers, s);  // the dense layers' state
+    const lighthouse::Geometry g = opt_.geometry(s.T);
     const Sizes need = sizes(g, s);
     if (int(saved_.size()) == n_layers && need.fits_in(cap_)) return;
     const DType act = be.act_dtype();
@@ -97,6 +101,11 @@ class LighthouseAttention final : public AttentionOp {
   };
   enum Work { kQPyr, kKPyr, kVPyr, kSQ, kSK, kDO, kDQ, kDK, kDV, kDQPyr, kDKPyr, kDVPyr };
 
+  bool any_layer(int n_layers, bool dense) const {
+    for (int l = 0; l < n_layers; ++l)
+      if (opt_.is_dense(l) == dense) return true;
+    return false;
+  }
   lighthouse::Geometry checked_geometry(const AttentionShape& s) const {
     const lighthouse::Geometry g = opt_.geometry(s.T);
     const std::string why = g.problem();

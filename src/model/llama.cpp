@@ -120,10 +120,14 @@ void LlamaModel::ensure_capacity(int B, int T) {
     throw std::invalid_argument("sequence length " + std::to_string(T) + " exceeds model.max_seq_len " +
                                 std::to_string(cfg_.max_seq_len));
   if (!attention_) throw std::logic_error("LlamaModel: no attention backend set");
-  // The attention backend's buffers first: they count against what recompute auto may use.
-  attention_->reserve(be_, cfg_.n_layers, AttentionShape{B, T, cfg_.n_heads, cfg_.n_kv_heads, cfg_.head_dim()});
+  // The attention backend's buffers first: they count against what recompute auto may use, and
+  // so does the library workspace it will need, which it takes now only for auto's sake.
+  const AttentionShape shape{B, T, cfg_.n_heads, cfg_.n_kv_heads, cfg_.head_dim()};
+  attention_->reserve(be_, cfg_.n_layers, shape);
   if (!acts_ || acts_->max_tokens() < B * T) {
     acts_.reset();  // release a smaller arena before sizing the new one
+    if (recompute_ == Recompute::kAuto && per_layer_recompute_.empty())
+      attention_->prepare_workspace(be_, cfg_.n_layers, shape);
     acts_ = std::make_unique<Activations>(be_, cfg_, B, T, resolve_recompute(B, T));
   }
 }
