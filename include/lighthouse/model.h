@@ -103,6 +103,8 @@ class LlamaModel {
   struct Activations;
   void ensure_capacity(int B, int T);
   std::vector<Recompute> resolve_recompute(int B, int T) const;
+  // Whether recompute auto chooses the layout (no per-layer modes were set).
+  bool auto_layout() const { return recompute_ == Recompute::kAuto && per_layer_recompute_.empty(); }
   // The layer's forward around attention: everything before it (norm, qkv, RoPE) and after it
   // (output projection, residual, MLP). Backward with full recompute reruns both, not attention.
   void layer_pre_attention(int l, int B, int T);

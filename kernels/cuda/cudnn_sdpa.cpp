@@ -234,10 +234,13 @@ size_t CudnnSdpa::forward_workspace(const SdpaShape& sh) {
   return plan ? size_t(plan->workspace_bytes) : forward_workspace(kv_group_shape(sh));
 }
 
+size_t CudnnSdpa::softmax_sum_bytes(const SdpaShape& sh) {
+  return round_up(size_t(sizeof(float)) * sh.b * sh.hq * sh.s);
+}
+
 size_t CudnnSdpa::backward_scratch(const SdpaShape& sh) const {
-  const size_t sum_bytes = round_up(size_t(sizeof(float)) * sh.b * sh.hq * sh.s);
   const size_t accum_bytes = deterministic_ ? 0 : round_up(size_t(sizeof(float)) * sh.b * sh.hq * sh.s * sh.d);
-  return sum_bytes + accum_bytes;
+  return softmax_sum_bytes(sh) + accum_bytes;
 }
 
 size_t CudnnSdpa::backward_workspace(const SdpaShape& sh) {
@@ -285,7 +288,7 @@ void CudnnSdpa::backward(const SdpaShape& sh, const __nv_bfloat16* q, const __nv
     return;
   }
   LH_CUDNN_CHECK(cudnnSetStream(handle_, stream));
-  const size_t sum_bytes = round_up(size_t(sizeof(float)) * sh.b * sh.hq * sh.s), scratch = backward_scratch(sh);
+  const size_t sum_bytes = softmax_sum_bytes(sh), scratch = backward_scratch(sh);
   const size_t accum_bytes = scratch - sum_bytes;
   char* ws = static_cast<char*>(workspace(scratch + size_t(plan->workspace_bytes)));
   if (accum_bytes) LH_CUDA_CHECK(cudaMemsetAsync(ws + sum_bytes, 0, accum_bytes, stream));

@@ -74,6 +74,7 @@ class CudnnSdpa {
   // The softmax_sum (and, non-deterministic, the zeroed fp32 dQ accumulator) scratch the backward
   // keeps in front of the plan's own workspace.
   size_t backward_scratch(const SdpaShape& shape) const;
+  static size_t softmax_sum_bytes(const SdpaShape& shape);
   // A cached plan; null when its workspace exceeds the limit and the call should be split into
   // kv-head groups (deterministic backward plans grow with heads x sequence length).
   const CudnnPlan* plan(bool backward, const SdpaShape& shape);

@@ -94,7 +94,7 @@ void LlamaModel::set_attention(std::unique_ptr<AttentionOp> attention) {
   attention_ = std::move(attention);
   // Another backend needs other workspaces, so `auto` chooses the activation layout afresh
   // (every layout gives the same bits).
-  if (recompute_ == Recompute::kAuto && per_layer_recompute_.empty()) acts_.reset();
+  if (auto_layout()) acts_.reset();
 }
 
 void LlamaModel::set_recompute(Recompute mode) {
@@ -126,8 +126,7 @@ void LlamaModel::ensure_capacity(int B, int T) {
   attention_->reserve(be_, cfg_.n_layers, shape);
   if (!acts_ || acts_->max_tokens() < B * T) {
     acts_.reset();  // release a smaller arena before sizing the new one
-    if (recompute_ == Recompute::kAuto && per_layer_recompute_.empty())
-      attention_->prepare_workspace(be_, cfg_.n_layers, shape);
+    if (auto_layout()) attention_->prepare_workspace(be_, cfg_.n_layers, shape);
     acts_ = std::make_unique<Activations>(be_, cfg_, B, T, resolve_recompute(B, T));
   }
 }
