@@ -9,6 +9,7 @@
 #include <string>
 
 #include "cuda_check.h"
+#include "kernels.h"
 
 namespace lh::cuda {
 namespace {
@@ -37,9 +38,13 @@ size_t default_workspace_limit() {
 constexpr size_t kScratchAlign = 256;
 size_t round_up(size_t n) { return (n + kScratchAlign - 1) / kScratchAlign * kScratchAlign; }
 
-// The causal mask on a [b, hq, s, s] score tensor: keep (row >= col), else -inf.
+// The [b, hq, s_q, s_kv] score tensor.
+Dims score_dims(const SdpaShape& sh) { return dims4(sh.b, sh.hq, sh.s, sh.kv_len()); }
+
+// The causal mask on the scores: keep (row >= col), else -inf (aligned top-left: query i sees
+// keys 0..i of its call).
 const CudnnDesc& causal_mask(CudnnGraph& g, const SdpaShape& sh, const CudnnDesc& scores) {
-  const Dims ss = dims4(sh.b, sh.hq, sh.s, sh.s);
+  const Dims ss = score_dims(sh);
   const CudnnDesc& row = g.virt(CUDNN_DATA_INT32, ss);
   const CudnnDesc& col = g.virt(CUDNN_DATA_INT32, ss);
   g.gen_index(scores, 2, row);
@@ -55,10 +60,11 @@ const CudnnDesc& causal_mask(CudnnGraph& g, const SdpaShape& sh, const CudnnDesc
 std::unique_ptr<CudnnPlan> build_forward(cudnnHandle_t handle, const SdpaShape& sh) {
   CudnnGraph g;
   const auto bf = CUDNN_DATA_BFLOAT16, f32 = CUDNN_DATA_FLOAT;
-  const Dims ss = dims4(sh.b, sh.hq, sh.s, sh.s), rows = dims4(sh.b, sh.hq, sh.s, 1);
+  const int64_t skv = sh.kv_len();
+  const Dims ss = score_dims(sh), rows = dims4(sh.b, sh.hq, sh.s, 1);
   const CudnnDesc& q = g.tensor(kQ, bf, dims4(sh.b, sh.hq, sh.s, sh.d), strides(sh.q));
-  const CudnnDesc& kt = g.tensor(kK, bf, dims4(sh.b, sh.hk, sh.d, sh.s), transposed(sh.k));
-  const CudnnDesc& v = g.tensor(kV, bf, dims4(sh.b, sh.hk, sh.s, sh.d), strides(sh.v));
+  const CudnnDesc& kt = g.tensor(kK, bf, dims4(sh.b, sh.hk, sh.d, skv), transposed(sh.k));
+  const CudnnDesc& v = g.tensor(kV, bf, dims4(sh.b, sh.hk, skv, sh.d), strides(sh.v));
   const CudnnDesc& o = g.tensor(kO, bf, dims4(sh.b, sh.hq, sh.s, sh.d), strides(sh.o));
   const CudnnDesc& stats = g.tensor(kStats, f32, rows, row_stats_strides(sh));
   const CudnnDesc& scale = g.scalar(kScale, f32);
@@ -92,7 +98,7 @@ void grouped_matmul(CudnnGraph& g, const SdpaShape& sh, const CudnnDesc& a, cons
     g.matmul(a, b, out);
     return;
   }
-  const CudnnDesc& per_head = g.virt(CUDNN_DATA_BFLOAT16, dims4(sh.b, sh.hq, sh.s, sh.d));
+  const CudnnDesc& per_head = g.virt(CUDNN_DATA_BFLOAT16, dims4(sh.b, sh.hq, sh.kv_len(), sh.d));
   g.matmul(a, b, per_head);
   g.reduction(CUDNN_REDUCE_TENSOR_ADD, per_head, out);
 }
@@ -100,15 +106,16 @@ void grouped_matmul(CudnnGraph& g, const SdpaShape& sh, const CudnnDesc& a, cons
 std::unique_ptr<CudnnPlan> build_backward(cudnnHandle_t handle, const SdpaShape& sh, bool deterministic) {
   CudnnGraph g;
   const auto bf = CUDNN_DATA_BFLOAT16, f32 = CUDNN_DATA_FLOAT;
-  const Dims ss = dims4(sh.b, sh.hq, sh.s, sh.s), rows = dims4(sh.b, sh.hq, sh.s, 1);
-  const Dims qd = dims4(sh.b, sh.hq, sh.s, sh.d), kd = dims4(sh.b, sh.hk, sh.s, sh.d);
+  const int64_t sq = sh.s, skv = sh.kv_len();
+  const Dims ss = score_dims(sh), rows = dims4(sh.b, sh.hq, sq, 1);
+  const Dims qd = dims4(sh.b, sh.hq, sq, sh.d), kd = dims4(sh.b, sh.hk, skv, sh.d);
   const CudnnDesc& q = g.tensor(kQ, bf, qd, strides(sh.q));
-  const CudnnDesc& kt = g.tensor(kK, bf, dims4(sh.b, sh.hk, sh.d, sh.s), transposed(sh.k));
-  const CudnnDesc& vt = g.tensor(kV, bf, dims4(sh.b, sh.hk, sh.d, sh.s), transposed(sh.v));
+  const CudnnDesc& kt = g.tensor(kK, bf, dims4(sh.b, sh.hk, sh.d, skv), transposed(sh.k));
+  const CudnnDesc& vt = g.tensor(kV, bf, dims4(sh.b, sh.hk, sh.d, skv), transposed(sh.v));
   const CudnnDesc& o = g.tensor(kO, bf, qd, strides(sh.o));
   const CudnnDesc& dout = g.tensor(kDO, bf, qd, strides(sh.o));
   const CudnnDesc& stats = g.tensor(kStats, f32, rows, row_stats_strides(sh));
-  const CudnnDesc& dq = g.tensor(kDQ, bf, qd, strides(sh.q));
+  const CudnnDesc& dq = g.tensor(kDQ, bf, qd, strides(sh.dq_strides()));
   const CudnnDesc& dk = g.tensor(kDK, bf, kd, strides(sh.k));
   const CudnnDesc& dv = g.tensor(kDV, bf, kd, strides(sh.v));
   const CudnnDesc& scale = g.scalar(kScale, f32);
@@ -134,8 +141,8 @@ std::unique_ptr<CudnnPlan> build_backward(cudnnHandle_t handle, const SdpaShape&
   g.pointwise(CUDNN_POINTWISE_EXP, f32, s3, nullptr, p);
 
   // dV = P^T dO
-  const Dims ss_t = {sh.hq * sh.s * sh.s, sh.s * sh.s, 1, sh.s};  // [b, hq, s_kv, s_q] view strides
-  const CudnnDesc& p_t = g.virt(bf, dims4(sh.b, sh.hq, sh.s, sh.s), ss_t);
+  const Dims ss_t = {sh.hq * sq * skv, sq * skv, 1, skv};  // [b, hq, s_kv, s_q] view strides
+  const CudnnDesc& p_t = g.virt(bf, dims4(sh.b, sh.hq, skv, sq), ss_t);
   g.reshape(p, p_t);
   grouped_matmul(g, sh, p_t, dout, dv);
 
@@ -152,7 +159,7 @@ std::unique_ptr<CudnnPlan> build_backward(cudnnHandle_t handle, const SdpaShape&
   // dK = dS^T Q;  dQ = dS K. Deterministic: dQ written directly (cuDNN then keeps per-tile
   // partials in a workspace that grows with s^2). Otherwise accumulated with fp32 atomics into a
   // zeroed [b, hq, s, d] buffer and converted by an IDENTITY op.
-  const CudnnDesc& ds_t = g.virt(bf, dims4(sh.b, sh.hq, sh.s, sh.s), ss_t);
+  const CudnnDesc& ds_t = g.virt(bf, dims4(sh.b, sh.hq, skv, sq), ss_t);
   g.reshape(ds, ds_t);
   grouped_matmul(g, sh, ds_t, q, dk);
   const CudnnDesc& k = g.virt(bf, kd, strides(sh.k));
@@ -188,18 +195,23 @@ SdpaShape kv_group_shape(const SdpaShape& s) {
   return g;
 }
 
-const CudnnPlan* CudnnSdpa::plan(bool backward, const SdpaShape& sh) {
+const CudnnPlan& CudnnSdpa::plan(bool backward, const SdpaShape& sh) {
   auto& slot = (backward ? bwd_plans_ : fwd_plans_)[sh];
   if (!slot) {
     slot = backward ? build_backward(handle_, sh, deterministic_) : build_forward(handle_, sh);
     if (std::getenv("LH_CUDNN_VERBOSE"))
-      std::fprintf(stderr, "cuDNN %s plan b=%lld hq=%lld hk=%lld s=%lld d=%lld%s: workspace %.1f MiB\n",
+      std::fprintf(stderr, "cuDNN %s plan b=%lld hq=%lld hk=%lld s=%lld skv=%lld d=%lld%s: workspace %.1f MiB\n",
                    backward ? "backward" : "forward", (long long)sh.b, (long long)sh.hq, (long long)sh.hk,
-                   (long long)sh.s, (long long)sh.d, backward && !deterministic_ ? " (non-deterministic)" : "",
-                   slot->workspace_bytes / 1048576.0);
+                   (long long)sh.s, (long long)sh.kv_len(), (long long)sh.d,
+                   backward && !deterministic_ ? " (non-deterministic)" : "", slot->workspace_bytes / 1048576.0);
   }
-  if (sh.hk > 1 && size_t(slot->workspace_bytes) > workspace_limit_) return nullptr;
-  return slot.get();
+  return *slot;
+}
+
+bool CudnnSdpa::split_heads(bool backward, const SdpaShape& sh) {
+  if (sh.hk <= 1) return false;
+  const size_t plan_bytes = size_t(plan(backward, sh).workspace_bytes);
+  return (backward ? backward_scratch(sh) : 0) + plan_bytes > workspace_limit_;
 }
 
 CudnnSdpa::CudnnSdpa() : workspace_limit_(default_workspace_limit()) { LH_CUDNN_CHECK(cudnnCreate(&handle_)); }
@@ -230,8 +242,7 @@ void* CudnnSdpa::workspace(size_t bytes) {
 }
 
 size_t CudnnSdpa::forward_workspace(const SdpaShape& sh) {
-  const CudnnPlan* plan = this->plan(false, sh);
-  return plan ? size_t(plan->workspace_bytes) : forward_workspace(kv_group_shape(sh));
+  return split_heads(false, sh) ? forward_workspace(kv_group_shape(sh)) : size_t(plan(false, sh).workspace_bytes);
 }
 
 size_t CudnnSdpa::softmax_sum_bytes(const SdpaShape& sh) {
@@ -244,8 +255,9 @@ size_t CudnnSdpa::backward_scratch(const SdpaShape& sh) const {
 }
 
 size_t CudnnSdpa::backward_workspace(const SdpaShape& sh) {
-  const CudnnPlan* plan = this->plan(true, sh);
-  return plan ? backward_scratch(sh) + size_t(plan->workspace_bytes) : backward_workspace(kv_group_shape(sh));
+  if (split_heads(true, sh)) return backward_workspace(kv_group_shape(sh));
+  if (const int64_t w = kv_chunk_width(sh)) return kv_chunked_workspace(sh, w);
+  return backward_scratch(sh) + size_t(plan(true, sh).workspace_bytes);
 }
 
 size_t CudnnSdpa::prepare(const SdpaShape& sh) {
@@ -254,20 +266,101 @@ size_t CudnnSdpa::prepare(const SdpaShape& sh) {
   return bytes;
 }
 
+// ---- key chunks ----
+// cuDNN's deterministic backward keeps a dQ partial per key tile for every query row that tile
+// reaches: its workspace grows with the area of the score matrix (~2 bytes x s^2 per head, causal;
+// 19 GB per head at 98K, 137 GB at 256K). Key chunk [k0, k0 + w) against queries [k0, s) is a
+// rectangle of at most s x w, causal at its top-left corner, so the same graph (top-left mask)
+// computes it; the full-row log-sum-exp and rowsum(dO * O) make its P and dS exact. Its dK and
+// dV rows are complete; dQ rows get one partial per chunk that reaches them, rounded to bf16 by
+// cuDNN and summed here in fp32, in chunk order: deterministic, one bf16 rounding per chunk more
+// than the single call.
+
+SdpaShape CudnnSdpa::kv_chunk_shape(const SdpaShape& sh, int64_t k0, int64_t width) {
+  SdpaShape c = sh;
+  c.s = sh.s - k0;
+  c.skv = width;
+  // dQ partials go to a compact [b, s, hq, d] buffer, at row k0 of the whole shape's rows.
+  c.dq = {sh.s * sh.hq * sh.d, sh.d, sh.hq * sh.d, 1};
+  return c;
+}
+
+namespace {
+constexpr int64_t kKeyTile = 128;  // chunk widths are multiples of cuDNN's key tile
+size_t dq_rows_elems(const SdpaShape& sh) { return size_t(sh.b) * sh.s * sh.hq * sh.d; }
+}  // namespace
+
+size_t CudnnSdpa::kv_chunked_workspace(const SdpaShape& sh, int64_t width, bool first_chunk_only) {
+  size_t call = 0;  // the largest chunk call's scratch and plan workspace
+  for (int64_t k0 = 0; k0 < sh.s && (k0 == 0 || !first_chunk_only); k0 += width) {
+    const SdpaShape c = kv_chunk_shape(sh, k0, std::min(width, sh.s - k0));
+    call = std::max(call, backward_scratch(c) + size_t(plan(true, c).workspace_bytes));
+  }
+  return round_up(dq_rows_elems(sh) * sizeof(__nv_bfloat16)) + round_up(dq_rows_elems(sh) * sizeof(float)) + call;
+}
+
+int64_t CudnnSdpa::kv_chunk_width(const SdpaShape& sh) {
+  if (!deterministic_ || sh.skv) return 0;
+  const auto found = kv_chunk_widths_.find(sh);
+  if (found != kv_chunk_widths_.end()) return found->second;
+  int64_t width = 0;
+  if (backward_scratch(sh) + size_t(plan(true, sh).workspace_bytes) > workspace_limit_) {
+    // Halve the width until the largest call (the first chunk: every query row, the full width)
+    // fits the limit, or a single key tile is left. Only that chunk's plan is built per trial.
+    width = (sh.s + kKeyTile - 1) / kKeyTile * kKeyTile;
+    do {
+      width = std::max(kKeyTile, (width / 2 + kKeyTile - 1) / kKeyTile * kKeyTile);
+    } while (width > kKeyTile && kv_chunked_workspace(sh, width, true) > workspace_limit_);
+    if (std::getenv("LH_CUDNN_VERBOSE"))
+      std::fprintf(stderr, "cuDNN backward s=%lld over the workspace limit: %lld key chunks of %lld\n",
+                   (long long)sh.s, (long long)((sh.s + width - 1) / width), (long long)width);
+  }
+  kv_chunk_widths_[sh] = width;
+  return width;
+}
+
+void CudnnSdpa::backward_kv_chunks(const SdpaShape& sh, int64_t width, const __nv_bfloat16* q,
+                                   const __nv_bfloat16* k, const __nv_bfloat16* v, const __nv_bfloat16* o,
+                                   const __nv_bfloat16* dout, const float* stats, __nv_bfloat16* dq,
+                                   __nv_bfloat16* dk, __nv_bfloat16* dv, float scale, cudaStream_t stream) {
+  const size_t elems = dq_rows_elems(sh), part_bytes = round_up(elems * sizeof(__nv_bfloat16));
+  char* ws = static_cast<char*>(workspace(kv_chunked_workspace(sh, width)));
+  auto* part = reinterpret_cast<__nv_bfloat16*>(ws);
+  auto* acc = reinterpret_cast<float*>(ws + part_bytes);
+  char* call_ws = ws + part_bytes + round_up(elems * sizeof(float));
+  const int64_t row = sh.hq * sh.d, batch = sh.s * row;  // of the dQ partials
+  for (int64_t k0 = 0; k0 < sh.s; k0 += width) {
+    const SdpaShape c = kv_chunk_shape(sh, k0, std::min(width, sh.s - k0));
+    execute_backward(c, q + k0 * sh.q[2], k + k0 * sh.k[2], v + k0 * sh.v[2], o + k0 * sh.o[2],
+                     dout + k0 * sh.o[2], stats + k0 * sh.stats[2], part + k0 * row, dk + k0 * sh.k[2],
+                     dv + k0 * sh.v[2], scale, call_ws, stream);
+    if (k0 == 0) {
+      convert_bf16_to_f32(acc, part, elems, stream);  // the first chunk reaches every row
+      continue;
+    }
+    for (int64_t b = 0; b < sh.b; ++b)
+      accumulate_f32(acc + b * batch + k0 * row, part + b * batch + k0 * row, size_t(sh.s - k0) * row, stream);
+  }
+  const Strides4& qs = sh.q;
+  convert_f32_to_bf16_strided(dq, acc, int(sh.b), sh.s, int(sh.hq), int(sh.d), qs[0], qs[1], qs[2], stream);
+}
+
+// ---- calls ----
+
 void CudnnSdpa::forward(const SdpaShape& sh, const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
                         __nv_bfloat16* o, float* stats, float scale, cudaStream_t stream) {
-  const CudnnPlan* plan = this->plan(false, sh);
-  if (!plan) {  // one call per kv-head group, each within the workspace limit
+  if (split_heads(false, sh)) {  // one call per kv-head group, each within the workspace limit
     const SdpaShape g = kv_group_shape(sh);
     for (int64_t i = 0; i < sh.hk; ++i)
       forward(g, q + i * g.hq * sh.q[1], k + i * sh.k[1], v + i * sh.v[1], o + i * g.hq * sh.o[1],
               stats + i * g.hq * sh.stats[1], scale, stream);
     return;
   }
+  const CudnnPlan& plan = this->plan(false, sh);
   LH_CUDNN_CHECK(cudnnSetStream(handle_, stream));
   float neg_inf = -std::numeric_limits<float>::infinity();
-  void* ws = workspace(size_t(plan->workspace_bytes));
-  cudnn_execute(handle_, *plan, {kQ, kK, kV, kO, kStats, kScale, kNegInf},
+  void* ws = workspace(size_t(plan.workspace_bytes));
+  cudnn_execute(handle_, plan, {kQ, kK, kV, kO, kStats, kScale, kNegInf},
                 {const_cast<__nv_bfloat16*>(q), const_cast<__nv_bfloat16*>(k), const_cast<__nv_bfloat16*>(v), o,
                  stats, &scale, &neg_inf},
                 ws);
@@ -277,8 +370,7 @@ void CudnnSdpa::backward(const SdpaShape& sh, const __nv_bfloat16* q, const __nv
                          const __nv_bfloat16* v, const __nv_bfloat16* o, const __nv_bfloat16* dout,
                          const float* stats, __nv_bfloat16* dq, __nv_bfloat16* dk, __nv_bfloat16* dv, float scale,
                          cudaStream_t stream) {
-  const CudnnPlan* plan = this->plan(true, sh);
-  if (!plan) {
+  if (split_heads(true, sh)) {
     const SdpaShape g = kv_group_shape(sh);
     for (int64_t i = 0; i < sh.hk; ++i) {
       const int64_t qo = i * g.hq * sh.q[1], ko = i * sh.k[1], vo = i * sh.v[1], oo = i * g.hq * sh.o[1];
@@ -287,10 +379,22 @@ void CudnnSdpa::backward(const SdpaShape& sh, const __nv_bfloat16* q, const __nv
     }
     return;
   }
+  if (const int64_t w = kv_chunk_width(sh)) {
+    backward_kv_chunks(sh, w, q, k, v, o, dout, stats, dq, dk, dv, scale, stream);
+    return;
+  }
+  char* ws = static_cast<char*>(workspace(backward_scratch(sh) + size_t(plan(true, sh).workspace_bytes)));
+  execute_backward(sh, q, k, v, o, dout, stats, dq, dk, dv, scale, ws, stream);
+}
+
+void CudnnSdpa::execute_backward(const SdpaShape& sh, const __nv_bfloat16* q, const __nv_bfloat16* k,
+                                 const __nv_bfloat16* v, const __nv_bfloat16* o, const __nv_bfloat16* dout,
+                                 const float* stats, __nv_bfloat16* dq, __nv_bfloat16* dk, __nv_bfloat16* dv,
+                                 float scale, char* ws, cudaStream_t stream) {
+  const CudnnPlan& plan = this->plan(true, sh);
   LH_CUDNN_CHECK(cudnnSetStream(handle_, stream));
   const size_t sum_bytes = softmax_sum_bytes(sh), scratch = backward_scratch(sh);
   const size_t accum_bytes = scratch - sum_bytes;
-  char* ws = static_cast<char*>(workspace(scratch + size_t(plan->workspace_bytes)));
   if (accum_bytes) LH_CUDA_CHECK(cudaMemsetAsync(ws + sum_bytes, 0, accum_bytes, stream));
   float neg_inf = -std::numeric_limits<float>::infinity(), one = 1.0f;
   auto cv = [](const __nv_bfloat16* p) { return static_cast<void*>(const_cast<__nv_bfloat16*>(p)); };
@@ -298,7 +402,7 @@ void CudnnSdpa::backward(const SdpaShape& sh, const __nv_bfloat16* q, const __nv
   std::vector<void*> ptrs = {cv(q), cv(k), cv(v), cv(o), cv(dout), const_cast<float*>(stats), dq, dk, dv, &scale,
                              &one, &neg_inf, ws};
   if (accum_bytes) uids.push_back(kDQAccum), ptrs.push_back(ws + sum_bytes);
-  cudnn_execute(handle_, *plan, uids, ptrs, ws + scratch);
+  cudnn_execute(handle_, plan, uids, ptrs, ws + scratch);
 }
 
 }  // namespace lh::cuda

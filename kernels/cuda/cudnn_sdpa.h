@@ -23,9 +23,13 @@ using Strides4 = std::array<int64_t, 4>;
 
 struct SdpaShape {
   int64_t b = 1, hq = 1, hk = 1, s = 1, d = 64;
-  Strides4 q{}, k{}, v{}, o{};  // dq/dk/dv/do share the strides of q/k/v/o
+  int64_t skv = 0;              // key length; 0: s (self-attention). Causal mask aligned top-left
+  Strides4 q{}, k{}, v{}, o{};  // dq/dk/dv/do share the strides of q/k/v/o, unless dq is set
   Strides4 stats{};             // of the fp32 log-sum-exp [b, hq, s, 1]
-  auto key() const { return std::tie(b, hq, hk, s, d, q, k, v, o, stats); }
+  Strides4 dq{};                // all zero: those of q
+  int64_t kv_len() const { return skv ? skv : s; }
+  const Strides4& dq_strides() const { return dq[3] ? dq : q; }
+  auto key() const { return std::tie(b, hq, hk, s, d, skv, q, k, v, o, stats, dq); }
   bool operator<(const SdpaShape& x) const { return key() < x.key(); }
 };
 
@@ -45,12 +49,16 @@ class CudnnSdpa {
   ~CudnnSdpa();
   CudnnSdpa(const CudnnSdpa&) = delete;
   CudnnSdpa& operator=(const CudnnSdpa&) = delete;
-  void set_workspace_limit(size_t bytes) { workspace_limit_ = bytes; }
+  void set_workspace_limit(size_t bytes) {
+    workspace_limit_ = bytes;
+    kv_chunk_widths_.clear();
+  }
   // The deterministic backward (default) keeps per-tile dQ partials: its workspace grows with
-  // heads x s^2 and is split into kv-head groups above the limit. The non-deterministic one
-  // accumulates dQ with fp32 atomics in O(s) memory: not bitwise reproducible.
+  // heads x s^2. Above the limit a call is split into kv-head groups, and a group that is still
+  // over it into key chunks (see backward_kv_chunks). The non-deterministic backward accumulates
+  // dQ with fp32 atomics in O(s) memory: not bitwise reproducible.
   void set_deterministic(bool on) {
-    if (on != deterministic_) bwd_plans_.clear();
+    if (on != deterministic_) bwd_plans_.clear(), kv_chunk_widths_.clear();
     deterministic_ = on;
   }
   // Builds the plans that forward and backward calls of this shape will use (kv-head groups where
@@ -75,11 +83,28 @@ class CudnnSdpa {
   // keeps in front of the plan's own workspace.
   size_t backward_scratch(const SdpaShape& shape) const;
   static size_t softmax_sum_bytes(const SdpaShape& shape);
-  // A cached plan; null when its workspace exceeds the limit and the call should be split into
-  // kv-head groups (deterministic backward plans grow with heads x sequence length).
-  const CudnnPlan* plan(bool backward, const SdpaShape& shape);
+  // A cached plan (built on first use).
+  const CudnnPlan& plan(bool backward, const SdpaShape& shape);
+  // Whether a call of this shape must be split into kv-head groups (over the limit, hk > 1).
+  bool split_heads(bool backward, const SdpaShape& shape);
+  // Deterministic backward of one kv-head group over the limit: key chunks [k0, k0 + w) each
+  // against queries [k0, s). Each chunk's call writes its dK, dV rows whole; the dQ partials are
+  // summed in fp32 in chunk order. Width 0: no chunking needed.
+  int64_t kv_chunk_width(const SdpaShape& shape);
+  static SdpaShape kv_chunk_shape(const SdpaShape& shape, int64_t k0, int64_t width);
+  size_t kv_chunked_workspace(const SdpaShape& shape, int64_t width, bool first_chunk_only = false);
+  void backward_kv_chunks(const SdpaShape& shape, int64_t width, const __nv_bfloat16* q, const __nv_bfloat16* k,
+                          const __nv_bfloat16* v, const __nv_bfloat16* o, const __nv_bfloat16* dout,
+                          const float* stats, __nv_bfloat16* dq, __nv_bfloat16* dk, __nv_bfloat16* dv, float scale,
+                          cudaStream_t stream);
+  // One backward call whose scratch and plan workspace start at ws (backward_workspace bytes).
+  void execute_backward(const SdpaShape& shape, const __nv_bfloat16* q, const __nv_bfloat16* k,
+                        const __nv_bfloat16* v, const __nv_bfloat16* o, const __nv_bfloat16* dout, const float* stats,
+                        __nv_bfloat16* dq, __nv_bfloat16* dk, __nv_bfloat16* dv, float scale, char* ws,
+                        cudaStream_t stream);
   cudnnHandle_t handle_ = nullptr;
   std::map<SdpaShape, std::unique_ptr<CudnnPlan>> fwd_plans_, bwd_plans_;
+  std::map<SdpaShape, int64_t> kv_chunk_widths_;
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;
   size_t workspace_limit_;

@@ -46,6 +46,12 @@ void residual_forward(bf16* out, const bf16* a, const bf16* b, size_t n, cudaStr
 void accumulate(bf16* dst, const bf16* src, size_t n, cudaStream_t s);
 void convert_f32_to_bf16(bf16* dst, const float* src, size_t n, cudaStream_t s);
 void convert_bf16_to_f32(float* dst, const bf16* src, size_t n, cudaStream_t s);
+// dst += src, fp32 accumulator (the key-chunked attention backward's dQ partials).
+void accumulate_f32(float* dst, const bf16* src, size_t n, cudaStream_t s);
+// dst[b, h, t, :] = src[b, t, h, :] for a compact fp32 src [B, T, H, D] and a bf16 dst with element
+// strides (sb, sh, st) and unit stride along D (D a multiple of 8, dst 16-byte aligned).
+void convert_f32_to_bf16_strided(bf16* dst, const float* src, int B, int64_t T, int H, int D, int64_t sb, int64_t sh,
+                                 int64_t st, cudaStream_t s);
 
 // ---- cross_entropy.cu ----
 // losses[n] = logsumexp(logits[n]) - logits[n, target] in fp32 (online softmax, one pass).

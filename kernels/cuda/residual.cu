@@ -1,4 +1,4 @@
-// Elementwise residual add, gradient accumulation and dtype conversions.
+// Elementwise residual add, gradient accumulation and dtype conversions (one strided).
 // Each kernel runs a grid-stride loop over vectors (8 bf16 = 16 bytes for bf16-only kernels;
 // 4 elements = one float4 + 8 bytes of bf16 for conversions) and finishes the n % 8 tail with scalar accesses; when a pointer is not 16-byte
 // aligned the whole range takes the scalar loop. Every element is read and written at its own
@@ -63,6 +63,34 @@ __global__ void bf16_to_f32_kernel(float* dst, const bf16* src, size_t n, bool v
       [=](size_t e) { dst[e] = __bfloat162float(src[e]); });
 }
 
+// Bytes: n*2 + n*4 read + n*4 written.
+__global__ void accumulate_f32_kernel(float* dst, const bf16* src, size_t n, bool vec) {
+  vector_loop<4>(
+      n, vec,
+      [=](size_t e) {
+        float4 d = *reinterpret_cast<const float4*>(dst + e);
+        const float4 x = load4(src + e);
+        d.x += x.x, d.y += x.y, d.z += x.z, d.w += x.w;
+        *reinterpret_cast<float4*>(dst + e) = d;
+      },
+      [=](size_t e) { dst[e] += __bfloat162float(src[e]); });
+}
+
+// dst[b, h, t, :] (element strides sb, sh, st; unit stride along d) = src[b, t, h, :] (compact):
+// one thread per 8-element chunk. Bytes: n*4 read + n*2 written.
+__global__ void f32_to_bf16_strided_kernel(bf16* dst, const float* src, int64_t T, int H, int D, int64_t sb,
+                                           int64_t sh, int64_t st, size_t chunks) {
+  const int per_row = H * D / kVec;
+  for (size_t i = global_thread(); i < chunks; i += grid_threads()) {
+    const size_t row = i / per_row;  // b * T + t
+    const int c = int(i % per_row), h = c * kVec / D, d = c * kVec % D;
+    const int64_t b = int64_t(row / T), t = int64_t(row % T);
+    float x[8];
+    load8(x, src + i * kVec);
+    store8(dst + b * sb + h * sh + t * st + d, x);
+  }
+}
+
 template <typename... P> bool all_aligned(const P*... p) { return (aligned16(p) && ...); }
 }  // namespace
 
@@ -80,6 +108,21 @@ void convert_f32_to_bf16(bf16* dst, const float* src, size_t n, cudaStream_t s) 
   if (n == 0) return;
   const bool vec = all_aligned(dst, src);
   f32_to_bf16_kernel<<<grid_for(vec ? n / 4 + 1 : n, 256), 256, 0, s>>>(dst, src, n, vec);
+  LH_CUDA_CHECK_LAUNCH();
+}
+
+void accumulate_f32(float* dst, const bf16* src, size_t n, cudaStream_t s) {
+  if (n == 0) return;
+  const bool vec = all_aligned(dst, src);
+  accumulate_f32_kernel<<<grid_for(vec ? n / 4 + 1 : n, 256), 256, 0, s>>>(dst, src, n, vec);
+  LH_CUDA_CHECK_LAUNCH();
+}
+
+void convert_f32_to_bf16_strided(bf16* dst, const float* src, int B, int64_t T, int H, int D, int64_t sb, int64_t sh,
+                                 int64_t st, cudaStream_t s) {
+  const size_t chunks = size_t(B) * T * H * D / kVec;
+  if (chunks == 0) return;
+  f32_to_bf16_strided_kernel<<<grid_for(chunks, 256), 256, 0, s>>>(dst, src, T, H, D, sb, sh, st, chunks);
   LH_CUDA_CHECK_LAUNCH();
 }
 
