@@ -244,8 +244,10 @@ TEST_CASE("cuda: attention over the workspace limit (kv-head groups, key chunks)
           "[gpu][cuda]") {
   LH_SKIP_WITHOUT_GPU();
   struct Shape { int B, T, H, Hkv, D; };
-  // 1000 = 7 key chunks of 128 and a ragged one of 104; GQA inside each chunk's call.
-  const Shape shape = GENERATE(Shape{2, 200, 4, 2, 64}, Shape{2, 1000, 4, 2, 128}, Shape{1, 700, 2, 1, 64});
+  // 1000 = 7 key chunks of 128 and a ragged one of 104; GQA inside each chunk's call; Hkv = 4:
+  // groups of two kv heads just under one call's workspace.
+  const Shape shape = GENERATE(Shape{2, 200, 4, 2, 64}, Shape{2, 1000, 4, 2, 128}, Shape{1, 700, 2, 1, 64},
+                               Shape{1, 300, 8, 4, 64});
   const auto [B, T, H, Hkv, D] = shape;
   CAPTURE(B, T, H, Hkv, D);
   const size_t n_qkv = size_t(B) * T * (H + 2 * Hkv) * D, n_out = size_t(B) * T * H * D;
@@ -255,8 +257,9 @@ TEST_CASE("cuda: attention over the workspace limit (kv-head groups, key chunks)
   sdpa.set_workspace_limit(size_t(1) << 40);
   const size_t whole = sdpa.prepare(lh::cuda::fused_qkv_shape(B, T, H, Hkv, D));
   const SdpaRun one_call = run_sdpa(*gpu, sdpa, qkv, dout, B, T, H, Hkv, D);
-  // Just under one call's workspace: kv-head groups where there are several (else key chunks);
-  // then no workspace at all: groups and key chunks of one tile (128 keys).
+  // Just under one call's workspace: the largest kv-head groups under it where there are several
+  // kv heads (else key chunks); then no workspace at all: single kv heads in key chunks of one
+  // tile (128 keys).
   for (const size_t limit : {whole - 1, size_t(0)}) {
     CAPTURE(whole, limit);
     sdpa.set_workspace_limit(limit);

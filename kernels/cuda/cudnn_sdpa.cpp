@@ -188,10 +188,10 @@ SdpaShape fused_qkv_shape(int B, int T, int H, int Hkv, int D) {
   return s;
 }
 
-SdpaShape kv_group_shape(const SdpaShape& s) {
+SdpaShape kv_group_shape(const SdpaShape& s, int64_t kv_heads) {
   SdpaShape g = s;
-  g.hq = s.hq / s.hk;
-  g.hk = 1;
+  g.hq = s.hq / s.hk * kv_heads;
+  g.hk = kv_heads;
   return g;
 }
 
@@ -208,10 +208,13 @@ const CudnnPlan& CudnnSdpa::plan(bool backward, const SdpaShape& sh) {
   return *slot;
 }
 
-bool CudnnSdpa::split_heads(bool backward, const SdpaShape& sh) {
-  if (sh.hk <= 1) return false;
-  const size_t plan_bytes = size_t(plan(backward, sh).workspace_bytes);
-  return (backward ? backward_scratch(sh) : 0) + plan_bytes > workspace_limit_;
+int64_t CudnnSdpa::kv_heads_per_call(bool backward, const SdpaShape& sh) {
+  auto fits = [&](const SdpaShape& g) {
+    return (backward ? backward_scratch(g) : 0) + size_t(plan(backward, g).workspace_bytes) <= workspace_limit_;
+  };
+  for (int64_t kv = sh.hk; kv > 1; --kv)  // the largest group that fits: fewer, fuller calls
+    if (sh.hk % kv == 0 && fits(kv_group_shape(sh, kv))) return kv;
+  return 1;
 }
 
 CudnnSdpa::CudnnSdpa() : workspace_limit_(default_workspace_limit()) { LH_CUDNN_CHECK(cudnnCreate(&handle_)); }
@@ -242,7 +245,8 @@ void* CudnnSdpa::workspace(size_t bytes) {
 }
 
 size_t CudnnSdpa::forward_workspace(const SdpaShape& sh) {
-  return split_heads(false, sh) ? forward_workspace(kv_group_shape(sh)) : size_t(plan(false, sh).workspace_bytes);
+  const int64_t kv = kv_heads_per_call(false, sh);
+  return kv < sh.hk ? forward_workspace(kv_group_shape(sh, kv)) : size_t(plan(false, sh).workspace_bytes);
 }
 
 size_t CudnnSdpa::softmax_sum_bytes(const SdpaShape& sh) {
@@ -255,7 +259,7 @@ size_t CudnnSdpa::backward_scratch(const SdpaShape& sh) const {
 }
 
 size_t CudnnSdpa::backward_workspace(const SdpaShape& sh) {
-  if (split_heads(true, sh)) return backward_workspace(kv_group_shape(sh));
+  if (const int64_t kv = kv_heads_per_call(true, sh); kv < sh.hk) return backward_workspace(kv_group_shape(sh, kv));
   if (const int64_t w = kv_chunk_width(sh)) return kv_chunked_workspace(sh, w);
   return backward_scratch(sh) + size_t(plan(true, sh).workspace_bytes);
 }
@@ -349,11 +353,12 @@ void CudnnSdpa::backward_kv_chunks(const SdpaShape& sh, int64_t width, const __n
 
 void CudnnSdpa::forward(const SdpaShape& sh, const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
                         __nv_bfloat16* o, float* stats, float scale, cudaStream_t stream) {
-  if (split_heads(false, sh)) {  // one call per kv-head group, each within the workspace limit
-    const SdpaShape g = kv_group_shape(sh);
-    for (int64_t i = 0; i < sh.hk; ++i)
-      forward(g, q + i * g.hq * sh.q[1], k + i * sh.k[1], v + i * sh.v[1], o + i * g.hq * sh.o[1],
-              stats + i * g.hq * sh.stats[1], scale, stream);
+  if (const int64_t kv = kv_heads_per_call(false, sh); kv < sh.hk) {  // kv-head groups within the limit
+    const SdpaShape g = kv_group_shape(sh, kv);
+    const int64_t group = sh.hq / sh.hk;  // query heads per kv head
+    for (int64_t i = 0; i < sh.hk; i += kv)
+      forward(g, q + i * group * sh.q[1], k + i * sh.k[1], v + i * sh.v[1], o + i * group * sh.o[1],
+              stats + i * group * sh.stats[1], scale, stream);
     return;
   }
   const CudnnPlan& plan = this->plan(false, sh);
@@ -370,11 +375,12 @@ void CudnnSdpa::backward(const SdpaShape& sh, const __nv_bfloat16* q, const __nv
                          const __nv_bfloat16* v, const __nv_bfloat16* o, const __nv_bfloat16* dout,
                          const float* stats, __nv_bfloat16* dq, __nv_bfloat16* dk, __nv_bfloat16* dv, float scale,
                          cudaStream_t stream) {
-  if (split_heads(true, sh)) {
-    const SdpaShape g = kv_group_shape(sh);
-    for (int64_t i = 0; i < sh.hk; ++i) {
-      const int64_t qo = i * g.hq * sh.q[1], ko = i * sh.k[1], vo = i * sh.v[1], oo = i * g.hq * sh.o[1];
-      backward(g, q + qo, k + ko, v + vo, o + oo, dout + oo, stats + i * g.hq * sh.stats[1], dq + qo, dk + ko,
+  if (const int64_t kv = kv_heads_per_call(true, sh); kv < sh.hk) {
+    const SdpaShape g = kv_group_shape(sh, kv);
+    const int64_t group = sh.hq / sh.hk;  // query heads per kv head
+    for (int64_t i = 0; i < sh.hk; i += kv) {
+      const int64_t qo = i * group * sh.q[1], ko = i * sh.k[1], vo = i * sh.v[1], oo = i * group * sh.o[1];
+      backward(g, q + qo, k + ko, v + vo, o + oo, dout + oo, stats + i * group * sh.stats[1], dq + qo, dk + ko,
                dv + vo, scale, stream);
     }
     return;

@@ -39,9 +39,9 @@ SdpaShape fused_qkv_shape(int B, int T, int H, int Hkv, int D);
 inline int64_t fused_k_offset(int H, int D) { return int64_t(H) * D; }
 inline int64_t fused_v_offset(int H, int Hkv, int D) { return int64_t(H + Hkv) * D; }
 
-// The shape of one GQA group (hq / hk query heads sharing one kv head); pointers of group g are
-// offset by g * group_offset(...) elements.
-SdpaShape kv_group_shape(const SdpaShape& s);
+// The shape of a call over kv_heads of the kv heads and their query heads (hq / hk per kv head);
+// the group starting at kv head i has its pointers offset by i heads (i * hq / hk query heads).
+SdpaShape kv_group_shape(const SdpaShape& s, int64_t kv_heads);
 
 class CudnnSdpa {
  public:
@@ -85,8 +85,9 @@ class CudnnSdpa {
   static size_t softmax_sum_bytes(const SdpaShape& shape);
   // A cached plan (built on first use).
   const CudnnPlan& plan(bool backward, const SdpaShape& shape);
-  // Whether a call of this shape must be split into kv-head groups (over the limit, hk > 1).
-  bool split_heads(bool backward, const SdpaShape& shape);
+  // How many kv heads one call takes: all of them, or the largest divisor of hk whose call fits
+  // the workspace limit (1 at least; a single head over the limit takes key chunks instead).
+  int64_t kv_heads_per_call(bool backward, const SdpaShape& shape);
   // Deterministic backward of one kv-head group over the limit: key chunks [k0, k0 + w) each
   // against queries [k0, s). Each chunk's call writes its dK, dV rows whole; the dQ partials are
   // summed in fp32 in chunk order. Width 0: no chunking needed.
