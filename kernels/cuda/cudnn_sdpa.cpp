@@ -235,7 +235,8 @@ void* CudnnSdpa::workspace(size_t bytes) {
       throw std::runtime_error("cuDNN attention: cannot allocate its workspace of " + std::to_string(bytes >> 20) +
                                " MiB (out of device memory)" +
                                (deterministic_ ? "; the deterministic backward's workspace grows with seq_len^2: "
-                                                 "set training.recompute to auto (or full) to leave it room, or "
+                                                 "set training.recompute to auto (or full) to leave it room, "
+                                                 "lower LH_CUDNN_WORKSPACE_LIMIT_MB (smaller calls), or set "
                                                  "training.deterministic to false"
                                                : "; set training.recompute to auto (or full) to leave it room"));
     }

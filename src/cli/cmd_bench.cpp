@@ -56,7 +56,8 @@ void register_bench_command(CLI::App& app) {
       ->check(CLI::NonNegativeNumber);
   lhb->add_option("--iters", a->lighthouse.iters)->check(CLI::PositiveNumber);
   lhb->add_flag("!--non-deterministic", a->lighthouse.deterministic,
-                "cuDNN's atomic attention backward (its deterministic one needs O(S^2) workspace per head)");
+                "cuDNN's atomic attention backward (faster; the deterministic one needs O(S^2) workspace per head, "
+                "split into kv-head groups and key chunks above its limit)");
   lhb->callback([a] {
     auto be = lh::make_backend(a->device);
     write_result(lh::bench_lighthouse(*be, a->lighthouse), a->out);
