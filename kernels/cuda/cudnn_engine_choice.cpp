@@ -11,6 +11,8 @@ constexpr int64_t kMaxKnobs = CUDNN_KNOB_TYPE_COUNTS;
 
 const char* env(const std::string& name) { return std::getenv(name.c_str()); }
 
+}  // namespace
+
 int64_t parse_int(const std::string& text, const std::string& variable) {
   size_t used = 0;
   long long v = 0;
@@ -23,6 +25,8 @@ int64_t parse_int(const std::string& text, const std::string& variable) {
     throw std::invalid_argument(variable + ": '" + text + "' is not an integer");
   return v;
 }
+
+namespace {
 
 // "type:value,type:value"
 KnobChoices parse_knobs(const std::string& text, const std::string& variable) {

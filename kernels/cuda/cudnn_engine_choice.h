@@ -7,6 +7,7 @@
 //   LH_CUDNN_<NAME>_KNOBS=type:value,... replace knob choices of the chosen configuration (type is the
 //                                         number of a cudnnBackendKnobType_t)
 //   LH_CUDNN_VERBOSE=1                   list every candidate: engine, knob choices, knob ranges
+// (LH_CUDNN_WORKSPACE_LIMIT_MB, read by cudnn_sdpa.cpp, caps the workspace of one attention call.)
 #pragma once
 #include <cudnn.h>
 
@@ -28,6 +29,9 @@ struct EngineChoiceOptions {
   KnobChoices knob_overrides;
   bool verbose = false;
 };
+
+// The integer in `text`, else throws std::invalid_argument naming `variable`.
+int64_t parse_int(const std::string& text, const std::string& variable);
 
 // Reads the LH_CUDNN_* variables for the graph called `name` (e.g. "BACKWARD"). Throws on a
 // malformed value, naming the variable.

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "cuda_check.h"
+#include "cudnn_engine_choice.h"
 #include "kernels.h"
 
 namespace lh::cuda {
@@ -25,11 +26,16 @@ Dims strides(const Strides4& s) { return {s[0], s[1], s[2], s[3]}; }
 Dims transposed(const Strides4& s) { return {s[0], s[1], s[3], s[2]}; }
 Dims row_stats_strides(const SdpaShape& sh) { return strides(sh.stats); }
 
-// Workspace above which a call is split into kv-head groups: a quarter of the device's memory
-// unless LH_CUDNN_WORKSPACE_LIMIT_MB says otherwise. Groups run one after another, so splitting
-// costs occupancy; it is the price of fitting the deterministic backward at long lengths.
+// Workspace above which a call is split into kv-head groups (and a single head's deterministic
+// backward into key chunks): a quarter of the device's memory unless LH_CUDNN_WORKSPACE_LIMIT_MB
+// (MiB) says otherwise. Smaller calls run one after another, which costs occupancy (6% at 64K for
+// single heads); it is the price of fitting the deterministic backward at long lengths.
 size_t default_workspace_limit() {
-  if (const char* env = std::getenv("LH_CUDNN_WORKSPACE_LIMIT_MB")) return size_t(std::strtoull(env, nullptr, 10)) << 20;
+  if (const char* env = std::getenv("LH_CUDNN_WORKSPACE_LIMIT_MB")) {
+    const int64_t mb = parse_int(env, "LH_CUDNN_WORKSPACE_LIMIT_MB");
+    if (mb < 0) throw std::invalid_argument("LH_CUDNN_WORKSPACE_LIMIT_MB must be >= 0 (MiB), not " + std::string(env));
+    return size_t(mb) << 20;
+  }
   size_t free_bytes = 0, total_bytes = 0;
   LH_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
   return total_bytes / 4;
