@@ -187,10 +187,12 @@ void lighthouse_gather_pyramid_backward(bf16* dqkv, const bf16* dq, const bf16* 
   check_groups(H, Hkv, "gather_pyramid_backward");
   g.validate();
   build_inverse(inverse, idx, B, H, g, s);  // once for all three parts
+  const Level0Grads pulled{dq, dk, dv, inverse, g.sub_len()};
+  if (lighthouse_pyramid_backward_pulled(dqkv, B, H, Hkv, D, g, pulled, s)) return;
   gather_backward(dqpyr, dq, inverse, B, H, H, D, g, g.N, s);  // coarse levels only
   gather_backward(dkpyr, dk, inverse, B, H, Hkv, D, g, g.N, s);
   gather_backward(dvpyr, dv, inverse, B, H, Hkv, D, g, g.N, s);
-  lighthouse_pyramid_backward(dqkv, dqpyr, dkpyr, dvpyr, B, H, Hkv, D, g, s, Level0Grads{dq, dk, dv, inverse, g.sub_len()});
+  lighthouse_pyramid_backward(dqkv, dqpyr, dkpyr, dvpyr, B, H, Hkv, D, g, s, pulled);
 }
 
 void lighthouse_scatter_forward(bf16* out, const bf16* o, const int32_t* idx, int B, int H, int D, const Geometry& geo,

@@ -53,6 +53,11 @@ void lighthouse_coarse_pyramid_per_entry(bf16* qpyr, bf16* kpyr, bf16* vpyr, con
 // `level0` instead when given.
 void lighthouse_pyramid_backward(bf16* dqkv, const bf16* dqpyr, const bf16* dkpyr, const bf16* dvpyr, int B, int H,
                                  int Hkv, int D, const Geometry& g, cudaStream_t s, const Level0Grads& level0 = {});
+// The same dqkv with every level pulled from the sub-sequence gradients (grads.pos set), no dpyr
+// needed: the bits of gather_backward of the coarse levels + lighthouse_pyramid_backward. For
+// L = 2..4; returns false (nothing launched) for other depths.
+bool lighthouse_pyramid_backward_pulled(bf16* dqkv, int B, int H, int Hkv, int D, const Geometry& g,
+                                        const Level0Grads& grads, cudaStream_t s);
 // score [B, Hx, P]: level 0 = ||x||_2 summed in double in the CPU reference's order (so both
 // backends produce the same float bits), levels >= 1 = window max. D <= 256.
 void lighthouse_norm_scores(float* score, const bf16* pyr, int B, int Hx, int D, const Geometry& g, cudaStream_t s);
@@ -79,8 +84,9 @@ void lighthouse_gather_forward(bf16* sub, const bf16* pyr, const int32_t* idx, i
 void lighthouse_gather_backward(bf16* dpyr, const bf16* dsub, const int32_t* idx, int B, int H, int Hx, int D,
                                 const Geometry& g, int32_t* inverse, cudaStream_t s);
 // The whole backward from the inner attention's dq, dk, dv [B, H, S, D] to dqkv: one inverse
-// index, the gather backward of the coarse levels into d*pyr, and the pyramid backward pulling
-// level 0 straight from dq, dk, dv. Same bits as gather_backward x3 + pyramid_backward.
+// index, then every level pulled straight from dq, dk, dv (L = 2..4), or else the gather backward
+// of the coarse levels into d*pyr and the pyramid backward pulling level 0. Same bits as
+// gather_backward x3 + pyramid_backward.
 void lighthouse_gather_pyramid_backward(bf16* dqkv, const bf16* dq, const bf16* dk, const bf16* dv, const int32_t* idx,
                                         bf16* dqpyr, bf16* dkpyr, bf16* dvpyr, int B, int H, int Hkv, int D,
                                         const Geometry& g, int32_t* inverse, cudaStream_t s);

@@ -197,6 +197,39 @@ __global__ __launch_bounds__(kThreads) void coarse_pyramid_kernel(bf16* qp, bf16
   }
 }
 
+// The gradient of pyramid entry j of one fused-row column as gather_backward_kernel stores it in
+// dpyr: the column's group of heads [bh0, bh0 + heads) ascending, each head's sub-sequence row at
+// pos (if the entry was emitted), summed in fp32 and rounded to bf16; returned as floats. dsub
+// points at this thread's chunk.
+__device__ __forceinline__ void pull_entry(float (&out)[8], const bf16* dsub, const int32_t* pos, size_t bh0,
+                                           int heads, int64_t S, int64_t P, int D, unsigned j) {
+  float sum[8] = {0, 0, 0, 0, 0, 0, 0, 0}, x[8];
+  for (int h = 0; h < heads; ++h) {
+    const size_t bh = bh0 + h;
+    const int32_t s = pos[bh * P + j];
+    if (s < 0) continue;
+    detail::load8(x, dsub + (bh * S + unsigned(s)) * D);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) sum[e] += x[e];
+  }
+#pragma unroll
+  for (int e = 0; e < 8; ++e) out[e] = __bfloat162float(__float2bfloat16_rn(sum[e]));
+}
+
+// Column hh's part of the sub-sequence gradients (chunk applied) and its group of query heads: a
+// query head is its own group; a kv head serves G = H / Hkv.
+struct ColumnPull {
+  const bf16* dsub;
+  size_t bh0;
+  int heads;
+};
+__device__ __forceinline__ ColumnPull column_pull(const Level0Grads& z, int H, int Hkv, int b, int hh, int chunk) {
+  const int G = H / Hkv;
+  const bf16* dsub = (hh < H ? z.dq : hh < H + Hkv ? z.dk : z.dv) + chunk * detail::kVec;
+  const int x0 = hh < H ? hh : (hh < H + Hkv ? hh - H : hh - H - Hkv) * G;
+  return {dsub, size_t(b) * H + x0, hh < H ? 1 : G};
+}
+
 // dqkv[b, t, column hh] = sum over levels (ascending) of dpyr(l, t / c) / c. With z.pos set, the
 // level-0 term is not read from dpyr (whose level-0 rows are then never written) but pulled
 // straight from the sub-sequence gradients, as gather_backward_kernel would have written it: the
@@ -213,10 +246,7 @@ __global__ __launch_bounds__(detail::kTileThreads) void pyramid_backward_kernel(
   if (tile.col >= HX * V) return;
   const int hh = tile.col / V, chunk = tile.col % V, b = tile.b;
   const bf16* src = part_row(dq, dk, dv, H, Hkv, b, hh, P, D) + chunk * detail::kVec;
-  // Column hh's part and its query heads: a query head is its own group; a kv head serves G.
-  const int G = H / Hkv;
-  const bf16* dsub = (hh < H ? z.dq : hh < H + Hkv ? z.dk : z.dv) + chunk * detail::kVec;
-  const int x0 = hh < H ? hh : (hh < H + Hkv ? hh - H : hh - H - Hkv) * G, x1 = hh < H ? hh + 1 : x0 + G;
+  const ColumnPull pull = column_pull(z, H, Hkv, b, hh, chunk);
   // The kernel is issue-bound, so per-token index arithmetic is 32-bit (tokens < N < 2^31, pyramid
   // entries < P < 2^31: Geometry::validate) with one widening multiply per address, and the output
   // pointer advances by a row per token.
@@ -226,17 +256,7 @@ __global__ __launch_bounds__(detail::kTileThreads) void pyramid_backward_kernel(
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, x[8];
     int first_level = 0;
     if (z.pos) {
-      float sum[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-      for (int h = x0; h < x1; ++h) {
-        const size_t bh = size_t(b) * H + h;
-        const int32_t s = z.pos[bh * P + t];
-        if (s < 0) continue;
-        detail::load8(x, dsub + (bh * z.S + unsigned(s)) * D);
-#pragma unroll
-        for (int e = 0; e < 8; ++e) sum[e] += x[e];
-      }
-#pragma unroll
-      for (int e = 0; e < 8; ++e) acc[e] = __bfloat162float(__float2bfloat16_rn(sum[e]));  // as stored in dpyr
+      pull_entry(acc, pull.dsub, z.pos, pull.bh0, pull.heads, z.S, P, D, unsigned(t));  // as stored in dpyr
       first_level = 1;
     }
     for (int l = first_level; l < g.L; ++l) {
@@ -245,6 +265,44 @@ __global__ __launch_bounds__(detail::kTileThreads) void pyramid_backward_kernel(
       detail::load8(x, src + size_t(entry) * D);
 #pragma unroll
       for (int e = 0; e < 8; ++e) acc[e] += x[e] * inv;
+    }
+    detail::store8(out, acc);
+  }
+}
+
+// The same sums with every level pulled from the sub-sequence gradients, so that no coarse dpyr
+// is written by a gather backward first. A coarse entry serves p^l consecutive tokens: the thread
+// pulls it once, when its token walk enters the entry's window, and keeps it in registers (kL is a
+// template parameter so that they stay registers). The entry index is uniform across a warp (its
+// threads walk the same tokens), so the refresh does not diverge.
+template <int kL>
+__global__ __launch_bounds__(detail::kTileThreads) void pyramid_backward_pull_kernel(bf16* dqkv, int H, int Hkv,
+                                                                                   int D, DevGeo g,
+                                                                                   Level0Grads z) {
+  const int HX = H + 2 * Hkv, V = D / detail::kVec;
+  const int64_t P = g.P();
+  const detail::TokenTile tile = detail::token_tile(g.N);
+  if (tile.col >= HX * V) return;
+  const int hh = tile.col / V, chunk = tile.col % V;
+  const ColumnPull pull = column_pull(z, H, Hkv, tile.b, hh, chunk);
+  float coarse[kL - 1][8], inv[kL - 1];
+  int entry[kL - 1];
+#pragma unroll
+  for (int l = 1; l < kL; ++l) entry[l - 1] = -1, inv[l - 1] = __frcp_rn(float(g.win[l]));
+  const size_t row = size_t(HX) * D;
+  bf16* out = dqkv + (size_t(tile.b) * g.N + size_t(tile.t0)) * row + size_t(hh) * D + chunk * detail::kVec;
+  for (int t = int(tile.t0); t < int(tile.t1); ++t, out += row) {
+    float acc[8];
+    pull_entry(acc, pull.dsub, z.pos, pull.bh0, pull.heads, z.S, P, D, unsigned(t));
+#pragma unroll
+    for (int l = 1; l < kL; ++l) {
+      const int e = g.div_win(t, l);
+      if (e != entry[l - 1]) {
+        entry[l - 1] = e;
+        pull_entry(coarse[l - 1], pull.dsub, z.pos, pull.bh0, pull.heads, z.S, P, D, unsigned(g.off[l]) + unsigned(e));
+      }
+#pragma unroll
+      for (int k = 0; k < 8; ++k) acc[k] += coarse[l - 1][k] * inv[l - 1];
     }
     detail::store8(out, acc);
   }
@@ -455,6 +513,25 @@ void lighthouse_pyramid_backward(bf16* dqkv, const bf16* dqpyr, const bf16* dkpy
   pyramid_backward_kernel<<<detail::token_tile_grid(B, g.N, row_chunks), detail::kTileThreads, 0, s>>>(
       dqkv, dqpyr, dkpyr, dvpyr, H, Hkv, D, g, level0);
   LH_CUDA_CHECK_LAUNCH();
+}
+
+bool lighthouse_pyramid_backward_pulled(bf16* dqkv, int B, int H, int Hkv, int D, const Geometry& geo,
+                                        const Level0Grads& grads, cudaStream_t s) {
+  detail::check_head_dim(D, "pyramid_backward_pulled");
+  const DevGeo g = detail::make_dev_geo(geo);
+  const dim3 grid = detail::token_tile_grid(B, g.N, (H + 2 * Hkv) * (D / detail::kVec));
+  bool launched = false;
+  auto launch = [&](auto levels) {
+    constexpr int kL = decltype(levels)::value;
+    if (g.L != kL) return;
+    pyramid_backward_pull_kernel<kL><<<grid, detail::kTileThreads, 0, s>>>(dqkv, H, Hkv, D, g, grads);
+    launched = true;
+  };
+  launch(std::integral_constant<int, 2>{});
+  launch(std::integral_constant<int, 3>{});
+  launch(std::integral_constant<int, 4>{});
+  if (launched) LH_CUDA_CHECK_LAUNCH();
+  return launched;
 }
 
 void lighthouse_norm_scores(float* score, const bf16* pyr, int B, int Hx, int D, const Geometry& geo,
