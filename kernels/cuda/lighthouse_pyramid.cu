@@ -450,6 +450,19 @@ void lighthouse_coarse_pyramid_per_entry(bf16* qpyr, bf16* kpyr, bf16* vpyr, con
 }
 
 namespace {
+// Runs launch(std::integral_constant<int, L>{}) for the depths that have compiled kernels (2..4:
+// kL is a template parameter of the kernels, so that per-level registers stay registers); false,
+// with nothing run, for other depths.
+template <typename F>
+bool with_depth(int L, F&& launch) {
+  switch (L) {
+    case 2: launch(std::integral_constant<int, 2>{}); return true;
+    case 3: launch(std::integral_constant<int, 3>{}); return true;
+    case 4: launch(std::integral_constant<int, 4>{}); return true;
+    default: return false;
+  }
+}
+
 // The one-pass coarse kernel for depths 2..4 (false for others: nothing launched); with sq and sk
 // set, it writes the norm scores as well (the caller checked norm_lanes_fit_warp(D)).
 bool launch_coarse_pyramid(bf16* qpyr, bf16* kpyr, bf16* vpyr, float* sq, float* sk, const bf16* qkv, int B, int H,
@@ -461,18 +474,13 @@ bool launch_coarse_pyramid(bf16* qpyr, bf16* kpyr, bf16* vpyr, float* sq, float*
   bool launched = false;
   detail::with_index_type(items, [&](auto index) {
     using I = decltype(index);
-    auto launch = [&](auto levels) {
+    launched = with_depth(g.L, [&](auto levels) {
       constexpr int kL = decltype(levels)::value;
-      if (g.L != kL) return;
       auto run = [&](auto kernel) { kernel<<<grid, kThreads, 0, s>>>(qpyr, kpyr, vpyr, sq, sk, qkv, B, H, Hkv, D, g); };
       // top = p^(L-1) is a multiple of p >= 2, so rows are loaded 4 or 2 at a time.
       if (top % 4 == 0) sq ? run(coarse_pyramid_kernel<I, kL, 4, true>) : run(coarse_pyramid_kernel<I, kL, 4, false>);
       else sq ? run(coarse_pyramid_kernel<I, kL, 2, true>) : run(coarse_pyramid_kernel<I, kL, 2, false>);
-      launched = true;
-    };
-    launch(std::integral_constant<int, 2>{});
-    launch(std::integral_constant<int, 3>{});
-    launch(std::integral_constant<int, 4>{});
+    });
   });
   if (launched) LH_CUDA_CHECK_LAUNCH();
   return launched;
@@ -520,16 +528,10 @@ bool lighthouse_pyramid_backward_pulled(bf16* dqkv, int B, int H, int Hkv, int D
   detail::check_head_dim(D, "pyramid_backward_pulled");
   const DevGeo g = detail::make_dev_geo(geo);
   const dim3 grid = detail::token_tile_grid(B, g.N, (H + 2 * Hkv) * (D / detail::kVec));
-  bool launched = false;
-  auto launch = [&](auto levels) {
+  const bool launched = with_depth(g.L, [&](auto levels) {
     constexpr int kL = decltype(levels)::value;
-    if (g.L != kL) return;
     pyramid_backward_pull_kernel<kL><<<grid, detail::kTileThreads, 0, s>>>(dqkv, H, Hkv, D, g, grads);
-    launched = true;
-  };
-  launch(std::integral_constant<int, 2>{});
-  launch(std::integral_constant<int, 3>{});
-  launch(std::integral_constant<int, 4>{});
+  });
   if (launched) LH_CUDA_CHECK_LAUNCH();
   return launched;
 }
