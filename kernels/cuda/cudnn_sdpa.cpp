@@ -162,8 +162,8 @@ std::unique_ptr<CudnnPlan> build_backward(cudnnHandle_t handle, const SdpaShape&
   const CudnnDesc& ds = g.virt(bf, ss);
   g.pointwise(CUDNN_POINTWISE_MUL, f32, ds0, &scale, ds);
 
-  // dK = dS^T Q;  dQ = dS K. Deterministic: dQ written directly (cuDNN then keeps per-tile
-  // partials in a workspace that grows with s^2). Otherwise accumulated with fp32 atomics into a
+  // dK = dS^T Q;  dQ = dS K. Deterministic: dQ written directly (cuDNN's workspace then grows
+  // with s^2). Otherwise accumulated with fp32 atomics into a
   // zeroed [b, hq, s, d] buffer and converted by an IDENTITY op.
   const CudnnDesc& ds_t = g.virt(bf, dims4(sh.b, sh.hq, skv, sq), ss_t);
   g.reshape(ds, ds_t);

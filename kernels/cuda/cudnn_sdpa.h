@@ -53,8 +53,8 @@ class CudnnSdpa {
     workspace_limit_ = bytes;
     kv_chunk_widths_.clear();
   }
-  // The deterministic backward (default) keeps per-tile dQ partials: its workspace grows with
-  // heads x s^2. Above the limit a call is split into kv-head groups, and a group that is still
+  // The deterministic backward (default) needs a workspace that grows with heads x s^2 (about 2
+  // bytes per unmasked score per head). Above the limit a call is split into kv-head groups, and a group that is still
   // over it into key chunks (see backward_kv_chunks). The non-deterministic backward accumulates
   // dQ with fp32 atomics in O(s) memory: not bitwise reproducible.
   void set_deterministic(bool on) {

@@ -58,8 +58,9 @@ void lighthouse_pyramid_backward(bf16* dqkv, const bf16* dqpyr, const bf16* dkpy
 // L = 2..4; returns false (nothing launched) for other depths.
 bool lighthouse_pyramid_backward_pulled(bf16* dqkv, int B, int H, int Hkv, int D, const Geometry& g,
                                         const Level0Grads& grads, cudaStream_t s);
-// score [B, Hx, P]: level 0 = ||x||_2 summed in double in the CPU reference's order (so both
-// backends produce the same float bits), levels >= 1 = window max. D <= 256.
+// score [B, Hx, P]: level 0 = ||x||_2 with the squares summed in the CPU reference's fp32 order
+// (kNormChunk chunks, then pairwise: both backends produce the same float bits), levels >= 1 =
+// window max. D <= 256.
 void lighthouse_norm_scores(float* score, const bf16* pyr, int B, int Hx, int D, const Geometry& g, cudaStream_t s);
 // Both score tensors with level 0 read straight from qkv: sq [B, H, P], sk [B, Hkv, P].
 void lighthouse_norm_scores_qkv(float* sq, float* sk, const bf16* qkv, int B, int H, int Hkv, int D,

@@ -46,10 +46,11 @@ class LighthouseAttention final : public AttentionOp {
       v.clear();
       for (const auto& [dtype, n] : spec) v.push_back(be.allocate(dtype, n));
     };
-    // qpyr, kpyr, vpyr, sq, sk, then the backward's dO, dq, dk, dv, dqpyr, dkpyr, dvpyr.
+    // qpyr, kpyr, vpyr (the backward's pyramid gradients too), sq, sk, then the backward's dO,
+    // dq, dk, dv.
     alloc_all(work_, {{act, need.qpyr}, {act, need.kvpyr}, {act, need.kvpyr}, {DType::F32, need.qscore},
                       {DType::F32, need.kscore}, {act, need.sub}, {act, need.sub}, {act, need.sub},
-                      {act, need.sub}, {act, need.qpyr}, {act, need.kvpyr}, {act, need.kvpyr}});
+                      {act, need.sub}});
     cap_ = need;
   }
 
@@ -78,7 +79,9 @@ class LighthouseAttention final : public AttentionOp {
     const Tensor dO = ws(kDO, n.sub), dq = ws(kDQ, n.sub), dk = ws(kDK, n.sub), dv = ws(kDV, n.sub);
     be.lighthouse_scatter_backward(dO, dout, idx, s.B, s.H, s.D, g);
     be.lighthouse_sdpa_backward(dq, dk, dv, dO, q, k, v, o, lse, s.B * s.H, int(g.sub_len()), s.D);
-    const Tensor dqp = ws(kDQPyr, n.qpyr), dkp = ws(kDKPyr, n.kvpyr), dvp = ws(kDVPyr, n.kvpyr);
+    // The pyramid gradients' scratch is the forward's pyramid buffers: no layer reads those
+    // after its forward (the sub-sequences it needs are saved).
+    const Tensor dqp = ws(kQPyr, n.qpyr), dkp = ws(kKPyr, n.kvpyr), dvp = ws(kVPyr, n.kvpyr);
     be.lighthouse_gather_pyramid_backward(dqkv, dq, dk, dv, idx, dqp, dkp, dvp, s.B, s.H, s.Hkv, s.D, g);
   }
 
@@ -99,7 +102,7 @@ class LighthouseAttention final : public AttentionOp {
   struct Saved {
     Buffer idx, o, lse, q, k, v;
   };
-  enum Work { kQPyr, kKPyr, kVPyr, kSQ, kSK, kDO, kDQ, kDK, kDV, kDQPyr, kDKPyr, kDVPyr };
+  enum Work { kQPyr, kKPyr, kVPyr, kSQ, kSK, kDO, kDQ, kDK, kDV };
 
   bool any_layer(int n_layers, bool dense) const {
     for (int l = 0; l < n_layers; ++l)
