@@ -21,10 +21,9 @@ __device__ __forceinline__ void vector_loop(size_t n, bool vec, VecOp vop, Scala
 // 4 bf16 <-> one float4: the fp32 side then moves 16 bytes per lane in one coalesced 512-byte
 // warp access (8 floats per lane as two float4 would interleave the two stores' sectors).
 __device__ __forceinline__ float4 load4(const bf16* p) {
-  const uint2 raw = *reinterpret_cast<const uint2*>(p);
-  const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.x));
-  const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.y));
-  return make_float4(a.x, a.y, b.x, b.y);
+  const uint2 raw = *reinterpret_cast<const uint2*>(p);  // words, not a bf16 view: see unpack8
+  return make_float4(__uint_as_float(raw.x << 16), __uint_as_float(raw.x & 0xffff0000u),
+                     __uint_as_float(raw.y << 16), __uint_as_float(raw.y & 0xffff0000u));
 }
 __device__ __forceinline__ void store4(bf16* p, float4 f) {
   __nv_bfloat162 lo = __floats2bfloat162_rn(f.x, f.y), hi = __floats2bfloat162_rn(f.z, f.w);
