@@ -73,30 +73,54 @@ __global__ void gather_backward_kernel(bf16* dpyr, const bf16* dsub, const int32
 
 // out[b, t, h] = sum over levels (ascending) of o[b, h, pos of entry (l, (t+1)/c - 1)], if emitted.
 // Token-major (detail::token_tile): a thread owns chunk `col` of head h for a tile of tokens.
-__global__ __launch_bounds__(detail::kTileThreads) void scatter_forward_kernel(bf16* out, const bf16* o,
-                                                                             const int32_t* pos, int H, int D,
-                                                                             int64_t S, DevGeo g) {
+// kL > 0 fixes the depth at compile time (levels unrolled, a token's inverse-index loads all in
+// flight at once); kL = 0 takes g.L. Issue-bound like the pyramid backward: 32-bit token and entry
+// indices (both < 2^31), one widening multiply per address, the output pointer advancing by a row
+// per token, and no work for the (most) entries that were not emitted.
+template <int kL>
+__global__ __launch_bounds__(detail::kTileThreads) void scatter_forward_kernel(bf16* __restrict__ out,
+                                                                             const bf16* __restrict__ o,
+                                                                             const int32_t* __restrict__ pos, int H,
+                                                                             int D, int64_t S, DevGeo g) {
+  constexpr int kMaxL = kL > 0 ? kL : detail::kMaxLevels;
+  const int L = kL > 0 ? kL : g.L;
   const int V = D / detail::kVec;
   const detail::TokenTile tile = detail::token_tile(g.N);
   if (tile.col >= H * V) return;
   const int h = tile.col / V, chunk = tile.col % V;
   const size_t bh = size_t(tile.b) * H + h;
-  const int32_t* pos_row = pos + bh * g.P();
-  const bf16* o_row = o + bh * S * D + chunk * detail::kVec;
-  // Issue-bound like the pyramid backward: 32-bit token and entry indices (both < 2^31), one
-  // widening multiply per address, the output pointer advancing by a row per token.
+  const int32_t* __restrict__ pos_row = pos + bh * g.P();
+  const bf16* __restrict__ o_row = o + bh * S * D + chunk * detail::kVec;
   const size_t row = size_t(H) * D;
   bf16* dst = out + (size_t(tile.b) * g.N + size_t(tile.t0)) * row + size_t(h) * D + chunk * detail::kVec;
   for (int t = int(tile.t0); t < int(tile.t1); ++t, dst += row) {
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, v[8];
-    for (int l = 0; l < g.L; ++l) {
-      const int i = g.div_win(t + 1, l) - 1;
-      if (i < 0) break;  // coarser windows are longer: none of them has ended either
-      const int32_t s = pos_row[unsigned(g.off[l]) + unsigned(i)];
-      if (s < 0) continue;
-      detail::load8(v, o_row + size_t(unsigned(s)) * D);
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    if (kL > 0) {
+      int32_t at[kMaxL];
 #pragma unroll
-      for (int e = 0; e < 8; ++e) acc[e] += v[e];
+      for (int l = 0; l < kMaxL; ++l) {
+        const int i = g.div_win(t + 1, l) - 1;  // < 0: the level's first window has not ended
+        at[l] = i >= 0 ? pos_row[unsigned(g.off[l]) + unsigned(i)] : -1;
+      }
+#pragma unroll
+      for (int l = 0; l < kMaxL; ++l) {
+        if (at[l] < 0) continue;
+        float v[8];
+        detail::load8(v, o_row + size_t(unsigned(at[l])) * unsigned(D));
+#pragma unroll
+        for (int e = 0; e < 8; ++e) acc[e] += v[e];
+      }
+    } else {
+      for (int l = 0; l < L; ++l) {
+        const int i = g.div_win(t + 1, l) - 1;
+        if (i < 0) break;  // coarser windows are longer: none of them has ended either
+        const int32_t at = pos_row[unsigned(g.off[l]) + unsigned(i)];
+        if (at < 0) continue;
+        float v[8];
+        detail::load8(v, o_row + size_t(unsigned(at)) * unsigned(D));
+#pragma unroll
+        for (int e = 0; e < 8; ++e) acc[e] += v[e];
+      }
     }
     detail::store8(dst, acc);
   }
@@ -200,8 +224,10 @@ void lighthouse_scatter_forward(bf16* out, const bf16* o, const int32_t* idx, in
   detail::check_head_dim(D, "scatter_forward");
   const DevGeo g = detail::make_dev_geo(geo);
   build_inverse(inverse, idx, B, H, geo, s);
-  scatter_forward_kernel<<<detail::token_tile_grid(B, g.N, H * (D / detail::kVec)), detail::kTileThreads, 0, s>>>(
-      out, o, inverse, H, D, geo.sub_len(), g);
+  const dim3 grid = detail::token_tile_grid(B, g.N, H * (D / detail::kVec));
+  auto launch = [&](auto kernel) { kernel<<<grid, detail::kTileThreads, 0, s>>>(out, o, inverse, H, D, geo.sub_len(), g); };
+  if (!detail::with_depth(g.L, [&](auto levels) { launch(scatter_forward_kernel<decltype(levels)::value>); }))
+    launch(scatter_forward_kernel<0>);
   LH_CUDA_CHECK_LAUNCH();
 }
 

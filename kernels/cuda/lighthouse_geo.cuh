@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "lighthouse/ops/lighthouse_geometry.h"
 
@@ -63,6 +64,19 @@ template <typename F>
 void with_index_type(size_t items, F&& launch) {
   if (items < (size_t(1) << 31)) launch(uint32_t{});
   else launch(uint64_t{});
+}
+
+// Runs launch(std::integral_constant<int, L>{}) for the depths that have compiled kernels (2..4:
+// kL is a template parameter of the kernels, so that per-level registers stay registers); false,
+// with nothing run, for other depths.
+template <typename F>
+bool with_depth(int L, F&& launch) {
+  switch (L) {
+    case 2: launch(std::integral_constant<int, 2>{}); return true;
+    case 3: launch(std::integral_constant<int, 3>{}); return true;
+    case 4: launch(std::integral_constant<int, 4>{}); return true;
+    default: return false;
+  }
 }
 
 // Token-major kernels (one output row per token and the row's chunks side by side: the scatter

@@ -272,12 +272,16 @@ __global__ __launch_bounds__(detail::kTileThreads) void pyramid_backward_kernel(
 
 // The same sums with every level pulled from the sub-sequence gradients, so that no coarse dpyr
 // is written by a gather backward first. A coarse entry serves p^l consecutive tokens: the thread
-// pulls it once, when its token walk enters the entry's window, and keeps it in registers (kL is a
-// template parameter so that they stay registers). The entry index is uniform across a warp (its
-// threads walk the same tokens), so the refresh does not diverge.
+// pulls it when its token walk enters the entry's window and keeps it in registers (kL is a
+// template parameter so that they stay registers). The walk is the same for every thread of a
+// warp, so the refresh branches are uniform.
+// The kernel is issue-bound, so the common case gets a short path: a column read by one head
+// (query columns; all columns without GQA) needs no head loop, and its entry gradients are bf16
+// values already, which the rounding of a head sum would leave as they are. Addresses are a
+// per-head base plus one 32 x 32 -> 64-bit multiply.
 template <int kL>
-__global__ __launch_bounds__(detail::kTileThreads) void pyramid_backward_pull_kernel(bf16* dqkv, int H, int Hkv,
-                                                                                   int D, DevGeo g,
+__global__ __launch_bounds__(detail::kTileThreads) void pyramid_backward_pull_kernel(bf16* __restrict__ dqkv, int H,
+                                                                                   int Hkv, int D, DevGeo g,
                                                                                    Level0Grads z) {
   const int HX = H + 2 * Hkv, V = D / detail::kVec;
   const int64_t P = g.P();
@@ -285,6 +289,34 @@ __global__ __launch_bounds__(detail::kTileThreads) void pyramid_backward_pull_ke
   if (tile.col >= HX * V) return;
   const int hh = tile.col / V, chunk = tile.col % V;
   const ColumnPull pull = column_pull(z, H, Hkv, tile.b, hh, chunk);
+  const int32_t* __restrict__ pos = z.pos + pull.bh0 * P;  // the group's first head
+  const bf16* __restrict__ sub = pull.dsub + pull.bh0 * z.S * D;
+  const size_t head_pos = size_t(P), head_sub = size_t(z.S) * D;
+  // The gradient of pyramid entry j as the gather backward stores it: the group's heads in
+  // ascending order, summed in fp32, rounded to bf16.
+  auto entry_grad = [&](float(&out)[8], unsigned j) {
+    float sum[8] = {0, 0, 0, 0, 0, 0, 0, 0}, x[8];  // +0 + x, not x: -0 becomes +0 as in a sum
+    if (pull.heads == 1) {
+      const int32_t at = pos[j];
+      if (at >= 0) {
+        detail::load8(x, sub + size_t(unsigned(at)) * unsigned(D));
+#pragma unroll
+        for (int k = 0; k < 8; ++k) sum[k] += x[k];
+      }
+#pragma unroll
+      for (int k = 0; k < 8; ++k) out[k] = sum[k];
+      return;
+    }
+    for (int h = 0; h < pull.heads; ++h) {
+      const int32_t at = pos[h * head_pos + j];
+      if (at < 0) continue;
+      detail::load8(x, sub + h * head_sub + size_t(unsigned(at)) * unsigned(D));
+#pragma unroll
+      for (int k = 0; k < 8; ++k) sum[k] += x[k];
+    }
+#pragma unroll
+    for (int k = 0; k < 8; ++k) out[k] = __bfloat162float(__float2bfloat16_rn(sum[k]));
+  };
   float coarse[kL - 1][8], inv[kL - 1];
   int entry[kL - 1];
 #pragma unroll
@@ -292,18 +324,20 @@ __global__ __launch_bounds__(detail::kTileThreads) void pyramid_backward_pull_ke
   const size_t row = size_t(HX) * D;
   bf16* out = dqkv + (size_t(tile.b) * g.N + size_t(tile.t0)) * row + size_t(hh) * D + chunk * detail::kVec;
   for (int t = int(tile.t0); t < int(tile.t1); ++t, out += row) {
-    float acc[8];
-    pull_entry(acc, pull.dsub, z.pos, pull.bh0, pull.heads, z.S, P, D, unsigned(t));
 #pragma unroll
     for (int l = 1; l < kL; ++l) {
       const int e = g.div_win(t, l);
       if (e != entry[l - 1]) {
         entry[l - 1] = e;
-        pull_entry(coarse[l - 1], pull.dsub, z.pos, pull.bh0, pull.heads, z.S, P, D, unsigned(g.off[l]) + unsigned(e));
+        entry_grad(coarse[l - 1], unsigned(g.off[l]) + unsigned(e));
       }
+    }
+    float acc[8];
+    entry_grad(acc, unsigned(t));
+#pragma unroll
+    for (int l = 1; l < kL; ++l)
 #pragma unroll
       for (int k = 0; k < 8; ++k) acc[k] += coarse[l - 1][k] * inv[l - 1];
-    }
     detail::store8(out, acc);
   }
 }
@@ -450,19 +484,6 @@ void lighthouse_coarse_pyramid_per_entry(bf16* qpyr, bf16* kpyr, bf16* vpyr, con
 }
 
 namespace {
-// Runs launch(std::integral_constant<int, L>{}) for the depths that have compiled kernels (2..4:
-// kL is a template parameter of the kernels, so that per-level registers stay registers); false,
-// with nothing run, for other depths.
-template <typename F>
-bool with_depth(int L, F&& launch) {
-  switch (L) {
-    case 2: launch(std::integral_constant<int, 2>{}); return true;
-    case 3: launch(std::integral_constant<int, 3>{}); return true;
-    case 4: launch(std::integral_constant<int, 4>{}); return true;
-    default: return false;
-  }
-}
-
 // The one-pass coarse kernel for depths 2..4 (false for others: nothing launched); with sq and sk
 // set, it writes the norm scores as well (the caller checked norm_lanes_fit_warp(D)).
 bool launch_coarse_pyramid(bf16* qpyr, bf16* kpyr, bf16* vpyr, float* sq, float* sk, const bf16* qkv, int B, int H,
@@ -474,7 +495,7 @@ bool launch_coarse_pyramid(bf16* qpyr, bf16* kpyr, bf16* vpyr, float* sq, float*
   bool launched = false;
   detail::with_index_type(items, [&](auto index) {
     using I = decltype(index);
-    launched = with_depth(g.L, [&](auto levels) {
+    launched = detail::with_depth(g.L, [&](auto levels) {
       constexpr int kL = decltype(levels)::value;
       auto run = [&](auto kernel) { kernel<<<grid, kThreads, 0, s>>>(qpyr, kpyr, vpyr, sq, sk, qkv, B, H, Hkv, D, g); };
       // top = p^(L-1) is a multiple of p >= 2, so rows are loaded 4 or 2 at a time.
@@ -528,7 +549,7 @@ bool lighthouse_pyramid_backward_pulled(bf16* dqkv, int B, int H, int Hkv, int D
   detail::check_head_dim(D, "pyramid_backward_pulled");
   const DevGeo g = detail::make_dev_geo(geo);
   const dim3 grid = detail::token_tile_grid(B, g.N, (H + 2 * Hkv) * (D / detail::kVec));
-  const bool launched = with_depth(g.L, [&](auto levels) {
+  const bool launched = detail::with_depth(g.L, [&](auto levels) {
     constexpr int kL = decltype(levels)::value;
     pyramid_backward_pull_kernel<kL><<<grid, detail::kTileThreads, 0, s>>>(dqkv, H, Hkv, D, g, grads);
   });
