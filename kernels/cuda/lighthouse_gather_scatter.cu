@@ -106,7 +106,7 @@ __global__ __launch_bounds__(detail::kTileThreads) void scatter_forward_kernel(b
       for (int l = 0; l < kMaxL; ++l) {
         if (at[l] < 0) continue;
         float v[8];
-        detail::load8(v, o_row + size_t(unsigned(at[l])) * unsigned(D));
+        detail::load8_readonly(v, o_row + size_t(unsigned(at[l])) * unsigned(D));
 #pragma unroll
         for (int e = 0; e < 8; ++e) acc[e] += v[e];
       }
@@ -117,7 +117,7 @@ __global__ __launch_bounds__(detail::kTileThreads) void scatter_forward_kernel(b
         const int32_t at = pos_row[unsigned(g.off[l]) + unsigned(i)];
         if (at < 0) continue;
         float v[8];
-        detail::load8(v, o_row + size_t(unsigned(at)) * unsigned(D));
+        detail::load8_readonly(v, o_row + size_t(unsigned(at)) * unsigned(D));
 #pragma unroll
         for (int e = 0; e < 8; ++e) acc[e] += v[e];
       }

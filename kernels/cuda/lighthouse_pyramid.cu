@@ -299,7 +299,7 @@ __global__ __launch_bounds__(detail::kTileThreads) void pyramid_backward_pull_ke
     if (pull.heads == 1) {
       const int32_t at = pos[j];
       if (at >= 0) {
-        detail::load8(x, sub + size_t(unsigned(at)) * unsigned(D));
+        detail::load8_readonly(x, sub + size_t(unsigned(at)) * unsigned(D));
 #pragma unroll
         for (int k = 0; k < 8; ++k) sum[k] += x[k];
       }
@@ -307,10 +307,11 @@ __global__ __launch_bounds__(detail::kTileThreads) void pyramid_backward_pull_ke
       for (int k = 0; k < 8; ++k) out[k] = sum[k];
       return;
     }
+#pragma unroll 1
     for (int h = 0; h < pull.heads; ++h) {
       const int32_t at = pos[h * head_pos + j];
       if (at < 0) continue;
-      detail::load8(x, sub + h * head_sub + size_t(unsigned(at)) * unsigned(D));
+      detail::load8_readonly(x, sub + h * head_sub + size_t(unsigned(at)) * unsigned(D));
 #pragma unroll
       for (int k = 0; k < 8; ++k) sum[k] += x[k];
     }

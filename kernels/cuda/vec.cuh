@@ -35,6 +35,12 @@ __device__ __forceinline__ void load8(float (&f)[8], const bf16* p) {
   unpack8(f, *reinterpret_cast<const uint4*>(p));
 }
 
+// The same for memory that no thread writes during the kernel: __ldg is one 16-byte load that the
+// compiler cannot split (it did split plain uint4 loads inside some unrolled loops).
+__device__ __forceinline__ void load8_readonly(float (&f)[8], const bf16* p) {
+  unpack8(f, __ldg(reinterpret_cast<const uint4*>(p)));
+}
+
 __device__ __forceinline__ void store8(bf16* p, const float (&f)[8]) {
   uint4 raw;
   __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&raw);
