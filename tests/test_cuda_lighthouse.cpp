@@ -70,8 +70,10 @@ TEST_CASE("cuda lighthouse: pyramid, scores, gather and scatter match the CPU re
   auto gpu = lh::make_cuda_backend();
   Keep keep{*gpu, {}};
   const int B = 2, H = 4, Hkv = 2, D = 64;
-  // N = 2054 is not a multiple of the token-major kernels' tile (16) or token batch (4).
-  for (const lhl::Geometry& g : {geo(2048, 3, 2, 256), geo(2054, 2, 2, 128)}) {
+  // N = 2054 is not a multiple of the token-major kernels' tile (16) or token batch (4). The scatter
+  // forward has kernels unrolled for depths 2..4 and a generic one for other depths (L9).
+  for (const lhl::Geometry& g : {geo(2048, 3, 2, 256), geo(2054, 2, 2, 128), geo(8192, 4, 4, 128),
+                                 geo(32768, 9, 2, 128)}) {
     INFO("N " << g.N << ", L " << g.L << ", p " << g.p << ", k " << g.k);
     const size_t P = g.pyramid_size(), S = g.sub_len(), qkv_n = size_t(B) * g.N * (H + 2 * Hkv) * D;
     const Vec qkv = bf16_normal(qkv_n, 1);
