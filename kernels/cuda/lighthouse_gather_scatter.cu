@@ -82,8 +82,6 @@ __global__ __launch_bounds__(detail::kTileThreads) void scatter_forward_kernel(b
                                                                              const bf16* __restrict__ o,
                                                                              const int32_t* __restrict__ pos, int H,
                                                                              int D, int64_t S, DevGeo g) {
-  constexpr int kMaxL = kL > 0 ? kL : detail::kMaxLevels;
-  const int L = kL > 0 ? kL : g.L;
   const int V = D / detail::kVec;
   const detail::TokenTile tile = detail::token_tile(g.N);
   if (tile.col >= H * V) return;
@@ -95,15 +93,15 @@ __global__ __launch_bounds__(detail::kTileThreads) void scatter_forward_kernel(b
   bf16* dst = out + (size_t(tile.b) * g.N + size_t(tile.t0)) * row + size_t(h) * D + chunk * detail::kVec;
   for (int t = int(tile.t0); t < int(tile.t1); ++t, dst += row) {
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    if (kL > 0) {
-      int32_t at[kMaxL];
+    if constexpr (kL > 0) {
+      int32_t at[kL];
 #pragma unroll
-      for (int l = 0; l < kMaxL; ++l) {
+      for (int l = 0; l < kL; ++l) {
         const int i = g.div_win(t + 1, l) - 1;  // < 0: the level's first window has not ended
         at[l] = i >= 0 ? pos_row[unsigned(g.off[l]) + unsigned(i)] : -1;
       }
 #pragma unroll
-      for (int l = 0; l < kMaxL; ++l) {
+      for (int l = 0; l < kL; ++l) {
         if (at[l] < 0) continue;
         float v[8];
         detail::load8_readonly(v, o_row + size_t(unsigned(at[l])) * unsigned(D));
@@ -111,7 +109,7 @@ __global__ __launch_bounds__(detail::kTileThreads) void scatter_forward_kernel(b
         for (int e = 0; e < 8; ++e) acc[e] += v[e];
       }
     } else {
-      for (int l = 0; l < L; ++l) {
+      for (int l = 0; l < g.L; ++l) {
         const int i = g.div_win(t + 1, l) - 1;
         if (i < 0) break;  // coarser windows are longer: none of them has ended either
         const int32_t at = pos_row[unsigned(g.off[l]) + unsigned(i)];
