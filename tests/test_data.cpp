@@ -83,6 +83,23 @@ TEST_CASE("shard round trip uses uint16 or uint32 as needed", "[data]") {
   CHECK_THROWS_WITH(write_shard(dir / "neg.bin", {1, -2}), Contains("negative"));
 }
 
+TEST_CASE("read-ahead hints clip to the shard and leave its tokens as they are", "[data]") {
+  TempDir dir;
+  const auto tokens = iota_tokens(5000, 60000);  // uint32: spans pages at 4 bytes a token
+  write_shard(dir / "a.bin", tokens);
+  const ShardView view = open_shard(dir / "a.bin");
+  for (auto [begin, count] : {std::pair<uint64_t, uint64_t>{0, 5000}, {4999, 1}, {3000, 1u << 30}, {5000, 10},
+                              {uint64_t(1) << 40, 1}, {17, 0}}) {
+    INFO("begin " << begin << ", count " << count);
+    CHECK_NOTHROW(view.will_need(begin, count));
+  }
+  std::vector<int32_t> out(tokens.size());
+  view.read(0, out.size(), out.data());
+  CHECK(out == tokens);
+  ShardView empty;  // nothing mapped
+  CHECK_NOTHROW(empty.will_need(0, 10));
+}
+
 TEST_CASE("truncated shard is rejected with path and sizes", "[data]") {
   TempDir dir;
   const std::string path = dir / "t.bin";

@@ -65,12 +65,16 @@ void DataLoader::build_order() {
   for (uint64_t i = num_windows_ - 1; i > 0; --i) std::swap(order_[i], order_[rng.below(i + 1)]);
 }
 
-void DataLoader::read_window(uint64_t window, int32_t* out) const {
+std::pair<const ShardView*, uint64_t> DataLoader::locate(uint64_t window) const {
   // The shard holding `window`: the last one whose first window index is <= window.
   const auto it = std::upper_bound(first_window_.begin(), first_window_.end(), window) - 1;
   const auto shard = static_cast<size_t>(it - first_window_.begin());
-  const uint64_t len = uint64_t(seq_len_) + 1;
-  shards_[shard].read((window - *it) * len, len, out);
+  return {&shards_[shard], (window - *it) * (uint64_t(seq_len_) + 1)};
+}
+
+void DataLoader::read_window(uint64_t window, int32_t* out) const {
+  const auto [shard, begin] = locate(window);
+  shard->read(begin, uint64_t(seq_len_) + 1, out);
 }
 
 void DataLoader::next_batch(int32_t* inputs, int32_t* targets) {
@@ -88,6 +92,14 @@ void DataLoader::next_batch(int32_t* inputs, int32_t* targets) {
     std::copy(scratch_.begin() + 1, scratch_.end(), targets + b * T);
   }
   cursor_ += step;
+  // Read-ahead for this rank's next batch (none across an epoch boundary, whose order is not
+  // drawn yet).
+  const uint64_t next = cursor_ + uint64_t(rank_) * micro_batch_;
+  if (cursor_ + step <= num_windows_)
+    for (int b = 0; b < micro_batch_; ++b) {
+      const auto [shard, begin] = locate(order_[next + b]);
+      shard->will_need(begin, uint64_t(seq_len_) + 1);
+    }
 }
 
 void DataLoader::set_position(const LoaderPosition& pos) {

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "lighthouse/data/shard.h"
@@ -28,6 +29,8 @@ class DataLoader {
   // Fills inputs and targets ([micro_batch * seq_len], row-major) with this rank's share of the
   // next global batch: rank r takes windows [cursor + r*B, cursor + (r+1)*B) of the epoch order.
   // When fewer than B * world_size windows remain, the tail is dropped and the next epoch starts.
+  // Then asks the kernel to read the next batch's windows ahead (ShardView::will_need), so that
+  // a step on the GPU overlaps the disk reads of the step after it.
   void next_batch(int32_t* inputs, int32_t* targets);
 
   LoaderPosition position() const { return {epoch_, cursor_}; }
@@ -47,6 +50,8 @@ class DataLoader {
  private:
   void build_order();                     // the permutation of window indices for epoch_
   void read_window(uint64_t window, int32_t* out) const;  // seq_len + 1 tokens
+  // The shard holding global window `window` and the window's first token in it.
+  std::pair<const ShardView*, uint64_t> locate(uint64_t window) const;
 
   std::vector<std::string> paths_;
   std::vector<ShardView> shards_;

@@ -44,6 +44,10 @@ class ShardView {
   int32_t operator[](uint64_t i) const;
   // Copies tokens [begin, begin + count) into `out`, widening to int32. Bounds-checked.
   void read(uint64_t begin, uint64_t count, int32_t* out) const;
+  // Asks the kernel to start reading tokens [begin, begin + count) into the page cache, so that a
+  // later read() need not wait on the disk. Advisory: no effect on what read() returns; ranges
+  // outside the shard are clipped.
+  void will_need(uint64_t begin, uint64_t count) const;
   // Largest token id (0 for an empty shard); a single pass over the map.
   uint32_t max_token() const;
 
