@@ -131,13 +131,14 @@ void ShardView::read(uint64_t begin, uint64_t count, int32_t* out) const {
   }
 }
 
-void ShardView::will_need(uint64_t begin, uint64_t count) const {
-  if (map_ == nullptr || begin >= num_tokens_) return;
+size_t ShardView::will_need(uint64_t begin, uint64_t count) const {
+  if (map_ == nullptr || begin >= num_tokens_ || count == 0) return 0;
   count = std::min(count, num_tokens_ - begin);
   static const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
   const auto first = reinterpret_cast<uintptr_t>(tokens_ + begin * token_bytes_) & ~(page - 1);
   const auto last = reinterpret_cast<uintptr_t>(tokens_ + (begin + count) * token_bytes_);
   ::madvise(reinterpret_cast<void*>(first), last - first, MADV_WILLNEED);  // advisory: errors ignored
+  return last - first;
 }
 
 uint32_t ShardView::max_token() const {

@@ -30,7 +30,8 @@ class DataLoader {
   // next global batch: rank r takes windows [cursor + r*B, cursor + (r+1)*B) of the epoch order.
   // When fewer than B * world_size windows remain, the tail is dropped and the next epoch starts.
   // Then asks the kernel to read the next batch's windows ahead (ShardView::will_need), so that
-  // a step on the GPU overlaps the disk reads of the step after it.
+  // a step on the GPU overlaps the disk reads of the step after it; not across an epoch boundary
+  // (the next order is not drawn yet), nor for the first batch after set_position.
   void next_batch(int32_t* inputs, int32_t* targets);
 
   LoaderPosition position() const { return {epoch_, cursor_}; }

@@ -45,9 +45,9 @@ class ShardView {
   // Copies tokens [begin, begin + count) into `out`, widening to int32. Bounds-checked.
   void read(uint64_t begin, uint64_t count, int32_t* out) const;
   // Asks the kernel to start reading tokens [begin, begin + count) into the page cache, so that a
-  // later read() need not wait on the disk. Advisory: no effect on what read() returns; ranges
-  // outside the shard are clipped.
-  void will_need(uint64_t begin, uint64_t count) const;
+  // later read() need not wait on the disk. Advisory: no effect on what read() returns. The range
+  // is clipped to the shard and widened to whole pages; returns the bytes advised (0: none).
+  size_t will_need(uint64_t begin, uint64_t count) const;
   // Largest token id (0 for an empty shard); a single pass over the map.
   uint32_t max_token() const;
 
