@@ -45,22 +45,23 @@ void AdamW::apply(Tensor params, Tensor shard_grads, Tensor compute_copy, double
     // One update per run of adjacent entries with the same weight decay (each element's update is
     // independent of the others, so the bits do not depend on how the range is cut): a layer's
     // projections go in two launches instead of four.
-    size_t run_lo = 0, run_hi = 0;
+    size_t run_lo = 0, run_hi = 0;  // the current run [run_lo, run_hi); empty at first
     bool run_decay = false;
     auto flush = [&] {
-      if (run_lo >= run_hi) return;
+      if (run_lo == run_hi) return;
       const size_t n = run_hi - run_lo, local = r.local + (run_lo - r.begin);
       const double wd = run_decay ? cfg_.weight_decay : 0.0;
       const Tensor copy = compute_copy.data ? compute_copy.slice(run_lo, n) : Tensor{};
       be_.adamw_update(params.slice(run_lo, n), shard_grads.slice(local, n), m_.slice(local, n), v_.slice(local, n),
                        copy, lr, cfg_.beta1, cfg_.beta2, cfg_.eps, wd, steps_, grad_scale);
-      run_lo = run_hi = 0;
     };
     for (const ParamEntry& e : layout_.entries()) {
       const size_t lo = std::max(e.offset, r.begin), hi = std::min(e.offset + e.numel, r.end);
       if (lo >= hi) continue;  // not in this range
-      if (lo != run_hi || e.weight_decay != run_decay) flush();
-      if (run_lo >= run_hi) run_lo = lo, run_decay = e.weight_decay;
+      if (lo != run_hi || e.weight_decay != run_decay) {  // the entry starts a new run
+        flush();
+        run_lo = lo, run_decay = e.weight_decay;
+      }
       run_hi = hi;
     }
     flush();
