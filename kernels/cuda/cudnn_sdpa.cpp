@@ -10,6 +10,7 @@
 
 #include "cuda_check.h"
 #include "cudnn_engine_choice.h"
+#include "flash_backward.h"
 #include "kernels.h"
 
 namespace lh::cuda {
@@ -223,7 +224,23 @@ int64_t CudnnSdpa::kv_heads_per_call(bool backward, const SdpaShape& sh) {
   return 1;
 }
 
-CudnnSdpa::CudnnSdpa() : workspace_limit_(default_workspace_limit()) { LH_CUDNN_CHECK(cudnnCreate(&handle_)); }
+namespace {
+// LH_ATTENTION_BACKWARD: "cudnn" (default) or "flash" (CudnnSdpa::set_flash_backward).
+bool flash_backward_from_env() {
+  const char* env = std::getenv("LH_ATTENTION_BACKWARD");
+  if (!env || std::string(env) == "cudnn") return false;
+  if (std::string(env) == "flash") return true;
+  throw std::invalid_argument("LH_ATTENTION_BACKWARD: '" + std::string(env) + "' is not cudnn or flash");
+}
+}  // namespace
+
+CudnnSdpa::CudnnSdpa() : workspace_limit_(default_workspace_limit()), flash_backward_(flash_backward_from_env()) {
+  LH_CUDNN_CHECK(cudnnCreate(&handle_));
+}
+
+bool CudnnSdpa::use_flash(const SdpaShape& sh) const {
+  return flash_backward_ && deterministic_ && flash_backward_supported(sh);
+}
 
 CudnnSdpa::~CudnnSdpa() {
   if (workspace_) cudaFree(workspace_);
@@ -266,6 +283,7 @@ size_t CudnnSdpa::backward_scratch(const SdpaShape& sh) const {
 }
 
 size_t CudnnSdpa::backward_workspace(const SdpaShape& sh) {
+  if (use_flash(sh)) return flash_backward_workspace(sh);
   if (const int64_t kv = kv_heads_per_call(true, sh); kv < sh.hk) return backward_workspace(kv_group_shape(sh, kv));
   if (const int64_t w = kv_chunk_width(sh)) return kv_chunked_workspace(sh, w);
   return backward_scratch(sh) + size_t(plan(true, sh).workspace_bytes);
@@ -382,6 +400,10 @@ void CudnnSdpa::backward(const SdpaShape& sh, const __nv_bfloat16* q, const __nv
                          const __nv_bfloat16* v, const __nv_bfloat16* o, const __nv_bfloat16* dout,
                          const float* stats, __nv_bfloat16* dq, __nv_bfloat16* dk, __nv_bfloat16* dv, float scale,
                          cudaStream_t stream) {
+  if (use_flash(sh)) {
+    flash_backward(sh, q, k, v, o, dout, stats, dq, dk, dv, scale, workspace(flash_backward_workspace(sh)), stream);
+    return;
+  }
   if (const int64_t kv = kv_heads_per_call(true, sh); kv < sh.hk) {
     const SdpaShape g = kv_group_shape(sh, kv);
     const int64_t group = sh.hq / sh.hk;  // query heads per kv head

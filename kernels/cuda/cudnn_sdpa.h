@@ -61,6 +61,9 @@ class CudnnSdpa {
     if (on != deterministic_) bwd_plans_.clear(), kv_chunk_widths_.clear();
     deterministic_ = on;
   }
+  // Experimental: the deterministic backward through our own kernel (flash_backward.h) wherever it
+  // supports the shape, instead of cuDNN's. Off by default; LH_ATTENTION_BACKWARD=flash turns it on.
+  void set_flash_backward(bool on) { flash_backward_ = on; }
   // Builds the plans that forward and backward calls of this shape will use (kv-head groups where
   // the whole call is over the limit) and grows the workspace to what they need, so that memory
   // planning sees it as taken. Returns that workspace in bytes.
@@ -110,6 +113,8 @@ class CudnnSdpa {
   size_t workspace_bytes_ = 0;
   size_t workspace_limit_;
   bool deterministic_ = true;
+  bool flash_backward_ = false;
+  bool use_flash(const SdpaShape& shape) const;
 };
 
 }  // namespace lh::cuda

@@ -197,37 +197,74 @@ __global__ __launch_bounds__(kThreads) void coarse_pyramid_kernel(bf16* qp, bf16
   }
 }
 
-// The gradient of pyramid entry j of one fused-row column as gather_backward_kernel stores it in
-// dpyr: the column's group of heads [bh0, bh0 + heads) ascending, each head's sub-sequence row at
-// pos (if the entry was emitted), summed in fp32 and rounded to bf16; returned as floats. dsub
-// points at this thread's chunk.
-__device__ __forceinline__ void pull_entry(float (&out)[8], const bf16* dsub, const int32_t* pos, size_t bh0,
-                                           int heads, int64_t S, int64_t P, int D, unsigned j) {
-  float sum[8] = {0, 0, 0, 0, 0, 0, 0, 0}, x[8];
-  for (int h = 0; h < heads; ++h) {
-    const size_t bh = bh0 + h;
-    const int32_t s = pos[bh * P + j];
-    if (s < 0) continue;
-    detail::load8(x, dsub + (bh * S + unsigned(s)) * D);
-#pragma unroll
-    for (int e = 0; e < 8; ++e) sum[e] += x[e];
-  }
-#pragma unroll
-  for (int e = 0; e < 8; ++e) out[e] = __bfloat162float(__float2bfloat16_rn(sum[e]));
-}
+// The pulled gradients of one fused-row column: the column's part of the sub-sequence gradients
+// (chunk applied) and its group of query heads (a query head is its own group; a kv head serves
+// G = H / Hkv). Addresses are a per-head base plus one 32 x 32 -> 64-bit multiply: the pulling
+// kernels are issue-bound.
+struct EntryPuller {
+  const int32_t* __restrict__ pos;  // the group's first head's inverse index [P]
+  const bf16* __restrict__ sub;     // the group's first head's sub-sequence gradients, this chunk
+  size_t head_pos, head_sub;        // strides between the group's heads
+  int heads, D;
 
-// Column hh's part of the sub-sequence gradients (chunk applied) and its group of query heads: a
-// query head is its own group; a kv head serves G = H / Hkv.
-struct ColumnPull {
-  const bf16* dsub;
-  size_t bh0;
-  int heads;
+  // The gradient of pyramid entry j as the gather backward stores it in dpyr: the group's heads in
+  // ascending order, each head's sub-sequence row (if it emitted the entry), summed in fp32 and
+  // rounded to bf16. A one-head column (query columns; all columns without GQA) needs no head loop,
+  // and its value is a bf16 already, which rounding would leave as it is.
+  __device__ __forceinline__ void grad(float (&out)[8], unsigned j) const {
+    float sum[8] = {0, 0, 0, 0, 0, 0, 0, 0}, x[8];  // +0 + x, not x: -0 becomes +0 as in a sum
+    if (heads == 1) {
+      const int32_t at = pos[j];
+      if (at >= 0) {
+        detail::load8_readonly(x, sub + size_t(unsigned(at)) * unsigned(D));
+#pragma unroll
+        for (int k = 0; k < 8; ++k) sum[k] += x[k];
+      }
+#pragma unroll
+      for (int k = 0; k < 8; ++k) out[k] = sum[k];
+      return;
+    }
+#pragma unroll 1
+    for (int h = 0; h < heads; ++h) {
+      const int32_t at = pos[h * head_pos + j];
+      if (at < 0) continue;
+      detail::load8_readonly(x, sub + h * head_sub + size_t(unsigned(at)) * unsigned(D));
+#pragma unroll
+      for (int k = 0; k < 8; ++k) sum[k] += x[k];
+    }
+#pragma unroll
+    for (int k = 0; k < 8; ++k) out[k] = __bfloat162float(__float2bfloat16_rn(sum[k]));
+  }
 };
-__device__ __forceinline__ ColumnPull column_pull(const Level0Grads& z, int H, int Hkv, int b, int hh, int chunk) {
-  const int G = H / Hkv;
-  const bf16* dsub = (hh < H ? z.dq : hh < H + Hkv ? z.dk : z.dv) + chunk * detail::kVec;
+
+// A pyramid backward thread's column: a token tile (detail::token_tile), the 16-byte chunk `chunk`
+// of fused-row column hh, where its first output goes, and (with z.pos) its pulled gradients.
+struct TileColumn {
+  detail::TokenTile tile;
+  int hh, chunk;
+  bf16* out;   // dqkv at (b, t0, hh, chunk); advances by `row` per token
+  size_t row;  // bf16 elements per token in dqkv
+  EntryPuller pull;
+};
+
+// False for the threads past the last column.
+__device__ __forceinline__ bool tile_column(TileColumn& c, bf16* dqkv, int H, int Hkv, int D, const DevGeo& g,
+                                            const Level0Grads& z) {
+  const int HX = H + 2 * Hkv, V = D / detail::kVec;
+  c.tile = detail::token_tile(g.N);
+  if (c.tile.col >= HX * V) return false;
+  c.hh = c.tile.col / V;
+  c.chunk = c.tile.col % V;
+  c.row = size_t(HX) * D;
+  c.out = dqkv + (size_t(c.tile.b) * g.N + size_t(c.tile.t0)) * c.row + size_t(c.hh) * D + c.chunk * detail::kVec;
+  c.pull = {};
+  if (!z.pos) return true;
+  const int G = H / Hkv, hh = c.hh;
+  const bf16* dsub = (hh < H ? z.dq : hh < H + Hkv ? z.dk : z.dv) + c.chunk * detail::kVec;
   const int x0 = hh < H ? hh : (hh < H + Hkv ? hh - H : hh - H - Hkv) * G;
-  return {dsub, size_t(b) * H + x0, hh < H ? 1 : G};
+  const size_t bh0 = size_t(c.tile.b) * H + x0;
+  c.pull = {z.pos + bh0 * g.P(), dsub + bh0 * z.S * D, size_t(g.P()), size_t(z.S) * D, hh < H ? 1 : G, D};
+  return true;
 }
 
 // dqkv[b, t, column hh] = sum over levels (ascending) of dpyr(l, t / c) / c. With z.pos set, the
@@ -240,23 +277,16 @@ __global__ __launch_bounds__(detail::kTileThreads) void pyramid_backward_kernel(
                                                                               const bf16* dk, const bf16* dv, int H,
                                                                               int Hkv, int D, DevGeo g,
                                                                               Level0Grads z) {
-  const int HX = H + 2 * Hkv, V = D / detail::kVec;
-  const int64_t P = g.P();
-  const detail::TokenTile tile = detail::token_tile(g.N);
-  if (tile.col >= HX * V) return;
-  const int hh = tile.col / V, chunk = tile.col % V, b = tile.b;
-  const bf16* src = part_row(dq, dk, dv, H, Hkv, b, hh, P, D) + chunk * detail::kVec;
-  const ColumnPull pull = column_pull(z, H, Hkv, b, hh, chunk);
+  TileColumn c;
+  if (!tile_column(c, dqkv, H, Hkv, D, g, z)) return;
+  const bf16* src = part_row(dq, dk, dv, H, Hkv, c.tile.b, c.hh, g.P(), D) + c.chunk * detail::kVec;
   // The kernel is issue-bound, so per-token index arithmetic is 32-bit (tokens < N < 2^31, pyramid
-  // entries < P < 2^31: Geometry::validate) with one widening multiply per address, and the output
-  // pointer advances by a row per token.
-  const size_t row = size_t(HX) * D;
-  bf16* out = dqkv + (size_t(b) * g.N + size_t(tile.t0)) * row + size_t(hh) * D + chunk * detail::kVec;
-  for (int t = int(tile.t0); t < int(tile.t1); ++t, out += row) {
+  // entries < P < 2^31: Geometry::validate) and the output pointer advances by a row per token.
+  for (int t = int(c.tile.t0); t < int(c.tile.t1); ++t, c.out += c.row) {
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, x[8];
     int first_level = 0;
     if (z.pos) {
-      pull_entry(acc, pull.dsub, z.pos, pull.bh0, pull.heads, z.S, P, D, unsigned(t));  // as stored in dpyr
+      c.pull.grad(acc, unsigned(t));  // as stored in dpyr
       first_level = 1;
     }
     for (int l = first_level; l < g.L; ++l) {
@@ -266,7 +296,7 @@ __global__ __launch_bounds__(detail::kTileThreads) void pyramid_backward_kernel(
 #pragma unroll
       for (int e = 0; e < 8; ++e) acc[e] += x[e] * inv;
     }
-    detail::store8(out, acc);
+    detail::store8(c.out, acc);
   }
 }
 
@@ -274,72 +304,33 @@ __global__ __launch_bounds__(detail::kTileThreads) void pyramid_backward_kernel(
 // is written by a gather backward first. A coarse entry serves p^l consecutive tokens: the thread
 // pulls it when its token walk enters the entry's window and keeps it in registers (kL is a
 // template parameter so that they stay registers). The walk is the same for every thread of a
-// warp, so the refresh branches are uniform.
-// The kernel is issue-bound, so the common case gets a short path: a column read by one head
-// (query columns; all columns without GQA) needs no head loop, and its entry gradients are bf16
-// values already, which the rounding of a head sum would leave as they are. Addresses are a
-// per-head base plus one 32 x 32 -> 64-bit multiply.
+// warp, so the refresh branches are uniform. Issue-bound, like pyramid_backward_kernel.
 template <int kL>
 __global__ __launch_bounds__(detail::kTileThreads) void pyramid_backward_pull_kernel(bf16* __restrict__ dqkv, int H,
                                                                                    int Hkv, int D, DevGeo g,
                                                                                    Level0Grads z) {
-  const int HX = H + 2 * Hkv, V = D / detail::kVec;
-  const int64_t P = g.P();
-  const detail::TokenTile tile = detail::token_tile(g.N);
-  if (tile.col >= HX * V) return;
-  const int hh = tile.col / V, chunk = tile.col % V;
-  const ColumnPull pull = column_pull(z, H, Hkv, tile.b, hh, chunk);
-  const int32_t* __restrict__ pos = z.pos + pull.bh0 * P;  // the group's first head
-  const bf16* __restrict__ sub = pull.dsub + pull.bh0 * z.S * D;
-  const size_t head_pos = size_t(P), head_sub = size_t(z.S) * D;
-  // The gradient of pyramid entry j as the gather backward stores it: the group's heads in
-  // ascending order, summed in fp32, rounded to bf16.
-  auto entry_grad = [&](float(&out)[8], unsigned j) {
-    float sum[8] = {0, 0, 0, 0, 0, 0, 0, 0}, x[8];  // +0 + x, not x: -0 becomes +0 as in a sum
-    if (pull.heads == 1) {
-      const int32_t at = pos[j];
-      if (at >= 0) {
-        detail::load8_readonly(x, sub + size_t(unsigned(at)) * unsigned(D));
-#pragma unroll
-        for (int k = 0; k < 8; ++k) sum[k] += x[k];
-      }
-#pragma unroll
-      for (int k = 0; k < 8; ++k) out[k] = sum[k];
-      return;
-    }
-#pragma unroll 1
-    for (int h = 0; h < pull.heads; ++h) {
-      const int32_t at = pos[h * head_pos + j];
-      if (at < 0) continue;
-      detail::load8_readonly(x, sub + h * head_sub + size_t(unsigned(at)) * unsigned(D));
-#pragma unroll
-      for (int k = 0; k < 8; ++k) sum[k] += x[k];
-    }
-#pragma unroll
-    for (int k = 0; k < 8; ++k) out[k] = __bfloat162float(__float2bfloat16_rn(sum[k]));
-  };
+  TileColumn c;
+  if (!tile_column(c, dqkv, H, Hkv, D, g, z)) return;
   float coarse[kL - 1][8], inv[kL - 1];
   int entry[kL - 1];
 #pragma unroll
   for (int l = 1; l < kL; ++l) entry[l - 1] = -1, inv[l - 1] = __frcp_rn(float(g.win[l]));
-  const size_t row = size_t(HX) * D;
-  bf16* out = dqkv + (size_t(tile.b) * g.N + size_t(tile.t0)) * row + size_t(hh) * D + chunk * detail::kVec;
-  for (int t = int(tile.t0); t < int(tile.t1); ++t, out += row) {
+  for (int t = int(c.tile.t0); t < int(c.tile.t1); ++t, c.out += c.row) {
 #pragma unroll
     for (int l = 1; l < kL; ++l) {
       const int e = g.div_win(t, l);
       if (e != entry[l - 1]) {
         entry[l - 1] = e;
-        entry_grad(coarse[l - 1], unsigned(g.off[l]) + unsigned(e));
+        c.pull.grad(coarse[l - 1], unsigned(g.off[l]) + unsigned(e));
       }
     }
     float acc[8];
-    entry_grad(acc, unsigned(t));
+    c.pull.grad(acc, unsigned(t));
 #pragma unroll
     for (int l = 1; l < kL; ++l)
 #pragma unroll
       for (int k = 0; k < 8; ++k) acc[k] += coarse[l - 1][k] * inv[l - 1];
-    detail::store8(out, acc);
+    detail::store8(c.out, acc);
   }
 }
 

@@ -1,0 +1,368 @@
+// Deterministic flash-attention backward for Hopper: see flash_backward.h for the scheme.
+#include "flash_backward.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "cuda_check.h"
+#include "wgmma.cuh"
+
+namespace lh::cuda {
+namespace {
+namespace wg = wgmma;
+using bf16 = __nv_bfloat16;
+
+constexpr int kD = 128;         // head dim
+constexpr int kBr = 64;         // query rows per step
+constexpr int kBc = 128;        // key rows per block: 64 per warpgroup
+constexpr int kThreads = 256;   // two warpgroups
+constexpr int kChunks = kD / 8;  // 16-byte chunks per row
+constexpr float kLog2e = 1.4426950408889634f;
+
+// Shared memory (bytes from a 1024-aligned base). Tiles are wgmma.cuh panels: a kBc-row tile is
+// two panels of kBc * 128 bytes, a kBr-row tile two of kBr * 128. Query-side tiles and the softmax
+// terms are double-buffered: step s + 1 loads while step s computes.
+constexpr uint32_t kKeyPanel = kBc * wg::kRowBytes, kQueryPanel = kBr * wg::kRowBytes;
+constexpr uint32_t kKeyTile = 2 * kKeyPanel, kQueryTile = 2 * kQueryPanel;
+constexpr uint32_t kOffK = 0, kOffV = kKeyTile, kOffQ = 2 * kKeyTile, kOffDO = kOffQ + 2 * kQueryTile;
+constexpr uint32_t kOffDS = kOffDO + 2 * kQueryTile;     // dS^T: kBc rows of kBr bf16 = one panel
+constexpr uint32_t kOffLse = kOffDS + kBc * wg::kRowBytes;  // [2][kBr] fp32, log2 units
+constexpr uint32_t kOffDsum = kOffLse + 2 * kBr * 4;       // [2][kBr] fp32
+constexpr uint32_t kSmemBytes = kOffDsum + 2 * kBr * 4;
+constexpr size_t kSmemAlloc = kSmemBytes + wg::kAtomBytes;  // room to align the base
+static_assert(kBr == wg::kPanelCols, "dS^T rows are one panel wide");
+
+struct RowStrides {  // elements between batches, heads and rows; d is contiguous
+  int64_t b, h, s;
+};
+RowStrides row_strides(const Strides4& s) { return {s[0], s[1], s[2]}; }
+
+struct Params {
+  const bf16 *q, *k, *v, *dout;
+  bf16 *dq, *dk, *dv;
+  RowStrides sq, sk, sv, so, sdq;
+  float* lse2;  // [B*Hq][n_pad]: log-sum-exp * log2(e); +inf past N
+  float* dsum;  // [B*Hq][n_pad]: rowsum(dO * O); 0 past N
+  float* dq_accum;    // [B*Hq][n_pad][kD]
+  int* dq_turn;       // [B*Hq][n_q]: how many key blocks have added to the tile
+  int B, Hq, Hkv, N, n_q, n_kv, n_pad;
+  float scale, scale_log2;
+};
+
+__device__ __forceinline__ const bf16* head_rows(const bf16* base, RowStrides s, int b, int h) {
+  return base + int64_t(b) * s.b + int64_t(h) * s.h;
+}
+
+// Rows [r0, r0 + R) of one head into a two-panel tile; rows at or past N are zero-filled.
+template <int R>
+__device__ __forceinline__ void load_tile(uint32_t dst, const bf16* rows, int64_t row_stride, int r0, int N) {
+  for (int c = threadIdx.x; c < R * kChunks; c += kThreads) {
+    const int r = c / kChunks, chunk = c % kChunks;
+    const bool valid = r0 + r < N;
+    const bf16* src = rows + int64_t(valid ? r0 + r : 0) * row_stride + chunk * 8;
+    wg::cp_async16(dst + uint32_t(chunk / 8) * (R * wg::kRowBytes) + wg::swizzled(r, chunk % 8), src, valid);
+  }
+}
+
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<uint32_t*>(&v);
+}
+
+// 2^x on the special-function unit (2^-inf = +0: masked and padding rows).
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
+__device__ __forceinline__ int load_acquire(const int* p) {
+  int v;
+  asm volatile("ld.acquire.gpu.global.s32 %0, [%1];\n" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+
+template <int N> __device__ __forceinline__ void keep(uint32_t (&a)[N][4]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) asm volatile("" : "+r"(a[i][e])::"memory");
+}
+
+// Where a thread's accumulator element lives (wgmma.cuh's layout): n8 block jj, element e.
+struct Lane {
+  int warp, lane;
+  __device__ int row(int e) const { return warp * 16 + lane / 4 + 8 * (e / 2); }
+  __device__ int col(int jj, int e) const { return 8 * jj + 2 * (lane % 4) + (e % 2); }
+};
+
+__global__ void __launch_bounds__(kThreads, 1) flash_backward_kernel(const Params p) {
+  extern __shared__ uint8_t smem_raw[];
+  uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + wg::kAtomBytes - 1) &
+                                             ~uintptr_t(wg::kAtomBytes - 1));
+  const uint32_t base = wg::smem_addr(smem);
+  const uint32_t sK = base + kOffK, sV = base + kOffV, sDS = base + kOffDS;
+  float* lse_s = reinterpret_cast<float*>(smem + kOffLse);
+  float* dsum_s = reinterpret_cast<float*>(smem + kOffDsum);
+
+  // Shortest first: block x takes the x-th key block from the end (see flash_backward.h).
+  const int j = p.n_kv - 1 - int(blockIdx.x);
+  const int b = int(blockIdx.y) / p.Hkv, hk = int(blockIdx.y) % p.Hkv, G = p.Hq / p.Hkv;
+  const int tid = threadIdx.x, wgi = tid / 128;
+  const Lane at{(tid % 128) / 32, tid % 32};
+  const int kv0 = j * kBc, i_first = kv0 / kBr, steps = (p.n_q - i_first) * G;
+
+  // Step s: query tile i_first + s / G of query head hk * G + s % G (tiles outer, so that a block
+  // reaches each tile a fixed number of steps after the next key block did).
+  auto tile_of = [&](int s) { return i_first + s / G; };
+  auto head_of = [&](int s) { return hk * G + s % G; };
+  auto issue_step = [&](int s, int buf) {
+    const int i = tile_of(s), h = head_of(s), bh = b * p.Hq + h;
+    load_tile<kBr>(base + kOffQ + buf * kQueryTile, head_rows(p.q, p.sq, b, h), p.sq.s, i * kBr, p.N);
+    load_tile<kBr>(base + kOffDO + buf * kQueryTile, head_rows(p.dout, p.so, b, h), p.so.s, i * kBr, p.N);
+    if (tid < 2 * kBr / 4) {  // 16 chunks of log-sum-exp, 16 of dsum
+      const int c = tid % (kBr / 4);
+      const bool lse = tid < kBr / 4;
+      const float* src = (lse ? p.lse2 : p.dsum) + int64_t(bh) * p.n_pad + i * kBr + 4 * c;
+      wg::cp_async16(wg::smem_addr((lse ? lse_s : dsum_s) + buf * kBr + 4 * c), src, true);
+    }
+    wg::cp_async_commit();
+  };
+  load_tile<kBc>(sK, head_rows(p.k, p.sk, b, hk), p.sk.s, kv0, p.N);
+  load_tile<kBc>(sV, head_rows(p.v, p.sv, b, hk), p.sv.s, kv0, p.N);
+  issue_step(0, 0);
+
+  float dk[64], dv[64];
+#pragma unroll
+  for (int e = 0; e < 64; ++e) dk[e] = dv[e] = 0.0f;
+
+  for (int s = 0; s < steps; ++s) {
+    const int buf = s & 1, i = tile_of(s), h = head_of(s), bh = b * p.Hq + h;
+    const uint32_t sQ = base + kOffQ + buf * kQueryTile, sDO = base + kOffDO + buf * kQueryTile;
+    wg::cp_async_wait_all();
+    wg::fence_shared_for_mma();
+    __syncthreads();  // the step's tiles are in; every thread is done with the other buffer
+    if (s + 1 < steps) issue_step(s + 1, buf ^ 1);
+
+    // S^T = K Q^T and dP^T = V dO^T over this warpgroup's 64 keys.
+    float st[32], dpt[32];
+    const uint32_t key_rows = uint32_t(wgi) * 64 * wg::kRowBytes;
+    wg::fence();
+#pragma unroll
+    for (int kk = 0; kk < kD / 16; ++kk) {
+      const uint32_t kp = (kk / 4) * kKeyPanel + key_rows, qp = (kk / 4) * kQueryPanel;
+      wg::mma_ss_n64<0, 0>(st, wg::k_major(sK + kp, kk % 4), wg::k_major(sQ + qp, kk % 4), kk > 0);
+    }
+#pragma unroll
+    for (int kk = 0; kk < kD / 16; ++kk) {
+      const uint32_t kp = (kk / 4) * kKeyPanel + key_rows, qp = (kk / 4) * kQueryPanel;
+      wg::mma_ss_n64<0, 0>(dpt, wg::k_major(sV + kp, kk % 4), wg::k_major(sDO + qp, kk % 4), kk > 0);
+    }
+    wg::commit();
+    wg::wait<0>();
+    wg::fence_operands(st);
+    wg::fence_operands(dpt);
+
+    // P^T = exp(scale S^T - lse) with the causal mask, dS^T = P^T (dP^T - dsum). Only the tiles
+    // that reach below the block's first key need the mask.
+    const float* lse = lse_s + buf * kBr;
+    const float* dsum = dsum_s + buf * kBr;
+    const bool masked = i * kBr < kv0 + kBc;
+#pragma unroll
+    for (int jj = 0; jj < kBr / 8; ++jj)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int x = 4 * jj + e, qc = at.col(jj, e), kr = wgi * 64 + at.row(e);
+        float pv = fast_exp2(fmaf(st[x], p.scale_log2, -lse[qc]));
+        if (masked && kv0 + kr > i * kBr + qc) pv = 0.0f;
+        st[x] = pv;
+        dpt[x] = pv * (dpt[x] - dsum[qc]);
+      }
+    // dS^T to shared memory (rows = keys, one panel of kBr queries) for the dQ product.
+#pragma unroll
+    for (int jj = 0; jj < kBr / 8; ++jj)
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int row = wgi * 64 + at.row(2 * half);
+        *reinterpret_cast<uint32_t*>(smem + kOffDS + wg::swizzled(row, jj) + 4 * (at.lane % 4)) =
+            pack_bf16(dpt[4 * jj + 2 * half], dpt[4 * jj + 2 * half + 1]);
+      }
+
+    // dV += P^T dO and dK += dS^T Q (A from registers; B = the query-side tile, MN-major).
+    uint32_t pa[kBr / 16][4], dsa[kBr / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < kBr / 16; ++kk) wg::to_a_operand(pa[kk], st, kk), wg::to_a_operand(dsa[kk], dpt, kk);
+    wg::fence();
+#pragma unroll
+    for (int kk = 0; kk < kBr / 16; ++kk) wg::mma_rs_n128<1>(dv, pa[kk], wg::mn_major(sDO, kk, kQueryPanel), true);
+#pragma unroll
+    for (int kk = 0; kk < kBr / 16; ++kk) wg::mma_rs_n128<1>(dk, dsa[kk], wg::mn_major(sQ, kk, kQueryPanel), true);
+    wg::commit();
+
+    // dQ partial (64 queries x this warpgroup's 64 columns of d) = dS K over all 128 keys, so both
+    // warpgroups' dS^T rows must be in.
+    wg::fence_shared_for_mma();
+    __syncthreads();
+    float dq[32];
+    wg::fence();
+#pragma unroll
+    for (int kk = 0; kk < kBc / 16; ++kk)
+      wg::mma_ss_n64<1, 1>(dq, wg::mn_major(sDS, kk, kBc * wg::kRowBytes),
+                           wg::mn_major(sK + wgi * kKeyPanel, kk, kKeyPanel), kk > 0);
+    wg::commit();
+    wg::wait<0>();
+    wg::fence_operands(dq);
+    wg::fence_operands(dk);
+    wg::fence_operands(dv);
+    keep(pa);
+    keep(dsa);
+
+    // Add the partial in turn: key blocks from the tile's last (turn 0) down to block 0, which
+    // finishes the sum and writes dQ.
+    const int last_block = min(i * kBr / kBc, p.n_kv - 1), turn = last_block - j;
+    int* counter = p.dq_turn + int64_t(bh) * p.n_q + i;
+    if (tid == 0)
+      while (load_acquire(counter) != turn) {
+      }
+    __syncthreads();
+    float* accum = p.dq_accum + (int64_t(bh) * p.n_pad + int64_t(i) * kBr) * kD;
+    bf16* dq_rows = p.dq + int64_t(b) * p.sdq.b + int64_t(h) * p.sdq.h;
+#pragma unroll
+    for (int jj = 0; jj < 8; ++jj)
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int r = at.row(2 * half), c = wgi * 64 + at.col(jj, 0);
+        float2 v = make_float2(dq[4 * jj + 2 * half], dq[4 * jj + 2 * half + 1]);
+        float2* cell = reinterpret_cast<float2*>(accum + r * kD + c);
+        if (j == 0) {
+          if (turn > 0) {
+            const float2 sum = __ldcg(cell);
+            v.x = sum.x + v.x, v.y = sum.y + v.y;
+          }
+          if (i * kBr + r < p.N)
+            *reinterpret_cast<uint32_t*>(dq_rows + int64_t(i * kBr + r) * p.sdq.s + c) =
+                pack_bf16(v.x * p.scale, v.y * p.scale);
+        } else if (turn == 0) {
+          __stcg(cell, v);
+        } else {
+          atomicAdd(cell, v);  // ordered by the counter: one add per block, in turn order
+        }
+      }
+    if (j > 0) {
+      __threadfence();
+      __syncthreads();
+      if (tid == 0) atomicAdd(counter, 1);
+    }
+  }
+
+  // dK (scaled) and dV of this warpgroup's 64 keys.
+  const int64_t kv_row0 = kv0 + wgi * 64;
+  bf16* dk_rows = p.dk + int64_t(b) * p.sk.b + int64_t(hk) * p.sk.h;
+  bf16* dv_rows = p.dv + int64_t(b) * p.sv.b + int64_t(hk) * p.sv.h;
+#pragma unroll
+  for (int jj = 0; jj < kD / 8; ++jj)
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int64_t row = kv_row0 + at.row(2 * half);
+      if (row >= p.N) continue;
+      const int c = at.col(jj, 0), x = 4 * jj + 2 * half;
+      *reinterpret_cast<uint32_t*>(dk_rows + row * p.sk.s + c) = pack_bf16(dk[x] * p.scale, dk[x + 1] * p.scale);
+      *reinterpret_cast<uint32_t*>(dv_rows + row * p.sv.s + c) = pack_bf16(dv[x], dv[x + 1]);
+    }
+}
+
+// Per query row: rowsum(dO * O) in fp32 and the log-sum-exp in log2 units (one warp per row,
+// lanes in a fixed shuffle order: deterministic); padding rows get 0 and +inf (P = 0); every tile
+// counter starts at 0.
+__global__ void flash_backward_prepare_kernel(const Params p, const bf16* o, const float* stats, RowStrides st) {
+  const int64_t warps = int64_t(gridDim.x) * (blockDim.x / 32);
+  const int lane = threadIdx.x % 32;
+  const int64_t rows = int64_t(p.B) * p.Hq * p.n_pad;
+  for (int64_t w = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32; w < rows; w += warps) {
+    const int t = int(w % p.n_pad), bh = int(w / p.n_pad), b = bh / p.Hq, h = bh % p.Hq;
+    float sum = 0.0f, lse2 = INFINITY;
+    if (t < p.N) {
+      const bf16* orow = head_rows(o, p.so, b, h) + int64_t(t) * p.so.s + 4 * lane;
+      const bf16* drow = head_rows(p.dout, p.so, b, h) + int64_t(t) * p.so.s + 4 * lane;
+#pragma unroll
+      for (int e = 0; e < 4; ++e) sum = fmaf(__bfloat162float(orow[e]), __bfloat162float(drow[e]), sum);
+#pragma unroll
+      for (int off = 16; off > 0; off /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, off);
+      lse2 = stats[b * st.b + h * st.h + t * st.s] * kLog2e;
+    }
+    if (lane == 0) {
+      p.dsum[w] = sum;
+      p.lse2[w] = lse2;
+      if (t % kBr == 0) p.dq_turn[int64_t(bh) * p.n_q + t / kBr] = 0;
+    }
+  }
+}
+
+struct WorkspaceLayout {
+  size_t accum, lse2, dsum, turn, total;
+};
+size_t round_up(size_t n) { return (n + 255) / 256 * 256; }
+WorkspaceLayout layout(const SdpaShape& sh) {
+  const size_t n_q = size_t((sh.s + kBr - 1) / kBr), rows = size_t(sh.b * sh.hq) * n_q * kBr;
+  WorkspaceLayout w;
+  w.accum = 0;
+  w.lse2 = round_up(rows * kD * sizeof(float));
+  w.dsum = w.lse2 + round_up(rows * sizeof(float));
+  w.turn = w.dsum + round_up(rows * sizeof(float));
+  w.total = w.turn + round_up(size_t(sh.b * sh.hq) * n_q * sizeof(int));
+  return w;
+}
+
+bool row_aligned(const Strides4& s) { return s[3] == 1 && s[0] % 8 == 0 && s[1] % 8 == 0 && s[2] % 8 == 0; }
+
+}  // namespace
+
+bool flash_backward_supported(const SdpaShape& sh) {
+  int dev = 0, major = 0, minor = 0;
+  LH_CUDA_CHECK(cudaGetDevice(&dev));
+  LH_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+  LH_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
+  return major == 9 && minor == 0 && sh.d == kD && sh.kv_len() == sh.s && sh.hq % sh.hk == 0 &&
+         sh.b * sh.hk <= 65535 && row_aligned(sh.q) && row_aligned(sh.k) && row_aligned(sh.v) &&
+         row_aligned(sh.o) && row_aligned(sh.dq_strides());
+}
+
+size_t flash_backward_workspace(const SdpaShape& sh) { return layout(sh).total; }
+
+void flash_backward(const SdpaShape& sh, const bf16* q, const bf16* k, const bf16* v, const bf16* o,
+                    const bf16* dout, const float* stats, bf16* dq, bf16* dk, bf16* dv, float scale, void* workspace,
+                    cudaStream_t stream) {
+  if (!flash_backward_supported(sh)) throw std::invalid_argument("flash_backward: unsupported attention shape");
+  const WorkspaceLayout w = layout(sh);
+  char* ws = static_cast<char*>(workspace);
+  Params p{};
+  p.q = q, p.k = k, p.v = v, p.dout = dout, p.dq = dq, p.dk = dk, p.dv = dv;
+  p.sq = row_strides(sh.q), p.sk = row_strides(sh.k), p.sv = row_strides(sh.v), p.so = row_strides(sh.o);
+  p.sdq = row_strides(sh.dq_strides());
+  p.dq_accum = reinterpret_cast<float*>(ws + w.accum);
+  p.lse2 = reinterpret_cast<float*>(ws + w.lse2);
+  p.dsum = reinterpret_cast<float*>(ws + w.dsum);
+  p.dq_turn = reinterpret_cast<int*>(ws + w.turn);
+  p.B = int(sh.b), p.Hq = int(sh.hq), p.Hkv = int(sh.hk), p.N = int(sh.s);
+  p.n_q = int((sh.s + kBr - 1) / kBr), p.n_kv = int((sh.s + kBc - 1) / kBc), p.n_pad = p.n_q * kBr;
+  p.scale = scale, p.scale_log2 = scale * kLog2e;
+
+  const int64_t rows = sh.b * sh.hq * int64_t(p.n_pad);
+  const int prep_blocks = int(std::min<int64_t>((rows + 7) / 8, 1 << 20));
+  flash_backward_prepare_kernel<<<prep_blocks, 256, 0, stream>>>(p, o, stats, row_strides(sh.stats));
+  LH_CUDA_CHECK(cudaGetLastError());
+
+  static bool attributes_set = false;  // per process; the kernel needs > 48 KB of shared memory
+  if (!attributes_set) {
+    LH_CUDA_CHECK(cudaFuncSetAttribute(flash_backward_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       int(kSmemAlloc)));
+    attributes_set = true;
+  }
+  const dim3 grid(unsigned(p.n_kv), unsigned(sh.b * sh.hk));
+  flash_backward_kernel<<<grid, kThreads, kSmemAlloc, stream>>>(p);
+  LH_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace lh::cuda

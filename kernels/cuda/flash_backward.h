@@ -1,0 +1,37 @@
+// Our own deterministic flash-attention backward for Hopper (sm_90), head dim 128, causal
+// self-attention, GQA: an alternative to cuDNN's deterministic backward, which writes the score
+// gradient dS to its workspace and runs a second pass for dQ = dS K (docs/benchmarks.md measures
+// that pass at 22% of the attention time at 32K).
+//
+// One thread block per (batch, kv head, block of 128 keys) keeps dK and dV of its keys in
+// registers and walks the query tiles of 64 rows (of every query head of the GQA group) from its
+// diagonal on: S^T = K Q^T, P^T, dP^T = V dO^T and dS^T recomputed from the forward's log-sum-exp,
+// dV += P^T dO, dK += dS^T Q, and a partial dQ = dS K of the tile. The partials of a query tile are
+// added in fp32 in a fixed order (key blocks from the last to the first) by waiting on a per-tile
+// counter, which makes dQ bitwise reproducible. Blocks are launched shortest first (the last key
+// block of each head first), so a block's predecessors for every tile are ahead of it and waits are
+// short; the first key block, the last to add, writes dQ in bf16.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstddef>
+
+#include "cudnn_sdpa.h"
+
+namespace lh::cuda {
+
+// Whether the kernel takes this shape: head dim 128, self-attention, d contiguous and rows 16-byte
+// aligned, on a device of compute capability 9.0.
+bool flash_backward_supported(const SdpaShape& shape);
+
+// Scratch bytes for one call: the fp32 dQ accumulator, per-row softmax terms, tile counters.
+size_t flash_backward_workspace(const SdpaShape& shape);
+
+// dq, dk, dv (strides of q, k, v; dq those of shape.dq_strides()) from the forward's q, k, v, o,
+// its log-sum-exp `stats` (natural log, of the scaled scores) and dout (strides of o).
+void flash_backward(const SdpaShape& shape, const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
+                    const __nv_bfloat16* o, const __nv_bfloat16* dout, const float* stats, __nv_bfloat16* dq,
+                    __nv_bfloat16* dk, __nv_bfloat16* dv, float scale, void* workspace, cudaStream_t stream);
+
+}  // namespace lh::cuda

@@ -1,0 +1,115 @@
+// Hopper (sm_90a) building blocks for tensor-core kernels: warpgroup matrix multiplies
+// (wgmma.mma_async), their shared-memory descriptors, the 128-byte swizzle those read, and
+// cp.async copies into it. Only what the flash-attention backward uses; shapes are the PTX ones.
+//
+// Layout: a bf16 tile of R rows x 128 columns lives in shared memory as two "panels" (columns
+// 0-63 and 64-127), each R rows of 128 bytes, 1024-byte aligned. Inside a panel the 16-byte chunk
+// c of row r sits at chunk position c ^ (r % 8) (the 128-byte swizzle), so that the 8 rows a
+// tensor-core read or a warp's store touches fall in distinct banks. One panel of 8 rows is a
+// "swizzle atom". The same panel serves as either operand form:
+//   K-major (the reduction runs along the 128-byte rows): atoms of 8 rows stacked every 1024 bytes
+//     along M/N; a k16 step is 32 bytes further along the row.
+//   MN-major (the reduction runs down the rows; M/N along the row): atoms of 8 rows stacked every
+//     1024 bytes along K (the "stride" offset), the next 64 columns one panel further (the
+//     "leading" offset); a k16 step is 16 rows = 2048 bytes further.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace lh::cuda::wgmma {
+
+constexpr int kPanelCols = 64;      // bf16 columns per 128-byte panel row
+constexpr uint32_t kRowBytes = 128;
+constexpr uint32_t kAtomBytes = 1024;  // 8 rows
+
+// Byte offset of 16-byte chunk `chunk` (0-7) of row `row` inside a panel.
+__device__ __forceinline__ uint32_t swizzled(int row, int chunk) {
+  return uint32_t(row) * kRowBytes + (uint32_t((chunk ^ row) & 7) << 4);
+}
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// The 64-bit matrix descriptor: start address, leading and stride byte offsets (all in units of
+// 16 bytes), 128-byte swizzle. K-major operands ignore the leading offset (PTX: "assumed 1").
+__device__ __forceinline__ uint64_t descriptor(uint32_t addr, uint32_t leading_bytes, uint32_t stride_bytes) {
+  constexpr uint64_t kSwizzle128 = uint64_t(1) << 62;
+  return uint64_t((addr & 0x3FFFF) >> 4) | (uint64_t((leading_bytes & 0x3FFFF) >> 4) << 16) |
+         (uint64_t((stride_bytes & 0x3FFFF) >> 4) << 32) | kSwizzle128;
+}
+// K-major operand starting at row 0 of `panel` (8-row atoms every 1024 bytes), k16 step `k`
+// (0-3) within the panel.
+__device__ __forceinline__ uint64_t k_major(uint32_t panel, int k) {
+  return descriptor(panel + uint32_t(k) * 32, 16, kAtomBytes);
+}
+// MN-major operand: k16 step `k` down the rows from `panel`; the next 64 M/N columns are
+// `panel_bytes` further.
+__device__ __forceinline__ uint64_t mn_major(uint32_t panel, int k, uint32_t panel_bytes) {
+  return descriptor(panel + uint32_t(k) * 16 * kRowBytes, panel_bytes, kAtomBytes);
+}
+
+__device__ __forceinline__ void fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int kPending> __device__ __forceinline__ void wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(kPending) : "memory");
+}
+// Orders this thread's generic-proxy shared-memory writes (plain stores, cp.async) before later
+// async-proxy reads (wgmma operands). Needed before the barrier that publishes a tile.
+__device__ __forceinline__ void fence_shared_for_mma() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+// Keeps the compiler from moving accumulator accesses across an asynchronous multiply.
+template <int N> __device__ __forceinline__ void fence_operands(float (&d)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i])::"memory");
+}
+
+// d[32] (+)= A (m64 x k16, shared memory) * B (k16 x n64, shared memory).
+template <int kTransA, int kTransB>
+__device__ __forceinline__ void mma_ss_n64(float (&d)[32], uint64_t a, uint64_t b, bool accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, %35, %36;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+      : "l"(a), "l"(b), "r"(int(accumulate)), "n"(kTransA), "n"(kTransB));
+}
+
+// d[64] (+)= A (m64 x k16, registers) * B (k16 x n128, shared memory).
+template <int kTransB>
+__device__ __forceinline__ void mma_rs_n128(float (&d)[64], const uint32_t (&a)[4], uint64_t b, bool accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, {%64, %65, %66, %67}, %68, p, 1, 1, %70;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(int(accumulate)), "n"(kTransB));
+}
+
+// Accumulator layout of an m64nN result (the mma.sync m16n8 layout, warp w of the warpgroup
+// taking rows 16w..16w+15): element 4j + e of a thread (lane l) is row 16w + l/4 + 8*(e/2),
+// column 8j + 2*(l%4) + e%2. Two adjacent n8 blocks (2k, 2k+1) of a result, rounded to bf16, are
+// exactly the register A operand of a k16 step k: this packs them.
+template <int N>
+__device__ __forceinline__ void to_a_operand(uint32_t (&a)[4], const float (&d)[N], int k) {
+  auto pack = [](float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&v);
+  };
+  const int j = 8 * k;
+  a[0] = pack(d[j + 0], d[j + 1]);
+  a[1] = pack(d[j + 2], d[j + 3]);
+  a[2] = pack(d[j + 4], d[j + 5]);
+  a[3] = pack(d[j + 6], d[j + 7]);
+}
+
+// 16-byte global -> shared copy that bypasses L1; zero-fills when `valid` is false.
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0)
+               : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
+
+}  // namespace lh::cuda::wgmma
