@@ -28,11 +28,15 @@ constexpr uint32_t kKeyPanel = kBc * wg::kRowBytes, kQueryPanel = kBr * wg::kRow
 constexpr uint32_t kKeyTile = 2 * kKeyPanel, kQueryTile = 2 * kQueryPanel;
 constexpr uint32_t kOffK = 0, kOffV = kKeyTile, kOffQ = 2 * kKeyTile, kOffDO = kOffQ + 2 * kQueryTile;
 constexpr uint32_t kOffDS = kOffDO + 2 * kQueryTile;     // dS^T: kBc rows of kBr bf16 = one panel
-constexpr uint32_t kOffLse = kOffDS + kBc * wg::kRowBytes;  // [2][kBr] fp32, log2 units
+constexpr uint32_t kOffP = kOffDS + kBc * wg::kRowBytes;    // P^T, the same
+constexpr uint32_t kOffLse = kOffP + kBc * wg::kRowBytes;   // [2][kBr] fp32, log2 units
 constexpr uint32_t kOffDsum = kOffLse + 2 * kBr * 4;       // [2][kBr] fp32
-constexpr uint32_t kSmemBytes = kOffDsum + 2 * kBr * 4;
+constexpr uint32_t kDqTile = kBr * kD * 4;                  // a dQ partial, fp32 (dq_tile_offset)
+constexpr uint32_t kOffDQ = kOffDsum + 2 * kBr * 4;         // [2] dQ partials
+constexpr uint32_t kSmemBytes = kOffDQ + 2 * kDqTile;
 constexpr size_t kSmemAlloc = kSmemBytes + wg::kAtomBytes;  // room to align the base
 static_assert(kBr == wg::kPanelCols, "dS^T rows are one panel wide");
+static_assert(kSmemAlloc <= 227 * 1024, "more shared memory than a Hopper block can have");
 
 struct RowStrides {  // elements between batches, heads and rows; d is contiguous
   int64_t b, h, s;
@@ -45,7 +49,7 @@ struct Params {
   RowStrides sq, sk, sv, so, sdq;
   float* lse2;  // [B*Hq][n_pad]: log-sum-exp * log2(e); +inf past N
   float* dsum;  // [B*Hq][n_pad]: rowsum(dO * O); 0 past N
-  float* dq_accum;    // [B*Hq][n_pad][kD]
+  float* dq_accum;    // [B*Hq][n_q] tiles of kBr x kD fp32, rows permuted by dq_tile_offset
   int* dq_turn;       // [B*Hq][n_q]: how many key blocks have added to the tile
   int B, Hq, Hkv, N, n_q, n_kv, n_pad;
   float scale, scale_log2;
@@ -71,6 +75,12 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   return *reinterpret_cast<uint32_t*>(&v);
 }
 
+// x, as a value the compiler cannot see through (so it cannot hoist what is computed from it).
+__device__ __forceinline__ uint32_t opaque(uint32_t x) {
+  asm volatile("" : "+r"(x));
+  return x;
+}
+
 // 2^x on the special-function unit (2^-inf = +0: masked and padding rows).
 __device__ __forceinline__ float fast_exp2(float x) {
   float y;
@@ -84,13 +94,6 @@ __device__ __forceinline__ int load_acquire(const int* p) {
   return v;
 }
 
-template <int N> __device__ __forceinline__ void keep(uint32_t (&a)[N][4]) {
-#pragma unroll
-  for (int i = 0; i < N; ++i)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) asm volatile("" : "+r"(a[i][e])::"memory");
-}
-
 // Where a thread's accumulator element lives (wgmma.cuh's layout): n8 block jj, element e.
 struct Lane {
   int warp, lane;
@@ -98,12 +101,49 @@ struct Lane {
   __device__ int col(int jj, int e) const { return 8 * jj + 2 * (lane % 4) + (e % 2); }
 };
 
+// Float offset of (row r, column c) in a dQ tile: rows of kD floats whose 16-byte chunks are
+// permuted by an XOR with 2 * (r % 8), so that a warp's stores of its accumulator (8 rows x two
+// chunks) take two shared-memory wavefronts instead of eight. The global accumulator keeps the same
+// order, because the bulk copies move tiles byte for byte; the final conversion undoes it.
+__host__ __device__ __forceinline__ int dq_tile_offset(int r, int c) {
+  return r * kD + ((c / 4) ^ ((r % 8) << 1)) * 4 + c % 4;
+}
+
+// A dQ partial in shared memory waiting to be added to its tile's accumulator (counter null: none).
+struct DqPartial {
+  int* counter = nullptr;  // the tile's count of key blocks that have added
+  int turn = 0;            // this block's place in the order
+  float* tile = nullptr;   // the accumulator tile
+  uint32_t src = 0;        // the partial (kDqTile bytes of shared memory)
+
+  // Waits for the block's turn and starts the bulk add; returns what is then in flight.
+  __device__ DqPartial issue() const {
+    if (!counter) return {};
+    while (load_acquire(counter) != turn) {
+    }
+    wg::fence_async_global();
+    if (turn == 0)
+      wg::bulk_store(tile, src, kDqTile);
+    else
+      wg::bulk_reduce_add(tile, src, kDqTile);
+    wg::bulk_commit();
+    return *this;
+  }
+  // Waits for the bulk add to finish, then lets the next key block add.
+  __device__ void finish() const {
+    if (!counter) return;
+    wg::bulk_wait_all();
+    wg::fence_async_global();
+    __threadfence();
+    atomicAdd(counter, 1);
+  }
+};
+
 __global__ void __launch_bounds__(kThreads, 1) flash_backward_kernel(const Params p) {
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + wg::kAtomBytes - 1) &
                                              ~uintptr_t(wg::kAtomBytes - 1));
   const uint32_t base = wg::smem_addr(smem);
-  const uint32_t sK = base + kOffK, sV = base + kOffV, sDS = base + kOffDS;
   float* lse_s = reinterpret_cast<float*>(smem + kOffLse);
   float* dsum_s = reinterpret_cast<float*>(smem + kOffDsum);
 
@@ -111,7 +151,6 @@ __global__ void __launch_bounds__(kThreads, 1) flash_backward_kernel(const Param
   const int j = p.n_kv - 1 - int(blockIdx.x);
   const int b = int(blockIdx.y) / p.Hkv, hk = int(blockIdx.y) % p.Hkv, G = p.Hq / p.Hkv;
   const int tid = threadIdx.x, wgi = tid / 128;
-  const Lane at{(tid % 128) / 32, tid % 32};
   const int kv0 = j * kBc, i_first = kv0 / kBr, steps = (p.n_q - i_first) * G;
 
   // Step s: query tile i_first + s / G of query head hk * G + s % G (tiles outer, so that a block
@@ -130,17 +169,28 @@ __global__ void __launch_bounds__(kThreads, 1) flash_backward_kernel(const Param
     }
     wg::cp_async_commit();
   };
-  load_tile<kBc>(sK, head_rows(p.k, p.sk, b, hk), p.sk.s, kv0, p.N);
-  load_tile<kBc>(sV, head_rows(p.v, p.sv, b, hk), p.sv.s, kv0, p.N);
+  load_tile<kBc>(base + kOffK, head_rows(p.k, p.sk, b, hk), p.sk.s, kv0, p.N);
+  load_tile<kBc>(base + kOffV, head_rows(p.v, p.sv, b, hk), p.sv.s, kv0, p.N);
   issue_step(0, 0);
 
   float dk[64], dv[64];
 #pragma unroll
   for (int e = 0; e < 64; ++e) dk[e] = dv[e] = 0.0f;
-
+  // Thread 0 adds each step's dQ partial to the tile's fp32 accumulator with one bulk copy (the
+  // first key block) or bulk reduce (the others), in turn: key blocks from the tile's last (turn 0)
+  // down to block 0, by waiting on the tile's counter. To keep that off the critical path it works
+  // in the shadow of the next step's first products: the partial of step s is issued during step
+  // s + 1, and its bulk group finished (freeing its buffer for step s + 2) and counted during s + 2.
+  // The next key block reaches the tile 2G steps after this one, so it rarely waits.
+  DqPartial ready, in_flight;
   for (int s = 0; s < steps; ++s) {
     const int buf = s & 1, i = tile_of(s), h = head_of(s), bh = b * p.Hq + h;
     const uint32_t sQ = base + kOffQ + buf * kQueryTile, sDO = base + kOffDO + buf * kQueryTile;
+    // The key-side descriptors are the same every step; recomputing them (a few integer ops) keeps
+    // the compiler from holding all of them in registers across the loop, which made it spill.
+    const Lane at{int(opaque((tid % 128) / 32)), int(opaque(tid % 32))};  // likewise for the lane's offsets
+    const uint32_t sK = opaque(base + kOffK), sV = opaque(base + kOffV), sDS = opaque(base + kOffDS),
+                   sP = opaque(base + kOffP);
     wg::cp_async_wait_all();
     wg::fence_shared_for_mma();
     __syncthreads();  // the step's tiles are in; every thread is done with the other buffer
@@ -161,6 +211,11 @@ __global__ void __launch_bounds__(kThreads, 1) flash_backward_kernel(const Param
       wg::mma_ss_n64<0, 0>(dpt, wg::k_major(sV + kp, kk % 4), wg::k_major(sDO + qp, kk % 4), kk > 0);
     }
     wg::commit();
+    if (tid == 0) {
+      in_flight.finish();
+      in_flight = ready.issue();
+      ready = {};
+    }
     wg::wait<0>();
     wg::fence_operands(st);
     wg::fence_operands(dpt);
@@ -180,33 +235,32 @@ __global__ void __launch_bounds__(kThreads, 1) flash_backward_kernel(const Param
         st[x] = pv;
         dpt[x] = pv * (dpt[x] - dsum[qc]);
       }
-    // dS^T to shared memory (rows = keys, one panel of kBr queries) for the dQ product.
+    // P^T and dS^T to shared memory in bf16 (rows = keys, one panel of kBr queries): the A operands
+    // of dV and dK, and dS of the dQ product. (As register operands they kept ~30 more registers
+    // live than the 255 a thread has, and the kernel spilled.)
 #pragma unroll
     for (int jj = 0; jj < kBr / 8; ++jj)
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
-        const int row = wgi * 64 + at.row(2 * half);
-        *reinterpret_cast<uint32_t*>(smem + kOffDS + wg::swizzled(row, jj) + 4 * (at.lane % 4)) =
-            pack_bf16(dpt[4 * jj + 2 * half], dpt[4 * jj + 2 * half + 1]);
+        const uint32_t at_row = wg::swizzled(wgi * 64 + at.row(2 * half), jj) + 4 * (at.lane % 4);
+        const int x = 4 * jj + 2 * half;
+        *reinterpret_cast<uint32_t*>(smem + kOffP + at_row) = pack_bf16(st[x], st[x + 1]);
+        *reinterpret_cast<uint32_t*>(smem + kOffDS + at_row) = pack_bf16(dpt[x], dpt[x + 1]);
       }
-
-    // dV += P^T dO and dK += dS^T Q (A from registers; B = the query-side tile, MN-major).
-    uint32_t pa[kBr / 16][4], dsa[kBr / 16][4];
-#pragma unroll
-    for (int kk = 0; kk < kBr / 16; ++kk) wg::to_a_operand(pa[kk], st, kk), wg::to_a_operand(dsa[kk], dpt, kk);
-    wg::fence();
-#pragma unroll
-    for (int kk = 0; kk < kBr / 16; ++kk) wg::mma_rs_n128<1>(dv, pa[kk], wg::mn_major(sDO, kk, kQueryPanel), true);
-#pragma unroll
-    for (int kk = 0; kk < kBr / 16; ++kk) wg::mma_rs_n128<1>(dk, dsa[kk], wg::mn_major(sQ, kk, kQueryPanel), true);
-    wg::commit();
-
-    // dQ partial (64 queries x this warpgroup's 64 columns of d) = dS K over all 128 keys, so both
-    // warpgroups' dS^T rows must be in.
     wg::fence_shared_for_mma();
-    __syncthreads();
+    __syncthreads();  // dQ needs both warpgroups' dS^T rows
+
+    // dV += P^T dO and dK += dS^T Q (A: this warpgroup's rows, K-major; B: the query-side tile,
+    // MN-major), and the dQ partial (64 queries x this warpgroup's 64 columns of d) = dS K over all
+    // 128 keys (A: dS^T read M-major).
     float dq[32];
     wg::fence();
+#pragma unroll
+    for (int kk = 0; kk < kBr / 16; ++kk)
+      wg::mma_ss_n128<0, 1>(dv, wg::k_major(sP + key_rows, kk), wg::mn_major(sDO, kk, kQueryPanel), true);
+#pragma unroll
+    for (int kk = 0; kk < kBr / 16; ++kk)
+      wg::mma_ss_n128<0, 1>(dk, wg::k_major(sDS + key_rows, kk), wg::mn_major(sQ, kk, kQueryPanel), true);
 #pragma unroll
     for (int kk = 0; kk < kBc / 16; ++kk)
       wg::mma_ss_n64<1, 1>(dq, wg::mn_major(sDS, kk, kBc * wg::kRowBytes),
@@ -216,48 +270,30 @@ __global__ void __launch_bounds__(kThreads, 1) flash_backward_kernel(const Param
     wg::fence_operands(dq);
     wg::fence_operands(dk);
     wg::fence_operands(dv);
-    keep(pa);
-    keep(dsa);
 
-    // Add the partial in turn: key blocks from the tile's last (turn 0) down to block 0, which
-    // finishes the sum and writes dQ.
-    const int last_block = min(i * kBr / kBc, p.n_kv - 1), turn = last_block - j;
-    int* counter = p.dq_turn + int64_t(bh) * p.n_q + i;
-    if (tid == 0)
-      while (load_acquire(counter) != turn) {
-      }
-    __syncthreads();
-    float* accum = p.dq_accum + (int64_t(bh) * p.n_pad + int64_t(i) * kBr) * kD;
-    bf16* dq_rows = p.dq + int64_t(b) * p.sdq.b + int64_t(h) * p.sdq.h;
+    // The partial to shared memory (published by the next step's first barrier).
+    float* dq_smem = reinterpret_cast<float*>(smem + kOffDQ + buf * kDqTile);
 #pragma unroll
     for (int jj = 0; jj < 8; ++jj)
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
         const int r = at.row(2 * half), c = wgi * 64 + at.col(jj, 0);
-        float2 v = make_float2(dq[4 * jj + 2 * half], dq[4 * jj + 2 * half + 1]);
-        float2* cell = reinterpret_cast<float2*>(accum + r * kD + c);
-        if (j == 0) {
-          if (turn > 0) {
-            const float2 sum = __ldcg(cell);
-            v.x = sum.x + v.x, v.y = sum.y + v.y;
-          }
-          if (i * kBr + r < p.N)
-            *reinterpret_cast<uint32_t*>(dq_rows + int64_t(i * kBr + r) * p.sdq.s + c) =
-                pack_bf16(v.x * p.scale, v.y * p.scale);
-        } else if (turn == 0) {
-          __stcg(cell, v);
-        } else {
-          atomicAdd(cell, v);  // ordered by the counter: one add per block, in turn order
-        }
+        *reinterpret_cast<float2*>(dq_smem + dq_tile_offset(r, c)) =
+            make_float2(dq[4 * jj + 2 * half], dq[4 * jj + 2 * half + 1]);
       }
-    if (j > 0) {
-      __threadfence();
-      __syncthreads();
-      if (tid == 0) atomicAdd(counter, 1);
-    }
+    wg::fence_shared_for_mma();  // the bulk copy reads through the async proxy too
+    if (tid == 0)
+      ready = {p.dq_turn + int64_t(bh) * p.n_q + i, min(i * kBr / kBc, p.n_kv - 1) - j,
+               p.dq_accum + (int64_t(bh) * p.n_q + i) * (kBr * kD), base + kOffDQ + buf * kDqTile};
+  }
+  __syncthreads();  // the last partial is in
+  if (tid == 0) {
+    in_flight.finish();
+    ready.issue().finish();
   }
 
   // dK (scaled) and dV of this warpgroup's 64 keys.
+  const Lane at{(tid % 128) / 32, tid % 32};
   const int64_t kv_row0 = kv0 + wgi * 64;
   bf16* dk_rows = p.dk + int64_t(b) * p.sk.b + int64_t(hk) * p.sk.h;
   bf16* dv_rows = p.dv + int64_t(b) * p.sv.b + int64_t(hk) * p.sv.h;
@@ -297,6 +333,20 @@ __global__ void flash_backward_prepare_kernel(const Params p, const bf16* o, con
       p.lse2[w] = lse2;
       if (t % kBr == 0) p.dq_turn[int64_t(bh) * p.n_q + t / kBr] = 0;
     }
+  }
+}
+
+// dQ = scale * the accumulated tiles, in bf16 with dq's strides: 4 floats per thread and step.
+__global__ void flash_backward_dq_kernel(const Params p) {
+  constexpr int kQuads = kD / 4;
+  const int64_t quads = int64_t(p.B) * p.Hq * p.N * kQuads;
+  for (int64_t x = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; x < quads; x += int64_t(gridDim.x) * blockDim.x) {
+    const int c = 4 * int(x % kQuads), t = int(x / kQuads % p.N), bh = int(x / kQuads / p.N);
+    const int b = bh / p.Hq, h = bh % p.Hq;
+    const float4 v = *reinterpret_cast<const float4*>(p.dq_accum + (int64_t(bh) * p.n_q + t / kBr) * (kBr * kD) +
+                                                      dq_tile_offset(t % kBr, c));
+    const uint2 out = {pack_bf16(v.x * p.scale, v.y * p.scale), pack_bf16(v.z * p.scale, v.w * p.scale)};
+    *reinterpret_cast<uint2*>(p.dq + int64_t(b) * p.sdq.b + int64_t(h) * p.sdq.h + int64_t(t) * p.sdq.s + c) = out;
   }
 }
 
@@ -362,6 +412,9 @@ void flash_backward(const SdpaShape& sh, const bf16* q, const bf16* k, const bf1
   }
   const dim3 grid(unsigned(p.n_kv), unsigned(sh.b * sh.hk));
   flash_backward_kernel<<<grid, kThreads, kSmemAlloc, stream>>>(p);
+  LH_CUDA_CHECK(cudaGetLastError());
+  const int64_t quads = sh.b * sh.hq * sh.s * (kD / 4);
+  flash_backward_dq_kernel<<<int(std::min<int64_t>((quads + 255) / 256, 132 * 16)), 256, 0, stream>>>(p);
   LH_CUDA_CHECK(cudaGetLastError());
 }
 
