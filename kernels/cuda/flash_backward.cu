@@ -116,8 +116,9 @@ struct DqPartial {
   float* tile = nullptr;   // the accumulator tile
   uint32_t src = 0;        // the partial (kDqTile bytes of shared memory)
 
-  // Waits for the block's turn and starts the bulk add; returns what is then in flight.
-  __device__ DqPartial issue() const {
+  // Waits for the block's turn and starts the bulk add; returns what is then in flight and clears
+  // the partial.
+  __device__ DqPartial issue() {
     if (!counter) return {};
     while (load_acquire(counter) != turn) {
     }
@@ -127,15 +128,18 @@ struct DqPartial {
     else
       wg::bulk_reduce_add(tile, src, kDqTile);
     wg::bulk_commit();
-    return *this;
+    const DqPartial started = *this;
+    counter = nullptr;
+    return started;
   }
-  // Waits for the bulk add to finish, then lets the next key block add.
-  __device__ void finish() const {
+  // Waits for the bulk add to finish, then lets the next key block add; clears the partial.
+  __device__ void finish() {
     if (!counter) return;
     wg::bulk_wait_all();
     wg::fence_async_global();
     __threadfence();
     atomicAdd(counter, 1);
+    counter = nullptr;
   }
 };
 
@@ -178,10 +182,11 @@ __global__ void __launch_bounds__(kThreads, 1) flash_backward_kernel(const Param
   for (int e = 0; e < 64; ++e) dk[e] = dv[e] = 0.0f;
   // Thread 0 adds each step's dQ partial to the tile's fp32 accumulator with one bulk copy (the
   // first key block) or bulk reduce (the others), in turn: key blocks from the tile's last (turn 0)
-  // down to block 0, by waiting on the tile's counter. To keep that off the critical path it works
-  // in the shadow of the next step's first products: the partial of step s is issued during step
-  // s + 1, and its bulk group finished (freeing its buffer for step s + 2) and counted during s + 2.
-  // The next key block reaches the tile 2G steps after this one, so it rarely waits.
+  // down to block 0, by waiting on the tile's counter. Its waits (an L2 round trip each) are hidden
+  // behind the products the warpgroups have in flight: the partial of step s is issued during the
+  // second products of step s + 1, and its bulk group finished (freeing its buffer for step s + 2)
+  // and counted during the first products of step s + 2. The next key block reaches the tile 2G
+  // steps after this one, so it rarely waits.
   DqPartial ready, in_flight;
   for (int s = 0; s < steps; ++s) {
     const int buf = s & 1, i = tile_of(s), h = head_of(s), bh = b * p.Hq + h;
@@ -211,11 +216,7 @@ __global__ void __launch_bounds__(kThreads, 1) flash_backward_kernel(const Param
       wg::mma_ss_n64<0, 0>(dpt, wg::k_major(sV + kp, kk % 4), wg::k_major(sDO + qp, kk % 4), kk > 0);
     }
     wg::commit();
-    if (tid == 0) {
-      in_flight.finish();
-      in_flight = ready.issue();
-      ready = {};
-    }
+    if (tid == 0) in_flight.finish();  // the partial of step s - 2: its buffer is written at this step's end
     wg::wait<0>();
     wg::fence_operands(st);
     wg::fence_operands(dpt);
@@ -266,6 +267,7 @@ __global__ void __launch_bounds__(kThreads, 1) flash_backward_kernel(const Param
       wg::mma_ss_n64<1, 1>(dq, wg::mn_major(sDS, kk, kBc * wg::kRowBytes),
                            wg::mn_major(sK + wgi * kKeyPanel, kk, kKeyPanel), kk > 0);
     wg::commit();
+    if (tid == 0) in_flight = ready.issue();  // the partial of step s - 1
     wg::wait<0>();
     wg::fence_operands(dq);
     wg::fence_operands(dk);
@@ -289,7 +291,8 @@ __global__ void __launch_bounds__(kThreads, 1) flash_backward_kernel(const Param
   __syncthreads();  // the last partial is in
   if (tid == 0) {
     in_flight.finish();
-    ready.issue().finish();
+    in_flight = ready.issue();
+    in_flight.finish();
   }
 
   // dK (scaled) and dV of this warpgroup's 64 keys.
