@@ -17,7 +17,6 @@ using bf16 = __nv_bfloat16;
 constexpr int kD = 128;         // head dim
 constexpr int kBr = 64;         // query rows per step
 constexpr int kBc = 128;        // key rows per block: 64 per warpgroup
-constexpr int kThreads = 256;   // two warpgroups
 constexpr int kChunks = kD / 8;  // 16-byte chunks per row
 constexpr float kLog2e = 1.4426950408889634f;
 
@@ -59,17 +58,6 @@ __device__ __forceinline__ const bf16* head_rows(const bf16* base, RowStrides s,
   return base + int64_t(b) * s.b + int64_t(h) * s.h;
 }
 
-// Rows [r0, r0 + R) of one head into a two-panel tile; rows at or past N are zero-filled.
-template <int R>
-__device__ __forceinline__ void load_tile(uint32_t dst, const bf16* rows, int64_t row_stride, int r0, int N) {
-  for (int c = threadIdx.x; c < R * kChunks; c += kThreads) {
-    const int r = c / kChunks, chunk = c % kChunks;
-    const bool valid = r0 + r < N;
-    const bf16* src = rows + int64_t(valid ? r0 + r : 0) * row_stride + chunk * 8;
-    wg::cp_async16(dst + uint32_t(chunk / 8) * (R * wg::kRowBytes) + wg::swizzled(r, chunk % 8), src, valid);
-  }
-}
-
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
   return *reinterpret_cast<uint32_t*>(&v);
@@ -109,101 +97,143 @@ __host__ __device__ __forceinline__ int dq_tile_offset(int r, int c) {
   return r * kD + ((c / 4) ^ ((r % 8) << 1)) * 4 + c % 4;
 }
 
-// A dQ partial in shared memory waiting to be added to its tile's accumulator (counter null: none).
-struct DqPartial {
-  int* counter = nullptr;  // the tile's count of key blocks that have added
-  int turn = 0;            // this block's place in the order
-  float* tile = nullptr;   // the accumulator tile
-  uint32_t src = 0;        // the partial (kDqTile bytes of shared memory)
+// ---- Warp specialization ----
+// Three warpgroups: warpgroup 0 loads tiles (warps 0-2, cp.async) and adds dQ partials (warp 3);
+// warpgroups 1 and 2 compute, each over 64 of the block's 128 keys. They hand buffers over through
+// named barriers (ids below; 0 is __syncthreads): a "full" barrier the producer arrives at and the
+// consumers wait on, an "empty" one the other way round. Warpgroup 0 gives most of its registers
+// to the computing ones (setmaxnreg): 232 each leaves a few bytes of spills (ptxas -v), 224 more.
+constexpr int kThreads = 384;
+constexpr int kComputeThreads = 256, kLoadThreads = 96, kWarpThreads = 32;
+constexpr int kLoadRegs = 40, kComputeRegs = 232;
+static_assert(kLoadThreads + kWarpThreads + kComputeThreads == kThreads, "warp roles");
+static_assert(128 * kLoadRegs + kComputeThreads * kComputeRegs <= 65536, "register file");
+enum Barrier : int {
+  kTileFull = 1,    // + buffer: the step's Q, dO, lse and dsum are in
+  kTileEmpty = 3,   // + buffer: the consumers are done with them
+  kDqFull = 5,      // + buffer: a dQ partial is in shared memory
+  kDqEmpty = 7,     // + buffer: its bulk add has read it
+  kDsReady = 9,     // both computing warpgroups' P^T and dS^T rows are in
+};
+__device__ __forceinline__ void barrier_sync(int id, int threads) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+__device__ __forceinline__ void barrier_arrive(int id, int threads) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
 
-  // Waits for the block's turn and starts the bulk add; returns what is then in flight and clears
-  // the partial.
-  __device__ DqPartial issue() {
-    if (!counter) return {};
-    while (load_acquire(counter) != turn) {
-    }
-    wg::fence_async_global();
-    if (turn == 0)
-      wg::bulk_store(tile, src, kDqTile);
-    else
-      wg::bulk_reduce_add(tile, src, kDqTile);
-    wg::bulk_commit();
-    const DqPartial started = *this;
-    counter = nullptr;
-    return started;
-  }
-  // Waits for the bulk add to finish, then lets the next key block add; clears the partial.
-  __device__ void finish() {
-    if (!counter) return;
-    wg::bulk_wait_all();
-    wg::fence_async_global();
-    __threadfence();
-    atomicAdd(counter, 1);
-    counter = nullptr;
-  }
+// What every role knows about the block: its key block, head group and the steps it walks. Step s
+// takes query tile first_tile + s / G of query head hk * G + s % G (tiles outer, so that the block
+// reaches each tile a fixed number of steps after the next key block did).
+struct BlockWork {
+  int j, b, hk, G, kv0, first_tile, steps;
+  __device__ explicit BlockWork(const Params& p)
+      : j(p.n_kv - 1 - int(blockIdx.x)),  // shortest first (see flash_backward.h)
+        b(int(blockIdx.y) / p.Hkv),
+        hk(int(blockIdx.y) % p.Hkv),
+        G(p.Hq / p.Hkv),
+        kv0(j * kBc),
+        first_tile(kv0 / kBr),
+        steps((p.n_q - first_tile) * G) {}
+  __device__ int tile(int s) const { return first_tile + s / G; }
+  __device__ int head(int s) const { return hk * G + s % G; }
 };
 
-__global__ void __launch_bounds__(kThreads, 1) flash_backward_kernel(const Params p) {
-  extern __shared__ uint8_t smem_raw[];
-  uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + wg::kAtomBytes - 1) &
-                                             ~uintptr_t(wg::kAtomBytes - 1));
-  const uint32_t base = wg::smem_addr(smem);
-  float* lse_s = reinterpret_cast<float*>(smem + kOffLse);
-  float* dsum_s = reinterpret_cast<float*>(smem + kOffDsum);
+// Shared-memory addresses of the block's tiles.
+struct Tiles {
+  uint8_t* smem;  // 1024-aligned
+  uint32_t base;
+  __device__ uint32_t q(int buf) const { return base + kOffQ + buf * kQueryTile; }
+  __device__ uint32_t dout(int buf) const { return base + kOffDO + buf * kQueryTile; }
+  __device__ float* lse(int buf) const { return reinterpret_cast<float*>(smem + kOffLse) + buf * kBr; }
+  __device__ float* dsum(int buf) const { return reinterpret_cast<float*>(smem + kOffDsum) + buf * kBr; }
+  __device__ uint32_t dq(int buf) const { return base + kOffDQ + buf * kDqTile; }
+};
 
-  // Shortest first: block x takes the x-th key block from the end (see flash_backward.h).
-  const int j = p.n_kv - 1 - int(blockIdx.x);
-  const int b = int(blockIdx.y) / p.Hkv, hk = int(blockIdx.y) % p.Hkv, G = p.Hq / p.Hkv;
-  const int tid = threadIdx.x, wgi = tid / 128;
-  const int kv0 = j * kBc, i_first = kv0 / kBr, steps = (p.n_q - i_first) * G;
+// Rows [r0, r0 + R) of one head into a two-panel tile (rows at or past N zero-filled), by the
+// `threads` threads numbered `t`.
+template <int R>
+__device__ __forceinline__ void load_tile(uint32_t dst, const bf16* rows, int64_t row_stride, int r0, int N, int t,
+                                          int threads) {
+  for (int c = t; c < R * kChunks; c += threads) {
+    const int r = c / kChunks, chunk = c % kChunks;
+    const bool valid = r0 + r < N;
+    const bf16* src = rows + int64_t(valid ? r0 + r : 0) * row_stride + chunk * 8;
+    wg::cp_async16(dst + uint32_t(chunk / 8) * (R * wg::kRowBytes) + wg::swizzled(r, chunk % 8), src, valid);
+  }
+}
 
-  // Step s: query tile i_first + s / G of query head hk * G + s % G (tiles outer, so that a block
-  // reaches each tile a fixed number of steps after the next key block did).
-  auto tile_of = [&](int s) { return i_first + s / G; };
-  auto head_of = [&](int s) { return hk * G + s % G; };
-  auto issue_step = [&](int s, int buf) {
-    const int i = tile_of(s), h = head_of(s), bh = b * p.Hq + h;
-    load_tile<kBr>(base + kOffQ + buf * kQueryTile, head_rows(p.q, p.sq, b, h), p.sq.s, i * kBr, p.N);
-    load_tile<kBr>(base + kOffDO + buf * kQueryTile, head_rows(p.dout, p.so, b, h), p.so.s, i * kBr, p.N);
-    if (tid < 2 * kBr / 4) {  // 16 chunks of log-sum-exp, 16 of dsum
-      const int c = tid % (kBr / 4);
-      const bool lse = tid < kBr / 4;
+// Warps 0-2: K and V once, then each step's Q, dO, lse and dsum into the double buffer.
+__device__ void load_role(const Params& p, const BlockWork& w, const Tiles& t, int lt) {
+  load_tile<kBc>(t.base + kOffK, head_rows(p.k, p.sk, w.b, w.hk), p.sk.s, w.kv0, p.N, lt, kLoadThreads);
+  load_tile<kBc>(t.base + kOffV, head_rows(p.v, p.sv, w.b, w.hk), p.sv.s, w.kv0, p.N, lt, kLoadThreads);
+  for (int s = 0; s < w.steps; ++s) {
+    const int buf = s & 1, i = w.tile(s), h = w.head(s), bh = w.b * p.Hq + h;
+    if (s >= 2) barrier_sync(kTileEmpty + buf, kLoadThreads + kComputeThreads);
+    load_tile<kBr>(t.q(buf), head_rows(p.q, p.sq, w.b, h), p.sq.s, i * kBr, p.N, lt, kLoadThreads);
+    load_tile<kBr>(t.dout(buf), head_rows(p.dout, p.so, w.b, h), p.so.s, i * kBr, p.N, lt, kLoadThreads);
+    if (lt < 2 * kBr / 4) {  // 16 chunks of log-sum-exp, 16 of dsum
+      const int c = lt % (kBr / 4);
+      const bool lse = lt < kBr / 4;
       const float* src = (lse ? p.lse2 : p.dsum) + int64_t(bh) * p.n_pad + i * kBr + 4 * c;
-      wg::cp_async16(wg::smem_addr((lse ? lse_s : dsum_s) + buf * kBr + 4 * c), src, true);
+      wg::cp_async16(wg::smem_addr((lse ? t.lse(buf) : t.dsum(buf)) + 4 * c), src, true);
     }
     wg::cp_async_commit();
-  };
-  load_tile<kBc>(base + kOffK, head_rows(p.k, p.sk, b, hk), p.sk.s, kv0, p.N);
-  load_tile<kBc>(base + kOffV, head_rows(p.v, p.sv, b, hk), p.sv.s, kv0, p.N);
-  issue_step(0, 0);
+    wg::cp_async_wait_all();
+    wg::fence_shared_for_mma();  // the consumers read the tiles through wgmma (async proxy)
+    barrier_arrive(kTileFull + buf, kLoadThreads + kComputeThreads);
+  }
+}
 
+// Warp 3: adds each step's dQ partial to the tile's fp32 accumulator with one bulk copy (the
+// first key block) or bulk reduce (the others), in turn: key blocks from the tile's last (turn 0)
+// down to block 0, by waiting on the tile's counter. The next key block reaches the tile 2G steps
+// after this one, so the wait is usually one L2 round trip.
+__device__ void dq_role(const Params& p, const BlockWork& w, const Tiles& t, int lane) {
+  for (int s = 0; s < w.steps; ++s) {
+    const int buf = s & 1, i = w.tile(s), bh = w.b * p.Hq + w.head(s);
+    barrier_sync(kDqFull + buf, kWarpThreads + kComputeThreads);
+    if (lane == 0) {
+      int* counter = p.dq_turn + int64_t(bh) * p.n_q + i;
+      const int turn = min(i * kBr / kBc, p.n_kv - 1) - w.j;
+      while (load_acquire(counter) != turn) {
+      }
+      wg::fence_async_global();
+      float* tile = p.dq_accum + (int64_t(bh) * p.n_q + i) * (kBr * kD);
+      if (turn == 0)
+        wg::bulk_store(tile, t.dq(buf), kDqTile);
+      else
+        wg::bulk_reduce_add(tile, t.dq(buf), kDqTile);
+      wg::bulk_commit();
+      wg::bulk_wait_all();
+      wg::fence_async_global();
+      __threadfence();
+      atomicAdd(counter, 1);
+    }
+    __syncwarp();
+    if (s + 2 < w.steps) barrier_arrive(kDqEmpty + buf, kWarpThreads + kComputeThreads);
+  }
+}
+
+// Warpgroups 1 and 2: the products of each step over this warpgroup's 64 keys (cwg = 0 or 1); at
+// the end, dK (scaled) and dV of those keys.
+__device__ void compute_role(const Params& p, const BlockWork& w, const Tiles& t, int cwg, int ct) {
   float dk[64], dv[64];
 #pragma unroll
   for (int e = 0; e < 64; ++e) dk[e] = dv[e] = 0.0f;
-  // Thread 0 adds each step's dQ partial to the tile's fp32 accumulator with one bulk copy (the
-  // first key block) or bulk reduce (the others), in turn: key blocks from the tile's last (turn 0)
-  // down to block 0, by waiting on the tile's counter. Its waits (an L2 round trip each) are hidden
-  // behind the products the warpgroups have in flight: the partial of step s is issued during the
-  // second products of step s + 1, and its bulk group finished (freeing its buffer for step s + 2)
-  // and counted during the first products of step s + 2. The next key block reaches the tile 2G
-  // steps after this one, so it rarely waits.
-  DqPartial ready, in_flight;
-  for (int s = 0; s < steps; ++s) {
-    const int buf = s & 1, i = tile_of(s), h = head_of(s), bh = b * p.Hq + h;
-    const uint32_t sQ = base + kOffQ + buf * kQueryTile, sDO = base + kOffDO + buf * kQueryTile;
-    // The key-side descriptors are the same every step; recomputing them (a few integer ops) keeps
-    // the compiler from holding all of them in registers across the loop, which made it spill.
-    const Lane at{int(opaque((tid % 128) / 32)), int(opaque(tid % 32))};  // likewise for the lane's offsets
-    const uint32_t sK = opaque(base + kOffK), sV = opaque(base + kOffV), sDS = opaque(base + kOffDS),
-                   sP = opaque(base + kOffP);
-    wg::cp_async_wait_all();
-    wg::fence_shared_for_mma();
-    __syncthreads();  // the step's tiles are in; every thread is done with the other buffer
-    if (s + 1 < steps) issue_step(s + 1, buf ^ 1);
+  const uint32_t key_rows = uint32_t(cwg) * 64 * wg::kRowBytes;
+  for (int s = 0; s < w.steps; ++s) {
+    const int buf = s & 1, i = w.tile(s);
+    // The key-side descriptors and the lane's offsets are the same every step; recomputing them
+    // (a few integer ops) keeps the compiler from holding them all in registers across the loop,
+    // which made it spill.
+    const Lane at{int(opaque((ct % 128) / 32)), int(opaque(ct % 32))};
+    const uint32_t sK = opaque(t.base + kOffK), sV = opaque(t.base + kOffV), sDS = opaque(t.base + kOffDS),
+                   sP = opaque(t.base + kOffP), sQ = t.q(buf), sDO = t.dout(buf);
+    barrier_sync(kTileFull + buf, kLoadThreads + kComputeThreads);
 
-    // S^T = K Q^T and dP^T = V dO^T over this warpgroup's 64 keys.
+    // S^T = K Q^T and dP^T = V dO^T.
     float st[32], dpt[32];
-    const uint32_t key_rows = uint32_t(wgi) * 64 * wg::kRowBytes;
     wg::fence();
 #pragma unroll
     for (int kk = 0; kk < kD / 16; ++kk) {
@@ -216,40 +246,39 @@ __global__ void __launch_bounds__(kThreads, 1) flash_backward_kernel(const Param
       wg::mma_ss_n64<0, 0>(dpt, wg::k_major(sV + kp, kk % 4), wg::k_major(sDO + qp, kk % 4), kk > 0);
     }
     wg::commit();
-    if (tid == 0) in_flight.finish();  // the partial of step s - 2: its buffer is written at this step's end
     wg::wait<0>();
     wg::fence_operands(st);
     wg::fence_operands(dpt);
 
     // P^T = exp(scale S^T - lse) with the causal mask, dS^T = P^T (dP^T - dsum). Only the tiles
     // that reach below the block's first key need the mask.
-    const float* lse = lse_s + buf * kBr;
-    const float* dsum = dsum_s + buf * kBr;
-    const bool masked = i * kBr < kv0 + kBc;
+    const float* lse = t.lse(buf);
+    const float* dsum = t.dsum(buf);
+    const bool masked = i * kBr < w.kv0 + kBc;
 #pragma unroll
     for (int jj = 0; jj < kBr / 8; ++jj)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const int x = 4 * jj + e, qc = at.col(jj, e), kr = wgi * 64 + at.row(e);
+        const int x = 4 * jj + e, qc = at.col(jj, e), kr = cwg * 64 + at.row(e);
         float pv = fast_exp2(fmaf(st[x], p.scale_log2, -lse[qc]));
-        if (masked && kv0 + kr > i * kBr + qc) pv = 0.0f;
+        if (masked && w.kv0 + kr > i * kBr + qc) pv = 0.0f;
         st[x] = pv;
         dpt[x] = pv * (dpt[x] - dsum[qc]);
       }
     // P^T and dS^T to shared memory in bf16 (rows = keys, one panel of kBr queries): the A operands
     // of dV and dK, and dS of the dQ product. (As register operands they kept ~30 more registers
-    // live than the 255 a thread has, and the kernel spilled.)
+    // live than a thread has, and the kernel spilled.)
 #pragma unroll
     for (int jj = 0; jj < kBr / 8; ++jj)
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
-        const uint32_t at_row = wg::swizzled(wgi * 64 + at.row(2 * half), jj) + 4 * (at.lane % 4);
+        const uint32_t at_row = wg::swizzled(cwg * 64 + at.row(2 * half), jj) + 4 * (at.lane % 4);
         const int x = 4 * jj + 2 * half;
-        *reinterpret_cast<uint32_t*>(smem + kOffP + at_row) = pack_bf16(st[x], st[x + 1]);
-        *reinterpret_cast<uint32_t*>(smem + kOffDS + at_row) = pack_bf16(dpt[x], dpt[x + 1]);
+        *reinterpret_cast<uint32_t*>(t.smem + kOffP + at_row) = pack_bf16(st[x], st[x + 1]);
+        *reinterpret_cast<uint32_t*>(t.smem + kOffDS + at_row) = pack_bf16(dpt[x], dpt[x + 1]);
       }
     wg::fence_shared_for_mma();
-    __syncthreads();  // dQ needs both warpgroups' dS^T rows
+    barrier_sync(kDsReady, kComputeThreads);  // dQ needs both warpgroups' dS^T rows
 
     // dV += P^T dO and dK += dS^T Q (A: this warpgroup's rows, K-major; B: the query-side tile,
     // MN-major), and the dQ partial (64 queries x this warpgroup's 64 columns of d) = dS K over all
@@ -265,41 +294,33 @@ __global__ void __launch_bounds__(kThreads, 1) flash_backward_kernel(const Param
 #pragma unroll
     for (int kk = 0; kk < kBc / 16; ++kk)
       wg::mma_ss_n64<1, 1>(dq, wg::mn_major(sDS, kk, kBc * wg::kRowBytes),
-                           wg::mn_major(sK + wgi * kKeyPanel, kk, kKeyPanel), kk > 0);
+                           wg::mn_major(sK + cwg * kKeyPanel, kk, kKeyPanel), kk > 0);
     wg::commit();
-    if (tid == 0) in_flight = ready.issue();  // the partial of step s - 1
     wg::wait<0>();
     wg::fence_operands(dq);
     wg::fence_operands(dk);
     wg::fence_operands(dv);
+    if (s + 2 < w.steps) barrier_arrive(kTileEmpty + buf, kLoadThreads + kComputeThreads);
 
-    // The partial to shared memory (published by the next step's first barrier).
-    float* dq_smem = reinterpret_cast<float*>(smem + kOffDQ + buf * kDqTile);
+    // The partial to shared memory, for the dQ warp.
+    if (s >= 2) barrier_sync(kDqEmpty + buf, kWarpThreads + kComputeThreads);
+    float* dq_smem = reinterpret_cast<float*>(t.smem + kOffDQ + buf * kDqTile);
 #pragma unroll
     for (int jj = 0; jj < 8; ++jj)
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
-        const int r = at.row(2 * half), c = wgi * 64 + at.col(jj, 0);
+        const int r = at.row(2 * half), c = cwg * 64 + at.col(jj, 0);
         *reinterpret_cast<float2*>(dq_smem + dq_tile_offset(r, c)) =
             make_float2(dq[4 * jj + 2 * half], dq[4 * jj + 2 * half + 1]);
       }
     wg::fence_shared_for_mma();  // the bulk copy reads through the async proxy too
-    if (tid == 0)
-      ready = {p.dq_turn + int64_t(bh) * p.n_q + i, min(i * kBr / kBc, p.n_kv - 1) - j,
-               p.dq_accum + (int64_t(bh) * p.n_q + i) * (kBr * kD), base + kOffDQ + buf * kDqTile};
-  }
-  __syncthreads();  // the last partial is in
-  if (tid == 0) {
-    in_flight.finish();
-    in_flight = ready.issue();
-    in_flight.finish();
+    barrier_arrive(kDqFull + buf, kWarpThreads + kComputeThreads);
   }
 
-  // dK (scaled) and dV of this warpgroup's 64 keys.
-  const Lane at{(tid % 128) / 32, tid % 32};
-  const int64_t kv_row0 = kv0 + wgi * 64;
-  bf16* dk_rows = p.dk + int64_t(b) * p.sk.b + int64_t(hk) * p.sk.h;
-  bf16* dv_rows = p.dv + int64_t(b) * p.sv.b + int64_t(hk) * p.sv.h;
+  const Lane at{(ct % 128) / 32, ct % 32};
+  const int64_t kv_row0 = w.kv0 + cwg * 64;
+  bf16* dk_rows = p.dk + int64_t(w.b) * p.sk.b + int64_t(w.hk) * p.sk.h;
+  bf16* dv_rows = p.dv + int64_t(w.b) * p.sv.b + int64_t(w.hk) * p.sv.h;
 #pragma unroll
   for (int jj = 0; jj < kD / 8; ++jj)
 #pragma unroll
@@ -310,6 +331,25 @@ __global__ void __launch_bounds__(kThreads, 1) flash_backward_kernel(const Param
       *reinterpret_cast<uint32_t*>(dk_rows + row * p.sk.s + c) = pack_bf16(dk[x] * p.scale, dk[x + 1] * p.scale);
       *reinterpret_cast<uint32_t*>(dv_rows + row * p.sv.s + c) = pack_bf16(dv[x], dv[x + 1]);
     }
+}
+
+__global__ void __launch_bounds__(kThreads, 1) flash_backward_kernel(const Params p) {
+  extern __shared__ uint8_t smem_raw[];
+  uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + wg::kAtomBytes - 1) &
+                                             ~uintptr_t(wg::kAtomBytes - 1));
+  const Tiles t{smem, wg::smem_addr(smem)};
+  const BlockWork w(p);
+  const int tid = threadIdx.x;
+  if (tid < 128) {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kLoadRegs));
+    if (tid < kLoadThreads)
+      load_role(p, w, t, tid);
+    else
+      dq_role(p, w, t, tid % 32);
+  } else {
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kComputeRegs));
+    compute_role(p, w, t, (tid - 128) / 128, tid - 128);
+  }
 }
 
 // Per query row: rowsum(dO * O) in fp32 and the log-sum-exp in log2 units (one warp per row,
