@@ -190,6 +190,13 @@ __device__ void load_role(const Params& p, const BlockWork& w, const Tiles& t, i
 // down to block 0, by waiting on the tile's counter. The next key block reaches the tile 2G steps
 // after this one, so the wait is usually one L2 round trip.
 __device__ void dq_role(const Params& p, const BlockWork& w, const Tiles& t, int lane) {
+  int* in_flight = nullptr;  // lane 0: the counter of the tile whose add is still running
+  // Let the next key block add to that tile once the add has finished (release: it sees the sum).
+  auto finish = [&](auto wait) {
+    wait();
+    wg::fence_async_global();
+    asm volatile("red.release.gpu.global.add.s32 [%0], 1;\n" ::"l"(in_flight) : "memory");
+  };
   for (int s = 0; s < w.steps; ++s) {
     const int buf = s & 1, i = w.tile(s), bh = w.b * p.Hq + w.head(s);
     barrier_sync(kDqFull + buf, kWarpThreads + kComputeThreads);
@@ -205,14 +212,15 @@ __device__ void dq_role(const Params& p, const BlockWork& w, const Tiles& t, int
       else
         wg::bulk_reduce_add(tile, t.dq(buf), kDqTile);
       wg::bulk_commit();
-      wg::bulk_wait_all();
-      wg::fence_async_global();
-      __threadfence();
-      atomicAdd(counter, 1);
+      // Two adds in flight (different tiles): the previous step's finishes while this one runs.
+      if (in_flight) finish([] { wg::bulk_wait<1>(); });
+      in_flight = counter;
     }
     __syncwarp();
-    if (s + 2 < w.steps) barrier_arrive(kDqEmpty + buf, kWarpThreads + kComputeThreads);
+    // The previous step's partial has been read: its buffer is free for step s + 1.
+    if (s >= 1 && s + 1 < w.steps) barrier_arrive(kDqEmpty + (buf ^ 1), kWarpThreads + kComputeThreads);
   }
+  if (lane == 0 && in_flight) finish([] { wg::bulk_wait<0>(); });
 }
 
 // Warpgroups 1 and 2: the products of each step over this warpgroup's 64 keys (cwg = 0 or 1); at

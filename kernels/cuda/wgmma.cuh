@@ -137,8 +137,11 @@ __device__ __forceinline__ void bulk_reduce_add(float* dst, uint32_t src, uint32
                : "memory");
 }
 __device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
-// Waits until every committed bulk group has finished, its global writes included.
-__device__ __forceinline__ void bulk_wait_all() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
+// Waits until at most kPending of the committed bulk groups (the newest) are unfinished; the
+// finished ones' global writes included.
+template <int kPending> __device__ __forceinline__ void bulk_wait() {
+  asm volatile("cp.async.bulk.wait_group %0;\n" ::"n"(kPending) : "memory");
+}
 // Orders generic-proxy memory accesses against async-proxy ones (bulk copies), all state spaces.
 __device__ __forceinline__ void fence_async_global() { asm volatile("fence.proxy.async;\n" ::: "memory"); }
 
