@@ -260,31 +260,36 @@ __device__ void compute_role(const Params& p, const BlockWork& w, const Tiles& t
 
     // P^T = exp(scale S^T - lse) with the causal mask, dS^T = P^T (dP^T - dsum). Only the tiles
     // that reach below the block's first key need the mask.
-    const float* lse = t.lse(buf);
-    const float* dsum = t.dsum(buf);
     const bool masked = i * kBr < w.kv0 + kBc;
 #pragma unroll
-    for (int jj = 0; jj < kBr / 8; ++jj)
+    for (int jj = 0; jj < kBr / 8; ++jj) {
+      // The lane's two query columns of this n8 block: one 8-byte load each for lse and dsum.
+      const int qc = at.col(jj, 0);
+      const float2 lse = *reinterpret_cast<const float2*>(t.lse(buf) + qc);
+      const float2 dsum = *reinterpret_cast<const float2*>(t.dsum(buf) + qc);
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const int x = 4 * jj + e, qc = at.col(jj, e), kr = cwg * 64 + at.row(e);
-        float pv = fast_exp2(fmaf(st[x], p.scale_log2, -lse[qc]));
-        if (masked && w.kv0 + kr > i * kBr + qc) pv = 0.0f;
+        const int x = 4 * jj + e, kr = cwg * 64 + at.row(e);
+        float pv = fast_exp2(fmaf(st[x], p.scale_log2, -(e % 2 ? lse.y : lse.x)));
+        if (masked && w.kv0 + kr > i * kBr + qc + e % 2) pv = 0.0f;
         st[x] = pv;
-        dpt[x] = pv * (dpt[x] - dsum[qc]);
+        dpt[x] = pv * (dpt[x] - (e % 2 ? dsum.y : dsum.x));
       }
+    }
     // P^T and dS^T to shared memory in bf16 (rows = keys, one panel of kBr queries): the A operands
     // of dV and dK, and dS of the dQ product. (As register operands they kept ~30 more registers
-    // live than a thread has, and the kernel spilled.)
+    // live than a thread has, and the kernel spilled.) stmatrix stores two n8 blocks (both 8-row
+    // halves of each) per instruction; lane l addresses row l % 8 of block l / 8.
+    const int m = at.lane / 8, row = cwg * 64 + at.warp * 16 + 8 * (m % 2) + at.lane % 8;
 #pragma unroll
-    for (int jj = 0; jj < kBr / 8; ++jj)
-#pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const uint32_t at_row = wg::swizzled(cwg * 64 + at.row(2 * half), jj) + 4 * (at.lane % 4);
-        const int x = 4 * jj + 2 * half;
-        *reinterpret_cast<uint32_t*>(t.smem + kOffP + at_row) = pack_bf16(st[x], st[x + 1]);
-        *reinterpret_cast<uint32_t*>(t.smem + kOffDS + at_row) = pack_bf16(dpt[x], dpt[x + 1]);
-      }
+    for (int jj = 0; jj < kBr / 8; jj += 2) {
+      const uint32_t at_row = wg::swizzled(row, jj + m / 2);
+      const int x = 4 * jj;
+      wg::stmatrix_x4(sP + at_row, pack_bf16(st[x], st[x + 1]), pack_bf16(st[x + 2], st[x + 3]),
+                      pack_bf16(st[x + 4], st[x + 5]), pack_bf16(st[x + 6], st[x + 7]));
+      wg::stmatrix_x4(sDS + at_row, pack_bf16(dpt[x], dpt[x + 1]), pack_bf16(dpt[x + 2], dpt[x + 3]),
+                      pack_bf16(dpt[x + 4], dpt[x + 5]), pack_bf16(dpt[x + 6], dpt[x + 7]));
+    }
     wg::fence_shared_for_mma();
     barrier_sync(kDsReady, kComputeThreads);  // dQ needs both warpgroups' dS^T rows
 

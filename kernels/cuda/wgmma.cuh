@@ -115,6 +115,15 @@ __device__ __forceinline__ void to_a_operand(uint32_t (&a)[4], const float (&d)[
   a[3] = pack(d[j + 6], d[j + 7]);
 }
 
+// Stores four 8x8 bf16 matrices of a warp in one instruction: register k of every lane holds its
+// pair of matrix k (row lane / 4, columns 2 * (lane % 4) + 0, 1: an accumulator block's layout),
+// and lane l gives the shared address of row l % 8 of matrix l / 8 (16 contiguous bytes).
+__device__ __forceinline__ void stmatrix_x4(uint32_t addr, uint32_t r0, uint32_t r1, uint32_t r2, uint32_t r3) {
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(r0), "r"(r1),
+               "r"(r2), "r"(r3)
+               : "memory");
+}
+
 // 16-byte global -> shared copy that bypasses L1; zero-fills when `valid` is false.
 __device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool valid) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0)
