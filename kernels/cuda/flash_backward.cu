@@ -104,9 +104,9 @@ __host__ __device__ __forceinline__ int dq_tile_offset(int r, int c) {
 // consumers wait on, an "empty" one the other way round. Warpgroup 0 gives most of its registers
 // to the computing ones (setmaxnreg): 232 each leaves a few bytes of spills (ptxas -v), 224 more.
 constexpr int kThreads = 384;
-constexpr int kComputeThreads = 256, kLoadThreads = 96, kWarpThreads = 32;
+constexpr int kComputeThreads = 256, kLoadThreads = 96, kDqWarpThreads = 32;
 constexpr int kLoadRegs = 40, kComputeRegs = 232;
-static_assert(kLoadThreads + kWarpThreads + kComputeThreads == kThreads, "warp roles");
+static_assert(kLoadThreads + kDqWarpThreads + kComputeThreads == kThreads, "warp roles");
 static_assert(128 * kLoadRegs + kComputeThreads * kComputeRegs <= 65536, "register file");
 enum Barrier : int {
   kTileFull = 1,    // + buffer: the step's Q, dO, lse and dsum are in
@@ -199,7 +199,7 @@ __device__ void dq_role(const Params& p, const BlockWork& w, const Tiles& t, int
   };
   for (int s = 0; s < w.steps; ++s) {
     const int buf = s & 1, i = w.tile(s), bh = w.b * p.Hq + w.head(s);
-    barrier_sync(kDqFull + buf, kWarpThreads + kComputeThreads);
+    barrier_sync(kDqFull + buf, kDqWarpThreads + kComputeThreads);
     if (lane == 0) {
       int* counter = p.dq_turn + int64_t(bh) * p.n_q + i;
       const int turn = min(i * kBr / kBc, p.n_kv - 1) - w.j;
@@ -218,7 +218,7 @@ __device__ void dq_role(const Params& p, const BlockWork& w, const Tiles& t, int
     }
     __syncwarp();
     // The previous step's partial has been read: its buffer is free for step s + 1.
-    if (s >= 1 && s + 1 < w.steps) barrier_arrive(kDqEmpty + (buf ^ 1), kWarpThreads + kComputeThreads);
+    if (s >= 1 && s + 1 < w.steps) barrier_arrive(kDqEmpty + (buf ^ 1), kDqWarpThreads + kComputeThreads);
   }
   if (lane == 0 && in_flight) finish([] { wg::bulk_wait<0>(); });
 }
@@ -316,7 +316,7 @@ __device__ void compute_role(const Params& p, const BlockWork& w, const Tiles& t
     if (s + 2 < w.steps) barrier_arrive(kTileEmpty + buf, kLoadThreads + kComputeThreads);
 
     // The partial to shared memory, for the dQ warp.
-    if (s >= 2) barrier_sync(kDqEmpty + buf, kWarpThreads + kComputeThreads);
+    if (s >= 2) barrier_sync(kDqEmpty + buf, kDqWarpThreads + kComputeThreads);
     float* dq_smem = reinterpret_cast<float*>(t.smem + kOffDQ + buf * kDqTile);
 #pragma unroll
     for (int jj = 0; jj < 8; ++jj)
@@ -327,7 +327,7 @@ __device__ void compute_role(const Params& p, const BlockWork& w, const Tiles& t
             make_float2(dq[4 * jj + 2 * half], dq[4 * jj + 2 * half + 1]);
       }
     wg::fence_shared_for_mma();  // the bulk copy reads through the async proxy too
-    barrier_arrive(kDqFull + buf, kWarpThreads + kComputeThreads);
+    barrier_arrive(kDqFull + buf, kDqWarpThreads + kComputeThreads);
   }
 
   const Lane at{(ct % 128) / 32, ct % 32};
@@ -366,8 +366,9 @@ __global__ void __launch_bounds__(kThreads, 1) flash_backward_kernel(const Param
 }
 
 // Per query row: rowsum(dO * O) in fp32 and the log-sum-exp in log2 units (one warp per row,
-// lanes in a fixed shuffle order: deterministic); padding rows get 0 and +inf (P = 0); every tile
-// counter starts at 0.
+// four columns per lane, lanes in a fixed shuffle order: deterministic); padding rows get 0 and
+// +inf (P = 0); every tile counter starts at 0.
+static_assert(kD == 4 * 32, "prepare kernel: four columns per lane");
 __global__ void flash_backward_prepare_kernel(const Params p, const bf16* o, const float* stats, RowStrides st) {
   const int64_t warps = int64_t(gridDim.x) * (blockDim.x / 32);
   const int lane = threadIdx.x % 32;
@@ -460,12 +461,9 @@ void flash_backward(const SdpaShape& sh, const bf16* q, const bf16* k, const bf1
   flash_backward_prepare_kernel<<<prep_blocks, 256, 0, stream>>>(p, o, stats, row_strides(sh.stats));
   LH_CUDA_CHECK(cudaGetLastError());
 
-  static bool attributes_set = false;  // per process; the kernel needs > 48 KB of shared memory
-  if (!attributes_set) {
-    LH_CUDA_CHECK(cudaFuncSetAttribute(flash_backward_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       int(kSmemAlloc)));
-    attributes_set = true;
-  }
+  // More than 48 KB of shared memory needs an opt-in (per device; cheap to repeat).
+  LH_CUDA_CHECK(
+      cudaFuncSetAttribute(flash_backward_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSmemAlloc)));
   const dim3 grid(unsigned(p.n_kv), unsigned(sh.b * sh.hk));
   flash_backward_kernel<<<grid, kThreads, kSmemAlloc, stream>>>(p);
   LH_CUDA_CHECK(cudaGetLastError());

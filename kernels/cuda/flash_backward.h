@@ -6,11 +6,20 @@
 // One thread block per (batch, kv head, block of 128 keys) keeps dK and dV of its keys in
 // registers and walks the query tiles of 64 rows (of every query head of the GQA group) from its
 // diagonal on: S^T = K Q^T, P^T, dP^T = V dO^T and dS^T recomputed from the forward's log-sum-exp,
-// dV += P^T dO, dK += dS^T Q, and a partial dQ = dS K of the tile. The partials of a query tile are
-// added in fp32 in a fixed order (key blocks from the last to the first) by waiting on a per-tile
-// counter, which makes dQ bitwise reproducible. Blocks are launched shortest first (the last key
-// block of each head first), so a block's predecessors for every tile are ahead of it and waits are
-// short; the first key block, the last to add, writes dQ in bf16.
+// dV += P^T dO, dK += dS^T Q, and a partial dQ = dS K of the tile, all with wgmma. Warp-specialized
+// (flash_backward.cu): one warpgroup loads tiles and adds dQ partials, two compute.
+//
+// Deterministic: the fp32 dQ partials of a query tile are added (bulk copies into an fp32
+// accumulator) in a fixed order, key blocks from the last to the first, by waiting on a per-tile
+// counter; a last kernel converts the accumulator to bf16. Blocks are launched shortest first (the
+// last key block of each head first), so a block only ever waits for blocks launched before it
+// (which the hardware dispatches first; FlashAttention-3's deterministic mode relies on the same),
+// and those are ahead of it on every tile: the waits are short. Scratch is O(N) (the fp32 dQ
+// accumulator), where cuDNN's deterministic backward needs O(N^2).
+//
+// Status (docs/benchmarks.md): correct and bitwise reproducible, but still ~10-20% slower than
+// cuDNN's deterministic backward on an H200; opt-in (LH_ATTENTION_BACKWARD=flash) until it is
+// faster.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
