@@ -341,9 +341,11 @@ TEST_CASE("cuda: the flash attention backward matches the CPU reference and cuDN
           "[gpu][cuda]") {
   LH_SKIP_WITHOUT_GPU();
   struct Shape { int B, T, H, Hkv; };
-  // One key block (100 keys); ragged last blocks (257, 1000); GQA groups of 4 and 2 and none;
-  // several batches; 640 = 5 key blocks whose dQ partials meet in order.
-  const Shape shape = GENERATE(Shape{1, 100, 8, 2}, Shape{2, 257, 4, 1}, Shape{1, 1000, 4, 4}, Shape{2, 640, 8, 2});
+  // One key block (100 keys, and 40: less than one query tile); ragged last blocks (257, 1000);
+  // 192 = a key block and a half; GQA groups of 4 and 2 and none; several batches; 640 = 5 key
+  // blocks whose dQ partials meet in order.
+  const Shape shape = GENERATE(Shape{1, 100, 8, 2}, Shape{2, 257, 4, 1}, Shape{1, 1000, 4, 4}, Shape{2, 640, 8, 4},
+                               Shape{1, 40, 4, 2}, Shape{1, 192, 2, 1});
   const int D = 128;
   const auto [B, T, H, Hkv] = shape;
   CAPTURE(B, T, H, Hkv);
@@ -356,6 +358,7 @@ TEST_CASE("cuda: the flash attention backward matches the CPU reference and cuDN
   const auto qkv = bf16_values(n_qkv, 40), dout = bf16_values(n_out, 41);
   auto gpu = lh::make_cuda_backend();
   lh::cuda::CudnnSdpa sdpa;
+  sdpa.set_flash_backward(false);  // cuDNN's, even when LH_ATTENTION_BACKWARD=flash is set
   const SdpaRun cudnn = run_sdpa(*gpu, sdpa, qkv, dout, B, T, H, Hkv, D);
   sdpa.set_flash_backward(true);
   const SdpaRun flash = run_sdpa(*gpu, sdpa, qkv, dout, B, T, H, Hkv, D);

@@ -228,7 +228,7 @@ namespace {
 // LH_ATTENTION_BACKWARD: "cudnn" (default) or "flash" (CudnnSdpa::set_flash_backward).
 bool flash_backward_from_env() {
   const char* env = std::getenv("LH_ATTENTION_BACKWARD");
-  if (!env || std::string(env) == "cudnn") return false;
+  if (!env || std::string(env).empty() || std::string(env) == "cudnn") return false;
   if (std::string(env) == "flash") return true;
   throw std::invalid_argument("LH_ATTENTION_BACKWARD: '" + std::string(env) + "' is not cudnn or flash");
 }
@@ -400,7 +400,7 @@ void CudnnSdpa::backward(const SdpaShape& sh, const __nv_bfloat16* q, const __nv
                          const __nv_bfloat16* v, const __nv_bfloat16* o, const __nv_bfloat16* dout,
                          const float* stats, __nv_bfloat16* dq, __nv_bfloat16* dk, __nv_bfloat16* dv, float scale,
                          cudaStream_t stream) {
-  if (use_flash(sh)) {
+  if (use_flash(sh) && flash_backward_aligned({q, k, v, o, dout, dq, dk, dv})) {
     flash_backward(sh, q, k, v, o, dout, stats, dq, dk, dv, scale, workspace(flash_backward_workspace(sh)), stream);
     return;
   }

@@ -62,7 +62,8 @@ class CudnnSdpa {
     deterministic_ = on;
   }
   // Experimental: the deterministic backward through our own kernel (flash_backward.h) wherever it
-  // supports the shape, instead of cuDNN's. Off by default; LH_ATTENTION_BACKWARD=flash turns it on.
+  // supports the shape and pointers, instead of cuDNN's (elsewhere cuDNN's). Off by default;
+  // LH_ATTENTION_BACKWARD=flash turns it on. Its O(N) scratch ignores the workspace limit.
   void set_flash_backward(bool on) { flash_backward_ = on; }
   // Builds the plans that forward and backward calls of this shape will use (kv-head groups where
   // the whole call is over the limit) and grows the workspace to what they need, so that memory

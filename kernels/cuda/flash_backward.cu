@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
-#include <string>
 
 #include "cuda_check.h"
 #include "wgmma.cuh"
@@ -26,6 +25,9 @@ constexpr float kLog2e = 1.4426950408889634f;
 constexpr uint32_t kKeyPanel = kBc * wg::kRowBytes, kQueryPanel = kBr * wg::kRowBytes;
 constexpr uint32_t kKeyTile = 2 * kKeyPanel, kQueryTile = 2 * kQueryPanel;
 constexpr uint32_t kOffK = 0, kOffV = kKeyTile, kOffQ = 2 * kKeyTile, kOffDO = kOffQ + 2 * kQueryTile;
+// P^T and dS^T are single-buffered: both computing warpgroups finish step s (whose dQ product reads
+// the other warpgroup's dS^T rows) before either writes step s + 1's, because the next step's tile
+// barrier counts the threads of both, so neither passes it before the other has arrived there.
 constexpr uint32_t kOffDS = kOffDO + 2 * kQueryTile;     // dS^T: kBc rows of kBr bf16 = one panel
 constexpr uint32_t kOffP = kOffDS + kBc * wg::kRowBytes;    // P^T, the same
 constexpr uint32_t kOffLse = kOffP + kBc * wg::kRowBytes;   // [2][kBr] fp32, log2 units
@@ -50,6 +52,7 @@ struct Params {
   float* dsum;  // [B*Hq][n_pad]: rowsum(dO * O); 0 past N
   float* dq_accum;    // [B*Hq][n_q] tiles of kBr x kD fp32, rows permuted by dq_tile_offset
   int* dq_turn;       // [B*Hq][n_q]: how many key blocks have added to the tile
+  int* next_block;    // the next block's place in the launch order (BlockWork)
   int B, Hq, Hkv, N, n_q, n_kv, n_pad;
   float scale, scale_log2;
 };
@@ -124,13 +127,17 @@ __device__ __forceinline__ void barrier_arrive(int id, int threads) {
 
 // What every role knows about the block: its key block, head group and the steps it walks. Step s
 // takes query tile first_tile + s / G of query head hk * G + s % G (tiles outer, so that the block
-// reaches each tile a fixed number of steps after the next key block did).
+// reaches each tile a fixed number of steps after the following key block, j + 1, did).
+// Blocks take their work in the order they start (`order`, from an atomic counter): head by head,
+// each head's last key block first. A block waits only for blocks that took their work before it,
+// so it can never wait for a block that has not started, whatever order the hardware starts
+// blocks in.
 struct BlockWork {
   int j, b, hk, G, kv0, first_tile, steps;
-  __device__ explicit BlockWork(const Params& p)
-      : j(p.n_kv - 1 - int(blockIdx.x)),  // shortest first (see flash_backward.h)
-        b(int(blockIdx.y) / p.Hkv),
-        hk(int(blockIdx.y) % p.Hkv),
+  __device__ BlockWork(const Params& p, int order)
+      : j(p.n_kv - 1 - order % p.n_kv),
+        b(order / p.n_kv / p.Hkv),
+        hk(order / p.n_kv % p.Hkv),
         G(p.Hq / p.Hkv),
         kv0(j * kBc),
         first_tile(kv0 / kBr),
@@ -148,6 +155,7 @@ struct Tiles {
   __device__ float* lse(int buf) const { return reinterpret_cast<float*>(smem + kOffLse) + buf * kBr; }
   __device__ float* dsum(int buf) const { return reinterpret_cast<float*>(smem + kOffDsum) + buf * kBr; }
   __device__ uint32_t dq(int buf) const { return base + kOffDQ + buf * kDqTile; }
+  __device__ float* dq_floats(int buf) const { return reinterpret_cast<float*>(smem + kOffDQ + buf * kDqTile); }
 };
 
 // Rows [r0, r0 + R) of one head into a two-panel tile (rows at or past N zero-filled), by the
@@ -180,47 +188,50 @@ __device__ void load_role(const Params& p, const BlockWork& w, const Tiles& t, i
     }
     wg::cp_async_commit();
     wg::cp_async_wait_all();
-    wg::fence_shared_for_mma();  // the consumers read the tiles through wgmma (async proxy)
+    wg::fence_proxy_async_shared();  // the consumers read the tiles through wgmma (async proxy)
     barrier_arrive(kTileFull + buf, kLoadThreads + kComputeThreads);
   }
 }
 
 // Warp 3: adds each step's dQ partial to the tile's fp32 accumulator with one bulk copy (the
-// first key block) or bulk reduce (the others), in turn: key blocks from the tile's last (turn 0)
-// down to block 0, by waiting on the tile's counter. The next key block reaches the tile 2G steps
-// after this one, so the wait is usually one L2 round trip.
+// first key block to add) or bulk reduce (the others), in turn: key blocks from the tile's last
+// (turn 0) down to block 0, by waiting on the tile's counter. Key block j + 1 reached the tile 2G
+// steps before this one, so the wait is usually one L2 round trip. Two adds are in flight: a
+// tile's counter is released once the next tile's add has been issued (so a release can wait for
+// that tile's turn; the block that waits on the release is 2G steps behind, so it rarely notices).
+// Lets the next key block add to the tile of `counter` once the adds issued before the newest
+// kPending have finished (release: that block then sees the sum).
+template <int kPending> __device__ __forceinline__ void release_tile(int* counter) {
+  wg::bulk_wait<kPending>();
+  wg::fence_proxy_async();
+  asm volatile("red.release.gpu.global.add.s32 [%0], 1;\n" ::"l"(counter) : "memory");
+}
+
 __device__ void dq_role(const Params& p, const BlockWork& w, const Tiles& t, int lane) {
   int* in_flight = nullptr;  // lane 0: the counter of the tile whose add is still running
-  // Let the next key block add to that tile once the add has finished (release: it sees the sum).
-  auto finish = [&](auto wait) {
-    wait();
-    wg::fence_async_global();
-    asm volatile("red.release.gpu.global.add.s32 [%0], 1;\n" ::"l"(in_flight) : "memory");
-  };
   for (int s = 0; s < w.steps; ++s) {
     const int buf = s & 1, i = w.tile(s), bh = w.b * p.Hq + w.head(s);
     barrier_sync(kDqFull + buf, kDqWarpThreads + kComputeThreads);
     if (lane == 0) {
       int* counter = p.dq_turn + int64_t(bh) * p.n_q + i;
-      const int turn = min(i * kBr / kBc, p.n_kv - 1) - w.j;
+      const int turn = i * kBr / kBc - w.j;  // the tile's last key block (< n_kv) adds first
       while (load_acquire(counter) != turn) {
       }
-      wg::fence_async_global();
+      wg::fence_proxy_async();
       float* tile = p.dq_accum + (int64_t(bh) * p.n_q + i) * (kBr * kD);
       if (turn == 0)
         wg::bulk_store(tile, t.dq(buf), kDqTile);
       else
         wg::bulk_reduce_add(tile, t.dq(buf), kDqTile);
       wg::bulk_commit();
-      // Two adds in flight (different tiles): the previous step's finishes while this one runs.
-      if (in_flight) finish([] { wg::bulk_wait<1>(); });
+      if (in_flight) release_tile<1>(in_flight);  // the previous step's, while this one runs
       in_flight = counter;
     }
     __syncwarp();
     // The previous step's partial has been read: its buffer is free for step s + 1.
     if (s >= 1 && s + 1 < w.steps) barrier_arrive(kDqEmpty + (buf ^ 1), kDqWarpThreads + kComputeThreads);
   }
-  if (lane == 0 && in_flight) finish([] { wg::bulk_wait<0>(); });
+  if (lane == 0 && in_flight) release_tile<0>(in_flight);
 }
 
 // Warpgroups 1 and 2: the products of each step over this warpgroup's 64 keys (cwg = 0 or 1); at
@@ -290,7 +301,7 @@ __device__ void compute_role(const Params& p, const BlockWork& w, const Tiles& t
       wg::stmatrix_x4(sDS + at_row, pack_bf16(dpt[x], dpt[x + 1]), pack_bf16(dpt[x + 2], dpt[x + 3]),
                       pack_bf16(dpt[x + 4], dpt[x + 5]), pack_bf16(dpt[x + 6], dpt[x + 7]));
     }
-    wg::fence_shared_for_mma();
+    wg::fence_proxy_async_shared();
     barrier_sync(kDsReady, kComputeThreads);  // dQ needs both warpgroups' dS^T rows
 
     // dV += P^T dO and dK += dS^T Q (A: this warpgroup's rows, K-major; B: the query-side tile,
@@ -317,7 +328,7 @@ __device__ void compute_role(const Params& p, const BlockWork& w, const Tiles& t
 
     // The partial to shared memory, for the dQ warp.
     if (s >= 2) barrier_sync(kDqEmpty + buf, kDqWarpThreads + kComputeThreads);
-    float* dq_smem = reinterpret_cast<float*>(t.smem + kOffDQ + buf * kDqTile);
+    float* dq_smem = t.dq_floats(buf);
 #pragma unroll
     for (int jj = 0; jj < 8; ++jj)
 #pragma unroll
@@ -326,7 +337,7 @@ __device__ void compute_role(const Params& p, const BlockWork& w, const Tiles& t
         *reinterpret_cast<float2*>(dq_smem + dq_tile_offset(r, c)) =
             make_float2(dq[4 * jj + 2 * half], dq[4 * jj + 2 * half + 1]);
       }
-    wg::fence_shared_for_mma();  // the bulk copy reads through the async proxy too
+    wg::fence_proxy_async_shared();  // the bulk copy reads through the async proxy too
     barrier_arrive(kDqFull + buf, kDqWarpThreads + kComputeThreads);
   }
 
@@ -347,11 +358,17 @@ __device__ void compute_role(const Params& p, const BlockWork& w, const Tiles& t
 }
 
 __global__ void __launch_bounds__(kThreads, 1) flash_backward_kernel(const Params p) {
+#if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  __trap();  // wgmma and setmaxnreg need sm_90a; flash_backward_supported() keeps other devices out
+#else
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + wg::kAtomBytes - 1) &
                                              ~uintptr_t(wg::kAtomBytes - 1));
+  __shared__ int order;
+  if (threadIdx.x == 0) order = atomicAdd(p.next_block, 1);
+  __syncthreads();
   const Tiles t{smem, wg::smem_addr(smem)};
-  const BlockWork w(p);
+  const BlockWork w(p, order);
   const int tid = threadIdx.x;
   if (tid < 128) {
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kLoadRegs));
@@ -363,11 +380,12 @@ __global__ void __launch_bounds__(kThreads, 1) flash_backward_kernel(const Param
     asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kComputeRegs));
     compute_role(p, w, t, (tid - 128) / 128, tid - 128);
   }
+#endif
 }
 
 // Per query row: rowsum(dO * O) in fp32 and the log-sum-exp in log2 units (one warp per row,
 // four columns per lane, lanes in a fixed shuffle order: deterministic); padding rows get 0 and
-// +inf (P = 0); every tile counter starts at 0.
+// +inf (P = 0); every tile counter and the block order start at 0.
 static_assert(kD == 4 * 32, "prepare kernel: four columns per lane");
 __global__ void flash_backward_prepare_kernel(const Params p, const bf16* o, const float* stats, RowStrides st) {
   const int64_t warps = int64_t(gridDim.x) * (blockDim.x / 32);
@@ -389,6 +407,7 @@ __global__ void flash_backward_prepare_kernel(const Params p, const bf16* o, con
       p.dsum[w] = sum;
       p.lse2[w] = lse2;
       if (t % kBr == 0) p.dq_turn[int64_t(bh) * p.n_q + t / kBr] = 0;
+      if (w == 0) *p.next_block = 0;
     }
   }
 }
@@ -407,18 +426,18 @@ __global__ void flash_backward_dq_kernel(const Params p) {
   }
 }
 
-struct WorkspaceLayout {
-  size_t accum, lse2, dsum, turn, total;
+struct WorkspaceLayout {  // byte offsets; the fp32 dQ accumulator comes first
+  size_t lse2, dsum, turn, next_block, total;
 };
 size_t round_up(size_t n) { return (n + 255) / 256 * 256; }
 WorkspaceLayout layout(const SdpaShape& sh) {
   const size_t n_q = size_t((sh.s + kBr - 1) / kBr), rows = size_t(sh.b * sh.hq) * n_q * kBr;
   WorkspaceLayout w;
-  w.accum = 0;
   w.lse2 = round_up(rows * kD * sizeof(float));
   w.dsum = w.lse2 + round_up(rows * sizeof(float));
   w.turn = w.dsum + round_up(rows * sizeof(float));
-  w.total = w.turn + round_up(size_t(sh.b * sh.hq) * n_q * sizeof(int));
+  w.next_block = w.turn + round_up(size_t(sh.b * sh.hq) * n_q * sizeof(int));
+  w.total = w.next_block + round_up(sizeof(int));
   return w;
 }
 
@@ -426,14 +445,38 @@ bool row_aligned(const Strides4& s) { return s[3] == 1 && s[0] % 8 == 0 && s[1] 
 
 }  // namespace
 
-bool flash_backward_supported(const SdpaShape& sh) {
-  int dev = 0, major = 0, minor = 0;
+namespace {
+struct DeviceFacts {
+  int major = 0, minor = 0, sms = 0;
+};
+// The current device's compute capability and multiprocessor count, queried once per device.
+const DeviceFacts& device_facts() {
+  constexpr int kMaxDevices = 64;
+  static DeviceFacts facts[kMaxDevices];
+  int dev = 0;
   LH_CUDA_CHECK(cudaGetDevice(&dev));
-  LH_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-  LH_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
-  return major == 9 && minor == 0 && sh.d == kD && sh.kv_len() == sh.s && sh.hq % sh.hk == 0 &&
+  if (dev >= kMaxDevices) throw std::runtime_error("flash_backward: device index above 63");
+  DeviceFacts& f = facts[dev];
+  if (f.sms == 0) {
+    LH_CUDA_CHECK(cudaDeviceGetAttribute(&f.major, cudaDevAttrComputeCapabilityMajor, dev));
+    LH_CUDA_CHECK(cudaDeviceGetAttribute(&f.minor, cudaDevAttrComputeCapabilityMinor, dev));
+    LH_CUDA_CHECK(cudaDeviceGetAttribute(&f.sms, cudaDevAttrMultiProcessorCount, dev));
+  }
+  return f;
+}
+}  // namespace
+
+bool flash_backward_supported(const SdpaShape& sh) {
+  const DeviceFacts& f = device_facts();
+  return f.major == 9 && f.minor == 0 && sh.d == kD && sh.kv_len() == sh.s && sh.hq % sh.hk == 0 &&
          sh.b * sh.hk <= 65535 && row_aligned(sh.q) && row_aligned(sh.k) && row_aligned(sh.v) &&
          row_aligned(sh.o) && row_aligned(sh.dq_strides());
+}
+
+bool flash_backward_aligned(std::initializer_list<const void*> pointers) {
+  for (const void* ptr : pointers)
+    if (reinterpret_cast<uintptr_t>(ptr) % 16 != 0) return false;
+  return true;
 }
 
 size_t flash_backward_workspace(const SdpaShape& sh) { return layout(sh).total; }
@@ -441,17 +484,19 @@ size_t flash_backward_workspace(const SdpaShape& sh) { return layout(sh).total; 
 void flash_backward(const SdpaShape& sh, const bf16* q, const bf16* k, const bf16* v, const bf16* o,
                     const bf16* dout, const float* stats, bf16* dq, bf16* dk, bf16* dv, float scale, void* workspace,
                     cudaStream_t stream) {
-  if (!flash_backward_supported(sh)) throw std::invalid_argument("flash_backward: unsupported attention shape");
+  if (!flash_backward_supported(sh) || !flash_backward_aligned({q, k, v, o, dout, dq, dk, dv}))
+    throw std::invalid_argument("flash_backward: unsupported attention shape, device or alignment");
   const WorkspaceLayout w = layout(sh);
   char* ws = static_cast<char*>(workspace);
   Params p{};
   p.q = q, p.k = k, p.v = v, p.dout = dout, p.dq = dq, p.dk = dk, p.dv = dv;
   p.sq = row_strides(sh.q), p.sk = row_strides(sh.k), p.sv = row_strides(sh.v), p.so = row_strides(sh.o);
   p.sdq = row_strides(sh.dq_strides());
-  p.dq_accum = reinterpret_cast<float*>(ws + w.accum);
+  p.dq_accum = reinterpret_cast<float*>(ws);
   p.lse2 = reinterpret_cast<float*>(ws + w.lse2);
   p.dsum = reinterpret_cast<float*>(ws + w.dsum);
   p.dq_turn = reinterpret_cast<int*>(ws + w.turn);
+  p.next_block = reinterpret_cast<int*>(ws + w.next_block);
   p.B = int(sh.b), p.Hq = int(sh.hq), p.Hkv = int(sh.hk), p.N = int(sh.s);
   p.n_q = int((sh.s + kBr - 1) / kBr), p.n_kv = int((sh.s + kBc - 1) / kBc), p.n_pad = p.n_q * kBr;
   p.scale = scale, p.scale_log2 = scale * kLog2e;
@@ -464,11 +509,12 @@ void flash_backward(const SdpaShape& sh, const bf16* q, const bf16* k, const bf1
   // More than 48 KB of shared memory needs an opt-in (per device; cheap to repeat).
   LH_CUDA_CHECK(
       cudaFuncSetAttribute(flash_backward_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSmemAlloc)));
-  const dim3 grid(unsigned(p.n_kv), unsigned(sh.b * sh.hk));
+  const dim3 grid(unsigned(p.n_kv), unsigned(sh.b * sh.hk));  // one block per key block and kv head
   flash_backward_kernel<<<grid, kThreads, kSmemAlloc, stream>>>(p);
   LH_CUDA_CHECK(cudaGetLastError());
   const int64_t quads = sh.b * sh.hq * sh.s * (kD / 4);
-  flash_backward_dq_kernel<<<int(std::min<int64_t>((quads + 255) / 256, 132 * 16)), 256, 0, stream>>>(p);
+  const int64_t dq_blocks = std::min<int64_t>((quads + 255) / 256, int64_t(device_facts().sms) * 16);
+  flash_backward_dq_kernel<<<int(dq_blocks), 256, 0, stream>>>(p);
   LH_CUDA_CHECK(cudaGetLastError());
 }
 

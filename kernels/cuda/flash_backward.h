@@ -17,14 +17,15 @@
 // and those are ahead of it on every tile: the waits are short. Scratch is O(N) (the fp32 dQ
 // accumulator), where cuDNN's deterministic backward needs O(N^2).
 //
-// Status (docs/benchmarks.md): correct and bitwise reproducible, but still ~10-20% slower than
-// cuDNN's deterministic backward on an H200; opt-in (LH_ATTENTION_BACKWARD=flash) until it is
-// faster.
+// Status (docs/benchmarks.md): correct and bitwise reproducible, but still slower than cuDNN's
+// deterministic backward on an H200 (the backward alone 16-31% at 4K-64K without GQA, ~2x with 4
+// query heads per kv head); opt-in (LH_ATTENTION_BACKWARD=flash) until it is faster.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <initializer_list>
 
 #include "cudnn_sdpa.h"
 
@@ -33,6 +34,9 @@ namespace lh::cuda {
 // Whether the kernel takes this shape: head dim 128, self-attention, d contiguous and rows 16-byte
 // aligned, on a device of compute capability 9.0.
 bool flash_backward_supported(const SdpaShape& shape);
+
+// Whether every pointer is 16-byte aligned (the kernel copies rows in 16-byte pieces).
+bool flash_backward_aligned(std::initializer_list<const void*> pointers);
 
 // Scratch bytes for one call: the fp32 dQ accumulator, per-row softmax terms, tile counters.
 size_t flash_backward_workspace(const SdpaShape& shape);

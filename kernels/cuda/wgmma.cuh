@@ -56,8 +56,10 @@ template <int kPending> __device__ __forceinline__ void wait() {
   asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(kPending) : "memory");
 }
 // Orders this thread's generic-proxy shared-memory writes (plain stores, cp.async) before later
-// async-proxy reads (wgmma operands). Needed before the barrier that publishes a tile.
-__device__ __forceinline__ void fence_shared_for_mma() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+// async-proxy reads (wgmma operands, bulk copies). Needed before the barrier that publishes a tile.
+__device__ __forceinline__ void fence_proxy_async_shared() {
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
 // Keeps the compiler from moving accumulator accesses across an asynchronous multiply.
 template <int N> __device__ __forceinline__ void fence_operands(float (&d)[N]) {
 #pragma unroll
@@ -125,7 +127,7 @@ __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wai
 
 // Bulk copies from shared to global memory (the TMA unit, no tensor map: `bytes` contiguous bytes,
 // 16-byte aligned), in bulk groups that the issuing thread commits and waits for. Reading global
-// memory that another block wrote through them needs fence_async_global first.
+// memory that another block wrote through them needs fence_proxy_async first.
 __device__ __forceinline__ void bulk_store(void* dst, uint32_t src, uint32_t bytes) {
   asm volatile("cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], %2;\n" ::"l"(dst), "r"(src), "r"(bytes)
                : "memory");
@@ -143,6 +145,6 @@ template <int kPending> __device__ __forceinline__ void bulk_wait() {
   asm volatile("cp.async.bulk.wait_group %0;\n" ::"n"(kPending) : "memory");
 }
 // Orders generic-proxy memory accesses against async-proxy ones (bulk copies), all state spaces.
-__device__ __forceinline__ void fence_async_global() { asm volatile("fence.proxy.async;\n" ::: "memory"); }
+__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async;\n" ::: "memory"); }
 
 }  // namespace lh::cuda::wgmma
