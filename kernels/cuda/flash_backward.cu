@@ -193,12 +193,6 @@ __device__ void load_role(const Params& p, const BlockWork& w, const Tiles& t, i
   }
 }
 
-// Warp 3: adds each step's dQ partial to the tile's fp32 accumulator with one bulk copy (the
-// first key block to add) or bulk reduce (the others), in turn: key blocks from the tile's last
-// (turn 0) down to block 0, by waiting on the tile's counter. Key block j + 1 reached the tile 2G
-// steps before this one, so the wait is usually one L2 round trip. Two adds are in flight: a
-// tile's counter is released once the next tile's add has been issued (so a release can wait for
-// that tile's turn; the block that waits on the release is 2G steps behind, so it rarely notices).
 // Lets the next key block add to the tile of `counter` once the adds issued before the newest
 // kPending have finished (release: that block then sees the sum).
 template <int kPending> __device__ __forceinline__ void release_tile(int* counter) {
@@ -207,6 +201,12 @@ template <int kPending> __device__ __forceinline__ void release_tile(int* counte
   asm volatile("red.release.gpu.global.add.s32 [%0], 1;\n" ::"l"(counter) : "memory");
 }
 
+// Warp 3: adds each step's dQ partial to the tile's fp32 accumulator with one bulk copy (the
+// first key block to add) or bulk reduce (the others), in turn: key blocks from the tile's last
+// (turn 0) down to block 0, by waiting on the tile's counter. Key block j + 1 reached the tile 2G
+// steps before this one, so the wait is usually one L2 round trip. Two adds are in flight: a
+// tile's counter is released once the next tile's add has been issued (so a release can wait for
+// that tile's turn; the block that waits on the release is 2G steps behind, so it rarely notices).
 __device__ void dq_role(const Params& p, const BlockWork& w, const Tiles& t, int lane) {
   int* in_flight = nullptr;  // lane 0: the counter of the tile whose add is still running
   for (int s = 0; s < w.steps; ++s) {
