@@ -12,12 +12,17 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > 
 
 build/lighthouse_tests "[gpu]" > "$out/gpu_tests.log" 2>&1
 tests_rc=$?
+# Again with our experimental flash-attention backward (LH_ATTENTION_BACKWARD, docs/config.md).
+LH_ATTENTION_BACKWARD=flash build/lighthouse_tests "[gpu]" > "$out/gpu_tests_flash.log" 2>&1
+flash_tests_rc=$?
 # The deterministic backward's workspace grows with N^2 (split into kv-head groups and key chunks
 # above a quarter of the card): time it up to 64K, the atomic one to 128K.
 build/lighthouse bench --device cuda --out "$out/attention.json" attention \
   --seq-lens 4096 8192 16384 32768 65536 > "$out/bench_attention.log" 2>&1
 build/lighthouse bench --device cuda --out "$out/attention_nondet.json" attention --non-deterministic \
-  --seq-lens 4096 16384 65536 131072 >> "$out/bench_attention.log" 2>&1
+  --seq-lens 4096 16384 65536 131072 > "$out/bench_attention_nondet.log" 2>&1
+LH_ATTENTION_BACKWARD=flash build/lighthouse bench --device cuda --out "$out/attention_flash.json" attention \
+  --seq-lens 4096 8192 16384 32768 65536 > "$out/bench_attention_flash.log" 2>&1
 build/lighthouse bench --device cuda --out "$out/lighthouse.json" lighthouse \
   --seq-lens 32768 65536 98304 131072 > "$out/bench_lighthouse.log" 2>&1
 for T in 4096 32768; do
@@ -39,8 +44,11 @@ fi
 
 echo "== $(cat "$out/gpu.txt")"
 echo "GPU tests: $(tail -2 "$out/gpu_tests.log" | tr '\n' ' ') (exit $tests_rc)"
+echo "GPU tests, flash backward: $(tail -2 "$out/gpu_tests_flash.log" | tr '\n' ' ') (exit $flash_tests_rc)"
 printf "%-28s %s\n" "benchmark" "result"
-grep -h "attention N=" "$out/bench_attention.log" | sed 's/^/  /'
+grep -h "attention N=" "$out/bench_attention.log" | sed 's/^/  cuDNN det.     /'
+grep -h "attention N=" "$out/bench_attention_nondet.log" | sed 's/^/  cuDNN non-det. /'
+grep -h "attention N=" "$out/bench_attention_flash.log" | sed 's/^/  ours (flash)   /'
 grep -h "lighthouse N=" "$out/bench_lighthouse.log" | sed 's/^/  /'
 for T in 4096 32768; do printf "  train 270M T=%-6s %s\n" "$T" "$(grep -h 'train step' "$out/bench_train_$T.log")"; done
 if [ "$has_torch" = 1 ]; then
@@ -51,4 +59,5 @@ if [ "$has_torch" = 1 ]; then
 else
   echo "  (no CUDA-enabled torch here: PyTorch comparison skipped)"
 fi
-exit $tests_rc
+[ "$tests_rc" -ne 0 ] && exit $tests_rc
+exit $flash_tests_rc
