@@ -42,8 +42,6 @@ size_t default_workspace_limit() {
   return total_bytes / 4;
 }
 
-constexpr size_t kScratchAlign = 256;
-size_t round_up(size_t n) { return (n + kScratchAlign - 1) / kScratchAlign * kScratchAlign; }
 
 // The [b, hq, s_q, s_kv] score tensor.
 Dims score_dims(const SdpaShape& sh) { return dims4(sh.b, sh.hq, sh.s, sh.kv_len()); }
@@ -274,11 +272,12 @@ size_t CudnnSdpa::forward_workspace(const SdpaShape& sh) {
 }
 
 size_t CudnnSdpa::softmax_sum_bytes(const SdpaShape& sh) {
-  return round_up(size_t(sizeof(float)) * sh.b * sh.hq * sh.s);
+  return round_up_scratch(size_t(sizeof(float)) * sh.b * sh.hq * sh.s);
 }
 
 size_t CudnnSdpa::backward_scratch(const SdpaShape& sh) const {
-  const size_t accum_bytes = deterministic_ ? 0 : round_up(size_t(sizeof(float)) * sh.b * sh.hq * sh.s * sh.d);
+  const size_t accum_bytes =
+      deterministic_ ? 0 : round_up_scratch(size_t(sizeof(float)) * sh.b * sh.hq * sh.s * sh.d);
   return softmax_sum_bytes(sh) + accum_bytes;
 }
 
@@ -325,7 +324,8 @@ size_t CudnnSdpa::kv_chunked_workspace(const SdpaShape& sh, int64_t width, bool 
     const SdpaShape c = kv_chunk_shape(sh, k0, std::min(width, sh.s - k0));
     call = std::max(call, backward_scratch(c) + size_t(plan(true, c).workspace_bytes));
   }
-  return round_up(dq_rows_elems(sh) * sizeof(__nv_bfloat16)) + round_up(dq_rows_elems(sh) * sizeof(float)) + call;
+  return round_up_scratch(dq_rows_elems(sh) * sizeof(__nv_bfloat16)) +
+         round_up_scratch(dq_rows_elems(sh) * sizeof(float)) + call;
 }
 
 int64_t CudnnSdpa::kv_chunk_width(const SdpaShape& sh) {
@@ -352,11 +352,11 @@ void CudnnSdpa::backward_kv_chunks(const SdpaShape& sh, int64_t width, const __n
                                    const __nv_bfloat16* k, const __nv_bfloat16* v, const __nv_bfloat16* o,
                                    const __nv_bfloat16* dout, const float* stats, __nv_bfloat16* dq,
                                    __nv_bfloat16* dk, __nv_bfloat16* dv, float scale, cudaStream_t stream) {
-  const size_t elems = dq_rows_elems(sh), part_bytes = round_up(elems * sizeof(__nv_bfloat16));
+  const size_t elems = dq_rows_elems(sh), part_bytes = round_up_scratch(elems * sizeof(__nv_bfloat16));
   char* ws = static_cast<char*>(workspace(kv_chunked_workspace(sh, width)));
   auto* part = reinterpret_cast<__nv_bfloat16*>(ws);
   auto* acc = reinterpret_cast<float*>(ws + part_bytes);
-  char* call_ws = ws + part_bytes + round_up(elems * sizeof(float));
+  char* call_ws = ws + part_bytes + round_up_scratch(elems * sizeof(float));
   const int64_t row = sh.hq * sh.d, batch = sh.s * row;  // of the dQ partials
   for (int64_t k0 = 0; k0 < sh.s; k0 += width) {
     const SdpaShape c = kv_chunk_shape(sh, k0, std::min(width, sh.s - k0));

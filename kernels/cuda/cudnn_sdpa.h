@@ -18,6 +18,10 @@
 
 namespace lh::cuda {
 
+// Attention scratch is carved into pieces that each start on a 256-byte boundary.
+constexpr size_t kScratchAlign = 256;
+inline size_t round_up_scratch(size_t n) { return (n + kScratchAlign - 1) / kScratchAlign * kScratchAlign; }
+
 // Element strides of a [b, h, s, d] view (d must be innermost: stride 1).
 using Strides4 = std::array<int64_t, 4>;
 

@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "cuda_check.h"
+#include "vec.cuh"
 #include "wgmma.cuh"
 
 namespace lh::cuda {
@@ -388,10 +389,10 @@ __global__ void __launch_bounds__(kThreads, 1) flash_backward_kernel(const Param
 // +inf (P = 0); every tile counter and the block order start at 0.
 static_assert(kD == 4 * 32, "prepare kernel: four columns per lane");
 __global__ void flash_backward_prepare_kernel(const Params p, const bf16* o, const float* stats, RowStrides st) {
-  const int64_t warps = int64_t(gridDim.x) * (blockDim.x / 32);
+  const int64_t warps = int64_t(detail::grid_threads() / 32);
   const int lane = threadIdx.x % 32;
   const int64_t rows = int64_t(p.B) * p.Hq * p.n_pad;
-  for (int64_t w = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32; w < rows; w += warps) {
+  for (int64_t w = int64_t(detail::global_thread() / 32); w < rows; w += warps) {
     const int t = int(w % p.n_pad), bh = int(w / p.n_pad), b = bh / p.Hq, h = bh % p.Hq;
     float sum = 0.0f, lse2 = INFINITY;
     if (t < p.N) {
@@ -416,7 +417,7 @@ __global__ void flash_backward_prepare_kernel(const Params p, const bf16* o, con
 __global__ void flash_backward_dq_kernel(const Params p) {
   constexpr int kQuads = kD / 4;
   const int64_t quads = int64_t(p.B) * p.Hq * p.N * kQuads;
-  for (int64_t x = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; x < quads; x += int64_t(gridDim.x) * blockDim.x) {
+  for (int64_t x = int64_t(detail::global_thread()); x < quads; x += int64_t(detail::grid_threads())) {
     const int c = 4 * int(x % kQuads), t = int(x / kQuads % p.N), bh = int(x / kQuads / p.N);
     const int b = bh / p.Hq, h = bh % p.Hq;
     const float4 v = *reinterpret_cast<const float4*>(p.dq_accum + (int64_t(bh) * p.n_q + t / kBr) * (kBr * kD) +
@@ -429,15 +430,14 @@ __global__ void flash_backward_dq_kernel(const Params p) {
 struct WorkspaceLayout {  // byte offsets; the fp32 dQ accumulator comes first
   size_t lse2, dsum, turn, next_block, total;
 };
-size_t round_up(size_t n) { return (n + 255) / 256 * 256; }
 WorkspaceLayout layout(const SdpaShape& sh) {
   const size_t n_q = size_t((sh.s + kBr - 1) / kBr), rows = size_t(sh.b * sh.hq) * n_q * kBr;
   WorkspaceLayout w;
-  w.lse2 = round_up(rows * kD * sizeof(float));
-  w.dsum = w.lse2 + round_up(rows * sizeof(float));
-  w.turn = w.dsum + round_up(rows * sizeof(float));
-  w.next_block = w.turn + round_up(size_t(sh.b * sh.hq) * n_q * sizeof(int));
-  w.total = w.next_block + round_up(sizeof(int));
+  w.lse2 = round_up_scratch(rows * kD * sizeof(float));
+  w.dsum = w.lse2 + round_up_scratch(rows * sizeof(float));
+  w.turn = w.dsum + round_up_scratch(rows * sizeof(float));
+  w.next_block = w.turn + round_up_scratch(size_t(sh.b * sh.hq) * n_q * sizeof(int));
+  w.total = w.next_block + round_up_scratch(sizeof(int));
   return w;
 }
 
@@ -446,29 +446,25 @@ bool row_aligned(const Strides4& s) { return s[3] == 1 && s[0] % 8 == 0 && s[1] 
 }  // namespace
 
 namespace {
-struct DeviceFacts {
-  int major = 0, minor = 0, sms = 0;
-};
-// The current device's compute capability and multiprocessor count, queried once per device.
-const DeviceFacts& device_facts() {
-  constexpr int kMaxDevices = 64;
-  static DeviceFacts facts[kMaxDevices];
+// The current device's compute capability as 10 * major + minor, read once per device (per host
+// thread, like detail::grid_for's SM count).
+int compute_capability() {
+  static thread_local int cached_device = -1, cached = 0;
   int dev = 0;
   LH_CUDA_CHECK(cudaGetDevice(&dev));
-  if (dev >= kMaxDevices) throw std::runtime_error("flash_backward: device index above 63");
-  DeviceFacts& f = facts[dev];
-  if (f.sms == 0) {
-    LH_CUDA_CHECK(cudaDeviceGetAttribute(&f.major, cudaDevAttrComputeCapabilityMajor, dev));
-    LH_CUDA_CHECK(cudaDeviceGetAttribute(&f.minor, cudaDevAttrComputeCapabilityMinor, dev));
-    LH_CUDA_CHECK(cudaDeviceGetAttribute(&f.sms, cudaDevAttrMultiProcessorCount, dev));
+  if (dev != cached_device) {
+    int major = 0, minor = 0;
+    LH_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+    LH_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
+    cached = 10 * major + minor;
+    cached_device = dev;
   }
-  return f;
+  return cached;
 }
 }  // namespace
 
 bool flash_backward_supported(const SdpaShape& sh) {
-  const DeviceFacts& f = device_facts();
-  return f.major == 9 && f.minor == 0 && sh.d == kD && sh.kv_len() == sh.s && sh.hq % sh.hk == 0 &&
+  return compute_capability() == 90 && sh.d == kD && sh.kv_len() == sh.s && sh.hq % sh.hk == 0 &&
          sh.b * sh.hk <= 65535 && row_aligned(sh.q) && row_aligned(sh.k) && row_aligned(sh.v) &&
          row_aligned(sh.o) && row_aligned(sh.dq_strides());
 }
@@ -502,8 +498,9 @@ void flash_backward(const SdpaShape& sh, const bf16* q, const bf16* k, const bf1
   p.scale = scale, p.scale_log2 = scale * kLog2e;
 
   const int64_t rows = sh.b * sh.hq * int64_t(p.n_pad);
-  const int prep_blocks = int(std::min<int64_t>((rows + 7) / 8, 1 << 20));
-  flash_backward_prepare_kernel<<<prep_blocks, 256, 0, stream>>>(p, o, stats, row_strides(sh.stats));
+  constexpr int kThreadsPerBlock = 256;  // of the two elementwise kernels (grid-stride loops)
+  flash_backward_prepare_kernel<<<detail::grid_for(size_t(rows) * 32, kThreadsPerBlock), kThreadsPerBlock, 0,
+                                  stream>>>(p, o, stats, row_strides(sh.stats));
   LH_CUDA_CHECK(cudaGetLastError());
 
   // More than 48 KB of shared memory needs an opt-in (per device; cheap to repeat).
@@ -513,8 +510,7 @@ void flash_backward(const SdpaShape& sh, const bf16* q, const bf16* k, const bf1
   flash_backward_kernel<<<grid, kThreads, kSmemAlloc, stream>>>(p);
   LH_CUDA_CHECK(cudaGetLastError());
   const int64_t quads = sh.b * sh.hq * sh.s * (kD / 4);
-  const int64_t dq_blocks = std::min<int64_t>((quads + 255) / 256, int64_t(device_facts().sms) * 16);
-  flash_backward_dq_kernel<<<int(dq_blocks), 256, 0, stream>>>(p);
+  flash_backward_dq_kernel<<<detail::grid_for(size_t(quads), kThreadsPerBlock), kThreadsPerBlock, 0, stream>>>(p);
   LH_CUDA_CHECK(cudaGetLastError());
 }
 
