@@ -93,6 +93,13 @@ __global__ __launch_bounds__(detail::kTileThreads) void scatter_forward_kernel(b
   bf16* dst = out + (size_t(tile.b) * g.N + size_t(tile.t0)) * row + size_t(h) * D + chunk * detail::kVec;
   for (int t = int(tile.t0); t < int(tile.t1); ++t, dst += row) {
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    auto add_source = [&](int32_t at) {  // sub-sequence row `at` of o, if the entry was emitted
+      if (at < 0) return;
+      float v[8];
+      detail::load8_readonly(v, o_row + size_t(unsigned(at)) * unsigned(D));
+#pragma unroll
+      for (int e = 0; e < 8; ++e) acc[e] += v[e];
+    };
     if constexpr (kL > 0) {
       int32_t at[kL];
 #pragma unroll
@@ -101,23 +108,12 @@ __global__ __launch_bounds__(detail::kTileThreads) void scatter_forward_kernel(b
         at[l] = i >= 0 ? pos_row[unsigned(g.off[l]) + unsigned(i)] : -1;
       }
 #pragma unroll
-      for (int l = 0; l < kL; ++l) {
-        if (at[l] < 0) continue;
-        float v[8];
-        detail::load8_readonly(v, o_row + size_t(unsigned(at[l])) * unsigned(D));
-#pragma unroll
-        for (int e = 0; e < 8; ++e) acc[e] += v[e];
-      }
+      for (int l = 0; l < kL; ++l) add_source(at[l]);
     } else {
       for (int l = 0; l < g.L; ++l) {
         const int i = g.div_win(t + 1, l) - 1;
         if (i < 0) break;  // coarser windows are longer: none of them has ended either
-        const int32_t at = pos_row[unsigned(g.off[l]) + unsigned(i)];
-        if (at < 0) continue;
-        float v[8];
-        detail::load8_readonly(v, o_row + size_t(unsigned(at)) * unsigned(D));
-#pragma unroll
-        for (int e = 0; e < 8; ++e) acc[e] += v[e];
+        add_source(pos_row[unsigned(g.off[l]) + unsigned(i)]);
       }
     }
     detail::store8(dst, acc);
