@@ -26,12 +26,11 @@ constexpr float kLog2e = 1.4426950408889634f;
 constexpr uint32_t kKeyPanel = kBc * wg::kRowBytes, kQueryPanel = kBr * wg::kRowBytes;
 constexpr uint32_t kKeyTile = 2 * kKeyPanel, kQueryTile = 2 * kQueryPanel;
 constexpr uint32_t kOffK = 0, kOffV = kKeyTile, kOffQ = 2 * kKeyTile, kOffDO = kOffQ + 2 * kQueryTile;
-// P^T and dS^T are single-buffered: both computing warpgroups finish step s (whose dQ product reads
+// dS^T is single-buffered: both computing warpgroups finish step s (whose dQ product reads
 // the other warpgroup's dS^T rows) before either writes step s + 1's, because the next step's tile
 // barrier counts the threads of both, so neither passes it before the other has arrived there.
 constexpr uint32_t kOffDS = kOffDO + 2 * kQueryTile;     // dS^T: kBc rows of kBr bf16 = one panel
-constexpr uint32_t kOffP = kOffDS + kBc * wg::kRowBytes;    // P^T, the same
-constexpr uint32_t kOffLse = kOffP + kBc * wg::kRowBytes;   // [2][kBr] fp32, log2 units
+constexpr uint32_t kOffLse = kOffDS + kBc * wg::kRowBytes;  // [2][kBr] fp32, log2 units
 constexpr uint32_t kOffDsum = kOffLse + 2 * kBr * 4;       // [2][kBr] fp32
 constexpr uint32_t kDqTile = kBr * kD * 4;                  // a dQ partial, fp32 (dq_tile_offset)
 constexpr uint32_t kOffDQ = kOffDsum + 2 * kBr * 4;         // [2] dQ partials
@@ -249,7 +248,7 @@ __device__ void compute_role(const Params& p, const BlockWork& w, const Tiles& t
     // which made it spill.
     const Lane at{int(opaque((ct % 128) / 32)), int(opaque(ct % 32))};
     const uint32_t sK = opaque(t.base + kOffK), sV = opaque(t.base + kOffV), sDS = opaque(t.base + kOffDS),
-                   sP = opaque(t.base + kOffP), sQ = t.q(buf), sDO = t.dout(buf);
+                   sQ = t.q(buf), sDO = t.dout(buf);
     barrier_sync(kTileFull + buf, kLoadThreads + kComputeThreads);
 
     // S^T = K Q^T and dP^T = V dO^T.
@@ -288,34 +287,39 @@ __device__ void compute_role(const Params& p, const BlockWork& w, const Tiles& t
         dpt[x] = pv * (dpt[x] - (e % 2 ? dsum.y : dsum.x));
       }
     }
-    // P^T and dS^T to shared memory in bf16 (rows = keys, one panel of kBr queries): the A operands
-    // of dV and dK, and dS of the dQ product. (As register operands they kept ~30 more registers
-    // live than a thread has, and the kernel spilled.) stmatrix stores two n8 blocks (both 8-row
-    // halves of each) per instruction; lane l addresses row l % 8 of block l / 8.
+    // P^T and dS^T in bf16, packed in pairs: as the accumulators of S^T and dP^T (rows = keys,
+    // columns = queries) they are already the register A operands of dV += P^T dO and
+    // dK += dS^T Q, k16 slice kk being elements 8kk..8kk+7.
+    uint32_t pa[kBr / 16][4], dsa[kBr / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < kBr / 16; ++kk)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        pa[kk][r] = pack_bf16(st[8 * kk + 2 * r], st[8 * kk + 2 * r + 1]);
+        dsa[kk][r] = pack_bf16(dpt[8 * kk + 2 * r], dpt[8 * kk + 2 * r + 1]);
+      }
+    // dS^T to shared memory too, for the dQ product, which needs both warpgroups' keys. stmatrix
+    // stores two n8 blocks (both 8-row halves of each) per instruction; lane l addresses row l % 8
+    // of block l / 8.
     const int m = at.lane / 8, row = cwg * 64 + at.warp * 16 + 8 * (m % 2) + at.lane % 8;
 #pragma unroll
-    for (int jj = 0; jj < kBr / 8; jj += 2) {
-      const uint32_t at_row = wg::swizzled(row, jj + m / 2);
-      const int x = 4 * jj;
-      wg::stmatrix_x4(sP + at_row, pack_bf16(st[x], st[x + 1]), pack_bf16(st[x + 2], st[x + 3]),
-                      pack_bf16(st[x + 4], st[x + 5]), pack_bf16(st[x + 6], st[x + 7]));
-      wg::stmatrix_x4(sDS + at_row, pack_bf16(dpt[x], dpt[x + 1]), pack_bf16(dpt[x + 2], dpt[x + 3]),
-                      pack_bf16(dpt[x + 4], dpt[x + 5]), pack_bf16(dpt[x + 6], dpt[x + 7]));
-    }
+    for (int kk = 0; kk < kBr / 16; ++kk)
+      wg::stmatrix_x4(sDS + wg::swizzled(row, 2 * kk + m / 2), dsa[kk][0], dsa[kk][1], dsa[kk][2], dsa[kk][3]);
     wg::fence_proxy_async_shared();
-    barrier_sync(kDsReady, kComputeThreads);  // dQ needs both warpgroups' dS^T rows
 
-    // dV += P^T dO and dK += dS^T Q (A: this warpgroup's rows, K-major; B: the query-side tile,
-    // MN-major), and the dQ partial (64 queries x this warpgroup's 64 columns of d) = dS K over all
-    // 128 keys (A: dS^T read M-major).
-    float dq[32];
+    // dV += P^T dO and dK += dS^T Q (B: the query-side tile, MN-major) need only this warpgroup's
+    // keys: they start while the other warpgroup may still be storing its dS^T rows.
     wg::fence();
 #pragma unroll
-    for (int kk = 0; kk < kBr / 16; ++kk)
-      wg::mma_ss_n128<0, 1>(dv, wg::k_major(sP + key_rows, kk), wg::mn_major(sDO, kk, kQueryPanel), true);
+    for (int kk = 0; kk < kBr / 16; ++kk) wg::mma_rs_n128<1>(dv, pa[kk], wg::mn_major(sDO, kk, kQueryPanel));
 #pragma unroll
-    for (int kk = 0; kk < kBr / 16; ++kk)
-      wg::mma_ss_n128<0, 1>(dk, wg::k_major(sDS + key_rows, kk), wg::mn_major(sQ, kk, kQueryPanel), true);
+    for (int kk = 0; kk < kBr / 16; ++kk) wg::mma_rs_n128<1>(dk, dsa[kk], wg::mn_major(sQ, kk, kQueryPanel));
+    wg::commit();
+    barrier_sync(kDsReady, kComputeThreads);  // dQ needs both warpgroups' dS^T rows
+
+    // The dQ partial (64 queries x this warpgroup's 64 columns of d) = dS K over all 128 keys
+    // (A: dS^T read M-major).
+    float dq[32];
 #pragma unroll
     for (int kk = 0; kk < kBc / 16; ++kk)
       wg::mma_ss_n64<1, 1>(dq, wg::mn_major(sDS, kk, kBc * wg::kRowBytes),
@@ -325,6 +329,11 @@ __device__ void compute_role(const Params& p, const BlockWork& w, const Tiles& t
     wg::fence_operands(dq);
     wg::fence_operands(dk);
     wg::fence_operands(dv);
+#pragma unroll
+    for (int kk = 0; kk < kBr / 16; ++kk) {
+      wg::fence_operands(pa[kk]);
+      wg::fence_operands(dsa[kk]);
+    }
     if (s + 2 < w.steps) barrier_arrive(kTileEmpty + buf, kLoadThreads + kComputeThreads);
 
     // The partial to shared memory, for the dQ warp.
