@@ -142,20 +142,25 @@ struct BlockWork {
         kv0(j * kBc),
         first_tile(kv0 / kBr),
         steps((p.n_q - first_tile) * G) {}
-  __device__ int tile(int s) const { return first_tile + s / G; }
-  __device__ int head(int s) const { return hk * G + s % G; }
+  // Step s's query tile and head, advanced step by step (no division by G in the loops).
+  struct Step {
+    int s, tile, head;
+  };
+  __device__ Step first_step() const { return {0, first_tile, hk * G}; }
+  __device__ void advance(Step& x) const {
+    ++x.s;
+    if (++x.head == (hk + 1) * G) x.head = hk * G, ++x.tile;
+  }
 };
 
 // Shared-memory addresses of the block's tiles.
 struct Tiles {
-  uint8_t* smem;  // 1024-aligned
-  uint32_t base;
+  uint32_t base;  // 1024-aligned
   __device__ uint32_t q(int buf) const { return base + kOffQ + buf * kQueryTile; }
   __device__ uint32_t dout(int buf) const { return base + kOffDO + buf * kQueryTile; }
-  __device__ float* lse(int buf) const { return reinterpret_cast<float*>(smem + kOffLse) + buf * kBr; }
-  __device__ float* dsum(int buf) const { return reinterpret_cast<float*>(smem + kOffDsum) + buf * kBr; }
+  __device__ uint32_t lse(int buf) const { return base + kOffLse + buf * kBr * 4; }
+  __device__ uint32_t dsum(int buf) const { return base + kOffDsum + buf * kBr * 4; }
   __device__ uint32_t dq(int buf) const { return base + kOffDQ + buf * kDqTile; }
-  __device__ float* dq_floats(int buf) const { return reinterpret_cast<float*>(smem + kOffDQ + buf * kDqTile); }
 };
 
 // Rows [r0, r0 + R) of one head into a two-panel tile (rows at or past N zero-filled), by the
@@ -175,8 +180,8 @@ __device__ __forceinline__ void load_tile(uint32_t dst, const bf16* rows, int64_
 __device__ void load_role(const Params& p, const BlockWork& w, const Tiles& t, int lt) {
   load_tile<kBc>(t.base + kOffK, head_rows(p.k, p.sk, w.b, w.hk), p.sk.s, w.kv0, p.N, lt, kLoadThreads);
   load_tile<kBc>(t.base + kOffV, head_rows(p.v, p.sv, w.b, w.hk), p.sv.s, w.kv0, p.N, lt, kLoadThreads);
-  for (int s = 0; s < w.steps; ++s) {
-    const int buf = s & 1, i = w.tile(s), h = w.head(s), bh = w.b * p.Hq + h;
+  for (BlockWork::Step x = w.first_step(); x.s < w.steps; w.advance(x)) {
+    const int s = x.s, buf = s & 1, i = x.tile, h = x.head, bh = w.b * p.Hq + h;
     if (s >= 2) barrier_sync(kTileEmpty + buf, kLoadThreads + kComputeThreads);
     load_tile<kBr>(t.q(buf), head_rows(p.q, p.sq, w.b, h), p.sq.s, i * kBr, p.N, lt, kLoadThreads);
     load_tile<kBr>(t.dout(buf), head_rows(p.dout, p.so, w.b, h), p.so.s, i * kBr, p.N, lt, kLoadThreads);
@@ -184,7 +189,7 @@ __device__ void load_role(const Params& p, const BlockWork& w, const Tiles& t, i
       const int c = lt % (kBr / 4);
       const bool lse = lt < kBr / 4;
       const float* src = (lse ? p.lse2 : p.dsum) + int64_t(bh) * p.n_pad + i * kBr + 4 * c;
-      wg::cp_async16(wg::smem_addr((lse ? t.lse(buf) : t.dsum(buf)) + 4 * c), src, true);
+      wg::cp_async16((lse ? t.lse(buf) : t.dsum(buf)) + 16 * c, src, true);
     }
     wg::cp_async_commit();
     wg::cp_async_wait_all();
@@ -209,8 +214,8 @@ template <int kPending> __device__ __forceinline__ void release_tile(int* counte
 // that tile's turn; the block that waits on the release is 2G steps behind, so it rarely notices).
 __device__ void dq_role(const Params& p, const BlockWork& w, const Tiles& t, int lane) {
   int* in_flight = nullptr;  // lane 0: the counter of the tile whose add is still running
-  for (int s = 0; s < w.steps; ++s) {
-    const int buf = s & 1, i = w.tile(s), bh = w.b * p.Hq + w.head(s);
+  for (BlockWork::Step x = w.first_step(); x.s < w.steps; w.advance(x)) {
+    const int s = x.s, buf = s & 1, i = x.tile, bh = w.b * p.Hq + x.head;
     barrier_sync(kDqFull + buf, kDqWarpThreads + kComputeThreads);
     if (lane == 0) {
       int* counter = p.dq_turn + int64_t(bh) * p.n_q + i;
@@ -234,6 +239,28 @@ __device__ void dq_role(const Params& p, const BlockWork& w, const Tiles& t, int
   if (lane == 0 && in_flight) release_tile<0>(in_flight);
 }
 
+// P^T = exp(scale S^T - lse) and dS^T = P^T (dP^T - dsum) in place of S^T and dP^T (this thread's
+// accumulator elements: keys key0 + row, queries query0 + column), with the causal mask if kMasked.
+template <bool kMasked>
+__device__ __forceinline__ void softmax_grad(float (&st)[32], float (&dpt)[32], const Tiles& t, int buf, const Lane& at,
+                                             float scale_log2, int key0, int query0) {
+#pragma unroll
+  for (int jj = 0; jj < kBr / 8; ++jj) {
+    // The lane's two query columns of this n8 block: one 8-byte load each for lse and dsum.
+    const int qc = at.col(jj, 0);
+    const float2 lse = wg::ld_shared_f2(t.lse(buf) + 4 * qc);
+    const float2 dsum = wg::ld_shared_f2(t.dsum(buf) + 4 * qc);
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int x = 4 * jj + e;
+      float pv = fast_exp2(fmaf(st[x], scale_log2, -(e % 2 ? lse.y : lse.x)));
+      if (kMasked && key0 + at.row(e) > query0 + qc + e % 2) pv = 0.0f;
+      st[x] = pv;
+      dpt[x] = pv * (dpt[x] - (e % 2 ? dsum.y : dsum.x));
+    }
+  }
+}
+
 // Warpgroups 1 and 2: the products of each step over this warpgroup's 64 keys (cwg = 0 or 1); at
 // the end, dK (scaled) and dV of those keys.
 __device__ void compute_role(const Params& p, const BlockWork& w, const Tiles& t, int cwg, int ct) {
@@ -241,8 +268,8 @@ __device__ void compute_role(const Params& p, const BlockWork& w, const Tiles& t
 #pragma unroll
   for (int e = 0; e < 64; ++e) dk[e] = dv[e] = 0.0f;
   const uint32_t key_rows = uint32_t(cwg) * 64 * wg::kRowBytes;
-  for (int s = 0; s < w.steps; ++s) {
-    const int buf = s & 1, i = w.tile(s);
+  for (BlockWork::Step x = w.first_step(); x.s < w.steps; w.advance(x)) {
+    const int s = x.s, buf = s & 1, i = x.tile;
     // The key-side descriptors and the lane's offsets are the same every step; recomputing them
     // (a few integer ops) keeps the compiler from holding them all in registers across the loop,
     // which made it spill.
@@ -269,24 +296,11 @@ __device__ void compute_role(const Params& p, const BlockWork& w, const Tiles& t
     wg::fence_operands(st);
     wg::fence_operands(dpt);
 
-    // P^T = exp(scale S^T - lse) with the causal mask, dS^T = P^T (dP^T - dsum). Only the tiles
-    // that reach below the block's first key need the mask.
-    const bool masked = i * kBr < w.kv0 + kBc;
-#pragma unroll
-    for (int jj = 0; jj < kBr / 8; ++jj) {
-      // The lane's two query columns of this n8 block: one 8-byte load each for lse and dsum.
-      const int qc = at.col(jj, 0);
-      const float2 lse = *reinterpret_cast<const float2*>(t.lse(buf) + qc);
-      const float2 dsum = *reinterpret_cast<const float2*>(t.dsum(buf) + qc);
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int x = 4 * jj + e, kr = cwg * 64 + at.row(e);
-        float pv = fast_exp2(fmaf(st[x], p.scale_log2, -(e % 2 ? lse.y : lse.x)));
-        if (masked && w.kv0 + kr > i * kBr + qc + e % 2) pv = 0.0f;
-        st[x] = pv;
-        dpt[x] = pv * (dpt[x] - (e % 2 ? dsum.y : dsum.x));
-      }
-    }
+    // Only the tiles that reach below the block's first key need the causal mask.
+    if (i * kBr < w.kv0 + kBc)
+      softmax_grad<true>(st, dpt, t, buf, at, p.scale_log2, w.kv0 + cwg * 64, i * kBr);
+    else
+      softmax_grad<false>(st, dpt, t, buf, at, p.scale_log2, w.kv0 + cwg * 64, i * kBr);
     // P^T and dS^T in bf16, packed in pairs: as the accumulators of S^T and dP^T (rows = keys,
     // columns = queries) they are already the register A operands of dV += P^T dO and
     // dK += dS^T Q, k16 slice kk being elements 8kk..8kk+7.
@@ -338,14 +352,12 @@ __device__ void compute_role(const Params& p, const BlockWork& w, const Tiles& t
 
     // The partial to shared memory, for the dQ warp.
     if (s >= 2) barrier_sync(kDqEmpty + buf, kDqWarpThreads + kComputeThreads);
-    float* dq_smem = t.dq_floats(buf);
 #pragma unroll
     for (int jj = 0; jj < 8; ++jj)
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
         const int r = at.row(2 * half), c = cwg * 64 + at.col(jj, 0);
-        *reinterpret_cast<float2*>(dq_smem + dq_tile_offset(r, c)) =
-            make_float2(dq[4 * jj + 2 * half], dq[4 * jj + 2 * half + 1]);
+        wg::st_shared_f2(t.dq(buf) + 4 * dq_tile_offset(r, c), dq[4 * jj + 2 * half], dq[4 * jj + 2 * half + 1]);
       }
     wg::fence_proxy_async_shared();  // the bulk copy reads through the async proxy too
     barrier_arrive(kDqFull + buf, kDqWarpThreads + kComputeThreads);
@@ -377,7 +389,7 @@ __global__ void __launch_bounds__(kThreads, 1) flash_backward_kernel(const Param
   __shared__ int order;
   if (threadIdx.x == 0) order = atomicAdd(p.next_block, 1);
   __syncthreads();
-  const Tiles t{smem, wg::smem_addr(smem)};
+  const Tiles t{wg::smem_addr(smem)};
   const BlockWork w(p, order);
   const int tid = threadIdx.x;
   if (tid < 128) {
