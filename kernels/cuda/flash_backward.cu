@@ -125,31 +125,34 @@ __device__ __forceinline__ void barrier_arrive(int id, int threads) {
   asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
 
-// What every role knows about the block: its key block, head group and the steps it walks. Step s
-// takes query tile first_tile + s / G of query head hk * G + s % G (tiles outer, so that the block
-// reaches each tile a fixed number of steps after the following key block, j + 1, did).
-// Blocks take their work in the order they start (`order`, from an atomic counter): head by head,
-// each head's last key block first. A block waits only for blocks that took their work before it,
-// so it can never wait for a block that has not started, whatever order the hardware starts
-// blocks in.
+// What every role knows about the block: its key block, head group and the steps it walks. The
+// block touches the query tiles from its diagonal, first_tile, to n_q - 1 and walks them from the
+// last down: step s takes tile n_q - 1 - s / G of query head hk * G + s % G.
+// Blocks take their work in the order they start (`order`, from an atomic counter): longest first,
+// key block 0 of every (batch, kv head) before key block 1 of any, so that short blocks fill the
+// end of the launch instead of SMs idling behind a long one. A tile's dQ partials are added in
+// key-block order (block j adds j-th), so a block waits only for blocks that took their work before
+// it and can never wait for one that has not started, whatever order the hardware starts blocks
+// in. Those walk the same tiles in the same order and started earlier, so they are ahead.
 struct BlockWork {
-  int j, b, hk, G, kv0, first_tile, steps;
+  int j, b, hk, G, kv0, first_tile, last_tile, steps;
   __device__ BlockWork(const Params& p, int order)
-      : j(p.n_kv - 1 - order % p.n_kv),
-        b(order / p.n_kv / p.Hkv),
-        hk(order / p.n_kv % p.Hkv),
+      : j(order / (p.B * p.Hkv)),
+        b(order % (p.B * p.Hkv) / p.Hkv),
+        hk(order % p.Hkv),
         G(p.Hq / p.Hkv),
         kv0(j * kBc),
         first_tile(kv0 / kBr),
-        steps((p.n_q - first_tile) * G) {}
+        last_tile(p.n_q - 1),
+        steps((last_tile + 1 - first_tile) * G) {}
   // Step s's query tile and head, advanced step by step (no division by G in the loops).
   struct Step {
     int s, tile, head;
   };
-  __device__ Step first_step() const { return {0, first_tile, hk * G}; }
+  __device__ Step first_step() const { return {0, last_tile, hk * G}; }
   __device__ void advance(Step& x) const {
     ++x.s;
-    if (++x.head == (hk + 1) * G) x.head = hk * G, ++x.tile;
+    if (++x.head == (hk + 1) * G) x.head = hk * G, --x.tile;
   }
 };
 
@@ -198,45 +201,35 @@ __device__ void load_role(const Params& p, const BlockWork& w, const Tiles& t, i
   }
 }
 
-// Lets the next key block add to the tile of `counter` once the adds issued before the newest
-// kPending have finished (release: that block then sees the sum).
-template <int kPending> __device__ __forceinline__ void release_tile(int* counter) {
-  wg::bulk_wait<kPending>();
-  wg::fence_proxy_async();
-  asm volatile("red.release.gpu.global.add.s32 [%0], 1;\n" ::"l"(counter) : "memory");
-}
-
-// Warp 3: adds each step's dQ partial to the tile's fp32 accumulator with one bulk copy (the
-// first key block to add) or bulk reduce (the others), in turn: key blocks from the tile's last
-// (turn 0) down to block 0, by waiting on the tile's counter. Key block j + 1 reached the tile 2G
-// steps before this one, so the wait is usually one L2 round trip. Two adds are in flight: a
-// tile's counter is released once the next tile's add has been issued (so a release can wait for
-// that tile's turn; the block that waits on the release is 2G steps behind, so it rarely notices).
+// Warp 3: adds each step's dQ partial to the tile's fp32 accumulator with one bulk copy (key
+// block 0, which adds first) or bulk reduce (the others), in turn, by waiting on the tile's counter
+// and releasing it once the add has finished (release: the next block then sees the sum). The
+// release is not deferred behind the next step's add: blocks that start together walk the same
+// tiles in lock step, each one add behind the previous, and a deferred release would put a whole
+// step between them instead.
 __device__ void dq_role(const Params& p, const BlockWork& w, const Tiles& t, int lane) {
-  int* in_flight = nullptr;  // lane 0: the counter of the tile whose add is still running
   for (BlockWork::Step x = w.first_step(); x.s < w.steps; w.advance(x)) {
     const int s = x.s, buf = s & 1, i = x.tile, bh = w.b * p.Hq + x.head;
     barrier_sync(kDqFull + buf, kDqWarpThreads + kComputeThreads);
     if (lane == 0) {
       int* counter = p.dq_turn + int64_t(bh) * p.n_q + i;
-      const int turn = i * kBr / kBc - w.j;  // the tile's last key block (< n_kv) adds first
-      while (load_acquire(counter) != turn) {
+      while (load_acquire(counter) != w.j) {
       }
       wg::fence_proxy_async();
       float* tile = p.dq_accum + (int64_t(bh) * p.n_q + i) * (kBr * kD);
-      if (turn == 0)
+      if (w.j == 0)
         wg::bulk_store(tile, t.dq(buf), kDqTile);
       else
         wg::bulk_reduce_add(tile, t.dq(buf), kDqTile);
       wg::bulk_commit();
-      if (in_flight) release_tile<1>(in_flight);  // the previous step's, while this one runs
-      in_flight = counter;
+      wg::bulk_wait<0>();
+      wg::fence_proxy_async();
+      asm volatile("red.release.gpu.global.add.s32 [%0], 1;\n" ::"l"(counter) : "memory");
     }
     __syncwarp();
-    // The previous step's partial has been read: its buffer is free for step s + 1.
-    if (s >= 1 && s + 1 < w.steps) barrier_arrive(kDqEmpty + (buf ^ 1), kDqWarpThreads + kComputeThreads);
+    // The partial has been read: its buffer is free for step s + 2.
+    if (s + 2 < w.steps) barrier_arrive(kDqEmpty + buf, kDqWarpThreads + kComputeThreads);
   }
-  if (lane == 0 && in_flight) release_tile<0>(in_flight);
 }
 
 // P^T = exp(scale S^T - lse) and dS^T = P^T (dP^T - dsum) in place of S^T and dP^T (this thread's

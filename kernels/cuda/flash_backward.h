@@ -4,18 +4,17 @@
 // that pass at 22% of the attention time at 32K).
 //
 // One thread block per (batch, kv head, block of 128 keys) keeps dK and dV of its keys in
-// registers and walks the query tiles of 64 rows (of every query head of the GQA group) from its
-// diagonal on: S^T = K Q^T, P^T, dP^T = V dO^T and dS^T recomputed from the forward's log-sum-exp,
+// registers and walks the query tiles of 64 rows (of every query head of the GQA group) from the
+// last down to its diagonal: S^T = K Q^T, P^T, dP^T = V dO^T and dS^T recomputed from the forward's log-sum-exp,
 // dV += P^T dO, dK += dS^T Q, and a partial dQ = dS K of the tile, all with wgmma. Warp-specialized
 // (flash_backward.cu): one warpgroup loads tiles and adds dQ partials, two compute.
 //
 // Deterministic: the fp32 dQ partials of a query tile are added (bulk copies into an fp32
-// accumulator) in a fixed order, key blocks from the last to the first, by waiting on a per-tile
-// counter; a last kernel converts the accumulator to bf16. Blocks are launched shortest first (the
-// last key block of each head first), so a block only ever waits for blocks launched before it
-// (which the hardware dispatches first; FlashAttention-3's deterministic mode relies on the same),
-// and those are ahead of it on every tile: the waits are short. Scratch is O(N) (the fp32 dQ
-// accumulator), where cuDNN's deterministic backward needs O(N^2).
+// accumulator) in a fixed order, key block 0 first, by waiting on a per-tile counter; a last kernel
+// converts the accumulator to bf16. Blocks take their work longest first (key block 0 of every
+// head first), so a block only ever waits for blocks that started before it, which walk the same
+// tiles ahead of it: the waits are short. Scratch is O(N) (the fp32 dQ accumulator), where cuDNN's
+// deterministic backward needs O(N^2).
 //
 // Status (docs/benchmarks.md): correct and bitwise reproducible, but still slower than cuDNN's
 // deterministic backward on an H200 (the backward alone 16-31% at 4K-64K without GQA, ~2x with 4
