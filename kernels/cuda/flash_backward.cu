@@ -233,10 +233,9 @@ __device__ void dq_role(const Params& p, const BlockWork& w, const Tiles& t, int
 }
 
 // P^T = exp(scale S^T - lse) and dS^T = P^T (dP^T - dsum) in place of S^T and dP^T (this thread's
-// accumulator elements: keys key0 + row, queries query0 + column), with the causal mask if kMasked.
-template <bool kMasked>
+// accumulator elements), without the causal mask.
 __device__ __forceinline__ void softmax_grad(float (&st)[32], float (&dpt)[32], const Tiles& t, int buf, const Lane& at,
-                                             float scale_log2, int key0, int query0) {
+                                             float scale_log2) {
 #pragma unroll
   for (int jj = 0; jj < kBr / 8; ++jj) {
     // The lane's two query columns of this n8 block: one 8-byte load each for lse and dsum.
@@ -246,12 +245,20 @@ __device__ __forceinline__ void softmax_grad(float (&st)[32], float (&dpt)[32], 
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       const int x = 4 * jj + e;
-      float pv = fast_exp2(fmaf(st[x], scale_log2, -(e % 2 ? lse.y : lse.x)));
-      if (kMasked && key0 + at.row(e) > query0 + qc + e % 2) pv = 0.0f;
+      const float pv = fast_exp2(fmaf(st[x], scale_log2, -(e % 2 ? lse.y : lse.x)));
       st[x] = pv;
       dpt[x] = pv * (dpt[x] - (e % 2 ? dsum.y : dsum.x));
     }
   }
+}
+
+// The causal mask: P^T and dS^T are 0 where key key0 + row comes after query query0 + column. A
+// separate pass for the few tiles that need it (one code path with the mask in it was slower;
+// two copies of softmax_grad made ptxas serialize the wgmma instructions for lack of registers).
+__device__ __forceinline__ void causal_mask(float (&st)[32], float (&dpt)[32], const Lane& at, int key0, int query0) {
+#pragma unroll
+  for (int x = 0; x < 32; ++x)
+    if (key0 + at.row(x % 4) > query0 + at.col(x / 4, x % 4)) st[x] = dpt[x] = 0.0f;
 }
 
 // Warpgroups 1 and 2: the products of each step over this warpgroup's 64 keys (cwg = 0 or 1); at
@@ -290,10 +297,8 @@ __device__ void compute_role(const Params& p, const BlockWork& w, const Tiles& t
     wg::fence_operands(dpt);
 
     // Only the tiles that reach below the block's first key need the causal mask.
-    if (i * kBr < w.kv0 + kBc)
-      softmax_grad<true>(st, dpt, t, buf, at, p.scale_log2, w.kv0 + cwg * 64, i * kBr);
-    else
-      softmax_grad<false>(st, dpt, t, buf, at, p.scale_log2, w.kv0 + cwg * 64, i * kBr);
+    softmax_grad(st, dpt, t, buf, at, p.scale_log2);
+    if (i * kBr < w.kv0 + kBc) causal_mask(st, dpt, at, w.kv0 + cwg * 64, i * kBr);
     // P^T and dS^T in bf16, packed in pairs: as the accumulators of S^T and dP^T (rows = keys,
     // columns = queries) they are already the register A operands of dV += P^T dO and
     // dK += dS^T Q, k16 slice kk being elements 8kk..8kk+7.
