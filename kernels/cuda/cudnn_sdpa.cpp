@@ -240,6 +240,20 @@ bool CudnnSdpa::use_flash(const SdpaShape& sh) const {
   return flash_backward_ && deterministic_ && flash_backward_supported(sh);
 }
 
+// LH_CUDNN_VERBOSE, once per shape: which deterministic backward LH_ATTENTION_BACKWARD=flash got.
+void CudnnSdpa::report_flash_choice(const SdpaShape& sh, bool taken) {
+  if (!std::getenv("LH_CUDNN_VERBOSE") || !flash_reported_.insert(sh).second) return;
+  if (taken)
+    std::fprintf(stderr, "attention backward b=%lld hq=%lld hk=%lld s=%lld d=%lld: our flash kernel, scratch %.1f MiB\n",
+                 (long long)sh.b, (long long)sh.hq, (long long)sh.hk, (long long)sh.s, (long long)sh.d,
+                 flash_backward_workspace(sh) / 1048576.0);
+  else
+    std::fprintf(stderr,
+                 "attention backward b=%lld hq=%lld hk=%lld s=%lld d=%lld: cuDNN (the flash kernel does not take this "
+                 "shape, device or alignment)\n",
+                 (long long)sh.b, (long long)sh.hq, (long long)sh.hk, (long long)sh.s, (long long)sh.d);
+}
+
 CudnnSdpa::~CudnnSdpa() {
   if (workspace_) cudaFree(workspace_);
   if (handle_) cudnnDestroy(handle_);
@@ -400,7 +414,9 @@ void CudnnSdpa::backward(const SdpaShape& sh, const __nv_bfloat16* q, const __nv
                          const __nv_bfloat16* v, const __nv_bfloat16* o, const __nv_bfloat16* dout,
                          const float* stats, __nv_bfloat16* dq, __nv_bfloat16* dk, __nv_bfloat16* dv, float scale,
                          cudaStream_t stream) {
-  if (use_flash(sh) && flash_backward_aligned({q, k, v, o, dout, dq, dk, dv})) {
+  const bool flash = use_flash(sh) && flash_backward_aligned({q, k, v, o, dout, dq, dk, dv});
+  if (flash_backward_ && deterministic_) report_flash_choice(sh, flash);
+  if (flash) {
     flash_backward(sh, q, k, v, o, dout, stats, dq, dk, dv, scale, workspace(flash_backward_workspace(sh)), stream);
     return;
   }

@@ -11,6 +11,7 @@
 
 #include <array>
 #include <map>
+#include <set>
 #include <memory>
 #include <tuple>
 
@@ -120,6 +121,8 @@ class CudnnSdpa {
   bool deterministic_ = true;
   bool flash_backward_ = false;
   bool use_flash(const SdpaShape& shape) const;
+  std::set<SdpaShape> flash_reported_;  // shapes whose backward choice LH_CUDNN_VERBOSE has printed
+  void report_flash_choice(const SdpaShape& shape, bool taken);
 };
 
 }  // namespace lh::cuda

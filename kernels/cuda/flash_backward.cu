@@ -22,19 +22,20 @@ constexpr float kLog2e = 1.4426950408889634f;
 
 // Shared memory (bytes from a 1024-aligned base). Tiles are wgmma.cuh panels: a kBc-row tile is
 // two panels of kBc * 128 bytes, a kBr-row tile two of kBr * 128. Query-side tiles and the softmax
-// terms are double-buffered: step s + 1 loads while step s computes.
+// terms have kStages buffers (the next steps load while step s computes), dQ partials kDqBuffers.
+constexpr int kStages = 2, kDqBuffers = 2;
 constexpr uint32_t kKeyPanel = kBc * wg::kRowBytes, kQueryPanel = kBr * wg::kRowBytes;
 constexpr uint32_t kKeyTile = 2 * kKeyPanel, kQueryTile = 2 * kQueryPanel;
-constexpr uint32_t kOffK = 0, kOffV = kKeyTile, kOffQ = 2 * kKeyTile, kOffDO = kOffQ + 2 * kQueryTile;
+constexpr uint32_t kOffK = 0, kOffV = kKeyTile, kOffQ = 2 * kKeyTile, kOffDO = kOffQ + kStages * kQueryTile;
 // dS^T is single-buffered: both computing warpgroups finish step s (whose dQ product reads
 // the other warpgroup's dS^T rows) before either writes step s + 1's, because the next step's tile
 // barrier counts the threads of both, so neither passes it before the other has arrived there.
-constexpr uint32_t kOffDS = kOffDO + 2 * kQueryTile;     // dS^T: kBc rows of kBr bf16 = one panel
-constexpr uint32_t kOffLse = kOffDS + kBc * wg::kRowBytes;  // [2][kBr] fp32, log2 units
-constexpr uint32_t kOffDsum = kOffLse + 2 * kBr * 4;       // [2][kBr] fp32
-constexpr uint32_t kDqTile = kBr * kD * 4;                  // a dQ partial, fp32 (dq_tile_offset)
-constexpr uint32_t kOffDQ = kOffDsum + 2 * kBr * 4;         // [2] dQ partials
-constexpr uint32_t kSmemBytes = kOffDQ + 2 * kDqTile;
+constexpr uint32_t kOffDS = kOffDO + kStages * kQueryTile;  // dS^T: kBc rows of kBr bf16 = one panel
+constexpr uint32_t kOffLse = kOffDS + kBc * wg::kRowBytes;    // [kStages][kBr] fp32, log2 units
+constexpr uint32_t kOffDsum = kOffLse + kStages * kBr * 4;    // [kStages][kBr] fp32
+constexpr uint32_t kDqTile = kBr * kD * 4;                    // a dQ partial, fp32 (dq_tile_offset)
+constexpr uint32_t kOffDQ = kOffDsum + kStages * kBr * 4;     // [kDqBuffers] dQ partials
+constexpr uint32_t kSmemBytes = kOffDQ + kDqBuffers * kDqTile;
 constexpr size_t kSmemAlloc = kSmemBytes + wg::kAtomBytes;  // room to align the base
 static_assert(kBr == wg::kPanelCols, "dS^T rows are one panel wide");
 static_assert(kSmemAlloc <= 227 * 1024, "more shared memory than a Hopper block can have");
@@ -112,12 +113,13 @@ constexpr int kLoadRegs = 40, kComputeRegs = 232;
 static_assert(kLoadThreads + kDqWarpThreads + kComputeThreads == kThreads, "warp roles");
 static_assert(128 * kLoadRegs + kComputeThreads * kComputeRegs <= 65536, "register file");
 enum Barrier : int {
-  kTileFull = 1,    // + buffer: the step's Q, dO, lse and dsum are in
-  kTileEmpty = 3,   // + buffer: the consumers are done with them
-  kDqFull = 5,      // + buffer: a dQ partial is in shared memory
-  kDqEmpty = 7,     // + buffer: its bulk add has read it
-  kDsReady = 9,     // both computing warpgroups' P^T and dS^T rows are in
+  kTileFull = 1,                        // + stage: the step's Q, dO, lse and dsum are in
+  kTileEmpty = kTileFull + kStages,     // + stage: the consumers are done with them
+  kDqFull = kTileEmpty + kStages,       // + dQ buffer: a dQ partial is in shared memory
+  kDqEmpty = kDqFull + kDqBuffers,      // + dQ buffer: its bulk add has read it
+  kDsReady = kDqEmpty + kDqBuffers,     // both computing warpgroups' dS^T rows are in
 };
+static_assert(kDsReady < 16, "a block has 16 named barriers");
 __device__ __forceinline__ void barrier_sync(int id, int threads) {
   asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
@@ -179,13 +181,13 @@ __device__ __forceinline__ void load_tile(uint32_t dst, const bf16* rows, int64_
   }
 }
 
-// Warps 0-2: K and V once, then each step's Q, dO, lse and dsum into the double buffer.
+// Warps 0-2: K and V once, then each step's Q, dO, lse and dsum into the buffers of its stage.
 __device__ void load_role(const Params& p, const BlockWork& w, const Tiles& t, int lt) {
   load_tile<kBc>(t.base + kOffK, head_rows(p.k, p.sk, w.b, w.hk), p.sk.s, w.kv0, p.N, lt, kLoadThreads);
   load_tile<kBc>(t.base + kOffV, head_rows(p.v, p.sv, w.b, w.hk), p.sv.s, w.kv0, p.N, lt, kLoadThreads);
   for (BlockWork::Step x = w.first_step(); x.s < w.steps; w.advance(x)) {
-    const int s = x.s, buf = s & 1, i = x.tile, h = x.head, bh = w.b * p.Hq + h;
-    if (s >= 2) barrier_sync(kTileEmpty + buf, kLoadThreads + kComputeThreads);
+    const int s = x.s, buf = s % kStages, i = x.tile, h = x.head, bh = w.b * p.Hq + h;
+    if (s >= kStages) barrier_sync(kTileEmpty + buf, kLoadThreads + kComputeThreads);
     load_tile<kBr>(t.q(buf), head_rows(p.q, p.sq, w.b, h), p.sq.s, i * kBr, p.N, lt, kLoadThreads);
     load_tile<kBr>(t.dout(buf), head_rows(p.dout, p.so, w.b, h), p.so.s, i * kBr, p.N, lt, kLoadThreads);
     if (lt < 2 * kBr / 4) {  // 16 chunks of log-sum-exp, 16 of dsum
@@ -209,7 +211,7 @@ __device__ void load_role(const Params& p, const BlockWork& w, const Tiles& t, i
 // step between them instead.
 __device__ void dq_role(const Params& p, const BlockWork& w, const Tiles& t, int lane) {
   for (BlockWork::Step x = w.first_step(); x.s < w.steps; w.advance(x)) {
-    const int s = x.s, buf = s & 1, i = x.tile, bh = w.b * p.Hq + x.head;
+    const int s = x.s, buf = s % kDqBuffers, i = x.tile, bh = w.b * p.Hq + x.head;
     barrier_sync(kDqFull + buf, kDqWarpThreads + kComputeThreads);
     if (lane == 0) {
       int* counter = p.dq_turn + int64_t(bh) * p.n_q + i;
@@ -227,8 +229,8 @@ __device__ void dq_role(const Params& p, const BlockWork& w, const Tiles& t, int
       asm volatile("red.release.gpu.global.add.s32 [%0], 1;\n" ::"l"(counter) : "memory");
     }
     __syncwarp();
-    // The partial has been read: its buffer is free for step s + 2.
-    if (s + 2 < w.steps) barrier_arrive(kDqEmpty + buf, kDqWarpThreads + kComputeThreads);
+    // The partial has been read: its buffer is free for step s + kDqBuffers.
+    if (s + kDqBuffers < w.steps) barrier_arrive(kDqEmpty + buf, kDqWarpThreads + kComputeThreads);
   }
 }
 
@@ -269,7 +271,7 @@ __device__ void compute_role(const Params& p, const BlockWork& w, const Tiles& t
   for (int e = 0; e < 64; ++e) dk[e] = dv[e] = 0.0f;
   const uint32_t key_rows = uint32_t(cwg) * 64 * wg::kRowBytes;
   for (BlockWork::Step x = w.first_step(); x.s < w.steps; w.advance(x)) {
-    const int s = x.s, buf = s & 1, i = x.tile;
+    const int s = x.s, buf = s % kStages, dq_buf = s % kDqBuffers, i = x.tile;
     // The key-side descriptors and the lane's offsets are the same every step; recomputing them
     // (a few integer ops) keeps the compiler from holding them all in registers across the loop,
     // which made it spill.
@@ -346,19 +348,19 @@ __device__ void compute_role(const Params& p, const BlockWork& w, const Tiles& t
       wg::fence_operands(pa[kk]);
       wg::fence_operands(dsa[kk]);
     }
-    if (s + 2 < w.steps) barrier_arrive(kTileEmpty + buf, kLoadThreads + kComputeThreads);
+    if (s + kStages < w.steps) barrier_arrive(kTileEmpty + buf, kLoadThreads + kComputeThreads);
 
     // The partial to shared memory, for the dQ warp.
-    if (s >= 2) barrier_sync(kDqEmpty + buf, kDqWarpThreads + kComputeThreads);
+    if (s >= kDqBuffers) barrier_sync(kDqEmpty + dq_buf, kDqWarpThreads + kComputeThreads);
 #pragma unroll
     for (int jj = 0; jj < 8; ++jj)
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
         const int r = at.row(2 * half), c = cwg * 64 + at.col(jj, 0);
-        wg::st_shared_f2(t.dq(buf) + 4 * dq_tile_offset(r, c), dq[4 * jj + 2 * half], dq[4 * jj + 2 * half + 1]);
+        wg::st_shared_f2(t.dq(dq_buf) + 4 * dq_tile_offset(r, c), dq[4 * jj + 2 * half], dq[4 * jj + 2 * half + 1]);
       }
     wg::fence_proxy_async_shared();  // the bulk copy reads through the async proxy too
-    barrier_arrive(kDqFull + buf, kDqWarpThreads + kComputeThreads);
+    barrier_arrive(kDqFull + dq_buf, kDqWarpThreads + kComputeThreads);
   }
 
   const Lane at{(ct % 128) / 32, ct % 32};
