@@ -16,9 +16,9 @@
 // tiles ahead of it: the waits are short. Scratch is O(N) (the fp32 dQ accumulator), where cuDNN's
 // deterministic backward needs O(N^2).
 //
-// Status (docs/benchmarks.md): correct and bitwise reproducible, but still slower than cuDNN's
-// deterministic backward on an H200 (the backward alone 16-31% at 4K-64K without GQA, ~2x with 4
-// query heads per kv head); opt-in (LH_ATTENTION_BACKWARD=flash) until it is faster.
+// Status (docs/benchmarks.md): correct and bitwise reproducible. On an H200 the backward alone is
+// faster than cuDNN's deterministic one up to 8K (0.86x at 4K) but 9-12% slower from 16K on, GQA
+// included; opt-in (LH_ATTENTION_BACKWARD=flash) until it is faster where training needs it.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
