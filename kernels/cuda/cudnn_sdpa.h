@@ -11,8 +11,8 @@
 
 #include <array>
 #include <map>
-#include <set>
 #include <memory>
+#include <set>
 #include <tuple>
 
 #include "cudnn_graph.h"

@@ -332,7 +332,8 @@ __device__ void compute_role(const Params& p, const BlockWork& w, const Tiles& t
     barrier_sync(kDsReady, kComputeThreads);  // dQ needs both warpgroups' dS^T rows
 
     // The dQ partial (64 queries x this warpgroup's 64 columns of d) = dS K over all 128 keys
-    // (A: dS^T read M-major).
+    // (A: dS^T read M-major). The wgmma.fence before dV/dK also orders the last step's reads of
+    // the dq registers (its stores) before this product writes them.
     float dq[32];
 #pragma unroll
     for (int kk = 0; kk < kBc / 16; ++kk)

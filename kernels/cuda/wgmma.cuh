@@ -97,19 +97,12 @@ __device__ __forceinline__ void mma_ss_n64(float (&d)[32], uint64_t a, uint64_t 
                : "l"(a), "l"(b), "r"(int(accumulate)), "n"(kTransA), "n"(kTransB));
 }
 
-// d[64] (+)= A (m64 x k16, shared memory) * B (k16 x n128, shared memory).
-template <int kTransA, int kTransB>
-__device__ __forceinline__ void mma_ss_n128(float (&d)[64], uint64_t a, uint64_t b, bool accumulate) {
-  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-               "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " LH_WGMMA_REGS64 ", %64, %65, p, 1, 1, %67, %68;\n}\n"
-               : LH_WGMMA_ACC64(d)
-               : "l"(a), "l"(b), "r"(int(accumulate)), "n"(kTransA), "n"(kTransB));
-}
-
-// d[64] += A (m64 x k16, registers) * B (k16 x n128, shared memory). A's four registers hold bf16
-// pairs in the accumulator layout: a[0] row l/4, columns 2*(l%4) + 0, 1; a[1] the same 8 rows
-// further down; a[2] and a[3] the same 8 columns further on (an m64nN result's elements 8k..8k+7,
-// packed in pairs, are the A operand of its k16 slice k).
+// d[64] += A (m64 x k16, registers) * B (k16 x n128, shared memory). Warp w holds rows 16w..16w+15
+// of A in four registers of bf16 pairs (lane l): a[0] row 16w + l/4, columns 2*(l%4) + 0, 1; a[1]
+// the same columns 8 rows further down; a[2] and a[3] those of a[0] and a[1], 8 columns further
+// on. That is the accumulator layout: an m64nN result's elements 8k..8k+7, packed in pairs, are
+// the A operand of its k16 slice k. (A register operand is always K-major: only B can be
+// transposed.)
 template <int kTransB>
 __device__ __forceinline__ void mma_rs_n128(float (&d)[64], const uint32_t (&a)[4], uint64_t b) {
   asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
