@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "cuda_check.h"
+#include "flash_backward_schedule.h"
 #include "vec.cuh"
 #include "wgmma.cuh"
 
@@ -15,8 +16,9 @@ namespace wg = wgmma;
 using bf16 = __nv_bfloat16;
 
 constexpr int kD = 128;         // head dim
-constexpr int kBr = 64;         // query rows per step
-constexpr int kBc = 128;        // key rows per block: 64 per warpgroup
+using flash_schedule::BlockWork;
+using flash_schedule::kBc;  // key rows per block: 64 per computing warpgroup
+using flash_schedule::kBr;  // query rows per step
 constexpr int kChunks = kD / 8;  // 16-byte chunks per row
 constexpr float kLog2e = 1.4426950408889634f;
 
@@ -127,37 +129,6 @@ __device__ __forceinline__ void barrier_arrive(int id, int threads) {
   asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
 
-// What every role knows about the block: its key block, head group and the steps it walks. The
-// block touches the query tiles from its diagonal, first_tile, to n_q - 1 and walks them from the
-// last down: step s takes tile n_q - 1 - s / G of query head hk * G + s % G.
-// Blocks take their work in the order they start (`order`, from an atomic counter): longest first,
-// key block 0 of every (batch, kv head) before key block 1 of any, so that short blocks fill the
-// end of the launch instead of SMs idling behind a long one. A tile's dQ partials are added in
-// key-block order (block j adds j-th), so a block waits only for blocks that took their work before
-// it and can never wait for one that has not started, whatever order the hardware starts blocks
-// in. Those walk the same tiles in the same order and started earlier, so they are ahead.
-struct BlockWork {
-  int j, b, hk, G, kv0, first_tile, last_tile, steps;
-  __device__ BlockWork(const Params& p, int order)
-      : j(order / (p.B * p.Hkv)),
-        b(order % (p.B * p.Hkv) / p.Hkv),
-        hk(order % p.Hkv),
-        G(p.Hq / p.Hkv),
-        kv0(j * kBc),
-        first_tile(kv0 / kBr),
-        last_tile(p.n_q - 1),
-        steps((last_tile + 1 - first_tile) * G) {}
-  // Step s's query tile and head, advanced step by step (no division by G in the loops).
-  struct Step {
-    int s, tile, head;
-  };
-  __device__ Step first_step() const { return {0, last_tile, hk * G}; }
-  __device__ void advance(Step& x) const {
-    ++x.s;
-    if (++x.head == (hk + 1) * G) x.head = hk * G, --x.tile;
-  }
-};
-
 // Shared-memory addresses of the block's tiles.
 struct Tiles {
   uint32_t base;  // 1024-aligned
@@ -215,11 +186,11 @@ __device__ void dq_role(const Params& p, const BlockWork& w, const Tiles& t, int
     barrier_sync(kDqFull + buf, kDqWarpThreads + kComputeThreads);
     if (lane == 0) {
       int* counter = p.dq_turn + int64_t(bh) * p.n_q + i;
-      while (load_acquire(counter) != w.j) {
+      while (load_acquire(counter) != w.turn()) {
       }
       wg::fence_proxy_async();
       float* tile = p.dq_accum + (int64_t(bh) * p.n_q + i) * (kBr * kD);
-      if (w.j == 0)
+      if (w.turn() == 0)
         wg::bulk_store(tile, t.dq(buf), kDqTile);
       else
         wg::bulk_reduce_add(tile, t.dq(buf), kDqTile);
@@ -391,7 +362,7 @@ __global__ void __launch_bounds__(kThreads, 1) flash_backward_kernel(const Param
   if (threadIdx.x == 0) order = atomicAdd(p.next_block, 1);
   __syncthreads();
   const Tiles t{wg::smem_addr(smem)};
-  const BlockWork w(p, order);
+  const BlockWork w({p.B, p.Hq, p.Hkv, p.n_q, p.n_kv}, order);
   const int tid = threadIdx.x;
   if (tid < 128) {
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kLoadRegs));
