@@ -243,15 +243,12 @@ bool CudnnSdpa::use_flash(const SdpaShape& sh) const {
 // LH_CUDNN_VERBOSE, once per shape: which deterministic backward LH_ATTENTION_BACKWARD=flash got.
 void CudnnSdpa::report_flash_choice(const SdpaShape& sh, bool taken) {
   if (!std::getenv("LH_CUDNN_VERBOSE") || !flash_reported_.insert(sh).second) return;
+  std::fprintf(stderr, "attention backward b=%lld hq=%lld hk=%lld s=%lld d=%lld: ", (long long)sh.b, (long long)sh.hq,
+               (long long)sh.hk, (long long)sh.s, (long long)sh.d);
   if (taken)
-    std::fprintf(stderr, "attention backward b=%lld hq=%lld hk=%lld s=%lld d=%lld: our flash kernel, scratch %.1f MiB\n",
-                 (long long)sh.b, (long long)sh.hq, (long long)sh.hk, (long long)sh.s, (long long)sh.d,
-                 flash_backward_workspace(sh) / 1048576.0);
+    std::fprintf(stderr, "our flash kernel, scratch %.1f MiB\n", flash_backward_workspace(sh) / 1048576.0);
   else
-    std::fprintf(stderr,
-                 "attention backward b=%lld hq=%lld hk=%lld s=%lld d=%lld: cuDNN (the flash kernel does not take this "
-                 "shape, device or alignment)\n",
-                 (long long)sh.b, (long long)sh.hq, (long long)sh.hk, (long long)sh.s, (long long)sh.d);
+    std::fprintf(stderr, "cuDNN (the flash kernel does not take this shape, device or alignment)\n");
 }
 
 CudnnSdpa::~CudnnSdpa() {

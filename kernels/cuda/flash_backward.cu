@@ -1,7 +1,6 @@
 // Deterministic flash-attention backward for Hopper: see flash_backward.h for the scheme.
 #include "flash_backward.h"
 
-#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 

@@ -22,8 +22,7 @@ __device__ __forceinline__ void vector_loop(size_t n, bool vec, VecOp vop, Scala
 // warp access (8 floats per lane as two float4 would interleave the two stores' sectors).
 __device__ __forceinline__ float4 load4(const bf16* p) {
   const uint2 raw = *reinterpret_cast<const uint2*>(p);  // words, not a bf16 view: see unpack8
-  return make_float4(__uint_as_float(raw.x << 16), __uint_as_float(raw.x & 0xffff0000u),
-                     __uint_as_float(raw.y << 16), __uint_as_float(raw.y & 0xffff0000u));
+  return make_float4(bf16_low(raw.x), bf16_high(raw.x), bf16_low(raw.y), bf16_high(raw.y));
 }
 __device__ __forceinline__ void store4(bf16* p, float4 f) {
   __nv_bfloat162 lo = __floats2bfloat162_rn(f.x, f.y), hi = __floats2bfloat162_rn(f.z, f.w);

@@ -22,12 +22,16 @@ inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 
 // four 32-bit words rather than through a __nv_bfloat162 view of the vector: that view let the
 // compiler split every 16-byte load into four 4-byte loads (4x the load instructions, and only
 // 8 of each sector's 32 bytes used per request), which made the issue-bound kernels slower.
+// The two bf16 of a 32-bit word (the first in the low half) as floats.
+__device__ __forceinline__ float bf16_low(uint32_t w) { return __uint_as_float(w << 16); }
+__device__ __forceinline__ float bf16_high(uint32_t w) { return __uint_as_float(w & 0xffff0000u); }
+
 __device__ __forceinline__ void unpack8(float (&f)[8], const uint4& raw) {
   const uint32_t w[4] = {raw.x, raw.y, raw.z, raw.w};
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
-    f[2 * i] = __uint_as_float(w[i] << 16);
-    f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+    f[2 * i] = bf16_low(w[i]);
+    f[2 * i + 1] = bf16_high(w[i]);
   }
 }
 

@@ -40,7 +40,7 @@ DataLoader::DataLoader(const std::vector<std::string>& shard_paths, int vocab_si
                                             seq_len, micro_batch));
   if (world_size <= 0 || rank < 0 || rank >= world_size)
     throw std::invalid_argument(fmt::format("data loader: rank {} is not in [0, world_size = {})", rank, world_size));
-  const uint64_t window = uint64_t(seq_len) + 1;
+  const uint64_t window = window_tokens();
   first_window_.push_back(0);
   for (const auto& path : paths_) {
     shards_.push_back(open_shard(path));
@@ -69,12 +69,12 @@ std::pair<const ShardView*, uint64_t> DataLoader::locate(uint64_t window) const 
   // The shard holding `window`: the last one whose first window index is <= window.
   const auto it = std::upper_bound(first_window_.begin(), first_window_.end(), window) - 1;
   const auto shard = static_cast<size_t>(it - first_window_.begin());
-  return {&shards_[shard], (window - *it) * (uint64_t(seq_len_) + 1)};
+  return {&shards_[shard], (window - *it) * window_tokens()};
 }
 
 void DataLoader::read_window(uint64_t window, int32_t* out) const {
   const auto [shard, begin] = locate(window);
-  shard->read(begin, uint64_t(seq_len_) + 1, out);
+  shard->read(begin, window_tokens(), out);
 }
 
 void DataLoader::next_batch(int32_t* inputs, int32_t* targets) {
@@ -98,7 +98,7 @@ void DataLoader::next_batch(int32_t* inputs, int32_t* targets) {
   if (cursor_ + step <= num_windows_)
     for (int b = 0; b < micro_batch_; ++b) {
       const auto [shard, begin] = locate(order_[next + b]);
-      shard->will_need(begin, uint64_t(seq_len_) + 1);
+      shard->will_need(begin, window_tokens());
     }
 }
 

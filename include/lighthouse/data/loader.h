@@ -50,7 +50,8 @@ class DataLoader {
 
  private:
   void build_order();                     // the permutation of window indices for epoch_
-  void read_window(uint64_t window, int32_t* out) const;  // seq_len + 1 tokens
+  uint64_t window_tokens() const { return uint64_t(seq_len_) + 1; }  // a window: inputs and the next token
+  void read_window(uint64_t window, int32_t* out) const;  // window_tokens() tokens
   // The shard holding global window `window` and the window's first token in it.
   std::pair<const ShardView*, uint64_t> locate(uint64_t window) const;
 
