@@ -68,12 +68,6 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   return *reinterpret_cast<uint32_t*>(&v);
 }
 
-// x, as a value the compiler cannot see through (so it cannot hoist what is computed from it).
-__device__ __forceinline__ uint32_t opaque(uint32_t x) {
-  asm volatile("" : "+r"(x));
-  return x;
-}
-
 // 2^x on the special-function unit (2^-inf = +0: masked and padding rows).
 __device__ __forceinline__ float fast_exp2(float x) {
   float y;
@@ -242,27 +236,25 @@ __device__ void compute_role(const Params& p, const BlockWork& w, const Tiles& t
   const uint32_t key_rows = uint32_t(cwg) * 64 * wg::kRowBytes;
   for (BlockWork::Step x = w.first_step(); x.s < w.steps; w.advance(x)) {
     const int s = x.s, buf = s % kStages, dq_buf = s % kDqBuffers, i = x.tile;
-    // The key-side descriptors and the lane's offsets are the same every step; recomputing them
-    // (a few integer ops) keeps the compiler from holding them all in registers across the loop,
-    // which made it spill.
-    const Lane at{int(opaque((ct % 128) / 32)), int(opaque(ct % 32))};
-    const uint32_t sK = opaque(t.base + kOffK), sV = opaque(t.base + kOffV), sDS = opaque(t.base + kOffDS),
-                   sQ = t.q(buf), sDO = t.dout(buf);
+    const Lane at{(ct % 128) / 32, ct % 32};
+    const uint32_t sK = t.base + kOffK, sV = t.base + kOffV, sDS = t.base + kOffDS, sQ = t.q(buf),
+                   sDO = t.dout(buf);
     barrier_sync(kTileFull + buf, kLoadThreads + kComputeThreads);
 
-    // S^T = K Q^T and dP^T = V dO^T.
+    // S^T = K Q^T and dP^T = V dO^T. Descriptors: one per operand and step, advanced per k16 step
+    // (32 bytes along the rows; the second panel for the upper 64 columns of d).
     float st[32], dpt[32];
+    const uint64_t k_desc = wg::k_major(sK + key_rows), v_desc = wg::k_major(sV + key_rows);
+    const uint64_t q_desc = wg::k_major(sQ), do_desc = wg::k_major(sDO);
     wg::fence();
 #pragma unroll
-    for (int kk = 0; kk < kD / 16; ++kk) {
-      const uint32_t kp = (kk / 4) * kKeyPanel + key_rows, qp = (kk / 4) * kQueryPanel;
-      wg::mma_ss_n64<0, 0>(st, wg::k_major(sK + kp, kk % 4), wg::k_major(sQ + qp, kk % 4), kk > 0);
-    }
+    for (int kk = 0; kk < kD / 16; ++kk)
+      wg::mma_ss_n64<0, 0>(st, wg::advance(k_desc, (kk / 4) * kKeyPanel + (kk % 4) * 32),
+                           wg::advance(q_desc, (kk / 4) * kQueryPanel + (kk % 4) * 32), kk > 0);
 #pragma unroll
-    for (int kk = 0; kk < kD / 16; ++kk) {
-      const uint32_t kp = (kk / 4) * kKeyPanel + key_rows, qp = (kk / 4) * kQueryPanel;
-      wg::mma_ss_n64<0, 0>(dpt, wg::k_major(sV + kp, kk % 4), wg::k_major(sDO + qp, kk % 4), kk > 0);
-    }
+    for (int kk = 0; kk < kD / 16; ++kk)
+      wg::mma_ss_n64<0, 0>(dpt, wg::advance(v_desc, (kk / 4) * kKeyPanel + (kk % 4) * 32),
+                           wg::advance(do_desc, (kk / 4) * kQueryPanel + (kk % 4) * 32), kk > 0);
     wg::commit();
     wg::wait<0>();
     wg::fence_operands(st);
@@ -293,11 +285,13 @@ __device__ void compute_role(const Params& p, const BlockWork& w, const Tiles& t
 
     // dV += P^T dO and dK += dS^T Q (B: the query-side tile, MN-major) need only this warpgroup's
     // keys: they start while the other warpgroup may still be storing its dS^T rows.
+    constexpr uint32_t kK16Rows = 16 * wg::kRowBytes;  // an MN-major operand's k16 step
+    const uint64_t do_mn = wg::mn_major(sDO, kQueryPanel), q_mn = wg::mn_major(sQ, kQueryPanel);
     wg::fence();
 #pragma unroll
-    for (int kk = 0; kk < kBr / 16; ++kk) wg::mma_rs_n128<1>(dv, pa[kk], wg::mn_major(sDO, kk, kQueryPanel));
+    for (int kk = 0; kk < kBr / 16; ++kk) wg::mma_rs_n128<1>(dv, pa[kk], wg::advance(do_mn, kk * kK16Rows));
 #pragma unroll
-    for (int kk = 0; kk < kBr / 16; ++kk) wg::mma_rs_n128<1>(dk, dsa[kk], wg::mn_major(sQ, kk, kQueryPanel));
+    for (int kk = 0; kk < kBr / 16; ++kk) wg::mma_rs_n128<1>(dk, dsa[kk], wg::advance(q_mn, kk * kK16Rows));
     wg::commit();
     barrier_sync(kDsReady, kComputeThreads);  // dQ needs both warpgroups' dS^T rows
 
@@ -305,10 +299,10 @@ __device__ void compute_role(const Params& p, const BlockWork& w, const Tiles& t
     // (A: dS^T read M-major). The wgmma.fence before dV/dK also orders the last step's reads of
     // the dq registers (its stores) before this product writes them.
     float dq[32];
+    const uint64_t ds_mn = wg::mn_major(sDS, kBc * wg::kRowBytes), k_mn = wg::mn_major(sK + cwg * kKeyPanel, kKeyPanel);
 #pragma unroll
     for (int kk = 0; kk < kBc / 16; ++kk)
-      wg::mma_ss_n64<1, 1>(dq, wg::mn_major(sDS, kk, kBc * wg::kRowBytes),
-                           wg::mn_major(sK + cwg * kKeyPanel, kk, kKeyPanel), kk > 0);
+      wg::mma_ss_n64<1, 1>(dq, wg::advance(ds_mn, kk * kK16Rows), wg::advance(k_mn, kk * kK16Rows), kk > 0);
     wg::commit();
     wg::wait<0>();
     wg::fence_operands(dq);
@@ -350,9 +344,19 @@ __device__ void compute_role(const Params& p, const BlockWork& w, const Tiles& t
     }
 }
 
+// 1 in code compiled for sm_90a, 0 in any other device code: a build for plain sm_90, or one whose
+// PTX a Hopper compiles at load time, has a trap for the kernel's body (below), and the host reads
+// this to keep such a device on cuDNN (flash_backward_supported).
+__device__ int flash_kernel_compiled =
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    1;
+#else
+    0;
+#endif
+
 __global__ void __launch_bounds__(kThreads, 1) flash_backward_kernel(const Params p) {
 #if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  __trap();  // wgmma and setmaxnreg need sm_90a; flash_backward_supported() keeps other devices out
+  __trap();  // wgmma and setmaxnreg need sm_90a; flash_backward_supported() keeps this code from running
 #else
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + wg::kAtomBytes - 1) &
@@ -438,17 +442,22 @@ bool row_aligned(const Strides4& s) { return s[3] == 1 && s[0] % 8 == 0 && s[1] 
 }  // namespace
 
 namespace {
-// The current device's compute capability as 10 * major + minor, read once per device (per host
-// thread, like detail::grid_for's SM count).
-int compute_capability() {
-  static thread_local int cached_device = -1, cached = 0;
+// Whether the current device can run the kernel: compute capability 9.0 and this build's code for
+// it compiled for sm_90a (flash_kernel_compiled). Read once per device (per host thread, like
+// detail::grid_for's SM count).
+bool device_runs_kernel() {
+  static thread_local int cached_device = -1;
+  static thread_local bool cached = false;
   int dev = 0;
   LH_CUDA_CHECK(cudaGetDevice(&dev));
   if (dev != cached_device) {
-    int major = 0, minor = 0;
+    int major = 0, minor = 0, compiled = 0;
     LH_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
     LH_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
-    cached = 10 * major + minor;
+    // Other devices may have no code of this file at all: the symbol is only read on a 9.0 one.
+    if (major == 9 && minor == 0)
+      LH_CUDA_CHECK(cudaMemcpyFromSymbol(&compiled, flash_kernel_compiled, sizeof(compiled)));
+    cached = compiled == 1;
     cached_device = dev;
   }
   return cached;
@@ -456,9 +465,9 @@ int compute_capability() {
 }  // namespace
 
 bool flash_backward_supported(const SdpaShape& sh) {
-  return compute_capability() == 90 && sh.d == kD && sh.kv_len() == sh.s && sh.hq % sh.hk == 0 &&
-         sh.b * sh.hk <= 65535 && row_aligned(sh.q) && row_aligned(sh.k) && row_aligned(sh.v) &&
-         row_aligned(sh.o) && row_aligned(sh.dq_strides());
+  return sh.d == kD && sh.kv_len() == sh.s && sh.hq % sh.hk == 0 && sh.b * sh.hk <= 65535 && row_aligned(sh.q) &&
+         row_aligned(sh.k) && row_aligned(sh.v) && row_aligned(sh.o) && row_aligned(sh.dq_strides()) &&
+         device_runs_kernel();
 }
 
 bool flash_backward_aligned(std::initializer_list<const void*> pointers) {

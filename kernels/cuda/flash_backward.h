@@ -17,8 +17,9 @@
 // deterministic backward needs O(N^2).
 //
 // Status (docs/benchmarks.md): correct and bitwise reproducible. On an H200 the backward alone is
-// faster than cuDNN's deterministic one up to 8K (0.86x at 4K) but 9-12% slower from 16K on, GQA
-// included; opt-in (LH_ATTENTION_BACKWARD=flash) until it is faster where training needs it.
+// faster than cuDNN's deterministic one up to 8K and within 1-2.5% of it from 16K to 64K; in the
+// 270M training step it is 1-1.5% faster at 32K and 98K and 3.5% slower at 8 x 4K. Opt-in
+// (LH_ATTENTION_BACKWARD=flash) until it is clearly faster where training needs it.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -31,7 +32,7 @@
 namespace lh::cuda {
 
 // Whether the kernel takes this shape: head dim 128, self-attention, d contiguous and rows 16-byte
-// aligned, on a device of compute capability 9.0.
+// aligned, on a device of compute capability 9.0 for which this build has sm_90a code.
 bool flash_backward_supported(const SdpaShape& shape);
 
 // Whether every pointer is 16-byte aligned (the kernel copies rows in 16-byte pieces).
