@@ -17,7 +17,7 @@
 // deterministic backward needs O(N^2).
 //
 // Status (docs/benchmarks.md): correct and bitwise reproducible. On an H200 the backward alone is
-// faster than cuDNN's deterministic one up to 8K and within 1-2.5% of it from 16K to 64K; in the
+// faster than cuDNN's deterministic one up to 8K and 0-6% slower from 16K to 64K; in the
 // 270M training step it is 1-1.5% faster at 32K and 98K and 3.5% slower at 8 x 4K. Opt-in
 // (LH_ATTENTION_BACKWARD=flash) until it is clearly faster where training needs it.
 #pragma once

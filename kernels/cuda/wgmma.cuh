@@ -43,14 +43,15 @@ __device__ __forceinline__ uint64_t descriptor(uint32_t addr, uint32_t leading_b
 // (0-3 within the panel) is advance(k_major(panel), 32 * k).
 __device__ __forceinline__ uint64_t k_major(uint32_t panel) { return descriptor(panel, 16, kAtomBytes); }
 // MN-major operand starting at `panel`, whose next 64 M/N columns are `panel_bytes` further; its
-// k16 step k is advance(mn_major(...), k * 16 rows).
+// k16 step k is advance(mn_major(...), k * 16 * kRowBytes).
 __device__ __forceinline__ uint64_t mn_major(uint32_t panel, uint32_t panel_bytes) {
   return descriptor(panel, panel_bytes, kAtomBytes);
 }
 // The descriptor of the same operand `bytes` further on. Only the start address changes, in the
 // low 14 bits of the low word (16-byte units); shared memory ends below the 256 KB those span, so
 // the add never carries into the other fields. A loop of k16 steps costs one add per product this
-// way, where building each descriptor from its address cost a dozen instructions.
+// way, where building each descriptor from its address cost a dozen instructions. `bytes` is a
+// multiple of 16, like every operand address.
 __device__ __forceinline__ uint64_t advance(uint64_t desc, uint32_t bytes) {
   const uint32_t lo = uint32_t(desc) + (bytes >> 4), hi = uint32_t(desc >> 32);
   return (uint64_t(hi) << 32) | lo;

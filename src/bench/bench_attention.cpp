@@ -42,13 +42,24 @@ nlohmann::json bench_attention(Backend& be, const AttentionBenchOptions& o) {
     // The backward alone, on the last forward's output and statistics (fwd+bwd less fwd would mix
     // two medians).
     const double bwd_ms = median_ms(be, o.warmup, o.iters, bwd);
-    const double fwd_flops = 2.0 * B * H * double(N) * N * D;  // causal: half of 2 products of 2 N^2 D
+    // Causal: the forward is half of two products of 2 N^2 D flops, the backward 2.5 times that
+    // (five products: S again, dP, dV, dK, dQ).
+    const double fwd_flops = 2.0 * B * H * double(N) * N * D;
     const double bwd_flops = fwd_flops * 2.5, total_flops = fwd_flops + bwd_flops;
-    nlohmann::json r = {{"seq_len", N},        {"batch", B},           {"heads", H},
-                        {"kv_heads", Hkv},     {"head_dim", D},  {"deterministic", o.deterministic},        {"fwd_ms", fwd_ms},
-                        {"fwd_bwd_ms", step_ms}, {"bwd_ms", bwd_ms}, {"fwd_tflops", fwd_flops / fwd_ms * 1e-9},
-                        {"fwd_bwd_tflops", total_flops / step_ms * 1e-9}, {"bwd_tflops", bwd_flops / bwd_ms * 1e-9}};
-    std::printf("attention N=%7d  fwd %9.3f ms (%6.1f TFLOP/s)  fwd+bwd %9.3f ms (%6.1f TFLOP/s)  bwd %9.3f ms (%6.1f TFLOP/s)\n",
+    nlohmann::json r = {{"seq_len", N},
+                        {"batch", B},
+                        {"heads", H},
+                        {"kv_heads", Hkv},
+                        {"head_dim", D},
+                        {"deterministic", o.deterministic},
+                        {"fwd_ms", fwd_ms},
+                        {"fwd_bwd_ms", step_ms},
+                        {"bwd_ms", bwd_ms},
+                        {"fwd_tflops", fwd_flops / fwd_ms * 1e-9},
+                        {"fwd_bwd_tflops", total_flops / step_ms * 1e-9},
+                        {"bwd_tflops", bwd_flops / bwd_ms * 1e-9}};
+    std::printf("attention N=%7d  fwd %9.3f ms (%6.1f TFLOP/s)  fwd+bwd %9.3f ms (%6.1f TFLOP/s)  bwd %9.3f ms "
+                "(%6.1f TFLOP/s)\n",
                 N, fwd_ms, r["fwd_tflops"].get<double>(), step_ms, r["fwd_bwd_tflops"].get<double>(), bwd_ms,
                 r["bwd_tflops"].get<double>());
     std::fflush(stdout);
