@@ -359,12 +359,12 @@ TEST_CASE("cuda: the flash attention backward matches the CPU reference and cuDN
   const auto [B, T, H, Hkv] = shape;
   CAPTURE(B, T, H, Hkv);
   // The kernel runs on compute capability 9.0 exactly when the build has sm_90a code; other builds
-  // (plain sm_90, PTX compiled at load time) must keep it off, since its body is then a trap.
+  // (plain sm_90, an earlier target's PTX) must keep it off, since its body is then a trap.
   const bool supported = lh::cuda::flash_backward_supported(lh::cuda::fused_qkv_shape(B, T, H, Hkv, D));
   if (compute_capability() == 90) CHECK(supported == bool(LH_BUILT_FOR_SM90A));
   if (!supported) {
     lh::testing::record_skip(Catch::getResultCapture().getCurrentTestName().c_str(),
-                             "the flash backward needs a Hopper (compute capability 9.0) GPU and an sm_90a build");
+                             "the flash backward needs a Hopper (compute capability 9.0) GPU and sm_90a code");
     return;
   }
   const size_t W = size_t(H + 2 * Hkv) * D, n_qkv = size_t(B) * T * W, n_out = size_t(B) * T * H * D;

@@ -300,7 +300,8 @@ __device__ void compute_role(const Params& p, const BlockWork& w, const Tiles& t
     // (A: dS^T read M-major). The wgmma.fence before dV/dK also orders the last step's reads of
     // the dq registers (its stores) before this product writes them.
     float dq[32];
-    const uint64_t ds_mn = wg::mn_major(sDS, kBc * wg::kRowBytes), k_mn = wg::mn_major(sK + cwg * kKeyPanel, kKeyPanel);
+    const uint64_t ds_mn = wg::mn_major(sDS, kBc * wg::kRowBytes);
+    const uint64_t k_mn = wg::mn_major(sK + cwg * kKeyPanel, kKeyPanel);
 #pragma unroll
     for (int kk = 0; kk < kBc / 16; ++kk)
       wg::mma_ss_n64<1, 1>(dq, wg::advance(ds_mn, kk * kK16Rows), wg::advance(k_mn, kk * kK16Rows), kk > 0);
@@ -345,9 +346,10 @@ __device__ void compute_role(const Params& p, const BlockWork& w, const Tiles& t
     }
 }
 
-// 1 in code compiled for sm_90a, 0 in any other device code: a build for plain sm_90, or one whose
-// PTX a Hopper compiles at load time, has a trap for the kernel's body (below), and the host reads
-// this to keep such a device on cuDNN (flash_backward_supported).
+// 1 in code compiled for sm_90a (machine code, or compute_90a PTX compiled at load time), 0 in any
+// other: a build for plain sm_90, or an earlier target's PTX compiled for a Hopper, has a trap for
+// the kernel's body (below), and the host reads this to keep such a device on cuDNN
+// (flash_backward_supported).
 __device__ int flash_kernel_compiled =
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     1;
