@@ -42,7 +42,6 @@ size_t default_workspace_limit() {
   return total_bytes / 4;
 }
 
-
 // The [b, hq, s_q, s_kv] score tensor.
 Dims score_dims(const SdpaShape& sh) { return dims4(sh.b, sh.hq, sh.s, sh.kv_len()); }
 
@@ -204,7 +203,7 @@ const CudnnPlan& CudnnSdpa::plan(bool backward, const SdpaShape& sh) {
   auto& slot = (backward ? bwd_plans_ : fwd_plans_)[sh];
   if (!slot) {
     slot = backward ? build_backward(handle_, sh, deterministic_) : build_forward(handle_, sh);
-    if (std::getenv("LH_CUDNN_VERBOSE"))
+    if (verbose_)
       std::fprintf(stderr, "cuDNN %s plan b=%lld hq=%lld hk=%lld s=%lld skv=%lld d=%lld%s: workspace %.1f MiB\n",
                    backward ? "backward" : "forward", (long long)sh.b, (long long)sh.hq, (long long)sh.hk,
                    (long long)sh.s, (long long)sh.kv_len(), (long long)sh.d,
@@ -242,7 +241,7 @@ bool CudnnSdpa::use_flash(const SdpaShape& sh) const {
 
 // LH_CUDNN_VERBOSE, once per shape: which deterministic backward LH_ATTENTION_BACKWARD=flash got.
 void CudnnSdpa::report_flash_choice(const SdpaShape& sh, bool taken) {
-  if (!std::getenv("LH_CUDNN_VERBOSE") || !flash_reported_.insert(sh).second) return;
+  if (!verbose_ || !flash_reported_.insert(sh).second) return;
   std::fprintf(stderr, "attention backward b=%lld hq=%lld hk=%lld s=%lld d=%lld: ", (long long)sh.b, (long long)sh.hq,
                (long long)sh.hk, (long long)sh.s, (long long)sh.d);
   if (taken)
@@ -351,7 +350,7 @@ int64_t CudnnSdpa::kv_chunk_width(const SdpaShape& sh) {
     do {
       width = std::max(kKeyTile, (width / 2 + kKeyTile - 1) / kKeyTile * kKeyTile);
     } while (width > kKeyTile && kv_chunked_workspace(sh, width, true) > workspace_limit_);
-    if (std::getenv("LH_CUDNN_VERBOSE"))
+    if (verbose_)
       std::fprintf(stderr, "cuDNN backward s=%lld over the workspace limit: %lld key chunks of %lld\n",
                    (long long)sh.s, (long long)((sh.s + width - 1) / width), (long long)width);
   }

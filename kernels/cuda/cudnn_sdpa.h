@@ -10,6 +10,7 @@
 #include <cudnn.h>
 
 #include <array>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <set>
@@ -120,6 +121,7 @@ class CudnnSdpa {
   size_t workspace_limit_;
   bool deterministic_ = true;
   bool flash_backward_ = false;
+  const bool verbose_ = std::getenv("LH_CUDNN_VERBOSE") != nullptr;  // print plans and choices to stderr
   bool use_flash(const SdpaShape& shape) const;
   std::set<SdpaShape> flash_reported_;  // shapes whose backward choice LH_CUDNN_VERBOSE has printed
   void report_flash_choice(const SdpaShape& shape, bool taken);

@@ -63,6 +63,9 @@ __device__ __forceinline__ const bf16* head_rows(const bf16* base, RowStrides s,
   return base + int64_t(b) * s.b + int64_t(h) * s.h;
 }
 
+// Index of query tile i of batch-head bh among the dQ accumulator's tiles and their counters.
+__device__ __forceinline__ int64_t tile_index(const Params& p, int bh, int i) { return int64_t(bh) * p.n_q + i; }
+
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
   return *reinterpret_cast<uint32_t*>(&v);
@@ -179,11 +182,11 @@ __device__ void dq_role(const Params& p, const BlockWork& w, const Tiles& t, int
     const int s = x.s, buf = s % kDqBuffers, i = x.tile, bh = w.b * p.Hq + x.head;
     barrier_sync(kDqFull + buf, kDqWarpThreads + kComputeThreads);
     if (lane == 0) {
-      int* counter = p.dq_turn + int64_t(bh) * p.n_q + i;
+      int* counter = p.dq_turn + tile_index(p, bh, i);
       while (load_acquire(counter) != w.turn()) {
       }
       wg::fence_proxy_async();
-      float* tile = p.dq_accum + (int64_t(bh) * p.n_q + i) * (kBr * kD);
+      float* tile = p.dq_accum + tile_index(p, bh, i) * (kBr * kD);
       if (w.turn() == 0)
         wg::bulk_store(tile, t.dq(buf), kDqTile);
       else
@@ -406,7 +409,7 @@ __global__ void flash_backward_prepare_kernel(const Params p, const bf16* o, con
     if (lane == 0) {
       p.dsum[w] = sum;
       p.lse2[w] = lse2;
-      if (t % kBr == 0) p.dq_turn[int64_t(bh) * p.n_q + t / kBr] = 0;
+      if (t % kBr == 0) p.dq_turn[tile_index(p, bh, t / kBr)] = 0;
       if (w == 0) *p.next_block = 0;
     }
   }
@@ -419,7 +422,7 @@ __global__ void flash_backward_dq_kernel(const Params p) {
   for (int64_t x = int64_t(detail::global_thread()); x < quads; x += int64_t(detail::grid_threads())) {
     const int c = 4 * int(x % kQuads), t = int(x / kQuads % p.N), bh = int(x / kQuads / p.N);
     const int b = bh / p.Hq, h = bh % p.Hq;
-    const float4 v = *reinterpret_cast<const float4*>(p.dq_accum + (int64_t(bh) * p.n_q + t / kBr) * (kBr * kD) +
+    const float4 v = *reinterpret_cast<const float4*>(p.dq_accum + tile_index(p, bh, t / kBr) * (kBr * kD) +
                                                       dq_tile_offset(t % kBr, c));
     const uint2 out = {pack_bf16(v.x * p.scale, v.y * p.scale), pack_bf16(v.z * p.scale, v.w * p.scale)};
     *reinterpret_cast<uint2*>(p.dq + int64_t(b) * p.sdq.b + int64_t(h) * p.sdq.h + int64_t(t) * p.sdq.s + c) = out;
@@ -442,9 +445,6 @@ WorkspaceLayout layout(const SdpaShape& sh) {
 
 bool row_aligned(const Strides4& s) { return s[3] == 1 && s[0] % 8 == 0 && s[1] % 8 == 0 && s[2] % 8 == 0; }
 
-}  // namespace
-
-namespace {
 // Whether the current device can run the kernel: compute capability 9.0 and this build's code for
 // it compiled for sm_90a (flash_kernel_compiled). Read once per device (per host thread, like
 // detail::grid_for's SM count).
