@@ -328,6 +328,40 @@ TEST_CASE("cuda: the non-deterministic attention backward also matches the CPU r
   check_backend_attention(*gpu, /*B=*/1, /*T=*/300, /*H=*/4, /*Hkv=*/2, /*D=*/128, 30);
 }
 
+// compute-sanitizer's initcheck finds cuDNN's GQA backward (its fmha_reduce_head kernel) reading
+// workspace bytes that nothing wrote. Results must not depend on them: the same bits whether the
+// workspace held zeros, NaNs (0xFF bytes) or huge numbers (0x7F) before each call, for cuDNN's
+// backward (whole calls and key chunks) and, where it runs, ours.
+TEST_CASE("cuda: attention results do not depend on what the workspace held", "[gpu][cuda]") {
+  LH_SKIP_WITHOUT_GPU();
+  struct Shape { int B, T, H, Hkv, D; };
+  const Shape shape = GENERATE(Shape{2, 192, 2, 1, 64}, Shape{1, 300, 4, 2, 128}, Shape{1, 257, 4, 4, 128});
+  const auto [B, T, H, Hkv, D] = shape;
+  CAPTURE(B, T, H, Hkv, D);
+  const size_t n_qkv = size_t(B) * T * (H + 2 * Hkv) * D, n_out = size_t(B) * T * H * D;
+  const auto qkv = bf16_values(n_qkv, 60), dout = bf16_values(n_out, 61);
+  auto gpu = lh::make_cuda_backend();
+  const bool flash = lh::cuda::flash_backward_supported(lh::cuda::fused_qkv_shape(B, T, H, Hkv, D));
+  for (int variant = 0; variant < 3; ++variant) {
+    if (variant == 2 && !flash) continue;
+    const char* names[] = {"cuDNN", "cuDNN, key chunks", "flash"};
+    INFO("backward: " << names[variant]);
+    lh::cuda::CudnnSdpa sdpa;
+    sdpa.set_flash_backward(variant == 2);
+    if (variant == 1) sdpa.set_workspace_limit(0);  // one kv head per call, in key chunks
+    sdpa.set_workspace_fill(0x00);
+    const SdpaRun zeros = run_sdpa(*gpu, sdpa, qkv, dout, B, T, H, Hkv, D);
+    for (int fill : {0xFF, 0x7F}) {
+      INFO("fill byte " << fill);
+      sdpa.set_workspace_fill(fill);
+      const SdpaRun filled = run_sdpa(*gpu, sdpa, qkv, dout, B, T, H, Hkv, D);
+      CHECK(filled.out == zeros.out);
+      CHECK(filled.lse == zeros.lse);
+      CHECK(filled.dqkv == zeros.dqkv);
+    }
+  }
+}
+
 namespace {
 // Columns [c0, c1) of every row of width W.
 std::vector<double> columns(const std::vector<double>& rows, size_t W, size_t c0, size_t c1) {

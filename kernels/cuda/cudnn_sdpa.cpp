@@ -255,6 +255,10 @@ CudnnSdpa::~CudnnSdpa() {
   if (handle_) cudnnDestroy(handle_);
 }
 
+void CudnnSdpa::fill_workspace(void* ws, size_t bytes, cudaStream_t stream) const {
+  if (workspace_fill_ >= 0 && bytes) LH_CUDA_CHECK(cudaMemsetAsync(ws, workspace_fill_, bytes, stream));
+}
+
 void* CudnnSdpa::workspace(size_t bytes) {
   if (bytes > workspace_bytes_) {
     if (workspace_) LH_CUDA_CHECK(cudaFree(workspace_));
@@ -400,6 +404,7 @@ void CudnnSdpa::forward(const SdpaShape& sh, const __nv_bfloat16* q, const __nv_
   LH_CUDNN_CHECK(cudnnSetStream(handle_, stream));
   float neg_inf = -std::numeric_limits<float>::infinity();
   void* ws = workspace(size_t(plan.workspace_bytes));
+  fill_workspace(ws, size_t(plan.workspace_bytes), stream);
   cudnn_execute(handle_, plan, {kQ, kK, kV, kO, kStats, kScale, kNegInf},
                 {const_cast<__nv_bfloat16*>(q), const_cast<__nv_bfloat16*>(k), const_cast<__nv_bfloat16*>(v), o,
                  stats, &scale, &neg_inf},
@@ -413,7 +418,9 @@ void CudnnSdpa::backward(const SdpaShape& sh, const __nv_bfloat16* q, const __nv
   const bool flash = use_flash(sh) && flash_backward_aligned({q, k, v, o, dout, dq, dk, dv});
   if (flash_backward_ && deterministic_) report_flash_choice(sh, flash);
   if (flash) {
-    flash_backward(sh, q, k, v, o, dout, stats, dq, dk, dv, scale, workspace(flash_backward_workspace(sh)), stream);
+    void* ws = workspace(flash_backward_workspace(sh));
+    fill_workspace(ws, flash_backward_workspace(sh), stream);
+    flash_backward(sh, q, k, v, o, dout, stats, dq, dk, dv, scale, ws, stream);
     return;
   }
   if (const int64_t kv = kv_heads_per_call(true, sh); kv < sh.hk) {
@@ -442,6 +449,7 @@ void CudnnSdpa::execute_backward(const SdpaShape& sh, const __nv_bfloat16* q, co
   LH_CUDNN_CHECK(cudnnSetStream(handle_, stream));
   const size_t sum_bytes = softmax_sum_bytes(sh), scratch = backward_scratch(sh);
   const size_t accum_bytes = scratch - sum_bytes;
+  fill_workspace(ws, scratch + size_t(plan.workspace_bytes), stream);
   if (accum_bytes) LH_CUDA_CHECK(cudaMemsetAsync(ws + sum_bytes, 0, accum_bytes, stream));
   float neg_inf = -std::numeric_limits<float>::infinity(), one = 1.0f;
   auto cv = [](const __nv_bfloat16* p) { return static_cast<void*>(const_cast<__nv_bfloat16*>(p)); };

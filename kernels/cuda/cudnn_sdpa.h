@@ -71,6 +71,11 @@ class CudnnSdpa {
   // supports the shape and pointers, instead of cuDNN's (elsewhere cuDNN's). Off by default;
   // LH_ATTENTION_BACKWARD=flash turns it on. Its O(N) scratch ignores the workspace limit.
   void set_flash_backward(bool on) { flash_backward_ = on; }
+  // Testing: fill the workspace with this byte before every cuDNN call (-1, the default: leave it).
+  // cuDNN's GQA backward reads workspace bytes that nothing wrote (compute-sanitizer initcheck
+  // flags its fmha_reduce_head kernel); a test fills NaN and zero bytes to show results do not
+  // depend on them.
+  void set_workspace_fill(int byte) { workspace_fill_ = byte; }
   // Builds the plans that forward and backward calls of this shape will use (kv-head groups where
   // the whole call is over the limit) and grows the workspace to what they need, so that memory
   // planning sees it as taken. Returns that workspace in bytes.
@@ -121,6 +126,8 @@ class CudnnSdpa {
   size_t workspace_limit_;
   bool deterministic_ = true;
   bool flash_backward_ = false;
+  int workspace_fill_ = -1;
+  void fill_workspace(void* ws, size_t bytes, cudaStream_t stream) const;
   const bool verbose_ = std::getenv("LH_CUDNN_VERBOSE") != nullptr;  // print plans and choices to stderr
   bool use_flash(const SdpaShape& shape) const;
   std::set<SdpaShape> flash_reported_;  // shapes whose backward choice LH_CUDNN_VERBOSE has printed
