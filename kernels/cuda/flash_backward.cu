@@ -176,8 +176,15 @@ __device__ void load_role(const Params& p, const BlockWork& w, const Tiles& t, i
 // and releasing it once the add has finished (release: the next block then sees the sum). The
 // release is not deferred behind the next step's add: blocks that start together walk the same
 // tiles in lock step, each one add behind the previous, and a deferred release would put a whole
-// step between them instead.
+// step between them instead. A block after the first also asks the L2 for the tile of its next
+// add a step ahead, so that its reduce does not wait on memory while the blocks after it wait for
+// their turn (8 x 4K: -6.5%).
 __device__ void dq_role(const Params& p, const BlockWork& w, const Tiles& t, int lane) {
+  auto prefetch = [&](const BlockWork::Step& x) {
+    if (lane == 0 && w.turn() > 0 && x.s < w.steps)
+      wg::bulk_prefetch_l2(p.dq_accum + tile_index(p, w.b * p.Hq + x.head, x.tile) * (kBr * kD), kDqTile);
+  };
+  prefetch(w.first_step());
   for (BlockWork::Step x = w.first_step(); x.s < w.steps; w.advance(x)) {
     const int s = x.s, buf = s % kDqBuffers, i = x.tile, bh = w.b * p.Hq + x.head;
     barrier_sync(kDqFull + buf, kDqWarpThreads + kComputeThreads);
@@ -195,6 +202,9 @@ __device__ void dq_role(const Params& p, const BlockWork& w, const Tiles& t, int
       wg::bulk_wait<0>();
       wg::fence_proxy_async();
       asm volatile("red.release.gpu.global.add.s32 [%0], 1;\n" ::"l"(counter) : "memory");
+      BlockWork::Step next = x;
+      w.advance(next);
+      prefetch(next);
     }
     __syncwarp();
     // The partial has been read: its buffer is free for step s + kDqBuffers.
