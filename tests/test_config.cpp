@@ -79,6 +79,7 @@ TEST_CASE("malformed configs name the culprit's JSON path", "[config]") {
       {R"({"training":{"keep_last":-1}})", "training.keep_last", ">= 0"},
       {R"({"training":{"grad_bucket_mb":0}})", "training.grad_bucket_mb", "(0, 65536]"},
       {R"({"training":{"device":"tpu"}})", "training.device", "must be one of auto, cpu, cuda"},
+      {R"({"training":{"attention_backward":"fast"}})", "training.attention_backward", "must be one of cudnn, flash"},
       {R"({"training":{"recompute":"some"}})", "training.recompute", "must be one of auto, none, selective, full"},
       {R"({"training":{"recompute":1}})", "training.recompute", "or a boolean, got number 1"},
       {R"({"logging":{"interval":0}})", "logging.interval", ">= 1"},
@@ -147,7 +148,7 @@ TEST_CASE("defaults, lenient forms and the to_json round trip", "[config]") {
     CHECK(j["data"].size() == 4);
     CHECK(j["optimizer"].size() == 6);
     CHECK(j["schedule"].size() == 4);
-    CHECK(j["training"].size() == 12);
+    CHECK(j["training"].size() == 13);
     CHECK(j["attention"].size() == 1);
     CHECK(j["logging"].size() == 2);
     CHECK(Config::from_json(j) == c);
@@ -164,11 +165,13 @@ TEST_CASE("defaults, lenient forms and the to_json round trip", "[config]") {
       "schedule": {"decay": "wsd", "warmup_steps": 7, "min_lr": 1e-5, "decay_fraction": 0.3},
       "training": {"steps": 90, "global_batch": 12, "grad_accum": 2, "seed": 18446744073709551615,
                    "eval_interval": 0, "eval_batches": 2, "checkpoint_interval": 30, "keep_last": 0,
-                   "device": "cpu"},
+                   "device": "cpu", "attention_backward": "flash"},
       "attention": {"phases": [{"until_step": 50}, {"until_step": 90, "attention": "dense"}]},
       "logging": {"dir": "runs/x", "interval": 5}})"));
     const Config a = Config::from_json(j);
     CHECK(a.training.seed == 18446744073709551615ull);
+    CHECK(a.training.attention_backward == "flash");
+    CHECK(c.training.attention_backward == "cudnn");
     CHECK(a.model.init_std == 0.0123456789);
     CHECK(a != c);
     const Config b = Config::from_json(json::parse(a.to_json().dump()));

@@ -66,6 +66,9 @@ class Backend {
   virtual void synchronize() = 0;
   // Whether kernels must be bitwise reproducible (training.deterministic); the CPU always is.
   virtual void set_deterministic(bool) {}
+  // Whether the deterministic attention backward is our flash kernel rather than cuDNN's
+  // (training.attention_backward). No-op where there is no choice (CPU).
+  virtual void set_flash_attention_backward(bool) {}
   // Bytes further Buffers may take: free device memory less a margin for what libraries allocate
   // later on their own. SIZE_MAX where the backend sees no limit (CPU).
   virtual size_t allocatable_bytes() const { return SIZE_MAX; }

@@ -34,4 +34,8 @@ TrainSummary train(const Config& config, Backend& backend, const TrainOptions& o
 // present, else the CPU).
 std::unique_ptr<Backend> make_backend(const std::string& device);
 
+// Sets the backend's kernel choices from training.deterministic and training.attention_backward
+// (training and `bench train` alike).
+void configure_kernels(Backend& backend, const TrainingConfig& training);
+
 }  // namespace lh

@@ -418,8 +418,9 @@ void CudnnSdpa::backward(const SdpaShape& sh, const __nv_bfloat16* q, const __nv
   const bool flash = use_flash(sh) && flash_backward_aligned({q, k, v, o, dout, dq, dk, dv});
   if (flash_backward_ && deterministic_) report_flash_choice(sh, flash);
   if (flash) {
-    void* ws = workspace(flash_backward_workspace(sh));
-    fill_workspace(ws, flash_backward_workspace(sh), stream);
+    const size_t bytes = flash_backward_workspace(sh);
+    void* ws = workspace(bytes);
+    fill_workspace(ws, bytes, stream);
     flash_backward(sh, q, k, v, o, dout, stats, dq, dk, dv, scale, ws, stream);
     return;
   }

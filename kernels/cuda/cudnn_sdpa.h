@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <stdexcept>
 #include <tuple>
 
 #include "cudnn_graph.h"
@@ -71,11 +72,14 @@ class CudnnSdpa {
   // supports the shape and pointers, instead of cuDNN's (elsewhere cuDNN's). Off by default;
   // LH_ATTENTION_BACKWARD=flash turns it on. Its O(N) scratch ignores the workspace limit.
   void set_flash_backward(bool on) { flash_backward_ = on; }
-  // Testing: fill the workspace with this byte before every cuDNN call (-1, the default: leave it).
-  // cuDNN's GQA backward reads workspace bytes that nothing wrote (compute-sanitizer initcheck
-  // flags its fmha_reduce_head kernel); a test fills NaN and zero bytes to show results do not
-  // depend on them.
-  void set_workspace_fill(int byte) { workspace_fill_ = byte; }
+  // Testing: fill the workspace with this byte (0-255) before every attention call, cuDNN's or our
+  // flash backward's (-1, the default: leave it). cuDNN's GQA backward reads workspace bytes that
+  // nothing wrote (compute-sanitizer initcheck flags its fmha_reduce_head kernel); a test fills
+  // zero, NaN and huge-number bytes to show results do not depend on them.
+  void set_workspace_fill(int byte) {
+    if (byte < -1 || byte > 255) throw std::invalid_argument("set_workspace_fill: not a byte value or -1");
+    workspace_fill_ = byte;
+  }
   // Builds the plans that forward and backward calls of this shape will use (kv-head groups where
   // the whole call is over the limit) and grows the workspace to what they need, so that memory
   // planning sees it as taken. Returns that workspace in bytes.

@@ -17,10 +17,10 @@
 // deterministic backward needs O(N^2).
 //
 // Status (docs/benchmarks.md): correct and bitwise reproducible. On an H200 the backward alone is
-// faster than cuDNN's deterministic one up to 8K for one sequence, ~15% slower for 8 x 4K, and
-// within 0-6% from 16K to 64K; in the 270M training step it is 0.6-1.5% faster at 32K and 98K and
-// 3.5-5.4% slower at 8 x 4K. Opt-in (LH_ATTENTION_BACKWARD=flash) until it is clearly faster where
-// training needs it.
+// faster than cuDNN's deterministic one up to 8K for one sequence, ~14% slower for 8 x 4K (1.83
+// against 1.61 ms), and 0-6% slower from 16K to 64K; in the 270M training step it is 0.6-1.5%
+// faster at 32K and 98K and 3.5-5.4% slower at 8 x 4K. Opt-in (training.attention_backward:
+// "flash") until it is clearly faster where training needs it.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>

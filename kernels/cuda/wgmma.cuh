@@ -165,7 +165,8 @@ __device__ __forceinline__ void bulk_reduce_add(float* dst, uint32_t src, uint32
                "r"(bytes)
                : "memory");
 }
-// Starts fetching `bytes` (a multiple of 16) at `src` into the L2 cache, without waiting.
+// Starts fetching `bytes` (a multiple of 16) at `src` (16-byte aligned) into the L2 cache, without
+// waiting.
 __device__ __forceinline__ void bulk_prefetch_l2(const void* src, uint32_t bytes) {
   asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(src), "r"(bytes) : "memory");
 }

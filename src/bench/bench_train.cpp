@@ -5,6 +5,7 @@
 #include "lighthouse/model.h"
 #include "lighthouse/optimizer.h"
 #include "lighthouse/rng.h"
+#include "lighthouse/trainer.h"
 
 namespace lh {
 
@@ -13,7 +14,7 @@ nlohmann::json bench_train(Backend& be, const Config& cfg, const TrainBenchOptio
   LlamaModel model(cfg.model, be);
   model.init_weights(cfg.training.seed);
   model.set_recompute(cfg.training.recompute);
-  be.set_deterministic(cfg.training.deterministic);
+  configure_kernels(be, cfg.training);
   model.set_attention(make_attention(cfg.phase_at(0), cfg.model));
   AdamW opt(cfg.optimizer, model.layout(), be);
   Rng rng(cfg.training.seed);

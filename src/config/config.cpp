@@ -161,6 +161,8 @@ TrainingConfig parse_training(const json& j, const DataConfig& d) {
   t.device = one_of(r.get_string("device", t.device), {"auto", "cpu", "cuda"}, "training.device");
   t.recompute = parse_recompute(r.get_raw("recompute"), r.path_of("recompute"), t.recompute);
   t.deterministic = r.get_bool("deterministic", t.deterministic);
+  t.attention_backward = one_of(r.get_string("attention_backward", t.attention_backward), {"cudnn", "flash"},
+                                "training.attention_backward");
   t.grad_bucket_mb = r.get_double("grad_bucket_mb", t.grad_bucket_mb);
   r.finish();
   require(t.grad_bucket_mb > 0 && t.grad_bucket_mb <= 65536, r.path_of("grad_bucket_mb"),

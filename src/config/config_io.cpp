@@ -169,7 +169,7 @@ json Config::to_json() const {
         {"checkpoint_interval", training.checkpoint_interval},
         {"keep_last", training.keep_last}, {"device", training.device},
         {"recompute", recompute_name(training.recompute)}, {"deterministic", training.deterministic},
-        {"grad_bucket_mb", training.grad_bucket_mb}}},
+        {"attention_backward", training.attention_backward}, {"grad_bucket_mb", training.grad_bucket_mb}}},
       {"attention", {{"phases", phases}}},
       {"logging", {{"dir", logging.dir}, {"interval", logging.interval}}},
   };
@@ -194,7 +194,7 @@ bool operator==(const Config& a, const Config& b) {
   const auto train = [](const TrainingConfig& t) {
     return std::tie(t.steps, t.global_batch, t.grad_accum, t.seed, t.eval_interval,
                     t.eval_batches, t.checkpoint_interval, t.keep_last, t.device, t.recompute, t.deterministic,
-                    t.grad_bucket_mb);
+                    t.attention_backward, t.grad_bucket_mb);
   };
   const auto phases_equal = [](const AttentionConfig& x, const AttentionConfig& y) {
     if (x.phases.size() != y.phases.size()) return false;

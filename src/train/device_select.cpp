@@ -1,5 +1,8 @@
-// Picks the backend for training.device: "auto" takes the GPU when there is one.
+// Picks the backend for training.device ("auto" takes the GPU when there is one) and sets its
+// kernel choices from the training config.
+#include <cstdlib>
 #include <stdexcept>
+#include <string>
 
 #include <spdlog/spdlog.h>
 
@@ -17,6 +20,17 @@ std::unique_ptr<Backend> make_backend(const std::string& device) {
     return make_cuda_backend(0);
   }
   throw std::runtime_error("training.device: unknown device \"" + device + "\" (expected auto, cpu or cuda)");
+}
+
+void configure_kernels(Backend& backend, const TrainingConfig& training) {
+  backend.set_deterministic(training.deterministic);
+  backend.set_flash_attention_backward(training.attention_backward == "flash");
+  // The variable only sets the default where no config is at hand (tests, `bench attention`); a
+  // run's choice is the config's, so that config.json records what ran.
+  const char* env = std::getenv("LH_ATTENTION_BACKWARD");
+  if (env && *env && std::string(env) != training.attention_backward)
+    spdlog::warn("LH_ATTENTION_BACKWARD={} is ignored: training.attention_backward = \"{}\" chooses the backward",
+                 env, training.attention_backward);
 }
 
 }  // namespace lh

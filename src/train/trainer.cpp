@@ -78,7 +78,7 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
   LlamaModel model(cfg.model, be, dp ? dp->padded_elements() : 0);
   model.init_weights(cfg.training.seed);  // the same seed on every rank: identical replicas
   model.set_recompute(cfg.training.recompute);
-  be.set_deterministic(cfg.training.deterministic);
+  configure_kernels(be, cfg.training);
   AdamW optimizer = dp ? AdamW(cfg.optimizer, model.layout(), be, dp->owned_ranges(), dp->shard_elements())
                        : AdamW(cfg.optimizer, model.layout(), be);
   Rng rng(cfg.training.seed);
