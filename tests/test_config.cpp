@@ -79,7 +79,7 @@ TEST_CASE("malformed configs name the culprit's JSON path", "[config]") {
       {R"({"training":{"keep_last":-1}})", "training.keep_last", ">= 0"},
       {R"({"training":{"grad_bucket_mb":0}})", "training.grad_bucket_mb", "(0, 65536]"},
       {R"({"training":{"device":"tpu"}})", "training.device", "must be one of auto, cpu, cuda"},
-      {R"({"training":{"attention_backward":"fast"}})", "training.attention_backward", "must be one of cudnn, flash"},
+      {R"({"training":{"attention_backward":"fast"}})", "training.attention_backward", "must be one of cudnn, flash, auto"},
       {R"({"training":{"recompute":"some"}})", "training.recompute", "must be one of auto, none, selective, full"},
       {R"({"training":{"recompute":1}})", "training.recompute", "or a boolean, got number 1"},
       {R"({"logging":{"interval":0}})", "logging.interval", ">= 1"},
@@ -172,6 +172,8 @@ TEST_CASE("defaults, lenient forms and the to_json round trip", "[config]") {
     CHECK(a.training.seed == 18446744073709551615ull);
     CHECK(a.training.attention_backward == "flash");
     CHECK(c.training.attention_backward == "cudnn");
+    j["training"]["attention_backward"] = "auto";
+    CHECK(Config::from_json(j).training.attention_backward == "auto");
     CHECK(a.model.init_std == 0.0123456789);
     CHECK(a != c);
     const Config b = Config::from_json(json::parse(a.to_json().dump()));

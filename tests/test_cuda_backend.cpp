@@ -442,6 +442,32 @@ TEST_CASE("cuda: the flash attention backward matches the CPU reference and cuDN
   }
 }
 
+// training.attention_backward "auto" is the flash backward from a sequence length on
+// (kFlashAutoMinLength); here with a small length, so that both sides of it are cheap to run.
+TEST_CASE("cuda: the flash backward from a length on takes exactly the calls at or above it", "[gpu][cuda]") {
+  LH_SKIP_WITHOUT_GPU();
+  const int H = 4, Hkv = 2, D = 128, from = 256;
+  if (!lh::cuda::flash_backward_supported(lh::cuda::fused_qkv_shape(1, 300, H, Hkv, D))) {
+    lh::testing::record_skip(Catch::getResultCapture().getCurrentTestName().c_str(),
+                             "the flash backward needs a Hopper (compute capability 9.0) GPU and sm_90a code");
+    return;
+  }
+  auto gpu = lh::make_cuda_backend();
+  for (int T : {192, 300}) {
+    CAPTURE(T);
+    const size_t n_qkv = size_t(T) * (H + 2 * Hkv) * D, n_out = size_t(T) * H * D;
+    const auto qkv = bf16_values(n_qkv, 70 + T), dout = bf16_values(n_out, 71 + T);
+    lh::cuda::CudnnSdpa cudnn, flash, from_length;
+    cudnn.set_flash_backward(false);
+    flash.set_flash_backward(true);
+    from_length.set_flash_backward(true, from);
+    const SdpaRun c = run_sdpa(*gpu, cudnn, qkv, dout, 1, T, H, Hkv, D);
+    const SdpaRun f = run_sdpa(*gpu, flash, qkv, dout, 1, T, H, Hkv, D);
+    REQUIRE(c.dqkv != f.dqkv);  // the two backwards can be told apart by their bits
+    CHECK(run_sdpa(*gpu, from_length, qkv, dout, 1, T, H, Hkv, D).dqkv == (T >= from ? f.dqkv : c.dqkv));
+  }
+}
+
 TEST_CASE("cuda: lighthouse -> dense training follows the CPU and resumes bit-exactly across the switch",
           "[gpu][cuda][lighthouse]") {
   LH_SKIP_WITHOUT_GPU();

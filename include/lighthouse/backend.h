@@ -42,6 +42,10 @@ class Buffer {
   Tensor view_{};
 };
 
+// The deterministic attention backward: cuDNN's, our flash kernel wherever it applies, or auto
+// (ours for long sequences only; kFlashAutoMinLength in kernels/cuda/cudnn_sdpa.h).
+enum class AttentionBackward { kCudnn, kFlash, kAuto };
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -66,9 +70,9 @@ class Backend {
   virtual void synchronize() = 0;
   // Whether kernels must be bitwise reproducible (training.deterministic); the CPU always is.
   virtual void set_deterministic(bool) {}
-  // Whether the deterministic attention backward is our flash kernel rather than cuDNN's
-  // (training.attention_backward). No-op where there is no choice (CPU).
-  virtual void set_flash_attention_backward(bool) {}
+  // Which deterministic attention backward runs (training.attention_backward). No-op where there
+  // is no choice (CPU).
+  virtual void set_attention_backward(AttentionBackward) {}
   // Bytes further Buffers may take: free device memory less a margin for what libraries allocate
   // later on their own. SIZE_MAX where the backend sees no limit (CPU).
   virtual size_t allocatable_bytes() const { return SIZE_MAX; }

@@ -78,8 +78,9 @@ struct TrainingConfig {
   std::string device = "auto";  // auto | cpu | cuda
   Recompute recompute = Recompute::kAuto;  // which activations backward recomputes instead of keeping
   bool deterministic = true;  // bitwise reproducible kernels; false allows cuDNN's atomic attention backward
-  // The deterministic attention backward on CUDA: "cudnn" (cuDNN's) or "flash" (ours,
-  // kernels/cuda/flash_backward.h; O(N) scratch; cuDNN's where it does not apply).
+  // The deterministic attention backward on CUDA: "cudnn" (cuDNN's), "flash" (ours,
+  // kernels/cuda/flash_backward.h; O(N) scratch; cuDNN's where it does not apply) or "auto" (ours
+  // for sequences of 32K and longer).
   std::string attention_backward = "cudnn";
   double grad_bucket_mb = 32;  // data parallel: MiB of fp32 gradients per bucket reduced during backward
 };

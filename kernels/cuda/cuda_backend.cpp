@@ -62,7 +62,9 @@ class CudaBackend final : public Backend {
   void fill_zero(Tensor t) override { LH_CUDA_CHECK(cudaMemsetAsync(t.data, 0, t.bytes(), stream_)); }
   void synchronize() override { LH_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
   void set_deterministic(bool on) override { sdpa_.set_deterministic(on); }
-  void set_flash_attention_backward(bool on) override { sdpa_.set_flash_backward(on); }
+  void set_attention_backward(AttentionBackward b) override {
+    sdpa_.set_flash_backward(b != AttentionBackward::kCudnn, b == AttentionBackward::kAuto ? cuda::kFlashAutoMinLength : 0);
+  }
   size_t allocatable_bytes() const override {
     size_t free_bytes = 0, total_bytes = 0;
     LH_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));

@@ -221,22 +221,19 @@ int64_t CudnnSdpa::kv_heads_per_call(bool backward, const SdpaShape& sh) {
   return 1;
 }
 
-namespace {
-// LH_ATTENTION_BACKWARD: "cudnn" (default) or "flash" (CudnnSdpa::set_flash_backward).
-bool flash_backward_from_env() {
+CudnnSdpa::CudnnSdpa() : workspace_limit_(default_workspace_limit()) {
+  // LH_ATTENTION_BACKWARD: "cudnn" (the default), "flash" or "auto" (set_flash_backward).
   const char* env = std::getenv("LH_ATTENTION_BACKWARD");
-  if (!env || std::string(env).empty() || std::string(env) == "cudnn") return false;
-  if (std::string(env) == "flash") return true;
-  throw std::invalid_argument("LH_ATTENTION_BACKWARD: '" + std::string(env) + "' is not cudnn or flash");
-}
-}  // namespace
-
-CudnnSdpa::CudnnSdpa() : workspace_limit_(default_workspace_limit()), flash_backward_(flash_backward_from_env()) {
+  const std::string choice = env ? env : "";
+  if (choice == "flash" || choice == "auto")
+    set_flash_backward(true, choice == "auto" ? kFlashAutoMinLength : 0);
+  else if (!choice.empty() && choice != "cudnn")
+    throw std::invalid_argument("LH_ATTENTION_BACKWARD: '" + choice + "' is not cudnn, flash or auto");
   LH_CUDNN_CHECK(cudnnCreate(&handle_));
 }
 
 bool CudnnSdpa::use_flash(const SdpaShape& sh) const {
-  return flash_backward_ && deterministic_ && flash_backward_supported(sh);
+  return flash_backward_ && deterministic_ && sh.s >= flash_min_length_ && flash_backward_supported(sh);
 }
 
 // LH_CUDNN_VERBOSE, once per shape: which deterministic backward LH_ATTENTION_BACKWARD=flash got.
@@ -246,6 +243,8 @@ void CudnnSdpa::report_flash_choice(const SdpaShape& sh, bool taken) {
                (long long)sh.hk, (long long)sh.s, (long long)sh.d);
   if (taken)
     std::fprintf(stderr, "our flash kernel, scratch %.1f MiB\n", flash_backward_workspace(sh) / 1048576.0);
+  else if (sh.s < flash_min_length_)
+    std::fprintf(stderr, "cuDNN (shorter than %lld, from where auto takes ours)\n", (long long)flash_min_length_);
   else
     std::fprintf(stderr, "cuDNN (the flash kernel does not take this shape, device or alignment)\n");
 }

@@ -25,6 +25,13 @@ namespace lh::cuda {
 constexpr size_t kScratchAlign = 256;
 inline size_t round_up_scratch(size_t n) { return (n + kScratchAlign - 1) / kScratchAlign * kScratchAlign; }
 
+// training.attention_backward "auto": our flash backward from this sequence length on. There it is
+// as fast as cuDNN's deterministic one or faster in the 270M training step (H200, docs/benchmarks.md),
+// and cuDNN's O(heads x N^2) workspace (2 GiB per head at 32K, 18 GiB at 98K) starts to cost the
+// activation memory that recompute auto could use; below it cuDNN's is faster for batches of short
+// sequences (8 x 4K: 5%).
+constexpr int64_t kFlashAutoMinLength = 32768;
+
 // Element strides of a [b, h, s, d] view (d must be innermost: stride 1).
 using Strides4 = std::array<int64_t, 4>;
 
@@ -68,10 +75,14 @@ class CudnnSdpa {
     if (on != deterministic_) bwd_plans_.clear(), kv_chunk_widths_.clear();
     deterministic_ = on;
   }
-  // Experimental: the deterministic backward through our own kernel (flash_backward.h) wherever it
-  // supports the shape and pointers, instead of cuDNN's (elsewhere cuDNN's). Off by default;
-  // LH_ATTENTION_BACKWARD=flash turns it on. Its O(N) scratch ignores the workspace limit.
-  void set_flash_backward(bool on) { flash_backward_ = on; }
+  // The deterministic backward through our own kernel (flash_backward.h) instead of cuDNN's, for
+  // calls whose sequence is at least min_length long (0: all) and whose shape and pointers it
+  // supports (elsewhere cuDNN's). Off by default; LH_ATTENTION_BACKWARD=flash (min_length 0) or
+  // auto (kFlashAutoMinLength) turns it on. Its O(N) scratch ignores the workspace limit.
+  void set_flash_backward(bool on, int64_t min_length = 0) {
+    flash_backward_ = on;
+    flash_min_length_ = min_length;
+  }
   // Testing: fill the workspace with this byte (0-255) before every attention call, cuDNN's or our
   // flash backward's (-1, the default: leave it). cuDNN's GQA backward reads workspace bytes that
   // nothing wrote (compute-sanitizer initcheck flags its fmha_reduce_head kernel); a test fills
@@ -130,6 +141,7 @@ class CudnnSdpa {
   size_t workspace_limit_;
   bool deterministic_ = true;
   bool flash_backward_ = false;
+  int64_t flash_min_length_ = 0;
   int workspace_fill_ = -1;
   void fill_workspace(void* ws, size_t bytes, cudaStream_t stream) const;
   const bool verbose_ = std::getenv("LH_CUDNN_VERBOSE") != nullptr;  // print plans and choices to stderr

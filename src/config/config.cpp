@@ -161,7 +161,7 @@ TrainingConfig parse_training(const json& j, const DataConfig& d) {
   t.device = one_of(r.get_string("device", t.device), {"auto", "cpu", "cuda"}, "training.device");
   t.recompute = parse_recompute(r.get_raw("recompute"), r.path_of("recompute"), t.recompute);
   t.deterministic = r.get_bool("deterministic", t.deterministic);
-  t.attention_backward = one_of(r.get_string("attention_backward", t.attention_backward), {"cudnn", "flash"},
+  t.attention_backward = one_of(r.get_string("attention_backward", t.attention_backward), {"cudnn", "flash", "auto"},
                                 "training.attention_backward");
   t.grad_bucket_mb = r.get_double("grad_bucket_mb", t.grad_bucket_mb);
   r.finish();

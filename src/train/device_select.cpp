@@ -24,7 +24,10 @@ std::unique_ptr<Backend> make_backend(const std::string& device) {
 
 void configure_kernels(Backend& backend, const TrainingConfig& training) {
   backend.set_deterministic(training.deterministic);
-  backend.set_flash_attention_backward(training.attention_backward == "flash");
+  const std::string& b = training.attention_backward;
+  backend.set_attention_backward(b == "flash"  ? AttentionBackward::kFlash
+                                 : b == "auto" ? AttentionBackward::kAuto
+                                               : AttentionBackward::kCudnn);
   // The variable only sets the default where no config is at hand (tests, `bench attention`); a
   // run's choice is the config's, so that config.json records what ran.
   const char* env = std::getenv("LH_ATTENTION_BACKWARD");
