@@ -453,7 +453,7 @@ TEST_CASE("cuda: the flash backward from a length on takes exactly the calls at 
     return;
   }
   auto gpu = lh::make_cuda_backend();
-  for (int T : {192, 300}) {
+  for (int T : {192, 255, 256, 300}) {
     CAPTURE(T);
     const size_t n_qkv = size_t(T) * (H + 2 * Hkv) * D, n_out = size_t(T) * H * D;
     const auto qkv = bf16_values(n_qkv, 70 + T), dout = bf16_values(n_out, 71 + T);
@@ -465,6 +465,9 @@ TEST_CASE("cuda: the flash backward from a length on takes exactly the calls at 
     const SdpaRun f = run_sdpa(*gpu, flash, qkv, dout, 1, T, H, Hkv, D);
     REQUIRE(c.dqkv != f.dqkv);  // the two backwards can be told apart by their bits
     CHECK(run_sdpa(*gpu, from_length, qkv, dout, 1, T, H, Hkv, D).dqkv == (T >= from ? f.dqkv : c.dqkv));
+    // Memory planning sees the workspace of the backward that will run.
+    const auto shape = lh::cuda::fused_qkv_shape(1, T, H, Hkv, D);
+    CHECK(from_length.prepare(shape) == (T >= from ? flash : cudnn).prepare(shape));
   }
 }
 

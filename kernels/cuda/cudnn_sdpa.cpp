@@ -236,7 +236,7 @@ bool CudnnSdpa::use_flash(const SdpaShape& sh) const {
   return flash_backward_ && deterministic_ && sh.s >= flash_min_length_ && flash_backward_supported(sh);
 }
 
-// LH_CUDNN_VERBOSE, once per shape: which deterministic backward LH_ATTENTION_BACKWARD=flash got.
+// LH_CUDNN_VERBOSE, once per shape: which deterministic backward a call got while ours is enabled.
 void CudnnSdpa::report_flash_choice(const SdpaShape& sh, bool taken) {
   if (!verbose_ || !flash_reported_.insert(sh).second) return;
   std::fprintf(stderr, "attention backward b=%lld hq=%lld hk=%lld s=%lld d=%lld: ", (long long)sh.b, (long long)sh.hq,
@@ -244,7 +244,8 @@ void CudnnSdpa::report_flash_choice(const SdpaShape& sh, bool taken) {
   if (taken)
     std::fprintf(stderr, "our flash kernel, scratch %.1f MiB\n", flash_backward_workspace(sh) / 1048576.0);
   else if (sh.s < flash_min_length_)
-    std::fprintf(stderr, "cuDNN (shorter than %lld, from where auto takes ours)\n", (long long)flash_min_length_);
+    std::fprintf(stderr, "cuDNN (shorter than %lld, the flash backward's minimum length)\n",
+                 (long long)flash_min_length_);
   else
     std::fprintf(stderr, "cuDNN (the flash kernel does not take this shape, device or alignment)\n");
 }
@@ -309,7 +310,7 @@ size_t CudnnSdpa::prepare(const SdpaShape& sh) {
 
 // ---- key chunks ----
 // cuDNN's deterministic backward needs a workspace that grows with the area of the score matrix:
-// about 2 bytes per unmasked score per head (8 GiB per head at 64K, 18 GiB at 98K, 128 GiB at 256K;
+// about 2 bytes per score of the s x s matrix per head (8 GiB per head at 64K, 18 GiB at 98K, 128 GiB at 256K;
 // LH_CUDNN_VERBOSE=1 prints it). Key chunk [k0, k0 + w) against queries [k0, s) is a
 // rectangle of at most s x w, causal at its top-left corner, so the same graph (top-left mask)
 // computes it; the full-row log-sum-exp and rowsum(dO * O) make its P and dS exact. Its dK and

@@ -29,7 +29,8 @@ inline size_t round_up_scratch(size_t n) { return (n + kScratchAlign - 1) / kScr
 // as fast as cuDNN's deterministic one or faster in the 270M training step (H200, docs/benchmarks.md),
 // and cuDNN's O(heads x N^2) workspace (2 GiB per head at 32K, 18 GiB at 98K) starts to cost the
 // activation memory that recompute auto could use; below it cuDNN's is faster for batches of short
-// sequences (8 x 4K: 5%).
+// sequences (8 x 4K: 3.5-5.4% per step). The length is each call's: a Lighthouse layer's inner
+// attention counts its selected entries (18,432 at 98K with k1536).
 constexpr int64_t kFlashAutoMinLength = 32768;
 
 // Element strides of a [b, h, s, d] view (d must be innermost: stride 1).
@@ -68,7 +69,7 @@ class CudnnSdpa {
     kv_chunk_widths_.clear();
   }
   // The deterministic backward (default) needs a workspace that grows with heads x s^2 (about 2
-  // bytes per unmasked score per head). Above the limit a call is split into kv-head groups, and a group that is still
+  // bytes per score of the s x s matrix per head). Above the limit a call is split into kv-head groups, and a group that is still
   // over it into key chunks (see backward_kv_chunks). The non-deterministic backward accumulates
   // dQ with fp32 atomics in O(s) memory: not bitwise reproducible.
   void set_deterministic(bool on) {
@@ -82,6 +83,7 @@ class CudnnSdpa {
   void set_flash_backward(bool on, int64_t min_length = 0) {
     flash_backward_ = on;
     flash_min_length_ = min_length;
+    flash_reported_.clear();  // LH_CUDNN_VERBOSE reports each shape's choice again
   }
   // Testing: fill the workspace with this byte (0-255) before every attention call, cuDNN's or our
   // flash backward's (-1, the default: leave it). cuDNN's GQA backward reads workspace bytes that

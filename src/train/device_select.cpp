@@ -25,6 +25,8 @@ std::unique_ptr<Backend> make_backend(const std::string& device) {
 void configure_kernels(Backend& backend, const TrainingConfig& training) {
   backend.set_deterministic(training.deterministic);
   const std::string& b = training.attention_backward;
+  if (b != "cudnn" && b != "flash" && b != "auto")
+    throw std::invalid_argument("training.attention_backward: \"" + b + "\" is not cudnn, flash or auto");
   backend.set_attention_backward(b == "flash"  ? AttentionBackward::kFlash
                                  : b == "auto" ? AttentionBackward::kAuto
                                                : AttentionBackward::kCudnn);
