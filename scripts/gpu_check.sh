@@ -25,11 +25,15 @@ LH_ATTENTION_BACKWARD=flash build/lighthouse bench --device cuda --out "$out/att
   --seq-lens 4096 8192 16384 32768 65536 > "$out/bench_attention_flash.log" 2>&1
 build/lighthouse bench --device cuda --out "$out/lighthouse.json" lighthouse \
   --seq-lens 32768 65536 98304 131072 > "$out/bench_lighthouse.log" 2>&1
+# The training step with cuDNN's deterministic backward (the default) and with
+# training.attention_backward = auto (ours from 32K tokens on), back to back.
 for T in 4096 32768; do
   mb=$(( 32768 / T )); [ "$mb" -lt 1 ] && mb=1
-  build/lighthouse bench --device cuda --out "$out/train_$T.json" train --config configs/llama270m_98k_dense.json \
-    --set data.seq_len=$T --set data.micro_batch=$mb --set training.global_batch=0 --set training.grad_accum=1 --set training.recompute=false \
-    > "$out/bench_train_$T.log" 2>&1
+  for bwd in cudnn auto; do
+    build/lighthouse bench --device cuda --out "$out/train_${T}_$bwd.json" train --config configs/llama270m_98k_dense.json \
+      --set data.seq_len=$T --set data.micro_batch=$mb --set training.global_batch=0 --set training.grad_accum=1 \
+      --set training.recompute=false --set training.attention_backward=$bwd > "$out/bench_train_${T}_$bwd.log" 2>&1
+  done
 done
 
 # PyTorch on the same card in the same call, where torch is installed (the comparisons in
@@ -50,7 +54,11 @@ grep -h "attention N=" "$out/bench_attention.log" | sed 's/^/  cuDNN det.     /'
 grep -h "attention N=" "$out/bench_attention_nondet.log" | sed 's/^/  cuDNN non-det. /'
 grep -h "attention N=" "$out/bench_attention_flash.log" | sed 's/^/  ours (flash)   /'
 grep -h "lighthouse N=" "$out/bench_lighthouse.log" | sed 's/^/  /'
-for T in 4096 32768; do printf "  train 270M T=%-6s %s\n" "$T" "$(grep -h 'train step' "$out/bench_train_$T.log")"; done
+for T in 4096 32768; do
+  for bwd in cudnn auto; do
+    printf "  train 270M T=%-6s %-5s %s\n" "$T" "$bwd" "$(grep -h 'train step' "$out/bench_train_${T}_$bwd.log")"
+  done
+done
 if [ "$has_torch" = 1 ]; then
   grep -h "attention N=" "$out/torch_attention.log" | sed 's/^/  PyTorch SDPA /'
   for T in 4096 32768; do
