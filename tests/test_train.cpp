@@ -65,6 +65,10 @@ TEST_CASE("training.attention_backward is recorded in config.json and leaves CPU
   const auto saved = nlohmann::json::parse(in);
   CHECK(saved["training"]["attention_backward"] == "flash");
   CHECK(lh::Config::from_json(saved) == flash);
+  // A TrainingConfig built in code skips the parser's check; configure_kernels makes its own.
+  lh::TrainingConfig bogus;
+  bogus.attention_backward = "fast";
+  CHECK_THROWS_WITH(lh::configure_kernels(*be, bogus), Catch::Contains("training.attention_backward"));
 }
 
 TEST_CASE("an interrupted checkpoint write leaves the previous checkpoint loadable", "[cpu][train]") {
