@@ -419,7 +419,7 @@ TEST_CASE("cuda: the flash attention backward matches the CPU reference and cuDN
   const auto qkv = bf16_values(n_qkv, 40), dout = bf16_values(n_out, 41);
   auto gpu = lh::make_cuda_backend();
   lh::cuda::CudnnSdpa sdpa;
-  sdpa.set_flash_backward(false);  // cuDNN's, even when LH_ATTENTION_BACKWARD=flash is set
+  sdpa.set_flash_backward(false);  // cuDNN's first
   const SdpaRun cudnn = run_sdpa(*gpu, sdpa, qkv, dout, B, T, H, Hkv, D);
   sdpa.set_flash_backward(true);
   const SdpaRun flash = run_sdpa(*gpu, sdpa, qkv, dout, B, T, H, Hkv, D);

@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -45,6 +46,8 @@ class Buffer {
 // The deterministic attention backward: cuDNN's, our flash kernel wherever it applies, or auto
 // (ours for long sequences only; kFlashAutoMinLength in kernels/cuda/cudnn_sdpa.h).
 enum class AttentionBackward { kCudnn, kFlash, kAuto };
+// "cudnn", "flash" or "auto" (training.attention_backward, LH_ATTENTION_BACKWARD); nullopt otherwise.
+std::optional<AttentionBackward> attention_backward_from_name(const std::string& name);
 
 class Backend {
  public:

@@ -5,8 +5,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <map>
 #include <stdexcept>
+#include <string>
 #include <tuple>
 #include <vector>
 
@@ -35,6 +37,15 @@ class CudaBackend final : public Backend {
  public:
   // The device is selected before any member (cuBLASLt, cuDNN) allocates on it.
   explicit CudaBackend(int device) : device_(select(device)) {
+    // The attention backward where no config chooses one (tests, `bench attention`); a training
+    // run's configure_kernels overrides it. Checked before anything is allocated: a throw here
+    // skips the destructor.
+    if (const char* env = std::getenv("LH_ATTENTION_BACKWARD"); env && *env) {
+      const auto backward = attention_backward_from_name(env);
+      if (!backward)
+        throw std::invalid_argument("LH_ATTENTION_BACKWARD: '" + std::string(env) + "' is not cudnn, flash or auto");
+      set_attention_backward(*backward);
+    }
     LH_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     LH_CUDA_CHECK(cudaMalloc(&reduce_result_, sizeof(double)));
   }

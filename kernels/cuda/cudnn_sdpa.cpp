@@ -221,16 +221,7 @@ int64_t CudnnSdpa::kv_heads_per_call(bool backward, const SdpaShape& sh) {
   return 1;
 }
 
-CudnnSdpa::CudnnSdpa() : workspace_limit_(default_workspace_limit()) {
-  // LH_ATTENTION_BACKWARD: "cudnn" (the default), "flash" or "auto" (set_flash_backward).
-  const char* env = std::getenv("LH_ATTENTION_BACKWARD");
-  const std::string choice = env ? env : "";
-  if (choice == "flash" || choice == "auto")
-    set_flash_backward(true, choice == "auto" ? kFlashAutoMinLength : 0);
-  else if (!choice.empty() && choice != "cudnn")
-    throw std::invalid_argument("LH_ATTENTION_BACKWARD: '" + choice + "' is not cudnn, flash or auto");
-  LH_CUDNN_CHECK(cudnnCreate(&handle_));
-}
+CudnnSdpa::CudnnSdpa() : workspace_limit_(default_workspace_limit()) { LH_CUDNN_CHECK(cudnnCreate(&handle_)); }
 
 bool CudnnSdpa::use_flash(const SdpaShape& sh) const {
   return flash_backward_ && deterministic_ && sh.s >= flash_min_length_ && flash_backward_supported(sh);

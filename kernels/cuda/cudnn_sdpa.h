@@ -78,8 +78,9 @@ class CudnnSdpa {
   }
   // The deterministic backward through our own kernel (flash_backward.h) instead of cuDNN's, for
   // calls whose sequence is at least min_length long (0: all) and whose shape and pointers it
-  // supports (elsewhere cuDNN's). Off by default; LH_ATTENTION_BACKWARD=flash (min_length 0) or
-  // auto (kFlashAutoMinLength) turns it on. Its O(N) scratch ignores the workspace limit.
+  // supports (elsewhere cuDNN's). Off by default (the CUDA backend sets it from
+  // training.attention_backward or LH_ATTENTION_BACKWARD). Its O(N) scratch ignores the workspace
+  // limit.
   void set_flash_backward(bool on, int64_t min_length = 0) {
     flash_backward_ = on;
     flash_min_length_ = min_length;

@@ -6,6 +6,13 @@
 
 namespace lh {
 
+std::optional<AttentionBackward> attention_backward_from_name(const std::string& name) {
+  if (name == "cudnn") return AttentionBackward::kCudnn;
+  if (name == "flash") return AttentionBackward::kFlash;
+  if (name == "auto") return AttentionBackward::kAuto;
+  return std::nullopt;
+}
+
 Buffer& Buffer::operator=(Buffer&& o) noexcept {
   if (this != &o) {
     release();
