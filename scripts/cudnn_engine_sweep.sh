@@ -14,7 +14,8 @@ GRAPH=${1:?FORWARD or BACKWARD}
 shift
 MAX_KNOB_VALUES=${MAX_KNOB_VALUES:-16}
 
-bench() { env "$@" "$BIN" bench --device cuda attention "${ARGS[@]}" 2>&1; }
+# cuDNN's backward for every length (the default, auto, gives long calls our flash backward).
+bench() { env LH_ATTENTION_BACKWARD=cudnn "$@" "$BIN" bench --device cuda attention "${ARGS[@]}" 2>&1; }
 # "fwd X ms ... fwd+bwd Y ms" -> the timing of the graph being swept (bwd = fwd+bwd - fwd).
 timing() {
   local line

@@ -12,12 +12,13 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > 
 
 build/lighthouse_tests "[gpu]" > "$out/gpu_tests.log" 2>&1
 tests_rc=$?
-# Again with our experimental flash-attention backward (LH_ATTENTION_BACKWARD, docs/config.md).
+# Again with our flash-attention backward for every call, not only the long ones that the default
+# (auto) gives it (LH_ATTENTION_BACKWARD, docs/config.md).
 LH_ATTENTION_BACKWARD=flash build/lighthouse_tests "[gpu]" > "$out/gpu_tests_flash.log" 2>&1
 flash_tests_rc=$?
 # The deterministic backward's workspace grows with N^2 (split into kv-head groups and key chunks
 # above a quarter of the card): time it up to 64K, the atomic one to 128K.
-build/lighthouse bench --device cuda --out "$out/attention.json" attention \
+LH_ATTENTION_BACKWARD=cudnn build/lighthouse bench --device cuda --out "$out/attention.json" attention \
   --seq-lens 4096 8192 16384 32768 65536 > "$out/bench_attention.log" 2>&1
 build/lighthouse bench --device cuda --out "$out/attention_nondet.json" attention --non-deterministic \
   --seq-lens 4096 16384 65536 131072 > "$out/bench_attention_nondet.log" 2>&1
@@ -25,8 +26,8 @@ LH_ATTENTION_BACKWARD=flash build/lighthouse bench --device cuda --out "$out/att
   --seq-lens 4096 8192 16384 32768 65536 > "$out/bench_attention_flash.log" 2>&1
 build/lighthouse bench --device cuda --out "$out/lighthouse.json" lighthouse \
   --seq-lens 32768 65536 98304 131072 > "$out/bench_lighthouse.log" 2>&1
-# The training step with cuDNN's deterministic backward (the default) and with
-# training.attention_backward = auto (ours from 32K tokens on), back to back.
+# The training step with cuDNN's deterministic backward and with training.attention_backward =
+# auto (the default: ours from 32K tokens on), back to back.
 for T in 4096 32768; do
   mb=$(( 32768 / T )); [ "$mb" -lt 1 ] && mb=1
   for bwd in cudnn auto; do

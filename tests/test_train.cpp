@@ -51,16 +51,16 @@ TEST_CASE("resume is bit-exact: N steps == N/2 steps + resume + N/2 steps", "[cp
 }
 
 TEST_CASE("training.attention_backward is recorded in config.json and leaves CPU results alone", "[cpu][train]") {
-  lh::testing::TempDir cudnn_dir, flash_dir;
+  lh::testing::TempDir default_dir, flash_dir;
   auto be = lh::make_cpu_backend();
   const int N = 3;
-  lh::train(lh::testing::small_run(cudnn_dir.path(), N), *be, {false, true});
+  lh::train(lh::testing::small_run(default_dir.path(), N), *be, {false, true});
   lh::Config flash = lh::testing::small_run(flash_dir.path(), N);
   flash.training.attention_backward = "flash";
   lh::train(flash, *be, {false, true});
   // A choice between CUDA kernels: the CPU has one attention backward.
   CHECK(lh::testing::losses_in(flash_dir.path() / "run" / "metrics.jsonl") ==
-        lh::testing::losses_in(cudnn_dir.path() / "run" / "metrics.jsonl"));
+        lh::testing::losses_in(default_dir.path() / "run" / "metrics.jsonl"));
   std::ifstream in(flash_dir.path() / "run" / "config.json");
   const auto saved = nlohmann::json::parse(in);
   CHECK(saved["training"]["attention_backward"] == "flash");

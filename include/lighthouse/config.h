@@ -81,7 +81,7 @@ struct TrainingConfig {
   // The deterministic attention backward on CUDA: "cudnn" (cuDNN's), "flash" (ours,
   // kernels/cuda/flash_backward.h; O(N) scratch; cuDNN's where it does not apply) or "auto" (ours
   // for sequences of 32K and longer).
-  std::string attention_backward = "cudnn";
+  std::string attention_backward = "auto";
   double grad_bucket_mb = 32;  // data parallel: MiB of fp32 gradients per bucket reduced during backward
 };
 

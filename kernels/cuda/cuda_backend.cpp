@@ -37,15 +37,18 @@ class CudaBackend final : public Backend {
  public:
   // The device is selected before any member (cuBLASLt, cuDNN) allocates on it.
   explicit CudaBackend(int device) : device_(select(device)) {
-    // The attention backward where no config chooses one (tests, `bench attention`); a training
-    // run's configure_kernels overrides it. Checked before anything is allocated: a throw here
-    // skips the destructor.
+    // The attention backward where no config chooses one (tests, `bench attention`): auto, as in
+    // training.attention_backward, unless LH_ATTENTION_BACKWARD says otherwise; a training run's
+    // configure_kernels overrides it. Checked before anything is allocated: a throw here skips the
+    // destructor.
+    AttentionBackward backward = AttentionBackward::kAuto;
     if (const char* env = std::getenv("LH_ATTENTION_BACKWARD"); env && *env) {
-      const auto backward = attention_backward_from_name(env);
-      if (!backward)
+      const auto named = attention_backward_from_name(env);
+      if (!named)
         throw std::invalid_argument("LH_ATTENTION_BACKWARD: '" + std::string(env) + "' is not cudnn, flash or auto");
-      set_attention_backward(*backward);
+      backward = *named;
     }
+    set_attention_backward(backward);
     LH_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     LH_CUDA_CHECK(cudaMalloc(&reduce_result_, sizeof(double)));
   }

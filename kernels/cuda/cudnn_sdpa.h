@@ -25,7 +25,7 @@ namespace lh::cuda {
 constexpr size_t kScratchAlign = 256;
 inline size_t round_up_scratch(size_t n) { return (n + kScratchAlign - 1) / kScratchAlign * kScratchAlign; }
 
-// training.attention_backward "auto": our flash backward from this sequence length on. There it is
+// training.attention_backward "auto" (the default): our flash backward from this sequence length on. There it is
 // as fast as cuDNN's deterministic one or faster in the 270M training step (H200, docs/benchmarks.md),
 // and cuDNN's O(heads x N^2) workspace (2 GiB per head at 32K, 18 GiB at 98K) starts to cost the
 // activation memory that recompute auto could use; below it cuDNN's is faster for batches of short

@@ -18,9 +18,10 @@
 //
 // Status (docs/benchmarks.md): correct and bitwise reproducible. On an H200 the backward alone is
 // faster than cuDNN's deterministic one up to 8K for one sequence, ~14% slower for 8 x 4K (1.83
-// against 1.61 ms), and 0-6% slower from 16K to 64K; in the 270M training step it is 0.6-1.5%
-// faster at 32K and 98K and 3.5-5.4% slower at 8 x 4K. Opt-in (training.attention_backward:
-// "flash", or "auto": from 32K tokens on) until it is clearly faster where training needs it.
+// against 1.61 ms), and 0-6% slower from 16K to 64K; in the 270M training step it is as fast at
+// 32K and 1-2% faster at 98K (more with less memory: its scratch lets recompute auto keep more),
+// and 3.5-5.4% slower at 8 x 4K. Hence the default, training.attention_backward "auto": this
+// kernel for calls of 32K tokens and longer (kFlashAutoMinLength), cuDNN's below.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
