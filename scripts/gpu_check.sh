@@ -26,6 +26,10 @@ LH_ATTENTION_BACKWARD=flash build/lighthouse bench --device cuda --out "$out/att
   --seq-lens 4096 8192 16384 32768 65536 > "$out/bench_attention_flash.log" 2>&1
 build/lighthouse bench --device cuda --out "$out/lighthouse.json" lighthouse \
   --seq-lens 32768 65536 98304 131072 > "$out/bench_lighthouse.log" 2>&1
+# The model's GEMMs alone at 8 x 4K tokens (the same shapes as 1 x 32K): tuned choice against the
+# heuristic's first, each shape's candidates.
+build/lighthouse bench --device cuda --out "$out/gemm.json" gemm --config configs/llama270m_98k_dense.json \
+  --set data.seq_len=4096 --set data.micro_batch=8 --candidates 8 > "$out/bench_gemm.log" 2>&1
 # The training step with cuDNN's deterministic backward and with training.attention_backward =
 # auto (the default: ours from 32K tokens on), back to back.
 for T in 4096 32768; do
@@ -55,6 +59,7 @@ grep -h "attention N=" "$out/bench_attention.log" | sed 's/^/  cuDNN det.     /'
 grep -h "attention N=" "$out/bench_attention_nondet.log" | sed 's/^/  cuDNN non-det. /'
 grep -h "attention N=" "$out/bench_attention_flash.log" | sed 's/^/  ours (flash)   /'
 grep -h "lighthouse N=" "$out/bench_lighthouse.log" | sed 's/^/  /'
+grep -h "one step's GEMMs" "$out/bench_gemm.log" | sed 's/^/  /'
 for T in 4096 32768; do
   for bwd in cudnn auto; do
     printf "  train 270M T=%-6s %-5s %s\n" "$T" "$bwd" "$(grep -h 'train step' "$out/bench_train_${T}_$bwd.log")"

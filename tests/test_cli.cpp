@@ -58,6 +58,20 @@ TEST_CASE("cli: bad configs and overrides name the culprit", "[cpu][cli]") {
   CHECK_THAT(r.output, Catch::Contains("data/train_*.bin"));
 }
 
+TEST_CASE("cli: bench gemm refuses the CPU and bad options", "[cpu][cli]") {
+  lh::testing::TempDir dir;
+  write(dir.path() / "tiny.json", kTinyConfig);
+  auto r = run_lighthouse("bench --device cpu gemm --config tiny.json", dir.path());
+  CHECK(r.code != 0);
+  CHECK_THAT(r.output, Catch::Contains("bench gemm") && Catch::Contains("--device cuda"));
+  r = run_lighthouse("bench gemm --config tiny.json --candidates -2", dir.path());
+  CHECK(r.code != 0);
+  CHECK_THAT(r.output, Catch::Contains("--candidates"));
+  r = run_lighthouse("bench gemm --config missing.json", dir.path());
+  CHECK(r.code != 0);
+  CHECK_THAT(r.output, Catch::Contains("missing.json"));
+}
+
 TEST_CASE("cli: data, train, resume, eval and export on a tiny model", "[cpu][cli]") {
   lh::testing::TempDir dir;
   write(dir.path() / "tiny.json", kTinyConfig);

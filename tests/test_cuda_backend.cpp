@@ -6,8 +6,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
+#include "cuda/cublaslt_matmul.h"
 #include "cuda/cudnn_sdpa.h"
 #include "cuda/flash_backward.h"
 #include "lighthouse/backend.h"
@@ -96,6 +99,107 @@ TEST_CASE("cuda: cuBLASLt matmul forward and backward match the CPU reference", 
   CHECK(rel_l2(lh::download_doubles(*gpu, gout.view()), {out.begin(), out.end()}) < 1e-2);
   CHECK(rel_l2(lh::download_doubles(*gpu, gdx.view()), {dx.begin(), dx.end()}) < 1e-2);
   CHECK(rel_l2(lh::download_doubles(*gpu, gdw.view()), {dw.begin(), dw.end()}) < 1e-5);
+}
+
+// `bench gemm --candidates` runs the cuBLASLt heuristic's other algorithms: each must compute the
+// same products, and a rank past the heuristic's list must be refused, not silently replaced.
+TEST_CASE("cuda: cuBLASLt's other heuristic candidates compute the same GEMMs", "[gpu][cuda]") {
+  LH_SKIP_WITHOUT_GPU();
+  auto gpu = lh::make_cuda_backend();
+  const int N = 1024, IC = 512, OC = 768;
+  const auto x = bf16_values(size_t(N) * IC, 7), w = bf16_values(size_t(OC) * IC, 8, 0.1),
+             dout = bf16_values(size_t(N) * OC, 9);
+  auto gx = upload(*gpu, lh::DType::BF16, x), gw = upload(*gpu, lh::DType::BF16, w),
+       gd = upload(*gpu, lh::DType::BF16, dout);
+  auto gout = gpu->allocate(lh::DType::BF16, size_t(N) * OC), gdx = gpu->allocate(lh::DType::BF16, size_t(N) * IC);
+  auto gdw = gpu->allocate(lh::DType::F32, size_t(OC) * IC);
+  auto fx = as_float(x), fw = as_float(w), fd = as_float(dout);
+  std::vector<float> out(size_t(N) * OC), dx(size_t(N) * IC), dw(size_t(OC) * IC, 0.0f);
+  lh::cpu::matmul_forward(out.data(), fx.data(), fw.data(), N, IC, OC);
+  lh::cpu::matmul_backward(dx.data(), dw.data(), fd.data(), fx.data(), fw.data(), N, IC, OC);
+
+  auto bf = [](const lh::Buffer& b) { return static_cast<__nv_bfloat16*>(b.view().data); };
+  lh::cuda::CublasLtMatmul mm;
+  CHECK(mm.last_algorithm() == "none");
+  std::vector<std::string> algorithms;
+  for (int rank = 0; rank < 4; ++rank) {
+    mm.set_algorithm_choice(rank);
+    gpu->fill_zero(gdw.view());
+    gpu->synchronize();
+    auto* xp = bf(gx);
+    auto* wp = bf(gw);
+    auto* dp = bf(gd);
+    try {
+      mm.forward(bf(gout), xp, wp, N, IC, OC, nullptr);
+    } catch (const std::out_of_range&) {
+      break;  // fewer candidates for this shape
+    }
+    algorithms.push_back(mm.last_algorithm());
+    mm.backward_input(bf(gdx), dp, wp, N, IC, OC, nullptr);
+    mm.backward_weight(gdw.view().as<float>(), dp, xp, N, IC, OC, nullptr);
+    REQUIRE(cudaDeviceSynchronize() == cudaSuccess);  // the GEMMs ran on the legacy default stream
+    INFO("rank " << rank << ": " << algorithms.back());
+    CHECK(rel_l2(lh::download_doubles(*gpu, gout.view()), {out.begin(), out.end()}) < 1e-2);
+    CHECK(rel_l2(lh::download_doubles(*gpu, gdx.view()), {dx.begin(), dx.end()}) < 1e-2);
+    CHECK(rel_l2(lh::download_doubles(*gpu, gdw.view()), {dw.begin(), dw.end()}) < 1e-5);
+  }
+  // The shape has several candidates, and the ranks really are other algorithms.
+  REQUIRE(algorithms.size() >= 2);
+  CHECK(std::count(algorithms.begin(), algorithms.end(), algorithms[0]) == 1);
+  mm.set_algorithm_choice(100000);
+  CHECK_THROWS_AS(mm.forward(bf(gout), bf(gx),
+                             bf(gw), N, IC, OC, nullptr),
+                  std::out_of_range);
+  CHECK_THROWS_AS(mm.set_algorithm_choice(-2), std::invalid_argument);
+}
+
+// Training tunes each GEMM shape among the candidates that give the first choice's bits
+// (kernels/cuda/cublaslt_tuning.cpp): whatever it picks, the results must be those bits.
+TEST_CASE("cuda: tuned GEMMs give the heuristic's first choice's bits", "[gpu][cuda]") {
+  LH_SKIP_WITHOUT_GPU();
+  auto gpu = lh::make_cuda_backend();
+  const int N = 4096, IC = 1024, OC = 1536;  // big enough for a list of candidates
+  const auto x = bf16_values(size_t(N) * IC, 10), w = bf16_values(size_t(OC) * IC, 11, 0.05),
+             dout = bf16_values(size_t(N) * OC, 12), residual = bf16_values(size_t(N) * OC, 13);
+  auto gx = upload(*gpu, lh::DType::BF16, x), gw = upload(*gpu, lh::DType::BF16, w),
+       gd = upload(*gpu, lh::DType::BF16, dout), gr = upload(*gpu, lh::DType::BF16, residual);
+  auto bf = [](const lh::Buffer& b) { return static_cast<__nv_bfloat16*>(b.view().data); };
+  struct Outputs {
+    std::vector<double> out, out_residual, dx, dw;
+    std::vector<std::string> tuning;
+  };
+  auto run = [&](int choice) {
+    lh::cuda::CublasLtMatmul mm;
+    mm.set_algorithm_choice(choice);
+    auto out = gpu->allocate(lh::DType::BF16, size_t(N) * OC), out_r = gpu->allocate(lh::DType::BF16, size_t(N) * OC);
+    auto dx = gpu->allocate(lh::DType::BF16, size_t(N) * IC);
+    auto dw = upload(*gpu, lh::DType::F32, std::vector<double>(size_t(OC) * IC, 0.25));  // accumulates onto it
+    Outputs o;
+    mm.forward(bf(out), bf(gx), bf(gw), N, IC, OC, nullptr);
+    o.tuning.push_back(mm.last_tuning());
+    mm.forward_residual(bf(out_r), bf(gx), bf(gw), bf(gr), N, IC, OC, nullptr);
+    o.tuning.push_back(mm.last_tuning());
+    mm.backward_input(bf(dx), bf(gd), bf(gw), N, IC, OC, nullptr);
+    o.tuning.push_back(mm.last_tuning());
+    mm.backward_weight(dw.view().as<float>(), bf(gd), bf(gx), N, IC, OC, nullptr);
+    o.tuning.push_back(mm.last_tuning());
+    REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+    o.out = lh::download_doubles(*gpu, out.view());
+    o.out_residual = lh::download_doubles(*gpu, out_r.view());
+    o.dx = lh::download_doubles(*gpu, dx.view());
+    o.dw = lh::download_doubles(*gpu, dw.view());
+    return o;
+  };
+  const Outputs first = run(0), tuned = run(lh::cuda::CublasLtMatmul::kTuned);
+  for (const std::string& t : tuned.tuning) {
+    INFO(t);
+    CHECK(t.find("chose rank") != std::string::npos);  // each shape was really tuned
+  }
+  CHECK(tuned.out == first.out);
+  CHECK(tuned.out_residual == first.out_residual);
+  CHECK(tuned.dx == first.dx);
+  CHECK(tuned.dw == first.dw);  // the accumulating dW: tuning's runs left the operand alone
+  CHECK(first.tuning[0] == "not tuned");
 }
 
 TEST_CASE("cuda: the GEMM with the residual in its epilogue matches the CPU reference", "[gpu][cuda]") {

@@ -270,6 +270,26 @@ TEST_CASE("cuda reduction kernels are bitwise deterministic", "[gpu][cuda_kernel
   }
 }
 
+// cuBLASLt's tuning (cublaslt_tuning.cpp) keeps an algorithm only if bytes_equal says its output
+// is the first choice's: a difference anywhere, the odd bytes at the end included, must show.
+TEST_CASE("cuda bytes_equal finds a single flipped bit anywhere", "[gpu][cuda_kernels]") {
+  LH_SKIP_WITHOUT_GPU();
+  const size_t n = 1000003;  // not a multiple of 4
+  std::vector<char> host(n);
+  for (size_t i = 0; i < n; ++i) host[i] = char(i * 131 % 251);
+  DeviceBuffer<char> a(host), b(host);
+  DeviceBuffer<int> flag(1);
+  CHECK(lh::cuda::bytes_equal(a.get(), b.get(), n, flag.get(), nullptr));
+  for (size_t at : {size_t(0), size_t(4096), n / 2, n - 4, n - 1}) {
+    std::vector<char> changed = host;
+    changed[at] ^= 0x10;
+    DeviceBuffer<char> c(changed);
+    INFO("flipped byte " << at);
+    CHECK_FALSE(lh::cuda::bytes_equal(a.get(), c.get(), n, flag.get(), nullptr));
+    CHECK(lh::cuda::bytes_equal(c.get(), c.get(), n, flag.get(), nullptr));
+  }
+}
+
 // Not a test: `lighthouse_tests "[.bench]"` prints the kernels' achieved bandwidth on the GPU.
 TEST_CASE("cuda kernel bandwidth benchmark", "[.bench]") {
   LH_SKIP_WITHOUT_GPU();

@@ -45,4 +45,17 @@ nlohmann::json bench_train(Backend& be, const Config& cfg, const TrainBenchOptio
 // The memory-bound CUDA kernels at 32768 x 1024: GB/s each, against cudaMemcpy device-to-device.
 void bench_cuda_kernels();
 
+struct GemmBenchOptions {
+  int candidates = 0;  // also time the cuBLASLt heuristic's first candidates, this many
+  int warmup = 3, iters = 20;
+  double peak_tflops = 989.0;  // H100 SXM dense bf16
+};
+// The model's GEMMs through cuBLASLt on the CUDA device, at data.micro_batch * data.seq_len tokens:
+// per layer qkv, wo, gate_up and down, and the lm head, each forward (with the residual add in
+// the epilogue where the model has it), dx and dW (fp32, accumulated), with the algorithm that
+// training uses (tuned per shape: kernels/cuda/cublaslt_tuning.cpp). FLOPs 2 * tokens * in * out
+// each; ms, TFLOP/s and % of peak, the heuristic's first choice's ms beside it, and their sums over one
+// training step (no recomputation).
+nlohmann::json bench_gemms(const Config& cfg, const GemmBenchOptions& o);
+
 }  // namespace lh

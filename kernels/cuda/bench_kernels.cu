@@ -9,55 +9,18 @@
 #include <functional>
 #include <vector>
 
+#include "bench_support.cuh"
 #include "lighthouse_kernels.h"
-#include "vec.cuh"
 
 namespace lh::cuda {
 namespace {
+using bench::alloc_fill;
+using bench::hash_uniform;
+using bench::time_ms;
 
-__device__ __forceinline__ float hash_uniform(size_t i, uint32_t seed) {  // in [-1, 1)
-  uint32_t h = static_cast<uint32_t>(i) * 0x9E3779B1u ^ static_cast<uint32_t>(i >> 32) ^ seed * 0x85EBCA77u;
-  h ^= h >> 15; h *= 0x2C1B3C6Du; h ^= h >> 12; h *= 0x297A2D39u; h ^= h >> 15;
-  return static_cast<float>(h >> 8) * (2.0f / 16777216.0f) - 1.0f;
-}
-template <typename T>
-__global__ void fill_kernel(T* p, size_t n, uint32_t seed, float lo, float hi) {
-  for (size_t i = detail::global_thread(); i < n; i += detail::grid_threads())
-    p[i] = static_cast<T>(lo + (hi - lo) * 0.5f * (hash_uniform(i, seed) + 1.0f));
-}
 __global__ void fill_tokens(int32_t* p, size_t n, int V) {
   for (size_t i = detail::global_thread(); i < n; i += detail::grid_threads())
     p[i] = static_cast<int32_t>((hash_uniform(i, 7) + 1.0f) * 0.5f * V) % V;
-}
-
-template <typename T> T* alloc_fill(size_t n, uint32_t seed, float lo = -1.f, float hi = 1.f) {
-  T* p = nullptr;
-  LH_CUDA_CHECK(cudaMalloc(&p, n * sizeof(T)));
-  fill_kernel<T><<<detail::grid_for(n, 256), 256>>>(p, n, seed, lo, hi);
-  LH_CUDA_CHECK_LAUNCH();
-  return p;
-}
-
-// Median milliseconds of one launch of f.
-float time_ms(const std::function<void()>& f) {
-  cudaEvent_t a, b;
-  LH_CUDA_CHECK(cudaEventCreate(&a));
-  LH_CUDA_CHECK(cudaEventCreate(&b));
-  for (int i = 0; i < 3; ++i) f();
-  std::vector<float> ms;
-  for (int i = 0; i < 20; ++i) {
-    LH_CUDA_CHECK(cudaEventRecord(a));
-    f();
-    LH_CUDA_CHECK(cudaEventRecord(b));
-    LH_CUDA_CHECK(cudaEventSynchronize(b));
-    float t = 0.f;
-    LH_CUDA_CHECK(cudaEventElapsedTime(&t, a, b));
-    ms.push_back(t);
-  }
-  LH_CUDA_CHECK(cudaEventDestroy(a));
-  LH_CUDA_CHECK(cudaEventDestroy(b));
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
 }
 
 // The Lighthouse kernels of the fused layer path at the paper's shape (N = 98,304, H = Hkv = 8,

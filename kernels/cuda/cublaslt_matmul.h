@@ -12,6 +12,7 @@
 
 #include <map>
 #include <memory>
+#include <string>
 #include <tuple>
 
 namespace lh::cuda {
@@ -32,6 +33,23 @@ class CublasLtMatmul {
   void backward_weight(float* dw, const __nv_bfloat16* dout, const __nv_bfloat16* x, int N, int IC, int OC,
                        cudaStream_t s);
 
+  // Which algorithm each new plan gets. kTuned (the default): the fastest of the heuristic's first
+  // kTuneCandidates whose output is bit-identical to its first choice's, timed once per shape on the
+  // call's own operands (cublaslt_tuning.cpp), so results never depend on which one wins; the
+  // heuristic's first choice when LH_CUBLASLT_TUNE=0. A rank >= 0: that candidate of the
+  // heuristic's list (benchmarks and tests; a rank beyond the list makes the next GEMM throw
+  // std::out_of_range). Clears the cached plans.
+  static constexpr int kTuned = -1;
+  static constexpr int kTuneCandidates = 8;
+  void set_algorithm_choice(int rank_or_tuned);
+  static int default_choice();  // kTuned, or 0 under LH_CUBLASLT_TUNE=0
+  // The algorithm of the last GEMM run: its rank in the heuristic's list, cuBLASLt's config
+  // attributes (enum values: config id, tile, stages, split-k and its reduction, swizzle, custom
+  // option, inner and cluster shape) and the heuristic's estimate of the grid's waves.
+  std::string last_algorithm() const;
+  // How the last GEMM's plan was tuned: each candidate's time, or why it was left out.
+  std::string last_tuning() const;
+
   struct Key {
     bool trans_a, trans_b, fp32_out;
     int m, n, k, lda, ldb, ldc;
@@ -46,9 +64,15 @@ class CublasLtMatmul {
   // Column-major D[m, n] = op(A) op(B) + beta C; C and D share one layout (C may be D, or unused
   // when beta = 0).
   void run(const Key& key, const void* a, const void* b, const void* c, void* d, float beta, cudaStream_t s);
+  std::unique_ptr<Plan> build_plan(const Key& key, const void* a, const void* b, const void* c, float beta,
+                                   cudaStream_t s);
+  // Picks plan.algo among the candidates (cublaslt_tuning.cpp).
+  void tune(Plan& plan, const Key& key, const void* a, const void* b, const void* c, float beta, cudaStream_t s);
   cublasLtHandle_t handle_ = nullptr;
   void* workspace_ = nullptr;
   std::map<Key, std::unique_ptr<Plan>> plans_;
+  int choice_ = kTuned;
+  const Plan* last_plan_ = nullptr;
 };
 
 }  // namespace lh::cuda

@@ -74,6 +74,11 @@ void adamw_update(float* param, const float* grad, float* m, float* v, bf16* com
                   float beta1, float beta2, float eps, float weight_decay, int step, float grad_scale,
                   cudaStream_t s);
 
+// ---- bytes_equal.cu ----
+// Whether two 4-byte-aligned device buffers hold the same `bytes` bytes; `flag` is one device int
+// of scratch. Synchronizes the stream.
+bool bytes_equal(const void* a, const void* b, size_t bytes, int* flag, cudaStream_t s);
+
 // ---- bench_kernels.cu ----
 // Times every kernel above at rows x cols (bf16 activations; logits rows x 257) on the current
 // device and prints achieved GB/s per kernel (bytes each kernel must move / median time), with a

@@ -1,8 +1,9 @@
-// lighthouse bench attention|lighthouse|train ... : timings as JSON (stdout summary, --out file).
+// lighthouse bench attention|lighthouse|kernels|gemm|train ... : timings as JSON (stdout summary, --out file).
 #include <fstream>
 
 #include "cli/commands.h"
 #include "lighthouse/bench.h"
+#include "lighthouse/device.h"
 #include "lighthouse/trainer.h"
 
 namespace {
@@ -12,6 +13,7 @@ struct BenchArgs {
   lh::AttentionBenchOptions attention;
   lh::LighthouseBenchOptions lighthouse;
   lh::TrainBenchOptions train;
+  lh::GemmBenchOptions gemm;
 };
 
 void write_result(const nlohmann::json& j, const std::string& path) {
@@ -24,7 +26,7 @@ void write_result(const nlohmann::json& j, const std::string& path) {
 
 void register_bench_command(CLI::App& app) {
   auto a = std::make_shared<BenchArgs>();
-  CLI::App* cmd = app.add_subcommand("bench", "Benchmarks: attention layer, training step");
+  CLI::App* cmd = app.add_subcommand("bench", "Benchmarks: attention layer, Lighthouse layer, kernels, GEMMs, training step");
   cmd->require_subcommand(1);
   cmd->add_option("--device", a->device, "auto | cpu | cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   cmd->add_option("--out", a->out, "Write the results as JSON here");
@@ -65,6 +67,24 @@ void register_bench_command(CLI::App& app) {
 
   CLI::App* kern = cmd->add_subcommand("kernels", "Achieved bandwidth of the memory-bound CUDA kernels vs a device copy");
   kern->callback([] { lh::bench_cuda_kernels(); });
+
+  CLI::App* gemm = cmd->add_subcommand("gemm", "The model's cuBLASLt GEMMs alone at one step's shapes (TFLOP/s, % of peak)");
+  gemm->add_option("-c,--config", a->config, "Config file (its model and data.micro_batch x data.seq_len tokens)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  gemm->add_option("--set", a->overrides, "Config overrides, e.g. --set data.seq_len=4096");
+  gemm->add_option("--candidates", a->gemm.candidates,
+                   "Also time the first this many algorithms of cuBLASLt's heuristic list per GEMM")
+      ->check(CLI::NonNegativeNumber);
+  gemm->add_option("--iters", a->gemm.iters)->check(CLI::PositiveNumber);
+  gemm->add_option("--peak-tflops", a->gemm.peak_tflops, "Peak dense bf16 TFLOP/s of the card")
+      ->check(CLI::PositiveNumber);
+  gemm->callback([a] {
+    if (a->device == "cpu") throw std::runtime_error("bench gemm times cuBLASLt: it needs --device cuda or auto");
+    if (lh::cuda_device_count() == 0) throw std::runtime_error("bench gemm times cuBLASLt and needs a CUDA device; none is present");
+    const lh::Config cfg = lh::Config::load_file(a->config, a->overrides);
+    write_result(lh::bench_gemms(cfg, a->gemm), a->out);
+  });
 
   CLI::App* tr = cmd->add_subcommand("train", "Training steps of a config on random tokens (tokens/s, MFU)");
   tr->add_option("-c,--config", a->config, "Config file")->required()->check(CLI::ExistingFile);
