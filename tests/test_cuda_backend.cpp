@@ -49,6 +49,40 @@ double rel_l2(const std::vector<double>& a, const std::vector<double>& b) {
 
 std::vector<float> as_float(const std::vector<double>& v) { return std::vector<float>(v.begin(), v.end()); }
 
+// Random bf16 GEMM operands x [N, IC], w [OC, IC], dout [N, OC] on the GPU, and the CPU
+// reference's out = x w^T, dx = dout w and dw = dw0 + dout^T x.
+// Output buffers gout, gdx and gdw (holding dw0, which dW accumulates onto) come with them.
+struct GemmCase {
+  lh::Buffer x, w, dout, gout, gdx, gdw;
+  std::vector<float> out, dx, dw;
+};
+GemmCase gemm_case(lh::Backend& gpu, int N, int IC, int OC, uint64_t seed, float dw0) {
+  const auto x = bf16_values(size_t(N) * IC, seed), w = bf16_values(size_t(OC) * IC, seed + 1, 0.1),
+             dout = bf16_values(size_t(N) * OC, seed + 2);
+  GemmCase c{upload(gpu, lh::DType::BF16, x),
+             upload(gpu, lh::DType::BF16, w),
+             upload(gpu, lh::DType::BF16, dout),
+             gpu.allocate(lh::DType::BF16, size_t(N) * OC),
+             gpu.allocate(lh::DType::BF16, size_t(N) * IC),
+             upload(gpu, lh::DType::F32, std::vector<double>(size_t(OC) * IC, dw0)),
+             std::vector<float>(size_t(N) * OC),
+             std::vector<float>(size_t(N) * IC),
+             std::vector<float>(size_t(OC) * IC, dw0)};
+  const auto fx = as_float(x), fw = as_float(w), fd = as_float(dout);
+  lh::cpu::matmul_forward(c.out.data(), fx.data(), fw.data(), N, IC, OC);
+  lh::cpu::matmul_backward(c.dx.data(), c.dw.data(), fd.data(), fx.data(), fw.data(), N, IC, OC);
+  return c;
+}
+// bf16 outputs: one rounding of the fp32 result, ~2^-8 relative; fp32 dW: accumulation order only.
+void check_gemm_outputs(lh::Backend& gpu, const GemmCase& c) {
+  auto rel = [&](const lh::Buffer& got, const std::vector<float>& want) {
+    return rel_l2(lh::download_doubles(gpu, got.view()), {want.begin(), want.end()});
+  };
+  CHECK(rel(c.gout, c.out) < 1e-2);
+  CHECK(rel(c.gdx, c.dx) < 1e-2);
+  CHECK(rel(c.gdw, c.dw) < 1e-5);
+}
+
 // The GPU's attention output, log-sum-exp and input gradient against the CPU reference on the
 // same (bf16-representable) inputs. bf16 P and dS inside the fused kernel: ~1e-2 relative; the
 // fp32 log-sum-exp much tighter.
@@ -82,23 +116,10 @@ TEST_CASE("cuda: cuBLASLt matmul forward and backward match the CPU reference", 
   LH_SKIP_WITHOUT_GPU();
   auto gpu = lh::make_cuda_backend();
   const int N = 300, IC = 136, OC = 264;
-  const auto x = bf16_values(size_t(N) * IC, 1), w = bf16_values(size_t(OC) * IC, 2, 0.1),
-             dout = bf16_values(size_t(N) * OC, 3);
-  auto gx = upload(*gpu, lh::DType::BF16, x), gw = upload(*gpu, lh::DType::BF16, w),
-       gd = upload(*gpu, lh::DType::BF16, dout);
-  auto gout = gpu->allocate(lh::DType::BF16, size_t(N) * OC), gdx = gpu->allocate(lh::DType::BF16, size_t(N) * IC);
-  auto gdw = upload(*gpu, lh::DType::F32, std::vector<double>(size_t(OC) * IC, 0.5));  // accumulates onto 0.5
-  gpu->matmul_forward(gout.view(), gx.view(), gw.view(), N, IC, OC);
-  gpu->matmul_backward(gdx.view(), gdw.view(), gd.view(), gx.view(), gw.view(), N, IC, OC);
-
-  auto fx = as_float(x), fw = as_float(w), fd = as_float(dout);
-  std::vector<float> out(size_t(N) * OC), dx(size_t(N) * IC), dw(size_t(OC) * IC, 0.5f);
-  lh::cpu::matmul_forward(out.data(), fx.data(), fw.data(), N, IC, OC);
-  lh::cpu::matmul_backward(dx.data(), dw.data(), fd.data(), fx.data(), fw.data(), N, IC, OC);
-  // bf16 outputs: one rounding of the fp32 result, ~2^-8 relative; fp32 dW: accumulation order only.
-  CHECK(rel_l2(lh::download_doubles(*gpu, gout.view()), {out.begin(), out.end()}) < 1e-2);
-  CHECK(rel_l2(lh::download_doubles(*gpu, gdx.view()), {dx.begin(), dx.end()}) < 1e-2);
-  CHECK(rel_l2(lh::download_doubles(*gpu, gdw.view()), {dw.begin(), dw.end()}) < 1e-5);
+  const GemmCase c = gemm_case(*gpu, N, IC, OC, 1, 0.5f);
+  gpu->matmul_forward(c.gout.view(), c.x.view(), c.w.view(), N, IC, OC);
+  gpu->matmul_backward(c.gdx.view(), c.gdw.view(), c.dout.view(), c.x.view(), c.w.view(), N, IC, OC);
+  check_gemm_outputs(*gpu, c);
 }
 
 // `bench gemm --candidates` runs the cuBLASLt heuristic's other algorithms: each must compute the
@@ -107,49 +128,35 @@ TEST_CASE("cuda: cuBLASLt's other heuristic candidates compute the same GEMMs", 
   LH_SKIP_WITHOUT_GPU();
   auto gpu = lh::make_cuda_backend();
   const int N = 1024, IC = 512, OC = 768;
-  const auto x = bf16_values(size_t(N) * IC, 7), w = bf16_values(size_t(OC) * IC, 8, 0.1),
-             dout = bf16_values(size_t(N) * OC, 9);
-  auto gx = upload(*gpu, lh::DType::BF16, x), gw = upload(*gpu, lh::DType::BF16, w),
-       gd = upload(*gpu, lh::DType::BF16, dout);
-  auto gout = gpu->allocate(lh::DType::BF16, size_t(N) * OC), gdx = gpu->allocate(lh::DType::BF16, size_t(N) * IC);
-  auto gdw = gpu->allocate(lh::DType::F32, size_t(OC) * IC);
-  auto fx = as_float(x), fw = as_float(w), fd = as_float(dout);
-  std::vector<float> out(size_t(N) * OC), dx(size_t(N) * IC), dw(size_t(OC) * IC, 0.0f);
-  lh::cpu::matmul_forward(out.data(), fx.data(), fw.data(), N, IC, OC);
-  lh::cpu::matmul_backward(dx.data(), dw.data(), fd.data(), fx.data(), fw.data(), N, IC, OC);
-
+  const GemmCase c = gemm_case(*gpu, N, IC, OC, 7, 0.0f);
   auto bf = [](const lh::Buffer& b) { return static_cast<__nv_bfloat16*>(b.view().data); };
   lh::cuda::CublasLtMatmul mm;
   CHECK(mm.last_algorithm() == "none");
   std::vector<std::string> algorithms;
   for (int rank = 0; rank < 4; ++rank) {
     mm.set_algorithm_choice(rank);
-    gpu->fill_zero(gdw.view());
+    gpu->fill_zero(c.gdw.view());
     gpu->synchronize();
-    auto* xp = bf(gx);
-    auto* wp = bf(gw);
-    auto* dp = bf(gd);
+    auto *xp = bf(c.x), *wp = bf(c.w), *dp = bf(c.dout);
     try {
-      mm.forward(bf(gout), xp, wp, N, IC, OC, nullptr);
+      mm.forward(bf(c.gout), xp, wp, N, IC, OC, nullptr);
     } catch (const std::out_of_range&) {
       break;  // fewer candidates for this shape
     }
-    algorithms.push_back(mm.last_algorithm());
-    mm.backward_input(bf(gdx), dp, wp, N, IC, OC, nullptr);
-    mm.backward_weight(gdw.view().as<float>(), dp, xp, N, IC, OC, nullptr);
+    const std::string algorithm = mm.last_algorithm();  // "rank r: config ..."
+    CHECK(algorithm.rfind("rank " + std::to_string(rank) + ":", 0) == 0);
+    algorithms.push_back(algorithm.substr(algorithm.find(':')));
+    mm.backward_input(bf(c.gdx), dp, wp, N, IC, OC, nullptr);
+    mm.backward_weight(c.gdw.view().as<float>(), dp, xp, N, IC, OC, nullptr);
     REQUIRE(cudaDeviceSynchronize() == cudaSuccess);  // the GEMMs ran on the legacy default stream
-    INFO("rank " << rank << ": " << algorithms.back());
-    CHECK(rel_l2(lh::download_doubles(*gpu, gout.view()), {out.begin(), out.end()}) < 1e-2);
-    CHECK(rel_l2(lh::download_doubles(*gpu, gdx.view()), {dx.begin(), dx.end()}) < 1e-2);
-    CHECK(rel_l2(lh::download_doubles(*gpu, gdw.view()), {dw.begin(), dw.end()}) < 1e-5);
+    INFO("rank " << rank << algorithms.back());
+    check_gemm_outputs(*gpu, c);
   }
   // The shape has several candidates, and the ranks really are other algorithms.
   REQUIRE(algorithms.size() >= 2);
   CHECK(std::count(algorithms.begin(), algorithms.end(), algorithms[0]) == 1);
   mm.set_algorithm_choice(100000);
-  CHECK_THROWS_AS(mm.forward(bf(gout), bf(gx),
-                             bf(gw), N, IC, OC, nullptr),
-                  std::out_of_range);
+  CHECK_THROWS_AS(mm.forward(bf(c.gout), bf(c.x), bf(c.w), N, IC, OC, nullptr), std::out_of_range);
   CHECK_THROWS_AS(mm.set_algorithm_choice(-2), std::invalid_argument);
 }
 
