@@ -21,6 +21,7 @@ struct Projection {
   int per_step;   // how many of it one step runs (n_layers, or 1 for the lm head)
 };
 
+// The projections of LlamaModel (src/model/llama.cpp), which this list must follow.
 std::vector<Projection> projections(const ModelConfig& m) {
   return {{"qkv", m.dim, m.qkv_dim(), false, m.n_layers},
           {"wo", m.q_dim(), m.dim, true, m.n_layers},
@@ -29,13 +30,25 @@ std::vector<Projection> projections(const ModelConfig& m) {
           {"lm_head", m.dim, m.vocab_size, false, 1}};
 }
 
+// A device buffer of n pseudo-random values, freed on scope exit.
+template <typename T>
+struct Filled {
+  T* p;
+  Filled(size_t n, uint32_t seed, float lo = -1.f, float hi = 1.f) : p(cuda::bench::alloc_fill<T>(n, seed, lo, hi)) {}
+  ~Filled() { cudaFree(p); }
+  Filled(const Filled&) = delete;
+  Filled& operator=(const Filled&) = delete;
+};
+
 }  // namespace
 
 nlohmann::json bench_gemms(const Config& cfg, const GemmBenchOptions& o) {
   if (o.candidates < 0) throw std::invalid_argument("bench gemm: --candidates must not be negative");
   const int N = cfg.data.micro_batch * cfg.data.seq_len;
+  int device = 0;
+  LH_CUDA_CHECK(cudaGetDevice(&device));
   cudaDeviceProp prop{};
-  LH_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  LH_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
   std::printf("GEMMs of the model at %d tokens (micro_batch %d x seq_len %d) on %s; %% of %.0f TFLOP/s\n", N,
               cfg.data.micro_batch, cfg.data.seq_len, prop.name, o.peak_tflops);
   std::printf("%-8s %-4s %6s %6s %9s %9s %6s %9s  %s\n", "gemm", "op", "in", "out", "ms", "TFLOP/s", "%peak",
@@ -45,12 +58,10 @@ nlohmann::json bench_gemms(const Config& cfg, const GemmBenchOptions& o) {
   double step_ms = 0.0, first_step_ms = 0.0, step_flop = 0.0;
   for (const Projection& p : projections(cfg.model)) {
     const size_t nx = size_t(N) * p.in, ny = size_t(N) * p.out, nw = size_t(p.in) * p.out;
-    bf16* x = cuda::bench::alloc_fill<bf16>(nx, 1);
-    bf16* y = cuda::bench::alloc_fill<bf16>(ny, 2);
-    bf16* w = cuda::bench::alloc_fill<bf16>(nw, 3, -0.05f, 0.05f);
-    bf16* residual = cuda::bench::alloc_fill<bf16>(ny, 4);
-    bf16* dx = cuda::bench::alloc_fill<bf16>(nx, 5);
-    float* dw = cuda::bench::alloc_fill<float>(nw, 6);
+    const Filled<bf16> x_buf(nx, 1), y_buf(ny, 2), w_buf(nw, 3, -0.05f, 0.05f), residual_buf(ny, 4), dx_buf(nx, 5);
+    const Filled<float> dw_buf(nw, 6);
+    bf16 *x = x_buf.p, *y = y_buf.p, *w = w_buf.p, *residual = residual_buf.p, *dx = dx_buf.p;
+    float* dw = dw_buf.p;
     const std::function<void()> ops[] = {
         [&] {
           if (p.residual)
@@ -99,7 +110,6 @@ nlohmann::json bench_gemms(const Config& cfg, const GemmBenchOptions& o) {
                       {"algorithm", algorithm}, {"tuning", tuning}, {"candidates", candidates}});
     }
     LH_CUDA_CHECK(cudaDeviceSynchronize());
-    for (void* q : std::vector<void*>{x, y, w, residual, dx, dw}) LH_CUDA_CHECK(cudaFree(q));
   }
   const double step_tflops = step_flop / (step_ms * 1e-3) / 1e12;
   std::printf("one step's GEMMs (each timed alone): %.1f ms, %.1f TFLOP, %.1f TFLOP/s (%.1f%% of peak); with the "

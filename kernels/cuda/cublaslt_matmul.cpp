@@ -12,7 +12,10 @@ namespace lh::cuda {
 
 int CublasLtMatmul::default_choice() {
   const char* env = std::getenv("LH_CUBLASLT_TUNE");
-  return env && std::string(env) == "0" ? 0 : kTuned;
+  const std::string value = env ? env : "";
+  if (value.empty() || value == "1") return kTuned;
+  if (value == "0") return 0;
+  throw std::invalid_argument("LH_CUBLASLT_TUNE: '" + value + "' is not 0 or 1");
 }
 
 CublasLtMatmul::CublasLtMatmul() : choice_(default_choice()) {
@@ -27,7 +30,7 @@ CublasLtMatmul::~CublasLtMatmul() {
 }
 
 std::unique_ptr<CublasLtMatmul::Plan> CublasLtMatmul::build_plan(const Key& key, const void* a, const void* b,
-                                                                 const void* c, float beta, cudaStream_t s) {
+                                                                 const void* c, void* d, cudaStream_t s) {
   auto plan = std::make_unique<Plan>();
   LH_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   const cublasOperation_t ta = key.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, tb = key.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -54,7 +57,7 @@ std::unique_ptr<CublasLtMatmul::Plan> CublasLtMatmul::build_plan(const Key& key,
   if (st != CUBLAS_STATUS_SUCCESS || found == 0) throw std::runtime_error("cuBLASLt: no algorithm for " + shape);
   plan->candidates.resize(size_t(found));
   if (choice_ == kTuned) {
-    tune(*plan, key, a, b, c, beta, s);
+    tune(*plan, key, a, b, c, d, s);
   } else {
     if (found <= choice_)
       throw std::out_of_range("cuBLASLt: the heuristic offers " + std::to_string(found) + " algorithms for " + shape +
@@ -64,19 +67,18 @@ std::unique_ptr<CublasLtMatmul::Plan> CublasLtMatmul::build_plan(const Key& key,
   return plan;
 }
 
-void CublasLtMatmul::run(const Key& key, const void* a, const void* b, const void* c, void* d, float beta,
-                         cudaStream_t s) {
+void CublasLtMatmul::run(const Key& key, const void* a, const void* b, const void* c, void* d, cudaStream_t s) {
   auto& plan = plans_[key];
   if (!plan) {
     try {
-      plan = build_plan(key, a, b, c, beta, s);
+      plan = build_plan(key, a, b, c, d, s);
     } catch (...) {
       plans_.erase(key);  // no half-built plan stays cached
       throw;
     }
   }
   last_plan_ = plan.get();
-  const float alpha = 1.0f;
+  const float alpha = 1.0f, beta = key.accumulate ? 1.0f : 0.0f;
   LH_CUBLAS_CHECK(cublasLtMatmul(handle_, plan->desc, &alpha, a, plan->a, b, plan->b, &beta, c, plan->c, d, plan->c,
                                  &plan->algo(), workspace_, kCublasLtWorkspaceBytes, s));
 }
@@ -118,25 +120,25 @@ std::string CublasLtMatmul::last_tuning() const { return last_plan_ ? last_plan_
 void CublasLtMatmul::forward(__nv_bfloat16* out, const __nv_bfloat16* x, const __nv_bfloat16* w, int N, int IC,
                              int OC, cudaStream_t s) {
   // out^T[OC, N] = W[OC, IC] (stored as W^T, so transposed) * x^T[IC, N]
-  run(Key{true, false, false, OC, N, IC, IC, IC, OC}, w, x, out, out, 0.0f, s);
+  run(Key{true, false, false, false, OC, N, IC, IC, IC, OC}, w, x, out, out, s);
 }
 
 void CublasLtMatmul::forward_residual(__nv_bfloat16* out, const __nv_bfloat16* x, const __nv_bfloat16* w,
                                       const __nv_bfloat16* residual, int N, int IC, int OC, cudaStream_t s) {
   // As forward, with residual^T[OC, N] as C: the sum is formed in fp32 and rounded to bf16 once.
-  run(Key{true, false, false, OC, N, IC, IC, IC, OC}, w, x, residual, out, 1.0f, s);
+  run(Key{true, false, false, true, OC, N, IC, IC, IC, OC}, w, x, residual, out, s);
 }
 
 void CublasLtMatmul::backward_input(__nv_bfloat16* dx, const __nv_bfloat16* dout, const __nv_bfloat16* w, int N,
                                     int IC, int OC, cudaStream_t s) {
   // dx^T[IC, N] = W^T[IC, OC] * dout^T[OC, N]
-  run(Key{false, false, false, IC, N, OC, IC, OC, IC}, w, dout, dx, dx, 0.0f, s);
+  run(Key{false, false, false, false, IC, N, OC, IC, OC, IC}, w, dout, dx, dx, s);
 }
 
 void CublasLtMatmul::backward_weight(float* dw, const __nv_bfloat16* dout, const __nv_bfloat16* x, int N, int IC,
                                      int OC, cudaStream_t s) {
   // dW^T[IC, OC] += x^T[IC, N] * dout[N, OC]  (dout^T stored, so transposed)
-  run(Key{false, true, true, IC, OC, N, IC, OC, IC}, x, dout, dw, dw, 1.0f, s);
+  run(Key{false, true, true, true, IC, OC, N, IC, OC, IC}, x, dout, dw, dw, s);
 }
 
 }  // namespace lh::cuda

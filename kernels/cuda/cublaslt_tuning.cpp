@@ -1,12 +1,15 @@
-// Per-shape tuning of cuBLASLt's algorithm choice, without giving up bitwise reproducibility.
+// Per-shape tuning of cuBLASLt's algorithm choice that keeps results bitwise reproducible.
 //
 // The heuristic's first choice is often not the fastest of its list (`lighthouse bench gemm
-// --candidates 8`: 5-10% apart on some of the 270M model's GEMMs). Timing the candidates and
-// keeping the fastest would make results depend on timing noise: two runs could pick algorithms
-// that sum in different orders. So a candidate is eligible only if its output on the call's own
-// operands is bit-identical to the first choice's (same split-k, same summation order; different
-// tile shapes and schedules usually qualify); then any pick gives the same bits, and the pick only
-// changes speed. Runs once per GEMM shape, on the first call, on the caller's stream.
+// --candidates 8`: 5-13% apart on some of the 270M model's GEMMs). Keeping whichever candidate
+// times fastest would make results depend on timing noise, because algorithms may sum in different
+// orders. So a candidate is eligible only if it reduces as the first choice does (same split-k
+// count and reduction scheme) and its output on the shape's first call's operands is bit-identical
+// to the first choice's: with a large output, a different summation order would show in some
+// element. Among those the fastest wins, which then changes speed, not results. Shapes with small
+// outputs are not tuned (a match there proves less, and there is little time to win). Runs once per
+// GEMM shape, on its first call, on the caller's stream (stream-ordered allocations: no device-wide
+// synchronisation while other streams, e.g. NCCL's, run).
 #include <cstdio>
 #include <string>
 
@@ -17,38 +20,42 @@
 namespace lh::cuda {
 namespace {
 
-constexpr int kTimedRuns = 5;          // per candidate, after one untimed run
-constexpr double kMinGain = 0.01;      // keep the first choice unless another is at least 1% faster
+constexpr int kTimedRuns = 5;                 // per candidate, after one untimed run
+constexpr double kMinGain = 0.01;             // keep the first choice unless another is >= 1% faster
+constexpr size_t kMinTunedOutputs = 1 << 20;  // output elements below which a shape is not tuned
 
-// Device scratch for the tuning runs: the first choice's output, a candidate's, a flag. Freed on
-// scope exit; `ok` is false when the device has no room (then the first choice stays).
-struct TuneScratch {
-  void *reference = nullptr, *trial = nullptr;
-  int* flag = nullptr;
-  bool ok = false;
-  explicit TuneScratch(size_t bytes) {
-    ok = cudaMalloc(&reference, bytes) == cudaSuccess && cudaMalloc(&trial, bytes) == cudaSuccess &&
-         cudaMalloc(&flag, sizeof(int)) == cudaSuccess;
-    if (!ok) (void)cudaGetLastError();  // clear the allocation error
+// Stream-ordered device scratch, freed on scope exit; null when the pool has no room.
+struct StreamScratch {
+  void* p = nullptr;
+  cudaStream_t s;
+  StreamScratch(size_t bytes, cudaStream_t stream) : s(stream) {
+    if (cudaMallocAsync(&p, bytes, s) != cudaSuccess) {
+      (void)cudaGetLastError();  // clear the allocation error
+      p = nullptr;
+    }
   }
-  ~TuneScratch() {
-    cudaFree(reference);
-    cudaFree(trial);
-    cudaFree(flag);
+  ~StreamScratch() {
+    if (p) cudaFreeAsync(p, s);
   }
 };
 
-struct EventPair {
-  cudaEvent_t start = nullptr, stop = nullptr;
-  EventPair() {
-    LH_CUDA_CHECK(cudaEventCreate(&start));
-    LH_CUDA_CHECK(cudaEventCreate(&stop));
-  }
-  ~EventPair() {
-    cudaEventDestroy(start);
-    cudaEventDestroy(stop);
-  }
+struct Event {
+  cudaEvent_t e = nullptr;
+  Event() { LH_CUDA_CHECK(cudaEventCreate(&e)); }
+  ~Event() { cudaEventDestroy(e); }
 };
+
+uint32_t config_attribute(const cublasLtMatmulAlgo_t& algo, cublasLtMatmulAlgoConfigAttributes_t attr) {
+  uint32_t v = 0;  // split-k (int32) and reduction scheme (uint32) are both 4 bytes
+  size_t written = 0;
+  LH_CUBLAS_CHECK(cublasLtMatmulAlgoConfigGetAttribute(&algo, attr, &v, sizeof v, &written));
+  return v;
+}
+bool same_reduction(const cublasLtMatmulAlgo_t& x, const cublasLtMatmulAlgo_t& y) {
+  for (auto attr : {CUBLASLT_ALGO_CONFIG_SPLITK_NUM, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME})
+    if (config_attribute(x, attr) != config_attribute(y, attr)) return false;
+  return true;
+}
 
 std::string format_ms(double ms) {
   char buf[32];
@@ -58,51 +65,60 @@ std::string format_ms(double ms) {
 
 }  // namespace
 
-void CublasLtMatmul::tune(Plan& plan, const Key& key, const void* a, const void* b, const void* c, float beta,
+void CublasLtMatmul::tune(Plan& plan, const Key& key, const void* a, const void* b, const void* c, void* d,
                           cudaStream_t s) {
   plan.rank = 0;
-  if (plan.candidates.size() < 2) {
-    plan.tuning = "one candidate";
+  const size_t outputs = size_t(key.ldc) * key.n, bytes = outputs * (key.fp32_out ? 4 : 2);
+  if (plan.candidates.size() < 2 || outputs < kMinTunedOutputs) {
+    plan.tuning = plan.candidates.size() < 2 ? "one candidate" : "not tuned: small output";
     return;
   }
-  const size_t bytes = size_t(key.ldc) * key.n * (key.fp32_out ? 4 : 2);
-  TuneScratch scratch(bytes);
-  if (!scratch.ok) {
-    plan.tuning = "not tuned: no device memory for two outputs of " + std::to_string(bytes) + " bytes";
+  // The first choice's output goes to d, which the real call overwrites next, unless d is also the
+  // input C (the accumulating dW); candidates' outputs go to scratch.
+  const bool d_is_input = key.accumulate && c == d;
+  StreamScratch trial(bytes, s), own_reference(d_is_input ? bytes : 0, s), flag(sizeof(int), s);
+  void* reference = d_is_input ? own_reference.p : d;
+  if (!trial.p || !reference || !flag.p) {
+    plan.tuning = "not tuned: no device memory for " + std::to_string(d_is_input ? 2 * bytes : bytes) + " bytes";
+    std::fprintf(stderr, "cuBLASLt: GEMM m=%d n=%d k=%d keeps the heuristic's first algorithm (%s)\n", key.m, key.n,
+                 key.k, plan.tuning.c_str());
     return;
   }
-  // D goes to scratch; C is the caller's when beta != 0 (the accumulating dW), unused otherwise.
-  const void* c_in = beta != 0.0f ? c : scratch.reference;
-  const float alpha = 1.0f;
-  auto launch = [&](int rank, void* d) {
-    return cublasLtMatmul(handle_, plan.desc, &alpha, a, plan.a, b, plan.b, &beta, c_in, plan.c, d, plan.c,
+  const float alpha = 1.0f, beta = key.accumulate ? 1.0f : 0.0f;
+  const void* c_in = key.accumulate ? c : reference;  // unread when beta = 0
+  auto launch = [&](int rank, void* out) {
+    return cublasLtMatmul(handle_, plan.desc, &alpha, a, plan.a, b, plan.b, &beta, c_in, plan.c, out, plan.c,
                           &plan.candidates[size_t(rank)].algo, workspace_, kCublasLtWorkspaceBytes, s);
   };
-  const EventPair events;
-  auto time_ms = [&](int rank, void* d) {
+  const Event start, stop;
+  auto time_ms = [&](int rank, void* out) {
     float ms = 0.0f;
-    LH_CUDA_CHECK(cudaEventRecord(events.start, s));
-    for (int i = 0; i < kTimedRuns; ++i) LH_CUBLAS_CHECK(launch(rank, d));
-    LH_CUDA_CHECK(cudaEventRecord(events.stop, s));
-    LH_CUDA_CHECK(cudaEventSynchronize(events.stop));
-    LH_CUDA_CHECK(cudaEventElapsedTime(&ms, events.start, events.stop));
+    LH_CUDA_CHECK(cudaEventRecord(start.e, s));
+    for (int i = 0; i < kTimedRuns; ++i) LH_CUBLAS_CHECK(launch(rank, out));
+    LH_CUDA_CHECK(cudaEventRecord(stop.e, s));
+    LH_CUDA_CHECK(cudaEventSynchronize(stop.e));
+    LH_CUDA_CHECK(cudaEventElapsedTime(&ms, start.e, stop.e));
     return double(ms) / kTimedRuns;
   };
-  LH_CUBLAS_CHECK(launch(0, scratch.reference));
-  const double first_ms = time_ms(0, scratch.reference);
+  LH_CUBLAS_CHECK(launch(0, reference));
+  const double first_ms = time_ms(0, reference);
   double best_ms = first_ms;
   plan.tuning = "rank 0 " + format_ms(first_ms);
   for (int rank = 1; rank < int(plan.candidates.size()); ++rank) {
     plan.tuning += ", " + std::to_string(rank) + " ";
-    if (launch(rank, scratch.trial) != CUBLAS_STATUS_SUCCESS) {
+    if (!same_reduction(plan.candidates[size_t(rank)].algo, plan.candidates[0].algo)) {
+      plan.tuning += "other reduction";
+      continue;
+    }
+    if (launch(rank, trial.p) != CUBLAS_STATUS_SUCCESS) {
       plan.tuning += "fails";
       continue;
     }
-    if (!bytes_equal(scratch.reference, scratch.trial, bytes, scratch.flag, s)) {
+    if (!bytes_equal(reference, trial.p, bytes, static_cast<int*>(flag.p), s)) {
       plan.tuning += "other bits";
       continue;
     }
-    const double ms = time_ms(rank, scratch.trial);
+    const double ms = time_ms(rank, trial.p);
     plan.tuning += format_ms(ms);
     if (ms < best_ms && ms < first_ms * (1.0 - kMinGain)) {
       best_ms = ms;

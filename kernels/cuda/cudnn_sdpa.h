@@ -25,7 +25,8 @@ namespace lh::cuda {
 constexpr size_t kScratchAlign = 256;
 inline size_t round_up_scratch(size_t n) { return (n + kScratchAlign - 1) / kScratchAlign * kScratchAlign; }
 
-// training.attention_backward "auto" (the default): our flash backward from this sequence length on. There it is
+// training.attention_backward "auto" (the default): our flash backward from this sequence length
+// on. There it is
 // as fast as cuDNN's deterministic one or faster in the 270M training step (H200, docs/benchmarks.md),
 // and cuDNN's O(heads x N^2) workspace (2 GiB per head at 32K, 18 GiB at 98K) starts to cost the
 // activation memory that recompute auto could use; below it cuDNN's is faster for batches of short
@@ -78,8 +79,8 @@ class CudnnSdpa {
   }
   // The deterministic backward through our own kernel (flash_backward.h) instead of cuDNN's, for
   // calls whose sequence is at least min_length long (0: all) and whose shape and pointers it
-  // supports (elsewhere cuDNN's). Off by default (the CUDA backend sets it from
-  // training.attention_backward or LH_ATTENTION_BACKWARD). Its O(N) scratch ignores the workspace
+  // supports (elsewhere cuDNN's). Off in a new CudnnSdpa; the CUDA backend always sets it, from
+  // training.attention_backward or LH_ATTENTION_BACKWARD (auto by default). Its O(N) scratch ignores the workspace
   // limit.
   void set_flash_backward(bool on, int64_t min_length = 0) {
     flash_backward_ = on;

@@ -76,7 +76,7 @@ void register_bench_command(CLI::App& app) {
   gemm->add_option("--candidates", a->gemm.candidates,
                    "Also time the first this many algorithms of cuBLASLt's heuristic list per GEMM")
       ->check(CLI::NonNegativeNumber);
-  gemm->add_option("--iters", a->gemm.iters)->check(CLI::PositiveNumber);
+  gemm->add_option("--iters", a->gemm.iters, "Timed launches per GEMM (median)")->check(CLI::PositiveNumber);
   gemm->add_option("--peak-tflops", a->gemm.peak_tflops, "Peak dense bf16 TFLOP/s of the card")
       ->check(CLI::PositiveNumber);
   gemm->callback([a] {
