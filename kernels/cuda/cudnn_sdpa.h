@@ -26,13 +26,13 @@ constexpr size_t kScratchAlign = 256;
 inline size_t round_up_scratch(size_t n) { return (n + kScratchAlign - 1) / kScratchAlign * kScratchAlign; }
 
 // training.attention_backward "auto" (the default): our flash backward from this sequence length
-// on. There it is
-// as fast as cuDNN's deterministic one or faster in the 270M training step (H200, docs/benchmarks.md),
-// and cuDNN's O(heads x N^2) workspace (2 GiB per head at 32K, 18 GiB at 98K) starts to cost the
-// activation memory that recompute auto could use; below it cuDNN's is faster for batches of short
-// sequences (8 x 4K: 3.5-5.4% per step). The length is each call's: a Lighthouse layer's inner
-// attention counts its selected entries (18,432 at 98K with k1536).
-constexpr int64_t kFlashAutoMinLength = 32768;
+// on, cuDNN's deterministic backward below. In the 270M training step on an H200
+// (docs/benchmarks.md) ours was 0.9-2.7% faster at 98K, where cuDNN's O(heads x N^2) workspace
+// (18 GiB per head) also costs activation memory that recompute auto could use, but 0.8-1.1%
+// slower at 64K, within noise at 32K and 3.5-5.4% slower at 8 x 4K. The length is each call's
+// sequence length: a Lighthouse layer's inner attention counts its selected entries (18,432 at 98K
+// with k1536).
+constexpr int64_t kFlashAutoMinLength = 98304;
 
 // Element strides of a [b, h, s, d] view (d must be innermost: stride 1).
 using Strides4 = std::array<int64_t, 4>;
