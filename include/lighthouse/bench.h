@@ -53,9 +53,9 @@ struct GemmBenchOptions {
 // The model's GEMMs through cuBLASLt on the CUDA device, at data.micro_batch * data.seq_len tokens:
 // per layer qkv, wo, gate_up and down, and the lm head, each forward (with the residual add in
 // the epilogue where the model has it), dx and dW (fp32, accumulated), with the algorithm tuned
-// as training tunes it (kernels/cuda/cublaslt_tuning.cpp; here on the benchmark's operands). FLOPs 2 * tokens * in * out
-// each; ms, TFLOP/s and % of peak, the heuristic's first choice's ms beside it, and their sums over one
-// training step (no recomputation).
+// as training tunes it (kernels/cuda/cublaslt_tuning.cpp; here on the benchmark's operands).
+// FLOPs 2 * tokens * in * out each; ms, TFLOP/s and % of peak, the heuristic's first choice's ms
+// beside it, and their sums over one training step (no recomputation).
 nlohmann::json bench_gemms(const Config& cfg, const GemmBenchOptions& o);
 
 }  // namespace lh

@@ -34,7 +34,8 @@ std::vector<Projection> projections(const ModelConfig& m) {
 template <typename T>
 struct Filled {
   T* p;
-  Filled(size_t n, uint32_t seed, float lo = -1.f, float hi = 1.f) : p(cuda::bench::alloc_fill<T>(n, seed, lo, hi)) {}
+  Filled(size_t n, uint32_t seed, float lo = -1.f, float hi = 1.f)
+      : p(cuda::bench::alloc_fill<T>(n, seed, lo, hi)) {}
   ~Filled() { cudaFree(p); }
   Filled(const Filled&) = delete;
   Filled& operator=(const Filled&) = delete;
@@ -74,7 +75,8 @@ nlohmann::json bench_gemms(const Config& cfg, const GemmBenchOptions& o) {
     const char* op_names[] = {"fwd", "dx", "dW"};
     const double flop = 2.0 * N * p.in * p.out;
     for (int op = 0; op < 3; ++op) {
-      // What training runs: by default the tuned choice (cublaslt_tuning.cpp), tuned on these operands.
+      // What training runs: by default the tuned choice (cublaslt_tuning.cpp), here tuned on these
+      // operands.
       mm.set_algorithm_choice(cuda::CublasLtMatmul::default_choice());
       const float ms = cuda::bench::time_ms(ops[op], o.warmup, o.iters);
       const double tflops = flop / (ms * 1e-3) / 1e12;
@@ -106,8 +108,9 @@ nlohmann::json bench_gemms(const Config& cfg, const GemmBenchOptions& o) {
       first_step_ms += first_ms * p.per_step;
       step_flop += flop * p.per_step;
       rows.push_back({{"gemm", p.name}, {"op", op_names[op]}, {"tokens", N}, {"in", p.in}, {"out", p.out},
-                      {"per_step", p.per_step}, {"flop", flop}, {"ms", ms}, {"tflops", tflops}, {"first_choice_ms", first_ms},
-                      {"algorithm", algorithm}, {"tuning", tuning}, {"candidates", candidates}});
+                      {"per_step", p.per_step}, {"flop", flop}, {"ms", ms}, {"tflops", tflops},
+                      {"first_choice_ms", first_ms}, {"algorithm", algorithm}, {"tuning", tuning},
+                      {"candidates", candidates}});
     }
     LH_CUDA_CHECK(cudaDeviceSynchronize());
   }

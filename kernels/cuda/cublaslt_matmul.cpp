@@ -53,7 +53,8 @@ std::unique_ptr<CublasLtMatmul::Plan> CublasLtMatmul::build_plan(const Key& key,
                                                            pref, int(plan->candidates.size()),
                                                            plan->candidates.data(), &found);
   cublasLtMatmulPreferenceDestroy(pref);
-  const std::string shape = "m=" + std::to_string(key.m) + " n=" + std::to_string(key.n) + " k=" + std::to_string(key.k);
+  const std::string shape =
+      "m=" + std::to_string(key.m) + " n=" + std::to_string(key.n) + " k=" + std::to_string(key.k);
   if (st != CUBLAS_STATUS_SUCCESS || found == 0) throw std::runtime_error("cuBLASLt: no algorithm for " + shape);
   plan->candidates.resize(size_t(found));
   if (choice_ == kTuned) {
@@ -105,8 +106,9 @@ std::string CublasLtMatmul::last_algorithm() const {
   std::snprintf(waves, sizeof waves, "%.2f", last_plan_->candidates[size_t(last_plan_->rank)].wavesCount);
   return "rank " + std::to_string(last_plan_->rank) + ": config " + get(CUBLASLT_ALGO_CONFIG_ID, int32_t{}) +
          ", tile " + get(CUBLASLT_ALGO_CONFIG_TILE_ID, uint32_t{}) + ", stages " +
-         get(CUBLASLT_ALGO_CONFIG_STAGES_ID, uint32_t{}) + ", split-k " + get(CUBLASLT_ALGO_CONFIG_SPLITK_NUM, int32_t{}) +
-         " (reduction " + get(CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, uint32_t{}) + "), swizzle " +
+         get(CUBLASLT_ALGO_CONFIG_STAGES_ID, uint32_t{}) + ", split-k " +
+         get(CUBLASLT_ALGO_CONFIG_SPLITK_NUM, int32_t{}) + " (reduction " +
+         get(CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, uint32_t{}) + "), swizzle " +
          get(CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING, uint32_t{}) + ", custom " +
          get(CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION, uint32_t{}) + ", inner " +
          get(CUBLASLT_ALGO_CONFIG_INNER_SHAPE_ID, uint16_t{}) + ", cluster " +

@@ -1,6 +1,7 @@
 // The model's three GEMM shapes through cuBLASLt: bf16 inputs, fp32 accumulation, with matmul
 // descriptors, layouts and the algorithm cached per shape (building them costs far more than a
-// small GEMM; the algorithm is tuned once per shape, cublaslt_tuning.cpp). Row-major semantics as in the CPU reference (weights [out, in]):
+// small GEMM; the algorithm is tuned once per shape, cublaslt_tuning.cpp). Row-major semantics as
+// in the CPU reference (weights [out, in]):
 //   forward:  out[N, OC]  = x[N, IC] @ W^T                (bf16 out)
 //             out[N, OC]  = x[N, IC] @ W^T + residual     (bf16, the add in the fp32 epilogue)
 //   dx:       dx[N, IC]   = dout[N, OC] @ W               (bf16 out)

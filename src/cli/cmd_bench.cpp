@@ -1,4 +1,5 @@
-// lighthouse bench attention|lighthouse|kernels|gemm|train ... : timings as JSON (stdout summary, --out file).
+// lighthouse bench attention|lighthouse|kernels|gemm|train ... : timings as JSON (stdout summary,
+// --out file).
 #include <fstream>
 
 #include "cli/commands.h"
@@ -26,7 +27,8 @@ void write_result(const nlohmann::json& j, const std::string& path) {
 
 void register_bench_command(CLI::App& app) {
   auto a = std::make_shared<BenchArgs>();
-  CLI::App* cmd = app.add_subcommand("bench", "Benchmarks: attention layer, Lighthouse layer, kernels, GEMMs, training step");
+  CLI::App* cmd =
+      app.add_subcommand("bench", "Benchmarks: attention layer, Lighthouse layer, kernels, GEMMs, training step");
   cmd->require_subcommand(1);
   cmd->add_option("--device", a->device, "auto | cpu | cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   cmd->add_option("--out", a->out, "Write the results as JSON here");
@@ -68,7 +70,8 @@ void register_bench_command(CLI::App& app) {
   CLI::App* kern = cmd->add_subcommand("kernels", "Achieved bandwidth of the memory-bound CUDA kernels vs a device copy");
   kern->callback([] { lh::bench_cuda_kernels(); });
 
-  CLI::App* gemm = cmd->add_subcommand("gemm", "The model's cuBLASLt GEMMs alone at one step's shapes (TFLOP/s, % of peak)");
+  CLI::App* gemm =
+      cmd->add_subcommand("gemm", "The model's cuBLASLt GEMMs alone at one step's shapes (TFLOP/s, % of peak)");
   gemm->add_option("-c,--config", a->config, "Config file (its model and data.micro_batch x data.seq_len tokens)")
       ->required()
       ->check(CLI::ExistingFile);
@@ -81,7 +84,8 @@ void register_bench_command(CLI::App& app) {
       ->check(CLI::PositiveNumber);
   gemm->callback([a] {
     if (a->device == "cpu") throw std::runtime_error("bench gemm times cuBLASLt: it needs --device cuda or auto");
-    if (lh::cuda_device_count() == 0) throw std::runtime_error("bench gemm times cuBLASLt and needs a CUDA device; none is present");
+    if (lh::cuda_device_count() == 0)
+      throw std::runtime_error("bench gemm times cuBLASLt and needs a CUDA device; none is present");
     const lh::Config cfg = lh::Config::load_file(a->config, a->overrides);
     write_result(lh::bench_gemms(cfg, a->gemm), a->out);
   });
