@@ -11,7 +11,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -46,8 +45,9 @@ class Buffer {
 // The deterministic attention backward: cuDNN's, our flash kernel wherever it applies, or auto
 // (ours for long sequences only; kFlashAutoMinLength in kernels/cuda/cudnn_sdpa.h).
 enum class AttentionBackward { kCudnn, kFlash, kAuto };
-// "cudnn", "flash" or "auto" (training.attention_backward, LH_ATTENTION_BACKWARD); nullopt otherwise.
-std::optional<AttentionBackward> attention_backward_from_name(const std::string& name);
+// "cudnn", "flash" or "auto" (training.attention_backward, LH_ATTENTION_BACKWARD); any other name
+// throws std::invalid_argument naming `source`, where the name came from.
+AttentionBackward attention_backward_named(const std::string& name, const std::string& source);
 
 class Backend {
  public:

@@ -41,14 +41,9 @@ class CudaBackend final : public Backend {
     // training.attention_backward, unless LH_ATTENTION_BACKWARD says otherwise; a training run's
     // configure_kernels overrides it. Checked before anything is allocated: a throw here skips the
     // destructor.
-    AttentionBackward backward = AttentionBackward::kAuto;
-    if (const char* env = std::getenv("LH_ATTENTION_BACKWARD"); env && *env) {
-      const auto named = attention_backward_from_name(env);
-      if (!named)
-        throw std::invalid_argument("LH_ATTENTION_BACKWARD: '" + std::string(env) + "' is not cudnn, flash or auto");
-      backward = *named;
-    }
-    set_attention_backward(backward);
+    const char* env = std::getenv("LH_ATTENTION_BACKWARD");
+    set_attention_backward(env && *env ? attention_backward_named(env, "LH_ATTENTION_BACKWARD")
+                                       : AttentionBackward::kAuto);
     LH_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     LH_CUDA_CHECK(cudaMalloc(&reduce_result_, sizeof(double)));
   }

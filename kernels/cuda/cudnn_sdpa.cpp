@@ -301,8 +301,8 @@ size_t CudnnSdpa::prepare(const SdpaShape& sh) {
 
 // ---- key chunks ----
 // cuDNN's deterministic backward needs a workspace that grows with the area of the score matrix:
-// about 2 bytes per score of the s x s matrix per head (8 GiB per head at 64K, 18 GiB at 98K, 128 GiB at 256K;
-// LH_CUDNN_VERBOSE=1 prints it). Key chunk [k0, k0 + w) against queries [k0, s) is a
+// about 2 bytes per score of the s x s matrix per head (8 GiB per head at 64K, 18 GiB at 98K,
+// 128 GiB at 256K; LH_CUDNN_VERBOSE=1 prints it). Key chunk [k0, k0 + w) against queries [k0, s) is a
 // rectangle of at most s x w, causal at its top-left corner, so the same graph (top-left mask)
 // computes it; the full-row log-sum-exp and rowsum(dO * O) make its P and dS exact. Its dK and
 // dV rows are complete; dQ rows get one partial per chunk that reaches them, rounded to bf16 by

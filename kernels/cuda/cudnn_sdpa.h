@@ -70,8 +70,8 @@ class CudnnSdpa {
     kv_chunk_widths_.clear();
   }
   // The deterministic backward (default) needs a workspace that grows with heads x s^2 (about 2
-  // bytes per score of the s x s matrix per head). Above the limit a call is split into kv-head groups, and a group that is still
-  // over it into key chunks (see backward_kv_chunks). The non-deterministic backward accumulates
+  // bytes per score of the s x s matrix per head). Above the limit a call is split into kv-head
+  // groups, and a group that is still over it into key chunks (see backward_kv_chunks). The non-deterministic backward accumulates
   // dQ with fp32 atomics in O(s) memory: not bitwise reproducible.
   void set_deterministic(bool on) {
     if (on != deterministic_) bwd_plans_.clear(), kv_chunk_widths_.clear();
@@ -80,8 +80,8 @@ class CudnnSdpa {
   // The deterministic backward through our own kernel (flash_backward.h) instead of cuDNN's, for
   // calls whose sequence is at least min_length long (0: all) and whose shape and pointers it
   // supports (elsewhere cuDNN's). Off in a new CudnnSdpa; the CUDA backend always sets it, from
-  // training.attention_backward or LH_ATTENTION_BACKWARD (auto by default). Its O(N) scratch ignores the workspace
-  // limit.
+  // training.attention_backward or LH_ATTENTION_BACKWARD (auto by default). Its O(N) scratch
+  // ignores the workspace limit.
   void set_flash_backward(bool on, int64_t min_length = 0) {
     flash_backward_ = on;
     flash_min_length_ = min_length;

@@ -6,11 +6,11 @@
 
 namespace lh {
 
-std::optional<AttentionBackward> attention_backward_from_name(const std::string& name) {
+AttentionBackward attention_backward_named(const std::string& name, const std::string& source) {
   if (name == "cudnn") return AttentionBackward::kCudnn;
   if (name == "flash") return AttentionBackward::kFlash;
   if (name == "auto") return AttentionBackward::kAuto;
-  return std::nullopt;
+  throw std::invalid_argument(source + ": \"" + name + "\" is not cudnn, flash or auto");
 }
 
 Buffer& Buffer::operator=(Buffer&& o) noexcept {

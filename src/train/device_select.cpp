@@ -24,11 +24,7 @@ std::unique_ptr<Backend> make_backend(const std::string& device) {
 
 void configure_kernels(Backend& backend, const TrainingConfig& training) {
   backend.set_deterministic(training.deterministic);
-  const auto backward = attention_backward_from_name(training.attention_backward);
-  if (!backward)
-    throw std::invalid_argument("training.attention_backward: \"" + training.attention_backward +
-                                "\" is not cudnn, flash or auto");
-  backend.set_attention_backward(*backward);
+  backend.set_attention_backward(attention_backward_named(training.attention_backward, "training.attention_backward"));
   // The variable only sets the default where no config is at hand (tests, `bench attention`); a
   // run's choice is the config's, so that config.json records what ran.
   const char* env = std::getenv("LH_ATTENTION_BACKWARD");
