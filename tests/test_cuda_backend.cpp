@@ -69,8 +69,8 @@ GemmCase gemm_case(lh::Backend& gpu, int N, int IC, int OC, uint64_t seed, float
              std::vector<float>(size_t(N) * IC),
              std::vector<float>(size_t(OC) * IC, dw0)};
   const auto fx = as_float(x), fw = as_float(w), fd = as_float(dout);
-  lh::cpu::matmul_forward(c.out.data(), fx.data(), fw.data(), N, IC, OC);
-  lh::cpu::matmul_backward(c.dx.data(), c.dw.data(), fd.data(), fx.data(), fw.data(), N, IC, OC);
+  lh::cpu::matmul_forward(c.out.data(), fx.data(), fw.data(), N, IC, OC, OC);
+  lh::cpu::matmul_backward(c.dx.data(), c.dw.data(), fd.data(), fx.data(), fw.data(), N, IC, OC, OC);
   return c;
 }
 // bf16 outputs: one rounding of the fp32 result, ~2^-8 relative; fp32 dW: accumulation order only.
@@ -117,9 +117,68 @@ TEST_CASE("cuda: cuBLASLt matmul forward and backward match the CPU reference", 
   auto gpu = lh::make_cuda_backend();
   const int N = 300, IC = 136, OC = 264;
   const GemmCase c = gemm_case(*gpu, N, IC, OC, 1, 0.5f);
-  gpu->matmul_forward(c.gout.view(), c.x.view(), c.w.view(), N, IC, OC);
-  gpu->matmul_backward(c.gdx.view(), c.gdw.view(), c.dout.view(), c.x.view(), c.w.view(), N, IC, OC);
+  gpu->matmul_forward(c.gout.view(), c.x.view(), c.w.view(), N, IC, OC, OC);
+  gpu->matmul_backward(c.gdx.view(), c.gdw.view(), c.dout.view(), c.x.view(), c.w.view(), N, IC, OC, OC);
   check_gemm_outputs(*gpu, c);
+}
+
+// The output layer with an odd vocabulary: logits rows padded to 16 bytes (ModelConfig::
+// logits_row_stride); the backend runs its forward and dx GEMMs at OC = ld on a weight padded with
+// zero rows. The padding starts as NaN, which would poison any result that read it before the
+// forward overwrote it with zeros.
+TEST_CASE("cuda: the output layer's GEMMs and cross-entropy on padded rows match the CPU reference", "[gpu][cuda]") {
+  LH_SKIP_WITHOUT_GPU();
+  auto gpu = lh::make_cuda_backend();
+  const int N = 300, C = 136, V = 257, ld = 264;
+  const auto x = bf16_values(size_t(N) * C, 31), w = bf16_values(size_t(V) * C, 32, 0.1);
+  auto gx = upload(*gpu, lh::DType::BF16, x), gw = upload(*gpu, lh::DType::BF16, w);
+  auto glogits = upload(*gpu, lh::DType::BF16, std::vector<double>(size_t(N) * ld, std::nan("")));
+  // The [N, V] part of a padded [N, ld] download; CHECKs that the padding holds zeros.
+  auto unpadded = [&](const lh::Buffer& b) {
+    const std::vector<double> p = lh::download_doubles(*gpu, b.view());
+    std::vector<double> d(size_t(N) * V);
+    size_t nonzero_padding = 0;
+    for (size_t n = 0; n < size_t(N); ++n)
+      for (size_t v = 0; v < size_t(ld); ++v)
+        if (v < size_t(V))
+          d[n * V + v] = p[n * ld + v];
+        else
+          nonzero_padding += !(p[n * ld + v] == 0.0);
+    CHECK(nonzero_padding == 0);
+    return d;
+  };
+  const auto fx = as_float(x), fw = as_float(w);
+  std::vector<float> logits_ref(size_t(N) * V);
+  lh::cpu::matmul_forward(logits_ref.data(), fx.data(), fw.data(), N, C, V, V);
+  gpu->matmul_forward(glogits.view(), gx.view(), gw.view(), N, C, V, ld);
+  const std::vector<double> logits = unpadded(glogits);
+  CHECK(rel_l2(logits, {logits_ref.begin(), logits_ref.end()}) < 1e-2);  // one bf16 rounding
+
+  // Cross-entropy on the GPU's own (bf16) logits: the CPU sees the same values.
+  lh::Rng rng(33);
+  std::vector<int32_t> targets(N);
+  for (auto& t : targets) t = int32_t(rng.below(V));
+  auto gtargets = gpu->allocate(lh::DType::I32, size_t(N)), glosses = gpu->allocate(lh::DType::F32, size_t(N));
+  gpu->copy_from_host(gtargets.view(), targets.data());
+  const auto fl = as_float(logits);
+  const double dloss = 1.0 / N;
+  std::vector<float> losses_ref(N), dlogits_ref(fl.size());
+  lh::cpu::cross_entropy_forward(losses_ref.data(), fl.data(), targets.data(), N, V, V);
+  lh::cpu::cross_entropy_backward(dlogits_ref.data(), fl.data(), targets.data(), N, V, V, dloss);
+  gpu->cross_entropy_forward(glosses.view(), glogits.view(), gtargets.view(), N, V, ld);
+  gpu->cross_entropy_backward(glogits.view(), glogits.view(), gtargets.view(), N, V, ld, dloss);  // in place
+  CHECK(rel_l2(lh::download_doubles(*gpu, glosses.view()), {losses_ref.begin(), losses_ref.end()}) < 1e-5);
+  const std::vector<double> dlogits = unpadded(glogits);
+  CHECK(rel_l2(dlogits, {dlogits_ref.begin(), dlogits_ref.end()}) < 1e-2);
+
+  // Backward from the padded dlogits, against the CPU on the GPU's dlogits values.
+  const auto fd = as_float(dlogits);
+  std::vector<float> dx_ref(size_t(N) * C), dw_ref(size_t(V) * C, 0.0f);
+  lh::cpu::matmul_backward(dx_ref.data(), dw_ref.data(), fd.data(), fx.data(), fw.data(), N, C, V, V);
+  auto gdx = gpu->allocate(lh::DType::BF16, size_t(N) * C), gdw = gpu->allocate(lh::DType::F32, size_t(V) * C);
+  gpu->matmul_backward(gdx.view(), gdw.view(), glogits.view(), gx.view(), gw.view(), N, C, V, ld);
+  CHECK(rel_l2(lh::download_doubles(*gpu, gdx.view()), {dx_ref.begin(), dx_ref.end()}) < 1e-2);
+  CHECK(rel_l2(lh::download_doubles(*gpu, gdw.view()), {dw_ref.begin(), dw_ref.end()}) < 1e-5);
 }
 
 // `bench gemm --candidates` runs the cuBLASLt heuristic's other algorithms: each must compute the
@@ -139,15 +198,15 @@ TEST_CASE("cuda: cuBLASLt's other heuristic candidates compute the same GEMMs", 
     gpu->synchronize();
     auto *xp = bf(c.x), *wp = bf(c.w), *dp = bf(c.dout);
     try {
-      mm.forward(bf(c.gout), xp, wp, N, IC, OC, nullptr);
+      mm.forward(bf(c.gout), xp, wp, N, IC, OC, OC, nullptr);
     } catch (const std::out_of_range&) {
       break;  // fewer candidates for this shape
     }
     const std::string algorithm = mm.last_algorithm();  // "rank r: config ..."
     CHECK(algorithm.rfind("rank " + std::to_string(rank) + ":", 0) == 0);
     algorithms.push_back(algorithm.substr(algorithm.find(':')));
-    mm.backward_input(bf(c.gdx), dp, wp, N, IC, OC, nullptr);
-    mm.backward_weight(c.gdw.view().as<float>(), dp, xp, N, IC, OC, nullptr);
+    mm.backward_input(bf(c.gdx), dp, wp, N, IC, OC, OC, nullptr);
+    mm.backward_weight(c.gdw.view().as<float>(), dp, xp, N, IC, OC, OC, nullptr);
     REQUIRE(cudaDeviceSynchronize() == cudaSuccess);  // the GEMMs ran on the legacy default stream
     INFO("rank " << rank << algorithms.back());
     check_gemm_outputs(*gpu, c);
@@ -156,7 +215,7 @@ TEST_CASE("cuda: cuBLASLt's other heuristic candidates compute the same GEMMs", 
   REQUIRE(algorithms.size() >= 2);
   CHECK(std::count(algorithms.begin(), algorithms.end(), algorithms[0]) == 1);
   mm.set_algorithm_choice(100000);
-  CHECK_THROWS_AS(mm.forward(bf(c.gout), bf(c.x), bf(c.w), N, IC, OC, nullptr), std::out_of_range);
+  CHECK_THROWS_AS(mm.forward(bf(c.gout), bf(c.x), bf(c.w), N, IC, OC, OC, nullptr), std::out_of_range);
   CHECK_THROWS_AS(mm.set_algorithm_choice(-2), std::invalid_argument);
 }
 
@@ -195,15 +254,15 @@ TEST_CASE("cuda: tuned GEMMs give the heuristic's first choice's bits on other o
       r.algorithms.push_back(algorithm.substr(algorithm.find(':')));
       r.tunings.push_back(mm.last_tuning());
     };
-    mm.forward(bf(out), bf(o.x), bf(o.w), N, IC, OC, nullptr);
+    mm.forward(bf(out), bf(o.x), bf(o.w), N, IC, OC, OC, nullptr);
     keep(out);
     mm.forward_residual(bf(out), bf(o.x), bf(o.w), bf(o.residual), N, IC, OC, nullptr);
     keep(out);
-    mm.backward_input(bf(dx), bf(o.dout), bf(o.w), N, IC, OC, nullptr);
+    mm.backward_input(bf(dx), bf(o.dout), bf(o.w), N, IC, OC, OC, nullptr);
     keep(dx);
     gpu->fill_zero(dw.view());
     gpu->synchronize();
-    mm.backward_weight(dw.view().as<float>(), bf(o.dout), bf(o.x), N, IC, OC, nullptr);
+    mm.backward_weight(dw.view().as<float>(), bf(o.dout), bf(o.x), N, IC, OC, OC, nullptr);
     keep(dw);
     return r;
   };
@@ -268,7 +327,7 @@ TEST_CASE("cuda: the GEMM with the residual in its epilogue matches the CPU refe
 
   auto fx = as_float(x), fw = as_float(w), fr = as_float(residual);
   std::vector<float> product(size_t(N) * OC), out(size_t(N) * OC);
-  lh::cpu::matmul_forward(product.data(), fx.data(), fw.data(), N, IC, OC);
+  lh::cpu::matmul_forward(product.data(), fx.data(), fw.data(), N, IC, OC, OC);
   lh::cpu::residual_forward(out.data(), product.data(), fr.data(), out.size());
   // One bf16 rounding of the fp32 sum: ~2^-8 relative.
   const auto got = lh::download_doubles(*gpu, gout.view());

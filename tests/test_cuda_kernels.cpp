@@ -6,6 +6,8 @@
 // sum_squares against a host double sum (rel 1e-9).
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "cuda/kernels.h"
@@ -154,17 +156,37 @@ TEST_CASE("cuda cross-entropy forward/backward vs CPU", "[gpu][cuda_kernels]") {
     const auto tgt = random_tokens(N, V, 62);
     const float dloss = 1.0f / N;
     F loss_ref(N), dl_ref(nv);
-    lh::cpu::cross_entropy_forward(loss_ref.data(), logits.data(), tgt.data(), N, V);
-    lh::cpu::cross_entropy_backward(dl_ref.data(), logits.data(), tgt.data(), N, V, double(dloss));
+    lh::cpu::cross_entropy_forward(loss_ref.data(), logits.data(), tgt.data(), N, V, V);
+    lh::cpu::cross_entropy_backward(dl_ref.data(), logits.data(), tgt.data(), N, V, V, double(dloss));
     DeviceBuffer<bf16> d_logits(to_bf16(logits));
     DeviceBuffer<int32_t> d_tgt(tgt);
     DeviceBuffer<float> d_loss(N);
     d_loss.poison();
-    lh::cuda::cross_entropy_forward(d_loss.get(), d_logits.get(), d_tgt.get(), N, V, 0);
-    lh::cuda::cross_entropy_backward(d_logits.get(), d_logits.get(), d_tgt.get(), N, V, dloss, 0);  // in place
+    lh::cuda::cross_entropy_forward(d_loss.get(), d_logits.get(), d_tgt.get(), N, V, V, 0);
+    lh::cuda::cross_entropy_backward(d_logits.get(), d_logits.get(), d_tgt.get(), N, V, V, dloss, 0);  // in place
     LH_ERR("cross-entropy fwd loss fp32", max_rel_err(d_loss.download(), loss_ref), kF32Tol);
     // Floor 1e-4 of the max: small probabilities are checked relative to themselves.
     LH_ERR("cross-entropy bwd dlogits bf16 (in place)", max_rel_err(run_bf16(d_logits), dl_ref, 1e-4), kBf16Tol);
+
+    // Rows padded to ld with NaN: the forward must not read the padding, the backward must zero it.
+    const int ld = V + 8 - V % 8;
+    F padded(size_t(N) * ld, std::nanf(""));
+    for (size_t n = 0; n < size_t(N); ++n) std::copy_n(&logits[n * V], V, &padded[n * ld]);
+    DeviceBuffer<bf16> d_padded(to_bf16(padded));
+    DeviceBuffer<float> d_loss_padded(N);
+    lh::cuda::cross_entropy_forward(d_loss_padded.get(), d_padded.get(), d_tgt.get(), N, V, ld, 0);
+    lh::cuda::cross_entropy_backward(d_padded.get(), d_padded.get(), d_tgt.get(), N, V, ld, dloss, 0);
+    CHECK(d_loss_padded.download() == d_loss.download());  // same rows, same bits
+    const F dl_padded = run_bf16(d_padded), dl = run_bf16(d_logits);
+    size_t mismatches = 0, nonzero_padding = 0;
+    for (size_t n = 0; n < size_t(N); ++n)
+      for (size_t v = 0; v < size_t(ld); ++v)
+        if (v < size_t(V))
+          mismatches += dl_padded[n * ld + v] != dl[n * V + v];
+        else
+          nonzero_padding += !(dl_padded[n * ld + v] == 0.0f);
+    CHECK(mismatches == 0);
+    CHECK(nonzero_padding == 0);
   }
 }
 
@@ -252,11 +274,11 @@ TEST_CASE("cuda reduction kernels are bitwise deterministic", "[gpu][cuda_kernel
     bytes(d_dx.download<uint16_t>());
     for (int vocab : {257, 3001}) {  // register path and online path; logits = x viewed as [rows, vocab]
       const int rows = int(nc / vocab) / 8;
-      lh::cuda::cross_entropy_forward(d_loss.get(), d_x.get(), d_tok.get(), std::min(rows, N), vocab, 0);
+      lh::cuda::cross_entropy_forward(d_loss.get(), d_x.get(), d_tok.get(), std::min(rows, N), vocab, vocab, 0);
       bytes(d_loss.download());
     }
     d_dx.upload(x);
-    lh::cuda::cross_entropy_backward(d_dx.get(), d_dx.get(), d_tok.get(), N, 1024, 0.5f, 0);
+    lh::cuda::cross_entropy_backward(d_dx.get(), d_dx.get(), d_tok.get(), N, 1024, 1024, 0.5f, 0);
     bytes(d_dx.download<uint16_t>());
     lh::cuda::sum_squares(d_ss.get(), d_dwte.get(), size_t(V) * C, scratch.get(), 0);
     bytes(d_ss.download());

@@ -2,6 +2,7 @@
 // float/double agreement, thread-count determinism and the accumulate contracts.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <functional>
@@ -123,13 +124,13 @@ TEST_CASE("matmul: gradients on a small odd shape", "[cpu][ops]") {
   const int N = 5, IC = 11, OC = 7;  // not multiples of any tile: every edge path runs
   Vec x = random_vec(size_t(N) * IC, 7), w = random_vec(size_t(OC) * IC, 8), R = random_vec(size_t(N) * OC, 9);
   Vec out(R.size());
-  auto loss = [&] { matmul_forward(out.data(), x.data(), w.data(), N, IC, OC); return weighted_sum(out, R); };
+  auto loss = [&] { matmul_forward(out.data(), x.data(), w.data(), N, IC, OC, OC); return weighted_sum(out, R); };
   Vec dx(x.size()), dw(w.size(), 0.0);
-  matmul_backward(dx.data(), dw.data(), R.data(), x.data(), w.data(), N, IC, OC);
+  matmul_backward(dx.data(), dw.data(), R.data(), x.data(), w.data(), N, IC, OC, OC);
   check_grad(dx, x, loss);
   check_grad(dw, w, loss);
   Vec dw2 = dw;
-  matmul_backward<double>(nullptr, dw2.data(), R.data(), x.data(), w.data(), N, IC, OC);
+  matmul_backward<double>(nullptr, dw2.data(), R.data(), x.data(), w.data(), N, IC, OC, OC);
   for (size_t i = 0; i < dw.size(); ++i) CHECK(dw2[i] == Approx(2 * dw[i]).epsilon(kExactTol));
 }
 
@@ -137,16 +138,16 @@ TEST_CASE("matmul: large shape against naive products, float agreement", "[cpu][
   const int N = 301, IC = 37, OC = 270;  // beyond the row blocks and the backward k blocks
   Vec x = random_vec(size_t(N) * IC, 10), w = random_vec(size_t(OC) * IC, 11), dout = random_vec(size_t(N) * OC, 12);
   Vec out(dout.size()), dx(x.size()), dw(w.size(), 0.0);
-  matmul_forward(out.data(), x.data(), w.data(), N, IC, OC);
-  matmul_backward(dx.data(), dw.data(), dout.data(), x.data(), w.data(), N, IC, OC);
+  matmul_forward(out.data(), x.data(), w.data(), N, IC, OC, OC);
+  matmul_backward(dx.data(), dw.data(), dout.data(), x.data(), w.data(), N, IC, OC, OC);
   CHECK(max_rel_error(out, naive_matmul(x, w, N, IC, OC)) < kExactTol);
   CHECK(max_rel_error(dx, naive_matmul(dout, transpose(w, OC, IC), N, OC, IC)) < kExactTol);
   CHECK(max_rel_error(dw, naive_matmul(transpose(dout, N, OC), transpose(x, N, IC), OC, N, IC)) < kExactTol);
 
   std::vector<float> xf = to_float(x), wf = to_float(w), df = to_float(dout), of(out.size()), dxf(x.size()),
                      dwf(w.size(), 0.0f);
-  matmul_forward(of.data(), xf.data(), wf.data(), N, IC, OC);
-  matmul_backward(dxf.data(), dwf.data(), df.data(), xf.data(), wf.data(), N, IC, OC);
+  matmul_forward(of.data(), xf.data(), wf.data(), N, IC, OC, OC);
+  matmul_backward(dxf.data(), dwf.data(), df.data(), xf.data(), wf.data(), N, IC, OC, OC);
   CHECK(max_rel_error(to_double(of), out) < kFloatTol);
   CHECK(max_rel_error(to_double(dxf), dx) < kFloatTol);
   CHECK(max_rel_error(to_double(dwf), dw) < kFloatTol);
@@ -163,8 +164,8 @@ TEST_CASE("matmul and attention backward are bitwise identical across thread cou
     const int prev = set_threads(threads);
     std::vector<float> out(dout.size()), dx(x.size()), dw(w.size(), 0.5f), ao(ao_grad.size()), lse(size_t(B) * H * T),
         dqkv(qkv.size());
-    matmul_forward(out.data(), x.data(), w.data(), N, IC, OC);
-    matmul_backward(dx.data(), dw.data(), dout.data(), x.data(), w.data(), N, IC, OC);
+    matmul_forward(out.data(), x.data(), w.data(), N, IC, OC, OC);
+    matmul_backward(dx.data(), dw.data(), dout.data(), x.data(), w.data(), N, IC, OC, OC);
     attention_forward(ao.data(), lse.data(), qkv.data(), B, T, H, Hkv, D);
     attention_backward(dqkv.data(), ao_grad.data(), qkv.data(), ao.data(), lse.data(), B, T, H, Hkv, D);
     set_threads(prev);
@@ -267,7 +268,7 @@ TEST_CASE("cross-entropy: log-sum-exp, stability, gradient, in place", "[cpu][op
   const double dloss = 0.37;
   const std::vector<int32_t> tgt = {4, 0, 8};
   Vec logits = random_vec(size_t(N) * V, 24, -3.0, 3.0), losses(N);
-  auto loss = [&] { cross_entropy_forward(losses.data(), logits.data(), tgt.data(), N, V); return dloss * (losses[0] + losses[1] + losses[2]); };
+  auto loss = [&] { cross_entropy_forward(losses.data(), logits.data(), tgt.data(), N, V, V); return dloss * (losses[0] + losses[1] + losses[2]); };
   loss();
   for (int n = 0; n < N; ++n) {
     double z = 0.0;
@@ -276,17 +277,60 @@ TEST_CASE("cross-entropy: log-sum-exp, stability, gradient, in place", "[cpu][op
   }
   Vec shifted = logits, shifted_losses(N);  // exp(1000) overflows unless the max is subtracted
   for (auto& l : shifted) l += 1000.0;
-  cross_entropy_forward(shifted_losses.data(), shifted.data(), tgt.data(), N, V);
+  cross_entropy_forward(shifted_losses.data(), shifted.data(), tgt.data(), N, V, V);
   CHECK(max_rel_error(shifted_losses, losses) < 1e-9);  // 1000 + O(1) loses ~13 bits of the O(1) part
   Vec dl(logits.size());
-  cross_entropy_backward(dl.data(), logits.data(), tgt.data(), N, V, dloss);
+  cross_entropy_backward(dl.data(), logits.data(), tgt.data(), N, V, V, dloss);
   check_grad(dl, logits, loss);
   Vec inplace = logits;
-  cross_entropy_backward(inplace.data(), inplace.data(), tgt.data(), N, V, dloss);
+  cross_entropy_backward(inplace.data(), inplace.data(), tgt.data(), N, V, V, dloss);
   CHECK(inplace == dl);
   std::vector<float> lf = to_float(logits), lossf(N);
-  cross_entropy_forward(lossf.data(), lf.data(), tgt.data(), N, V);
+  cross_entropy_forward(lossf.data(), lf.data(), tgt.data(), N, V, V);
   CHECK(max_rel_error(to_double(lossf), losses) < kFloatTol);
+}
+
+// The logits' rows are padded (ModelConfig::logits_row_stride). Padding starts as NaN, which
+// would poison any result that read it: the forward must overwrite it with zeros, the
+// cross-entropy backward too, and nothing may read it.
+TEST_CASE("matmul and cross-entropy on padded rows: the dense results, zero padding", "[cpu][ops]") {
+  const int N = 5, IC = 11, V = 7, ld = 16;
+  const double nan = std::nan("");
+  auto padded = [&](const Vec& dense) {
+    Vec p(size_t(N) * ld, nan);
+    for (size_t n = 0; n < size_t(N); ++n) std::copy_n(&dense[n * V], V, &p[n * ld]);
+    return p;
+  };
+  auto unpadded = [&](const Vec& p) {  // CHECKs that the padding holds zeros
+    Vec d(size_t(N) * V);
+    size_t nonzero_padding = 0;
+    for (size_t n = 0; n < size_t(N); ++n) {
+      std::copy_n(&p[n * ld], V, &d[n * V]);
+      for (size_t v = V; v < size_t(ld); ++v) nonzero_padding += !(p[n * ld + v] == 0.0);
+    }
+    CHECK(nonzero_padding == 0);
+    return d;
+  };
+  const Vec x = random_vec(size_t(N) * IC, 40), w = random_vec(size_t(V) * IC, 41);
+  Vec out(size_t(N) * V), out_padded(size_t(N) * ld, nan);
+  matmul_forward(out.data(), x.data(), w.data(), N, IC, V, V);
+  matmul_forward(out_padded.data(), x.data(), w.data(), N, IC, V, ld);
+  CHECK(unpadded(out_padded) == out);
+
+  const std::vector<int32_t> tgt = {6, 0, 3, 3, 1};
+  Vec logits = padded(out), losses(N), losses_padded(N), dl(out.size());
+  cross_entropy_forward(losses.data(), out.data(), tgt.data(), N, V, V);
+  cross_entropy_forward(losses_padded.data(), logits.data(), tgt.data(), N, V, ld);
+  CHECK(losses_padded == losses);
+  cross_entropy_backward(dl.data(), out.data(), tgt.data(), N, V, V, 0.5);
+  cross_entropy_backward(logits.data(), logits.data(), tgt.data(), N, V, ld, 0.5);  // in place
+  CHECK(unpadded(logits) == dl);
+
+  Vec dx(x.size()), dw(w.size(), 0.25), dx_padded(x.size()), dw_padded(w.size(), 0.25);
+  matmul_backward(dx.data(), dw.data(), dl.data(), x.data(), w.data(), N, IC, V, V);
+  matmul_backward(dx_padded.data(), dw_padded.data(), padded(dl).data(), x.data(), w.data(), N, IC, V, ld);
+  CHECK(dx_padded == dx);
+  CHECK(dw_padded == dw);
 }
 
 TEST_CASE("residual: add with aliasing, gradient via accumulate", "[cpu][ops]") {

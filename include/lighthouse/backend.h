@@ -102,7 +102,12 @@ class Backend {
                                double eps) = 0;
   virtual void rmsnorm_backward(Tensor dx, Tensor dweight, const Tensor& dout, const Tensor& x,
                                 const Tensor& weight, const Tensor& rstd, int N, int C) = 0;
-  virtual void matmul_forward(Tensor out, const Tensor& x, const Tensor& weight, int N, int IC, int OC) = 0;
+  // The [N, OC] matrix of a matmul (out, dout) has rows `ld` elements apart, ld >= OC: the output
+  // layer pads its logits' rows to 16 bytes (ModelConfig::logits_row_stride) so that the GEMMs can
+  // use fast kernels whatever the vocabulary; every other matmul passes ld = OC. The padding
+  // columns hold zeros: matmul_forward writes them and matmul_backward may read them (CUDA runs
+  // its GEMMs at OC = ld on a weight padded with zero rows, cuda_backend.cpp).
+  virtual void matmul_forward(Tensor out, const Tensor& x, const Tensor& weight, int N, int IC, int OC, int ld) = 0;
   // out = x @ weight^T + residual (out must not alias residual). Default: matmul_forward then
   // residual_forward, the reference; CUDA adds the residual in the GEMM's epilogue instead, which
   // saves a pass over memory and rounds the sum to bf16 once instead of twice.
@@ -110,7 +115,7 @@ class Backend {
                                        int N, int IC, int OC);
   // dx may be an empty Tensor (data == nullptr): no input gradient wanted.
   virtual void matmul_backward(Tensor dx, Tensor dweight, const Tensor& dout, const Tensor& x,
-                               const Tensor& weight, int N, int IC, int OC) = 0;
+                               const Tensor& weight, int N, int IC, int OC, int ld) = 0;
   virtual void rope_forward(Tensor qkv, int B, int T, int H, int Hkv, int D, double theta) = 0;
   virtual void rope_backward(Tensor dqkv, int B, int T, int H, int Hkv, int D, double theta) = 0;
   virtual void attention_forward(Tensor out, Tensor lse, const Tensor& qkv, int B, int T, int H, int Hkv,
@@ -121,10 +126,12 @@ class Backend {
   virtual void swiglu_backward(Tensor dgate_up, const Tensor& dout, const Tensor& gate_up, int N, int F) = 0;
   virtual void residual_forward(Tensor out, const Tensor& a, const Tensor& b) = 0;
   virtual void accumulate(Tensor dst, const Tensor& src) = 0;
-  virtual void cross_entropy_forward(Tensor losses, const Tensor& logits, const Tensor& targets, int N,
-                                     int V) = 0;
-  virtual void cross_entropy_backward(Tensor dlogits, const Tensor& logits, const Tensor& targets, int N,
-                                      int V, double dloss) = 0;
+  // logits [N, V] with rows ld elements apart (ld >= V): the forward does not read the padding,
+  // the backward sets it to zero (matmul_backward's dout).
+  virtual void cross_entropy_forward(Tensor losses, const Tensor& logits, const Tensor& targets, int N, int V,
+                                     int ld) = 0;
+  virtual void cross_entropy_backward(Tensor dlogits, const Tensor& logits, const Tensor& targets, int N, int V,
+                                      int ld, double dloss) = 0;
   virtual double sum_squares(const Tensor& x) = 0;
   virtual void scale_inplace(Tensor x, double s) = 0;
   // Updates the master weights from grad * grad_scale (grad is not written); when compute_copy is not

@@ -51,13 +51,13 @@ class CpuBackend final : public Backend {
                         const Tensor& rstd, int N, int C) override {
     cpu::rmsnorm_backward(dx.as<T>(), dw.as<T>(), dout.as<T>(), x.as<T>(), w.as<T>(), rstd.as<T>(), N, C);
   }
-  void matmul_forward(Tensor out, const Tensor& x, const Tensor& w, int N, int IC, int OC) override {
-    cpu::matmul_forward(out.as<T>(), x.as<T>(), w.as<T>(), N, IC, OC);
+  void matmul_forward(Tensor out, const Tensor& x, const Tensor& w, int N, int IC, int OC, int ld) override {
+    cpu::matmul_forward(out.as<T>(), x.as<T>(), w.as<T>(), N, IC, OC, ld);
   }
   void matmul_backward(Tensor dx, Tensor dw, const Tensor& dout, const Tensor& x, const Tensor& w, int N,
-                       int IC, int OC) override {
+                       int IC, int OC, int ld) override {
     T* dx_ptr = dx.data ? dx.as<T>() : nullptr;
-    cpu::matmul_backward(dx_ptr, dw.as<T>(), dout.as<T>(), x.as<T>(), w.as<T>(), N, IC, OC);
+    cpu::matmul_backward(dx_ptr, dw.as<T>(), dout.as<T>(), x.as<T>(), w.as<T>(), N, IC, OC, ld);
   }
   void rope_forward(Tensor qkv, int B, int Tl, int H, int Hkv, int D, double theta) override {
     cpu::rope_forward(qkv.as<T>(), B, Tl, H, Hkv, D, theta);
@@ -84,12 +84,13 @@ class CpuBackend final : public Backend {
     cpu::residual_forward(out.as<T>(), a.as<T>(), b.as<T>(), out.numel);
   }
   void accumulate(Tensor dst, const Tensor& src) override { cpu::accumulate(dst.as<T>(), src.as<T>(), dst.numel); }
-  void cross_entropy_forward(Tensor losses, const Tensor& logits, const Tensor& targets, int N, int V) override {
-    cpu::cross_entropy_forward(losses.as<T>(), logits.as<T>(), targets.as<int32_t>(), N, V);
+  void cross_entropy_forward(Tensor losses, const Tensor& logits, const Tensor& targets, int N, int V,
+                             int ld) override {
+    cpu::cross_entropy_forward(losses.as<T>(), logits.as<T>(), targets.as<int32_t>(), N, V, ld);
   }
-  void cross_entropy_backward(Tensor dlogits, const Tensor& logits, const Tensor& targets, int N, int V,
+  void cross_entropy_backward(Tensor dlogits, const Tensor& logits, const Tensor& targets, int N, int V, int ld,
                               double dloss) override {
-    cpu::cross_entropy_backward(dlogits.as<T>(), logits.as<T>(), targets.as<int32_t>(), N, V, dloss);
+    cpu::cross_entropy_backward(dlogits.as<T>(), logits.as<T>(), targets.as<int32_t>(), N, V, ld, dloss);
   }
   double sum_squares(const Tensor& x) override { return cpu::sum_squares(x.as<T>(), x.numel); }
   void scale_inplace(Tensor x, double s) override { cpu::scale_inplace(x.as<T>(), x.numel, s); }

@@ -113,7 +113,8 @@ void axpy_gemm(T* out, size_t ldo, const T* a, size_t ar, size_t ak, const T* b,
 }  // namespace
 
 template <typename T>
-void matmul_forward(T* out, const T* x, const T* weight, int N, int IC, int OC) {
+void matmul_forward(T* out, const T* x, const T* weight, int N, int IC, int OC, int ld) {
+  for (int n = 0; n < N && ld > OC; ++n) std::fill(out + n * size_t(ld) + OC, out + (n + 1) * size_t(ld), T(0));
   const int row_blocks = (N + kRowBlock - 1) / kRowBlock;
   const int col_blocks = (OC + kRowBlock - 1) / kRowBlock;
   const size_t ic = IC;
@@ -126,27 +127,27 @@ void matmul_forward(T* out, const T* x, const T* weight, int N, int IC, int OC) 
       for (; o + kDotCols <= o_end; o += kDotCols) {  // W rows stay in L1 across the n loop
         int n = nb * kRowBlock;
         for (; n + kDotRows <= n_end; n += kDotRows)
-          dot_tile<kDotRows, kDotCols>(out + n * size_t(OC) + o, OC, x + n * ic, weight + o * ic, IC);
-        for (; n < n_end; ++n) dot_tile<1, kDotCols>(out + n * size_t(OC) + o, OC, x + n * ic, weight + o * ic, IC);
+          dot_tile<kDotRows, kDotCols>(out + n * size_t(ld) + o, ld, x + n * ic, weight + o * ic, IC);
+        for (; n < n_end; ++n) dot_tile<1, kDotCols>(out + n * size_t(ld) + o, ld, x + n * ic, weight + o * ic, IC);
       }
       for (; o < o_end; ++o)
         for (int n = nb * kRowBlock; n < n_end; ++n)
-          dot_tile<1, 1>(out + n * size_t(OC) + o, OC, x + n * ic, weight + o * ic, IC);
+          dot_tile<1, 1>(out + n * size_t(ld) + o, ld, x + n * ic, weight + o * ic, IC);
     }
 }
 
 template <typename T>
-void matmul_backward(T* dx, T* dweight, const T* dout, const T* x, const T* weight, int N, int IC, int OC) {
-  // dx[n, i] = sum_oc dout[n, oc] * W[oc, i]: A(r=n, k=oc) = dout[n*OC + oc].
-  if (dx != nullptr) axpy_gemm(dx, IC, dout, OC, 1, weight, IC, N, IC, OC, false);
-  // dW[oc, i] += sum_n dout[n, oc] * x[n, i]: A(r=oc, k=n) = dout[n*OC + oc]. The terms are added
+void matmul_backward(T* dx, T* dweight, const T* dout, const T* x, const T* weight, int N, int IC, int OC, int ld) {
+  // dx[n, i] = sum_oc dout[n, oc] * W[oc, i]: A(r=n, k=oc) = dout[n*ld + oc].
+  if (dx != nullptr) axpy_gemm(dx, IC, dout, ld, 1, weight, IC, N, IC, OC, false);
+  // dW[oc, i] += sum_n dout[n, oc] * x[n, i]: A(r=oc, k=n) = dout[n*ld + oc]. The terms are added
   // straight onto dW in increasing n (no [OC, IC] temporary: that would be the size of the LM head).
-  axpy_gemm(dweight, IC, dout, 1, OC, x, IC, OC, IC, N, true);
+  axpy_gemm(dweight, IC, dout, 1, ld, x, IC, OC, IC, N, true);
 }
 
 #define LH_INSTANTIATE(T)                                                                  \
-  template void matmul_forward<T>(T*, const T*, const T*, int, int, int);                 \
-  template void matmul_backward<T>(T*, T*, const T*, const T*, const T*, int, int, int);
+  template void matmul_forward<T>(T*, const T*, const T*, int, int, int, int);            \
+  template void matmul_backward<T>(T*, T*, const T*, const T*, const T*, int, int, int, int);
 LH_INSTANTIATE(float)
 LH_INSTANTIATE(double)
 #undef LH_INSTANTIATE

@@ -18,16 +18,21 @@ struct Projection {
   const char* name;
   int in, out;
   bool residual;  // the forward adds the residual stream in the GEMM's epilogue
-  int per_step;   // how many of it one step runs (n_layers, or 1 for the lm head)
+  int per_step;   // how many of it one step runs (n_layers, or 1 for the lm head; 0: not run)
+  int ld;         // row stride of the [tokens, out] matrix; forward and dx run at out = ld as the
+                  // CUDA backend runs them (on a weight padded with zero rows), dW at out
 };
 
 // The projections of LlamaModel (src/model/llama.cpp), which this list must follow.
 std::vector<Projection> projections(const ModelConfig& m) {
-  return {{"qkv", m.dim, m.qkv_dim(), false, m.n_layers},
-          {"wo", m.q_dim(), m.dim, true, m.n_layers},
-          {"gate_up", m.dim, 2 * m.ffn_hidden, false, m.n_layers},
-          {"down", m.ffn_hidden, m.dim, true, m.n_layers},
-          {"lm_head", m.dim, m.vocab_size, false, 1}};
+  std::vector<Projection> list = {{"qkv", m.dim, m.qkv_dim(), false, m.n_layers, m.qkv_dim()},
+                                  {"wo", m.q_dim(), m.dim, true, m.n_layers, m.dim},
+                                  {"gate_up", m.dim, 2 * m.ffn_hidden, false, m.n_layers, 2 * m.ffn_hidden},
+                                  {"down", m.ffn_hidden, m.dim, true, m.n_layers, m.dim},
+                                  {"lm_head", m.dim, m.vocab_size, false, 1, m.logits_row_stride()}};
+  // What the padding saves (not part of the step).
+  if (m.logits_row_stride() != m.vocab_size) list.push_back({"lm_unpad", m.dim, m.vocab_size, false, 0, m.vocab_size});
+  return list;
 }
 
 // A device buffer of n pseudo-random values, freed on scope exit.
@@ -58,7 +63,7 @@ nlohmann::json bench_gemms(const Config& cfg, const GemmBenchOptions& o) {
   nlohmann::json rows = nlohmann::json::array();
   double step_ms = 0.0, first_step_ms = 0.0, step_flop = 0.0;
   for (const Projection& p : projections(cfg.model)) {
-    const size_t nx = size_t(N) * p.in, ny = size_t(N) * p.out, nw = size_t(p.in) * p.out;
+    const size_t nx = size_t(N) * p.in, ny = size_t(N) * p.ld, nw = size_t(p.in) * p.ld;
     const Filled<bf16> x_buf(nx, 1), y_buf(ny, 2), w_buf(nw, 3, -0.05f, 0.05f), residual_buf(ny, 4), dx_buf(nx, 5);
     const Filled<float> dw_buf(nw, 6);
     bf16 *x = x_buf.p, *y = y_buf.p, *w = w_buf.p, *residual = residual_buf.p, *dx = dx_buf.p;
@@ -68,12 +73,12 @@ nlohmann::json bench_gemms(const Config& cfg, const GemmBenchOptions& o) {
           if (p.residual)
             mm.forward_residual(y, x, w, residual, N, p.in, p.out, nullptr);
           else
-            mm.forward(y, x, w, N, p.in, p.out, nullptr);
+            mm.forward(y, x, w, N, p.in, p.ld, p.ld, nullptr);
         },
-        [&] { mm.backward_input(dx, y, w, N, p.in, p.out, nullptr); },
-        [&] { mm.backward_weight(dw, y, x, N, p.in, p.out, nullptr); }};
+        [&] { mm.backward_input(dx, y, w, N, p.in, p.ld, p.ld, nullptr); },
+        [&] { mm.backward_weight(dw, y, x, N, p.in, p.out, p.ld, nullptr); }};
     const char* op_names[] = {"fwd", "dx", "dW"};
-    const double flop = 2.0 * N * p.in * p.out;
+    const double flop = 2.0 * N * p.in * p.out;  // useful FLOPs: not the padding's
     for (int op = 0; op < 3; ++op) {
       // What training runs: by default the tuned choice (cublaslt_tuning.cpp), here tuned on these
       // operands.
@@ -107,7 +112,7 @@ nlohmann::json bench_gemms(const Config& cfg, const GemmBenchOptions& o) {
       step_ms += ms * p.per_step;
       first_step_ms += first_ms * p.per_step;
       step_flop += flop * p.per_step;
-      rows.push_back({{"gemm", p.name}, {"op", op_names[op]}, {"tokens", N}, {"in", p.in}, {"out", p.out},
+      rows.push_back({{"gemm", p.name}, {"op", op_names[op]}, {"tokens", N}, {"in", p.in}, {"out", p.out}, {"ld", p.ld},
                       {"per_step", p.per_step}, {"flop", flop}, {"ms", ms}, {"tflops", tflops},
                       {"first_choice_ms", first_ms}, {"algorithm", algorithm}, {"tuning", tuning},
                       {"candidates", candidates}});

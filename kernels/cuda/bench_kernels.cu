@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "bench_support.cuh"
+#include "lighthouse/config.h"
 #include "lighthouse_kernels.h"
 
 namespace lh::cuda {
@@ -57,6 +58,9 @@ void bench_lighthouse_kernels(Row& row) {
 
 void bench_elementwise_kernels(int rows, int cols) {
   const int N = rows, C = cols, V = 257, D = 64, H = std::max(1, C / D), Hkv = std::max(1, H / 4);
+  ModelConfig vocab;
+  vocab.vocab_size = V;
+  const int ld = vocab.logits_row_stride();  // as in training
   const size_t nc = size_t(N) * C;
   cudaDeviceProp prop{};
   LH_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
@@ -67,8 +71,8 @@ void bench_elementwise_kernels(int rows, int cols) {
   bf16 *w = alloc_fill<bf16>(C, 4, 0.5f, 1.5f), *wte = alloc_fill<bf16>(size_t(V) * C, 5);
   bf16 *gu = alloc_fill<bf16>(2 * nc, 6, -4.f, 4.f), *dgu = alloc_fill<bf16>(2 * nc, 7);
   const size_t qkv_n = size_t(N) * (H + 2 * Hkv) * D;
-  bf16 *qkv = alloc_fill<bf16>(qkv_n, 8), *logits = alloc_fill<bf16>(size_t(N) * V, 9, -8.f, 8.f);
-  bf16 *dlogits = alloc_fill<bf16>(size_t(N) * V, 10), *copy = alloc_fill<bf16>(nc, 11);
+  bf16 *qkv = alloc_fill<bf16>(qkv_n, 8), *logits = alloc_fill<bf16>(size_t(N) * ld, 9, -8.f, 8.f);
+  bf16 *dlogits = alloc_fill<bf16>(size_t(N) * ld, 10), *copy = alloc_fill<bf16>(nc, 11);
   float *f32 = alloc_fill<float>(nc, 12), *rstd = alloc_fill<float>(N, 13, 0.5f, 2.f);
   float *dw = alloc_fill<float>(C, 14), *dwte = alloc_fill<float>(size_t(V) * C, 15);
   float *p = alloc_fill<float>(nc, 16), *g = alloc_fill<float>(nc, 17, -0.1f, 0.1f);
@@ -116,9 +120,9 @@ void bench_elementwise_kernels(int rows, int cols) {
   row("accumulate", 3 * a, [&] { accumulate(out, y, nc, 0); });
   row("convert_f32_to_bf16", 3 * a, [&] { convert_f32_to_bf16(copy, f32, nc, 0); });
   row("convert_bf16_to_f32", 3 * a, [&] { convert_bf16_to_f32(f32, x, nc, 0); });
-  row("cross_entropy_forward V=257", 2.0 * N * V + 8.0 * N, [&] { cross_entropy_forward(losses, logits, tok, N, V, 0); });
+  row("cross_entropy_forward V=257", 2.0 * N * V + 8.0 * N, [&] { cross_entropy_forward(losses, logits, tok, N, V, ld, 0); });
   row("cross_entropy_backward V=257", 4.0 * N * V,
-      [&] { cross_entropy_backward(dlogits, logits, tok, N, V, 1.0f / N, 0); });
+      [&] { cross_entropy_backward(dlogits, logits, tok, N, V, ld, 1.0f / N, 0); });
   row("sum_squares (fp32 N*C)", 4.0 * nc, [&] { sum_squares(ss, g, nc, scratch, 0); });
   row("scale_inplace (fp32 N*C)", 8.0 * nc, [&] { scale_inplace(f32, nc, 0.999f, 0); });
   row("adamw_update (N*C params)", 30.0 * nc,

@@ -39,6 +39,11 @@ __device__ __forceinline__ void row_stats_regs(const float (&x)[J], int lane, in
   s = warp_sum(s);
 }
 
+// dlogits' row padding (columns V..ld) is zeroed: the output layer's dx GEMM reads it (cuda_backend.cpp).
+__device__ __forceinline__ void zero_padding(bf16* row, int lane, int V, int ld) {
+  for (int v = V + lane; v < ld; v += 32) row[v] = __float2bfloat16(0.f);
+}
+
 template <int J>
 __device__ __forceinline__ void load_row(float (&x)[J], const bf16* row, int lane, int V) {
 #pragma unroll
@@ -47,10 +52,10 @@ __device__ __forceinline__ void load_row(float (&x)[J], const bf16* row, int lan
 
 template <int J>
 __global__ __launch_bounds__(kWarps * 32) void ce_forward_small(float* losses, const bf16* logits,
-                                                                const int32_t* targets, int N, int V) {
+                                                                const int32_t* targets, int N, int V, int ld) {
   const int n = blockIdx.x * kWarps + threadIdx.x / 32, lane = threadIdx.x % 32;
   if (n >= N) return;
-  const bf16* row = logits + static_cast<size_t>(n) * V;
+  const bf16* row = logits + static_cast<size_t>(n) * ld;
   float x[J], m, s;
   load_row(x, row, lane, V);
   row_stats_regs(x, lane, V, m, s);
@@ -60,10 +65,10 @@ __global__ __launch_bounds__(kWarps * 32) void ce_forward_small(float* losses, c
 template <int J>
 __global__ __launch_bounds__(kWarps * 32) void ce_backward_small(bf16* dlogits, const bf16* logits,
                                                                  const int32_t* targets, int N, int V,
-                                                                 float dloss) {
+                                                                 int ld, float dloss) {
   const int n = blockIdx.x * kWarps + threadIdx.x / 32, lane = threadIdx.x % 32;
   if (n >= N) return;
-  const size_t off = static_cast<size_t>(n) * V;
+  const size_t off = static_cast<size_t>(n) * ld;
   float x[J], m, s;
   load_row(x, logits + off, lane, V);
   row_stats_regs(x, lane, V, m, s);
@@ -74,6 +79,7 @@ __global__ __launch_bounds__(kWarps * 32) void ce_backward_small(bf16* dlogits, 
     const int v = lane + 32 * j;
     if (v < V) dlogits[off + v] = __float2bfloat16((__expf(x[j] - m) * inv - (v == t ? 1.f : 0.f)) * dloss);
   }
+  zero_padding(dlogits + off, lane, V, ld);
 }
 
 // Online softmax: merge (m1, s1) and (m2, s2). Rounded products (no FMA contraction) keep the
@@ -104,10 +110,10 @@ __device__ __forceinline__ void row_stats_online(const bf16* row, int lane, int 
 }
 
 __global__ __launch_bounds__(kWarps * 32) void ce_forward_large(float* losses, const bf16* logits,
-                                                                const int32_t* targets, int N, int V) {
+                                                                const int32_t* targets, int N, int V, int ld) {
   const int n = blockIdx.x * kWarps + threadIdx.x / 32, lane = threadIdx.x % 32;
   if (n >= N) return;
-  const bf16* row = logits + static_cast<size_t>(n) * V;
+  const bf16* row = logits + static_cast<size_t>(n) * ld;
   float m, s;
   row_stats_online(row, lane, V, m, s);
   if (lane == 0) losses[n] = m + logf(s) - __bfloat162float(row[targets[n]]);
@@ -115,10 +121,10 @@ __global__ __launch_bounds__(kWarps * 32) void ce_forward_large(float* losses, c
 
 __global__ __launch_bounds__(kWarps * 32) void ce_backward_large(bf16* dlogits, const bf16* logits,
                                                                  const int32_t* targets, int N, int V,
-                                                                 float dloss) {
+                                                                 int ld, float dloss) {
   const int n = blockIdx.x * kWarps + threadIdx.x / 32, lane = threadIdx.x % 32;
   if (n >= N) return;
-  const size_t off = static_cast<size_t>(n) * V;
+  const size_t off = static_cast<size_t>(n) * ld;
   float m, s;
   row_stats_online(logits + off, lane, V, m, s);
   const float inv = 1.0f / s;
@@ -127,6 +133,7 @@ __global__ __launch_bounds__(kWarps * 32) void ce_backward_large(bf16* dlogits, 
   for (int v = lane; v < V; v += 32)
     dlogits[off + v] =
         __float2bfloat16((__expf(__bfloat162float(logits[off + v]) - m) * inv - (v == t ? 1.f : 0.f)) * dloss);
+  zero_padding(dlogits + off, lane, V, ld);
 }
 
 // Picks the register count per lane (J) for V <= 1024; returns false for larger V.
@@ -139,24 +146,25 @@ template <typename F> bool dispatch_small(int V, F&& f) {
 }
 }  // namespace
 
-void cross_entropy_forward(float* losses, const bf16* logits, const int32_t* targets, int N, int V, cudaStream_t s) {
+void cross_entropy_forward(float* losses, const bf16* logits, const int32_t* targets, int N, int V, int ld,
+                           cudaStream_t s) {
   if (N <= 0 || V <= 0) return;
   const unsigned grid = ceil_div(N, kWarps);
   const bool small = dispatch_small(V, [&](auto j) {
-    ce_forward_small<decltype(j)::value><<<grid, kWarps * 32, 0, s>>>(losses, logits, targets, N, V);
+    ce_forward_small<decltype(j)::value><<<grid, kWarps * 32, 0, s>>>(losses, logits, targets, N, V, ld);
   });
-  if (!small) ce_forward_large<<<grid, kWarps * 32, 0, s>>>(losses, logits, targets, N, V);
+  if (!small) ce_forward_large<<<grid, kWarps * 32, 0, s>>>(losses, logits, targets, N, V, ld);
   LH_CUDA_CHECK_LAUNCH();
 }
 
-void cross_entropy_backward(bf16* dlogits, const bf16* logits, const int32_t* targets, int N, int V, float dloss,
-                            cudaStream_t s) {
+void cross_entropy_backward(bf16* dlogits, const bf16* logits, const int32_t* targets, int N, int V, int ld,
+                            float dloss, cudaStream_t s) {
   if (N <= 0 || V <= 0) return;
   const unsigned grid = ceil_div(N, kWarps);
   const bool small = dispatch_small(V, [&](auto j) {
-    ce_backward_small<decltype(j)::value><<<grid, kWarps * 32, 0, s>>>(dlogits, logits, targets, N, V, dloss);
+    ce_backward_small<decltype(j)::value><<<grid, kWarps * 32, 0, s>>>(dlogits, logits, targets, N, V, ld, dloss);
   });
-  if (!small) ce_backward_large<<<grid, kWarps * 32, 0, s>>>(dlogits, logits, targets, N, V, dloss);
+  if (!small) ce_backward_large<<<grid, kWarps * 32, 0, s>>>(dlogits, logits, targets, N, V, ld, dloss);
   LH_CUDA_CHECK_LAUNCH();
 }
 

@@ -120,9 +120,9 @@ std::string CublasLtMatmul::last_tuning() const { return last_plan_ ? last_plan_
 // Row-major X[r, c] is column-major X^T[c, r] with leading dimension c; the three products below
 // are the row-major formulas rewritten on the transposes.
 void CublasLtMatmul::forward(__nv_bfloat16* out, const __nv_bfloat16* x, const __nv_bfloat16* w, int N, int IC,
-                             int OC, cudaStream_t s) {
+                             int OC, int ld, cudaStream_t s) {
   // out^T[OC, N] = W[OC, IC] (stored as W^T, so transposed) * x^T[IC, N]
-  run(Key{true, false, false, false, OC, N, IC, IC, IC, OC}, w, x, out, out, s);
+  run(Key{true, false, false, false, OC, N, IC, IC, IC, ld}, w, x, out, out, s);
 }
 
 void CublasLtMatmul::forward_residual(__nv_bfloat16* out, const __nv_bfloat16* x, const __nv_bfloat16* w,
@@ -132,15 +132,15 @@ void CublasLtMatmul::forward_residual(__nv_bfloat16* out, const __nv_bfloat16* x
 }
 
 void CublasLtMatmul::backward_input(__nv_bfloat16* dx, const __nv_bfloat16* dout, const __nv_bfloat16* w, int N,
-                                    int IC, int OC, cudaStream_t s) {
+                                    int IC, int OC, int ld, cudaStream_t s) {
   // dx^T[IC, N] = W^T[IC, OC] * dout^T[OC, N]
-  run(Key{false, false, false, false, IC, N, OC, IC, OC, IC}, w, dout, dx, dx, s);
+  run(Key{false, false, false, false, IC, N, OC, IC, ld, IC}, w, dout, dx, dx, s);
 }
 
 void CublasLtMatmul::backward_weight(float* dw, const __nv_bfloat16* dout, const __nv_bfloat16* x, int N, int IC,
-                                     int OC, cudaStream_t s) {
+                                     int OC, int ld, cudaStream_t s) {
   // dW^T[IC, OC] += x^T[IC, N] * dout[N, OC]  (dout^T stored, so transposed)
-  run(Key{false, true, true, true, IC, OC, N, IC, OC, IC}, x, dout, dw, dw, s);
+  run(Key{false, true, true, true, IC, OC, N, IC, ld, IC}, x, dout, dw, dw, s);
 }
 
 }  // namespace lh::cuda

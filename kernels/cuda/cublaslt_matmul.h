@@ -1,7 +1,8 @@
 // The model's three GEMM shapes through cuBLASLt: bf16 inputs, fp32 accumulation, with matmul
 // descriptors, layouts and the algorithm cached per shape (building them costs far more than a
 // small GEMM; the algorithm is tuned once per shape, cublaslt_tuning.cpp). Row-major semantics as
-// in the CPU reference (weights [out, in]):
+// in the CPU reference (weights [out, in]); ld is the row stride of the [N, OC] matrix (out, dout),
+// >= OC, and padding it to 16 bytes lets cuBLASLt use its aligned kernels when OC is odd:
 //   forward:  out[N, OC]  = x[N, IC] @ W^T                (bf16 out)
 //             out[N, OC]  = x[N, IC] @ W^T + residual     (bf16, the add in the fp32 epilogue)
 //   dx:       dx[N, IC]   = dout[N, OC] @ W               (bf16 out)
@@ -25,13 +26,13 @@ class CublasLtMatmul {
   CublasLtMatmul(const CublasLtMatmul&) = delete;
   CublasLtMatmul& operator=(const CublasLtMatmul&) = delete;
 
-  void forward(__nv_bfloat16* out, const __nv_bfloat16* x, const __nv_bfloat16* w, int N, int IC, int OC,
+  void forward(__nv_bfloat16* out, const __nv_bfloat16* x, const __nv_bfloat16* w, int N, int IC, int OC, int ld,
                cudaStream_t s);
   void forward_residual(__nv_bfloat16* out, const __nv_bfloat16* x, const __nv_bfloat16* w,
                         const __nv_bfloat16* residual, int N, int IC, int OC, cudaStream_t s);
   void backward_input(__nv_bfloat16* dx, const __nv_bfloat16* dout, const __nv_bfloat16* w, int N, int IC, int OC,
-                      cudaStream_t s);
-  void backward_weight(float* dw, const __nv_bfloat16* dout, const __nv_bfloat16* x, int N, int IC, int OC,
+                      int ld, cudaStream_t s);
+  void backward_weight(float* dw, const __nv_bfloat16* dout, const __nv_bfloat16* x, int N, int IC, int OC, int ld,
                        cudaStream_t s);
 
   // Which algorithm each new plan gets. kTuned (the default): the fastest of the heuristic's first

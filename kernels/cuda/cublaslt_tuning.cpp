@@ -10,8 +10,10 @@
 // outputs are not tuned (a match there proves less, and there is little time to win). Runs once per
 // GEMM shape, on its first call, on the caller's stream (stream-ordered allocations: no device-wide
 // synchronisation while other streams, e.g. NCCL's, run).
+#include <algorithm>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "cublaslt_plan.h"
 #include "cuda_check.h"
@@ -20,7 +22,8 @@
 namespace lh::cuda {
 namespace {
 
-constexpr int kTimedRuns = 5;                 // per candidate, after one untimed run
+constexpr int kRounds = 5;                    // timing rounds; each candidate keeps its median
+constexpr int kRunsPerRound = 3;              // back-to-back launches timed together
 constexpr double kMinGain = 0.01;             // keep the first choice unless another is >= 1% faster
 constexpr size_t kMinTunedOutputs = 1 << 20;  // output elements below which a shape is not tuned
 
@@ -57,6 +60,11 @@ bool same_reduction(const cublasLtMatmulAlgo_t& x, const cublasLtMatmulAlgo_t& y
   return true;
 }
 
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
 std::string format_ms(double ms) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.3f ms", ms);
@@ -90,41 +98,46 @@ void CublasLtMatmul::tune(Plan& plan, const Key& key, const void* a, const void*
     return cublasLtMatmul(handle_, plan.desc, &alpha, a, plan.a, b, plan.b, &beta, c_in, plan.c, out, plan.c,
                           &plan.candidates[size_t(rank)].algo, workspace_, kCublasLtWorkspaceBytes, s);
   };
-  const Event start, stop;
-  auto time_ms = [&](int rank, void* out) {
-    float ms = 0.0f;
-    LH_CUDA_CHECK(cudaEventRecord(start.e, s));
-    for (int i = 0; i < kTimedRuns; ++i) LH_CUBLAS_CHECK(launch(rank, out));
-    LH_CUDA_CHECK(cudaEventRecord(stop.e, s));
-    LH_CUDA_CHECK(cudaEventSynchronize(stop.e));
-    LH_CUDA_CHECK(cudaEventElapsedTime(&ms, start.e, stop.e));
-    return double(ms) / kTimedRuns;
-  };
+  // Eligibility first: a candidate must reduce as the first choice does and give its bits.
   LH_CUBLAS_CHECK(launch(0, reference));
-  const double first_ms = time_ms(0, reference);
-  double best_ms = first_ms;
-  plan.tuning = "rank 0 " + format_ms(first_ms);
+  std::vector<int> eligible{0};  // ranks, the first choice first
+  std::string notes;
   for (int rank = 1; rank < int(plan.candidates.size()); ++rank) {
-    plan.tuning += ", " + std::to_string(rank) + " ";
-    if (!same_reduction(plan.candidates[size_t(rank)].algo, plan.candidates[0].algo)) {
-      plan.tuning += "other reduction";
-      continue;
-    }
-    if (launch(rank, trial.p) != CUBLAS_STATUS_SUCCESS) {
-      plan.tuning += "fails";
-      continue;
-    }
-    if (!bytes_equal(reference, trial.p, bytes, static_cast<int*>(flag.p), s)) {
-      plan.tuning += "other bits";
-      continue;
-    }
-    const double ms = time_ms(rank, trial.p);
-    plan.tuning += format_ms(ms);
-    if (ms < best_ms && ms < first_ms * (1.0 - kMinGain)) {
-      best_ms = ms;
-      plan.rank = rank;
-    }
+    const char* why = nullptr;
+    if (!same_reduction(plan.candidates[size_t(rank)].algo, plan.candidates[0].algo))
+      why = "other reduction";
+    else if (launch(rank, trial.p) != CUBLAS_STATUS_SUCCESS)
+      why = "fails";
+    else if (!bytes_equal(reference, trial.p, bytes, static_cast<int*>(flag.p), s))
+      why = "other bits";
+    if (why)
+      notes += ", " + std::to_string(rank) + " " + why;
+    else
+      eligible.push_back(rank);
   }
+  // Then timing, in rounds that visit every eligible candidate once, so that a drift of the clock
+  // (the card heating up to its power cap) shifts all of them alike; each keeps its median round.
+  std::vector<std::vector<double>> rounds(eligible.size());
+  const Event start, stop;
+  for (int round = 0; round < kRounds && eligible.size() > 1; ++round)
+    for (size_t i = 0; i < eligible.size(); ++i) {
+      float ms = 0.0f;
+      LH_CUDA_CHECK(cudaEventRecord(start.e, s));
+      for (int run = 0; run < kRunsPerRound; ++run) LH_CUBLAS_CHECK(launch(eligible[i], i == 0 ? reference : trial.p));
+      LH_CUDA_CHECK(cudaEventRecord(stop.e, s));
+      LH_CUDA_CHECK(cudaEventSynchronize(stop.e));
+      LH_CUDA_CHECK(cudaEventElapsedTime(&ms, start.e, stop.e));
+      rounds[i].push_back(double(ms) / kRunsPerRound);
+    }
+  plan.tuning = eligible.size() == 1 ? "no other eligible candidate" : "medians: rank 0 " + format_ms(median(rounds[0]));
+  size_t best = 0;
+  for (size_t i = 1; i < eligible.size(); ++i) {
+    const double ms = median(rounds[i]);
+    plan.tuning += ", " + std::to_string(eligible[i]) + " " + format_ms(ms);
+    if (ms < median(rounds[best]) && ms < median(rounds[0]) * (1.0 - kMinGain)) best = i;
+  }
+  plan.rank = eligible[best];
+  plan.tuning += notes;
   plan.tuning += "; chose rank " + std::to_string(plan.rank);
 }
 

@@ -133,8 +133,11 @@ class CudaBackend final : public Backend {
     cuda::rmsnorm_backward(bf(dx, "rmsnorm"), f32(dw), bf(dout, "rmsnorm"), bf(x, "rmsnorm"), bf(w, "rmsnorm"),
                            f32(rstd), N, C, scratch, stream_);
   }
-  void matmul_forward(Tensor out, const Tensor& x, const Tensor& w, int N, int IC, int OC) override {
-    gemm_.forward(bf(out, "matmul"), bf(x, "matmul"), bf(w, "matmul"), N, IC, OC, stream_);
+  void matmul_forward(Tensor out, const Tensor& x, const Tensor& w, int N, int IC, int OC, int ld) override {
+    if (ld > OC)  // the padding columns come out zero
+      gemm_.forward(bf(out, "matmul"), bf(x, "matmul"), padded_weight(w, IC, OC, ld), N, IC, ld, ld, stream_);
+    else
+      gemm_.forward(bf(out, "matmul"), bf(x, "matmul"), bf(w, "matmul"), N, IC, OC, ld, stream_);
   }
   void matmul_forward_residual(Tensor out, const Tensor& x, const Tensor& w, const Tensor& residual, int N, int IC,
                                int OC) override {
@@ -142,9 +145,13 @@ class CudaBackend final : public Backend {
                            stream_);
   }
   void matmul_backward(Tensor dx, Tensor dw, const Tensor& dout, const Tensor& x, const Tensor& w, int N, int IC,
-                       int OC) override {
-    if (dx.data) gemm_.backward_input(bf(dx, "matmul"), bf(dout, "matmul"), bf(w, "matmul"), N, IC, OC, stream_);
-    gemm_.backward_weight(f32(dw), bf(dout, "matmul"), bf(x, "matmul"), N, IC, OC, stream_);
+                       int OC, int ld) override {
+    if (dx.data && ld > OC)  // dout's zero padding meets the weight's zero rows
+      gemm_.backward_input(bf(dx, "matmul"), bf(dout, "matmul"), padded_weight(w, IC, OC, ld), N, IC, ld, ld,
+                           stream_);
+    else if (dx.data)
+      gemm_.backward_input(bf(dx, "matmul"), bf(dout, "matmul"), bf(w, "matmul"), N, IC, OC, ld, stream_);
+    gemm_.backward_weight(f32(dw), bf(dout, "matmul"), bf(x, "matmul"), N, IC, OC, ld, stream_);  // OC is n here
   }
   void rope_forward(Tensor qkv, int B, int T, int H, int Hkv, int D, double theta) override {
     cuda::rope_forward(bf(qkv, "rope"), rope_table(T, D, theta), B, T, H, Hkv, D, stream_);
@@ -177,12 +184,13 @@ class CudaBackend final : public Backend {
   void accumulate(Tensor dst, const Tensor& src) override {
     cuda::accumulate(bf(dst, "accumulate"), bf(src, "accumulate"), dst.numel, stream_);
   }
-  void cross_entropy_forward(Tensor losses, const Tensor& logits, const Tensor& targets, int N, int V) override {
-    cuda::cross_entropy_forward(f32(losses), bf(logits, "cross_entropy"), i32(targets), N, V, stream_);
+  void cross_entropy_forward(Tensor losses, const Tensor& logits, const Tensor& targets, int N, int V,
+                             int ld) override {
+    cuda::cross_entropy_forward(f32(losses), bf(logits, "cross_entropy"), i32(targets), N, V, ld, stream_);
   }
-  void cross_entropy_backward(Tensor dlogits, const Tensor& logits, const Tensor& targets, int N, int V,
+  void cross_entropy_backward(Tensor dlogits, const Tensor& logits, const Tensor& targets, int N, int V, int ld,
                               double dloss) override {
-    cuda::cross_entropy_backward(bf(dlogits, "cross_entropy"), bf(logits, "cross_entropy"), i32(targets), N, V,
+    cuda::cross_entropy_backward(bf(dlogits, "cross_entropy"), bf(logits, "cross_entropy"), i32(targets), N, V, ld,
                                  float(dloss), stream_);
   }
   double sum_squares(const Tensor& x) override {
@@ -299,6 +307,19 @@ class CudaBackend final : public Backend {
     sh.k = sh.v = sh.o = sh.q;
     sh.stats = {int64_t(BH) * S, S, 1, 1};
     return sh;
+  }
+
+  // cuBLASLt's fast kernels need the output layer's OC (the vocabulary) itself a multiple of 8 in
+  // its forward and dx GEMMs, where it is the contiguous extent of an operand; padded rows alone
+  // leave them on byte-aligned kernels at 5-14% of peak (docs/benchmarks.md). So those two run at
+  // OC = ld on a copy of the weight with ld - OC zero rows appended, in the scratch (a copy of
+  // [V, C] bf16 per call: 0.5 MB at V = 257, 103 MB at GPT-2's 50,257).
+  const bf16* padded_weight(const Tensor& w, int IC, int OC, int ld) {
+    const size_t row_bytes = size_t(IC) * sizeof(bf16);
+    auto* p = static_cast<char*>(scratch_bytes(size_t(ld) * row_bytes));
+    LH_CUDA_CHECK(cudaMemcpyAsync(p, bf(w, "matmul"), size_t(OC) * row_bytes, cudaMemcpyDeviceToDevice, stream_));
+    LH_CUDA_CHECK(cudaMemsetAsync(p + size_t(OC) * row_bytes, 0, size_t(ld - OC) * row_bytes, stream_));
+    return reinterpret_cast<const bf16*>(p);
   }
 
   void* scratch_bytes(size_t bytes) {

@@ -54,12 +54,15 @@ void convert_f32_to_bf16_strided(bf16* dst, const float* src, int B, int64_t T, 
                                  int64_t st, cudaStream_t s);
 
 // ---- cross_entropy.cu ----
-// losses[n] = logsumexp(logits[n]) - logits[n, target] in fp32 (online softmax, one pass).
-void cross_entropy_forward(float* losses, const bf16* logits, const int32_t* targets, int N, int V, cudaStream_t s);
+// losses[n] = logsumexp(logits[n]) - logits[n, target] in fp32 (online softmax, one pass). Rows of
+// logits (and dlogits) are ld >= V elements apart: the padding is not read, and the backward sets
+// dlogits' padding to zero.
+void cross_entropy_forward(float* losses, const bf16* logits, const int32_t* targets, int N, int V, int ld,
+                           cudaStream_t s);
 // dlogits = (softmax - onehot) * dloss, written in place over logits allowed (probabilities are
 // recomputed on the fly, never stored separately).
-void cross_entropy_backward(bf16* dlogits, const bf16* logits, const int32_t* targets, int N, int V, float dloss,
-                            cudaStream_t s);
+void cross_entropy_backward(bf16* dlogits, const bf16* logits, const int32_t* targets, int N, int V, int ld,
+                            float dloss, cudaStream_t s);
 
 // ---- adamw.cu ----
 // Sum of squares of n fp32 values, accumulated in fp64 in a fixed order; the result lands in

@@ -46,7 +46,7 @@ Buffer Backend::allocate(DType dtype, size_t numel) {
 void Backend::matmul_forward_residual(Tensor out, const Tensor& x, const Tensor& weight, const Tensor& residual,
                                       int N, int IC, int OC) {
   if (out.data == residual.data) throw std::invalid_argument("matmul_forward_residual: out aliases residual");
-  matmul_forward(out, x, weight, N, IC, OC);
+  matmul_forward(out, x, weight, N, IC, OC, OC);
   residual_forward(out, out, residual);
 }
 

@@ -63,7 +63,7 @@ ActivationArena::ActivationArena(const ModelConfig& cfg, int B, int T, const Lay
   final_x_ = reserve(C);
   final_ln_ = reserve(C);
   final_rstd_ = reserve(1, true);
-  logits_ = reserve(cfg.vocab_size);
+  logits_ = reserve(size_t(cfg.logits_row_stride()));
   losses_ = reserve(1, true);
   dresid_ = reserve(C);
   dln_ = reserve(C);

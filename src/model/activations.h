@@ -39,7 +39,7 @@ class ActivationArena {
   Tensor final_x(int N) const;    // [N, C] residual stream after the last layer
   Tensor final_ln(int N) const;   // [N, C]
   Tensor final_rstd(int N) const; // [N]
-  Tensor logits(int N) const;     // [N, V]; reused for dlogits in backward
+  Tensor logits(int N) const;     // [N, V], rows cfg.logits_row_stride() apart; reused for dlogits
   Tensor losses(int N) const;     // [N]
   Tensor tokens(int N) const;     // [N] int32
   Tensor targets(int N) const;    // [N] int32

@@ -181,11 +181,11 @@ double LlamaModel::forward(const int32_t* tokens, const int32_t* targets, int B,
   }
   be_.rmsnorm_forward(a.final_ln(N), a.final_rstd(N), a.final_x(N), weight("final_norm"), N, C, cfg_.norm_eps);
   const Tensor head = cfg_.tied_embeddings ? weight("embed") : weight("lm_head");
-  be_.matmul_forward(a.logits(N), a.final_ln(N), head, N, C, V);
+  be_.matmul_forward(a.logits(N), a.final_ln(N), head, N, C, V, cfg_.logits_row_stride());
   if (!targets) return 0.0;
 
   be_.copy_from_host(a.targets(N), targets);
-  be_.cross_entropy_forward(a.losses(N), a.logits(N), a.targets(N), N, V);
+  be_.cross_entropy_forward(a.losses(N), a.logits(N), a.targets(N), N, V, cfg_.logits_row_stride());
   const std::vector<double> losses = download_doubles(be_, a.losses(N));
   double sum = 0.0;
   for (double x : losses) sum += x;  // fixed order: deterministic
@@ -197,7 +197,7 @@ void LlamaModel::layer_pre_attention(int l, int B, int T) {
   const LayerWeights w = layer_weights(layout_, weights(), l);
   const LayerActivations act = acts_->layer(l, N);
   be_.rmsnorm_forward(act.ln1, act.rstd1, act.x, w.attn_norm, N, C, cfg_.norm_eps);
-  be_.matmul_forward(act.qkv, act.ln1, w.wqkv, N, C, cfg_.qkv_dim());
+  be_.matmul_forward(act.qkv, act.ln1, w.wqkv, N, C, cfg_.qkv_dim(), cfg_.qkv_dim());
   be_.rope_forward(act.qkv, B, T, cfg_.n_heads, cfg_.n_kv_heads, cfg_.head_dim(), cfg_.rope_theta);
 }
 
@@ -208,7 +208,7 @@ void LlamaModel::layer_post_attention(int l, int N, bool write_output) {
   const Tensor out = l + 1 < cfg_.n_layers ? acts_->layer(l + 1, N).x : acts_->final_x(N);
   be_.matmul_forward_residual(act.mid, act.attn, w.wo, act.x, N, cfg_.q_dim(), C);  // mid = attn @ wo^T + x
   be_.rmsnorm_forward(act.ln2, act.rstd2, act.mid, w.mlp_norm, N, C, cfg_.norm_eps);
-  be_.matmul_forward(act.gate_up, act.ln2, w.w_gate_up, N, C, 2 * F);
+  be_.matmul_forward(act.gate_up, act.ln2, w.w_gate_up, N, C, 2 * F, 2 * F);
   be_.swiglu_forward(act.hidden, act.gate_up, N, F);
   if (!write_output) return;  // recomputation: backward needs `hidden`, not the layer output
   be_.matmul_forward_residual(out, act.hidden, w.w_down, act.mid, N, F, C);  // out = hidden @ w_down^T + mid
@@ -233,10 +233,10 @@ void LlamaModel::backward(double loss_scale, const GradsReadyHook& on_ready) {
 
   // Loss -> logits (in place) -> final norm input. dresid holds d(loss)/d(residual stream).
   const Tensor dlogits = a.logits(N);
-  be_.cross_entropy_backward(dlogits, a.logits(N), a.targets(N), N, V, loss_scale / N);
+  be_.cross_entropy_backward(dlogits, a.logits(N), a.targets(N), N, V, cfg_.logits_row_stride(), loss_scale / N);
   const Tensor head = cfg_.tied_embeddings ? weight("embed") : weight("lm_head");
   const Tensor dhead = cfg_.tied_embeddings ? grad("embed") : grad("lm_head");
-  be_.matmul_backward(a.dln(N), dhead, dlogits, a.final_ln(N), head, N, C, V);
+  be_.matmul_backward(a.dln(N), dhead, dlogits, a.final_ln(N), head, N, C, V, cfg_.logits_row_stride());
   be_.fill_zero(a.dresid(N));
   be_.rmsnorm_backward(a.dresid(N), grad("final_norm"), a.dln(N), a.final_x(N), weight("final_norm"),
                        a.final_rstd(N), N, C);
@@ -259,15 +259,15 @@ void LlamaModel::backward(double loss_scale, const GradsReadyHook& on_ready) {
       recompute_norms_and_swiglu(l, N);
     }
     // MLP block: dresid is d/d(out); out = mid + w_down(swiglu(w_gate_up(ln2(mid)))).
-    be_.matmul_backward(a.dhidden(N), g.w_down, a.dresid(N), act.hidden, w.w_down, N, F, C);
+    be_.matmul_backward(a.dhidden(N), g.w_down, a.dresid(N), act.hidden, w.w_down, N, F, C, C);
     be_.swiglu_backward(a.dgate_up(N), a.dhidden(N), act.gate_up, N, F);
-    be_.matmul_backward(a.dln(N), g.w_gate_up, a.dgate_up(N), act.ln2, w.w_gate_up, N, C, 2 * F);
+    be_.matmul_backward(a.dln(N), g.w_gate_up, a.dgate_up(N), act.ln2, w.w_gate_up, N, C, 2 * F, 2 * F);
     be_.rmsnorm_backward(a.dresid(N), g.mlp_norm, a.dln(N), act.mid, w.mlp_norm, act.rstd2, N, C);
     // Attention block: dresid is now d/d(mid); mid = x + wo(attn(rope(wqkv(ln1(x))))).
-    be_.matmul_backward(a.dattn(N), g.wo, a.dresid(N), act.attn, w.wo, N, cfg_.q_dim(), C);
+    be_.matmul_backward(a.dattn(N), g.wo, a.dresid(N), act.attn, w.wo, N, cfg_.q_dim(), C, C);
     attention_->backward(be_, l, a.dqkv(N), a.dattn(N), act.qkv, act.attn, shape);
     be_.rope_backward(a.dqkv(N), B, T, H, Hkv, D, cfg_.rope_theta);
-    be_.matmul_backward(a.dln(N), g.wqkv, a.dqkv(N), act.ln1, w.wqkv, N, C, cfg_.qkv_dim());
+    be_.matmul_backward(a.dln(N), g.wqkv, a.dqkv(N), act.ln1, w.wqkv, N, C, cfg_.qkv_dim(), cfg_.qkv_dim());
     be_.rmsnorm_backward(a.dresid(N), g.attn_norm, a.dln(N), act.x, w.attn_norm, act.rstd1, N, C);
     ready(layer_begin(layout_, l));
   }
@@ -276,6 +276,13 @@ void LlamaModel::backward(double loss_scale, const GradsReadyHook& on_ready) {
   has_targets_ = false;  // the logits buffer now holds gradients
 }
 
-std::vector<float> LlamaModel::logits_host() const { return download_floats(be_, acts_->logits(B_ * T_)); }
+std::vector<float> LlamaModel::logits_host() const {
+  const int V = cfg_.vocab_size, ld = cfg_.logits_row_stride();
+  const std::vector<float> padded = download_floats(be_, acts_->logits(B_ * T_));
+  std::vector<float> logits(size_t(B_) * T_ * V);
+  for (size_t row = 0; row < size_t(B_) * T_; ++row)
+    std::copy_n(padded.begin() + std::ptrdiff_t(row * ld), V, logits.begin() + std::ptrdiff_t(row * V));
+  return logits;
+}
 
 }  // namespace lh

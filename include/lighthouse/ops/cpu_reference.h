@@ -32,12 +32,14 @@ void rmsnorm_backward(T* dx, T* dweight, const T* dout, const T* x, const T* wei
                       int N, int C);
 
 // ---- matmul (kernels/cpu/matmul.cpp) ---------------------------------------------------------------
-// out[N, OC] = x[N, IC] @ weight[OC, IC]^T   (weights stored as in nn.Linear: [out, in])
-template <typename T> void matmul_forward(T* out, const T* x, const T* weight, int N, int IC, int OC);
+// out[N, OC] = x[N, IC] @ weight[OC, IC]^T   (weights stored as in nn.Linear: [out, in]); the rows
+// of out (and of dout below) are ld >= OC elements apart; out's padding is set to zero, dout's is
+// not read.
+template <typename T> void matmul_forward(T* out, const T* x, const T* weight, int N, int IC, int OC, int ld);
 // dx[N, IC] = dout @ weight (written);  dweight[OC, IC] += dout^T @ x
 // dx may be null (no input gradient wanted).
 template <typename T>
-void matmul_backward(T* dx, T* dweight, const T* dout, const T* x, const T* weight, int N, int IC, int OC);
+void matmul_backward(T* dx, T* dweight, const T* dout, const T* x, const T* weight, int N, int IC, int OC, int ld);
 
 // ---- RoPE (kernels/cpu/rope.cpp) -------------------------------------------------------------------
 // In place on the Q and K parts of a fused qkv activation laid out [B, T, (H + 2*Hkv) * D]:
@@ -78,12 +80,14 @@ template <typename T> void residual_forward(T* out, const T* a, const T* b, size
 template <typename T> void accumulate(T* dst, const T* src, size_t n);
 
 // ---- softmax cross-entropy (kernels/cpu/cross_entropy.cpp) ----------------------------------------
-// losses[n] = logsumexp(logits[n, :]) - logits[n, targets[n]]; logits [N, V].
-template <typename T> void cross_entropy_forward(T* losses, const T* logits, const int32_t* targets, int N, int V);
+// losses[n] = logsumexp(logits[n, :]) - logits[n, targets[n]]; logits [N, V] with rows ld >= V
+// elements apart (the padding is not read; the backward sets dlogits' padding to zero).
+template <typename T>
+void cross_entropy_forward(T* losses, const T* logits, const int32_t* targets, int N, int V, int ld);
 // dlogits[n, :] = (softmax(logits[n, :]) - onehot(targets[n])) * dloss, written. dlogits may alias
 // logits (in place), which saves the second [N, V] buffer.
 template <typename T>
-void cross_entropy_backward(T* dlogits, const T* logits, const int32_t* targets, int N, int V, double dloss);
+void cross_entropy_backward(T* dlogits, const T* logits, const int32_t* targets, int N, int V, int ld, double dloss);
 
 // ---- optimizer helpers (kernels/cpu/adamw.cpp) -------------------------------------------------
 // Sum of squares in double, fixed order (for the global gradient norm).
