@@ -84,7 +84,7 @@ struct TrainingConfig {
   bool deterministic = true;  // bitwise reproducible kernels; false allows cuDNN's atomic attention backward
   // The deterministic attention backward on CUDA: "cudnn" (cuDNN's), "flash" (ours,
   // kernels/cuda/flash_backward.h; O(N) scratch; cuDNN's where it does not apply) or "auto" (ours
-  // for sequences of 98,304 tokens and longer).
+  // for sequences of 81,920 tokens and longer).
   std::string attention_backward = "auto";
   double grad_bucket_mb = 32;  // data parallel: MiB of fp32 gradients per bucket reduced during backward
 };
