@@ -120,8 +120,9 @@ void bench_elementwise_kernels(int rows, int cols) {
   row("accumulate", 3 * a, [&] { accumulate(out, y, nc, 0); });
   row("convert_f32_to_bf16", 3 * a, [&] { convert_f32_to_bf16(copy, f32, nc, 0); });
   row("convert_bf16_to_f32", 3 * a, [&] { convert_bf16_to_f32(f32, x, nc, 0); });
-  row("cross_entropy_forward V=257", 2.0 * N * V + 8.0 * N, [&] { cross_entropy_forward(losses, logits, tok, N, V, ld, 0); });
-  row("cross_entropy_backward V=257", 4.0 * N * V,
+  row("cross_entropy_forward V=257", 2.0 * N * V + 8.0 * N,
+      [&] { cross_entropy_forward(losses, logits, tok, N, V, ld, 0); });
+  row("cross_entropy_backward V=257", 4.0 * N * V + 2.0 * N * (ld - V),  // zeroes the padding too
       [&] { cross_entropy_backward(dlogits, logits, tok, N, V, ld, 1.0f / N, 0); });
   row("sum_squares (fp32 N*C)", 4.0 * nc, [&] { sum_squares(ss, g, nc, scratch, 0); });
   row("scale_inplace (fp32 N*C)", 8.0 * nc, [&] { scale_inplace(f32, nc, 0.999f, 0); });

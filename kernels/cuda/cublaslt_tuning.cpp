@@ -129,7 +129,8 @@ void CublasLtMatmul::tune(Plan& plan, const Key& key, const void* a, const void*
       LH_CUDA_CHECK(cudaEventElapsedTime(&ms, start.e, stop.e));
       rounds[i].push_back(double(ms) / kRunsPerRound);
     }
-  plan.tuning = eligible.size() == 1 ? "no other eligible candidate" : "medians: rank 0 " + format_ms(median(rounds[0]));
+  plan.tuning =
+      eligible.size() == 1 ? "no other eligible candidate" : "medians: rank 0 " + format_ms(median(rounds[0]));
   size_t best = 0;
   for (size_t i = 1; i < eligible.size(); ++i) {
     const double ms = median(rounds[i]);
