@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <tuple>
 
 #include "cuda/kernels.h"
 #include "lighthouse/ops/cpu_reference.h"
@@ -29,10 +30,13 @@ F run_bf16(const DeviceBuffer<bf16>& b) { return from_bf16(b.download<uint16_t>(
 
 TEST_CASE("cuda embedding forward/backward vs CPU", "[gpu][cuda_kernels]") {
   LH_SKIP_WITHOUT_GPU();
-  const int V = 257;
-  for (auto [N, C] : {std::pair{37, 72}, std::pair{37, 100}, std::pair{3000, 264}}) {
-    INFO("N=" << N << " C=" << C);
-    const auto tok = random_tokens(N, V, 11 + C);
+  using lh::cuda::EmbeddingBackward;
+  // Byte vocabulary (the scan), GPT-2's (the sort), and one past 2^16 (more radix passes).
+  for (auto [V, N, C] : {std::tuple{257, 37, 72}, std::tuple{257, 37, 100}, std::tuple{257, 3000, 264},
+                         std::tuple{50257, 3000, 264}, std::tuple{70001, 2000, 100}}) {
+    INFO("V=" << V << " N=" << N << " C=" << C);
+    auto tok = random_tokens(N, V, 11 + C);
+    for (int n = 0; n < N / 4; ++n) tok[size_t(n) * 4] = V - 1 - n % 3;  // long runs, the largest ids
     const F wte = random_values(size_t(V) * C, 12), dout = random_values(size_t(N) * C, 13);
     const F dwte0 = random_values(size_t(V) * C, 14, -1, 1, false);
     F out_ref(size_t(N) * C), dwte_ref = dwte0;
@@ -40,13 +44,20 @@ TEST_CASE("cuda embedding forward/backward vs CPU", "[gpu][cuda_kernels]") {
     lh::cpu::embedding_backward(dwte_ref.data(), dout.data(), tok.data(), N, C);
     DeviceBuffer<int32_t> d_tok(tok);
     DeviceBuffer<bf16> d_wte(to_bf16(wte)), d_out(size_t(N) * C), d_dout(to_bf16(dout));
-    DeviceBuffer<float> d_dwte(dwte0);
     d_out.poison();
     lh::cuda::embedding_forward(d_out.get(), d_tok.get(), d_wte.get(), N, C, 0);
-    lh::cuda::embedding_backward(d_dwte.get(), d_dout.get(), d_tok.get(), N, C, V, 0);
     LH_ERR("embedding fwd (exact gather)", max_rel_err(run_bf16(d_out), out_ref), 0.0);
+    std::vector<F> dwte;  // per path
+    for (auto path : {EmbeddingBackward::kScan, EmbeddingBackward::kSorted, EmbeddingBackward::kAuto}) {
+      DeviceBuffer<float> d_dwte(dwte0);
+      DeviceBuffer<char> scratch(std::max<size_t>(1, lh::cuda::embedding_backward_scratch_bytes(N, V, path)));
+      lh::cuda::embedding_backward(d_dwte.get(), d_dout.get(), d_tok.get(), N, C, V, scratch.get(), 0, path);
+      dwte.push_back(d_dwte.download());
+    }
     // Same association as the reference (dwte + dout rows in increasing n): expected bit-exact.
-    LH_ERR("embedding bwd dwte fp32", max_rel_err(d_dwte.download(), dwte_ref), 1e-6);
+    LH_ERR("embedding bwd dwte fp32 (scan)", max_rel_err(dwte[0], dwte_ref), 1e-6);
+    CHECK(dwte[1] == dwte[0]);  // the sort gives the scan's bits
+    CHECK(dwte[2] == dwte[0]);
   }
 }
 
@@ -264,7 +275,7 @@ TEST_CASE("cuda reduction kernels are bitwise deterministic", "[gpu][cuda_kernel
       out.emplace_back(p, p + v.size() * sizeof(v[0]));
     };
     d_dwte.upload(dwte0);
-    lh::cuda::embedding_backward(d_dwte.get(), d_dy.get(), d_tok.get(), N, C, V, 0);
+    lh::cuda::embedding_backward(d_dwte.get(), d_dy.get(), d_tok.get(), N, C, V, nullptr, 0);  // V: the scan
     bytes(d_dwte.download());
     d_dx.upload(dy);
     d_dw.upload(F(C, 0.25f));

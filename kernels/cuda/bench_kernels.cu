@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "bench_support.cuh"
@@ -22,6 +23,31 @@ using bench::time_ms;
 __global__ void fill_tokens(int32_t* p, size_t n, int V) {
   for (size_t i = detail::global_thread(); i < n; i += detail::grid_threads())
     p[i] = static_cast<int32_t>((hash_uniform(i, 7) + 1.0f) * 0.5f * V) % V;
+}
+
+// Embedding backward at a byte vocabulary and at GPT-2's and Llama 3's, by both paths (the scan
+// only where it finishes in reasonable time); uniform tokens. Bytes: dout once, each vocabulary
+// row's fp32 gradient read and written, the tokens.
+template <typename Row>
+void bench_embedding_backward(Row& row, const bf16* dout, int N, int C) {
+  for (int V : {257, 1024, 50257, 128256}) {
+    float* dwte = alloc_fill<float>(size_t(V) * C, 15);
+    int32_t* tok = nullptr;
+    LH_CUDA_CHECK(cudaMalloc(&tok, N * sizeof(int32_t)));
+    fill_tokens<<<detail::grid_for(N, 256), 256>>>(tok, N, V);
+    LH_CUDA_CHECK_LAUNCH();
+    const size_t scratch_bytes = embedding_backward_scratch_bytes(N, V, EmbeddingBackward::kSorted);
+    void* scratch = nullptr;
+    LH_CUDA_CHECK(cudaMalloc(&scratch, scratch_bytes));
+    const double bytes = 2.0 * N * C + 8.0 * std::min(V, N) * C + 4.0 * N;
+    for (auto path : {EmbeddingBackward::kScan, EmbeddingBackward::kSorted}) {
+      if (path == EmbeddingBackward::kScan && V > 50257) continue;  // ~0.1 s a call
+      const std::string name = std::string("embedding_bwd ") + (path == EmbeddingBackward::kScan ? "scan" : "sorted") +
+                               " V=" + std::to_string(V);
+      row(name.c_str(), bytes, [&] { embedding_backward(dwte, dout, tok, N, C, V, scratch, 0, path); });
+    }
+    for (void* q : std::vector<void*>{dwte, tok, scratch}) LH_CUDA_CHECK(cudaFree(q));
+  }
 }
 
 // The Lighthouse kernels of the fused layer path at the paper's shape (N = 98,304, H = Hkv = 8,
@@ -109,7 +135,7 @@ void bench_elementwise_kernels(int rows, int cols) {
   };
   const double a = 2.0 * nc;  // bytes of one bf16 [N, C] activation
   row("embedding_forward", 2 * a + 4.0 * N, [&] { embedding_forward(out, tok, wte, N, C, 0); });
-  row("embedding_backward", a + 8.0 * V * C + 4.0 * N, [&] { embedding_backward(dwte, y, tok, N, C, V, 0); });
+  bench_embedding_backward(row, y, N, C);
   row("rmsnorm_forward", 2 * a + 4.0 * N, [&] { rmsnorm_forward(out, rstd, x, w, N, C, 1e-5f, 0); });
   row("rmsnorm_backward", 4 * a + 4.0 * N,
       [&] { rmsnorm_backward(out, dw, y, x, w, rstd, N, C, scratch, 0); });

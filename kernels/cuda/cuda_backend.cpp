@@ -122,7 +122,9 @@ class CudaBackend final : public Backend {
     cuda::embedding_forward(bf(out, "embedding"), i32(tokens), bf(wte, "embedding"), N, C, stream_);
   }
   void embedding_backward(Tensor dwte, const Tensor& dout, const Tensor& tokens, int N, int C) override {
-    cuda::embedding_backward(f32(dwte), bf(dout, "embedding"), i32(tokens), N, C, int(dwte.numel / C), stream_);
+    const int V = int(dwte.numel / C);
+    void* scratch = scratch_bytes(cuda::embedding_backward_scratch_bytes(N, V));
+    cuda::embedding_backward(f32(dwte), bf(dout, "embedding"), i32(tokens), N, C, V, scratch, stream_);
   }
   void rmsnorm_forward(Tensor out, Tensor rstd, const Tensor& x, const Tensor& w, int N, int C, double eps) override {
     cuda::rmsnorm_forward(bf(out, "rmsnorm"), f32(rstd), bf(x, "rmsnorm"), bf(w, "rmsnorm"), N, C, float(eps), stream_);

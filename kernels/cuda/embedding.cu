@@ -1,4 +1,6 @@
 // Token embedding: gather forward, deterministic scatter-add backward.
+#include <cub/device/device_radix_sort.cuh>
+
 #include "vec.cuh"
 
 namespace lh::cuda {
@@ -23,49 +25,90 @@ __global__ void embedding_forward_kernel(bf16* out, const int32_t* tokens, const
   }
 }
 
-// Backward. Determinism without atomics: every (vocab row v, 256-channel chunk) is owned by one
-// warp, which scans ALL tokens in increasing n and adds the matching dout rows in that order, so
-// the sum order is exactly the CPU reference's. The scan costs O(V * N) integer compares per
-// channel chunk (V=257, N=32768: ~1M warp-wide compares per chunk, microseconds), which is why it
-// is acceptable for byte vocabularies; for a 32K-token vocabulary it would grow 128x and a
-// sort-based variant should replace it. Tokens are staged through shared memory in tiles (one
-// coalesced global read per block instead of one per warp); each warp compacts the positions of
-// its matches into a per-warp list with ballot/popc and then loads kBatch matched rows at a time,
-// so several row loads are in flight even for frequent bytes (a warp's chain of matches is
-// serial: its length, the frequency of the most common byte, bounds the kernel's time).
-// Measured on an H200 at N=32768, C=1024, uniform tokens: ~210 us (latency-bound: one block of 8
-// warps per SM). If it ever matters, split N into segments with per-segment partials in scratch
-// and a second pass summing them in segment order (still deterministic).
-// Bytes: N*C*2 (dout, once) + V*C*8 (dwte read+write) + ceil(V/8)*ceil(C/256)*N*4 (tokens, L2).
-constexpr int kWarps = 8;      // vocab rows per block, one per warp
-constexpr int kTile = 1024;    // tokens staged per step
+// Backward. Determinism without atomics: each (vocab row v, 256-channel chunk) is owned by one
+// warp, which adds the dout rows of v's tokens onto dwte in increasing n, so the sum order is
+// exactly the CPU reference's (even the bits agree: no products). Two ways to find the rows:
+//   scan (V <= kScanMaxVocab): the warp scans ALL tokens, staged through shared memory in tiles,
+//     and compacts its matches with ballot/popc. O(V * N) integer compares per channel chunk:
+//     microseconds for bytes (V = 257), but it grows with V (measured in docs/benchmarks.md).
+//   sorted (larger V): CUB's radix sort orders the token positions by token, stably (so each
+//     token's positions stay in increasing n); the warp at the start of each run of equal tokens
+//     adds that run. O(N log V + N * C).
+// Either way a warp's rows are serial: the most frequent token's count bounds the time. The two
+// give the same bits (GPU test).
+// Bytes: N*C*2 (dout, once) + 8*C per touched row (dwte read+write) + tokens (scan:
+// ceil(V/8)*ceil(C/256)*N*4 from L2; sorted: a few passes over N*8).
+constexpr int kWarps = 8;      // warps per block
+constexpr int kTile = 1024;    // scan: tokens staged per step
 constexpr int kChunk = 256;    // channels per warp: 32 lanes x 8
 constexpr int kBatch = 8;      // matched rows loaded together
+constexpr int kScanMaxVocab = 1024;
+
+// The 8 channels of a warp's chunk that one lane owns. Vector path: c0 + 8*lane .. +7 (valid
+// where c0 + 8*lane < C, as C % 8 == 0 there); scalar path: c0 + lane + 32*j, each checked.
+template <bool kVector>
+struct LaneChannels {
+  int c0, lane, C;
+  __device__ int operator()(int j) const { return kVector ? c0 + lane * kVec + j : c0 + lane + 32 * j; }
+  __device__ bool any() const { return kVector ? (*this)(0) < C : true; }
+  __device__ void load(float (&acc)[8], const float* row) const {
+    if constexpr (kVector) {
+      load8(acc, row + (*this)(0));
+    } else {
+#pragma unroll
+      for (int j = 0; j < 8; ++j) acc[j] = (*this)(j) < C ? row[(*this)(j)] : 0.f;
+    }
+  }
+  __device__ void load(float (&acc)[8], const bf16* row) const {
+    if constexpr (kVector) {
+      load8(acc, row + (*this)(0));
+    } else {
+#pragma unroll
+      for (int j = 0; j < 8; ++j) acc[j] = (*this)(j) < C ? __bfloat162float(row[(*this)(j)]) : 0.f;
+    }
+  }
+  __device__ void store(float* row, const float (&acc)[8]) const {
+    if constexpr (kVector) {
+      store8(row + (*this)(0), acc);
+    } else {
+#pragma unroll
+      for (int j = 0; j < 8; ++j)
+        if ((*this)(j) < C) row[(*this)(j)] = acc[j];
+    }
+  }
+};
+
+// acc += dout[rows[0]] + dout[rows[1]] + ... in that order, kBatch row loads in flight at a time.
+// rows may point to shared or global memory.
+template <bool kVector>
+__device__ __forceinline__ void add_rows(float (&acc)[8], const bf16* dout, const int32_t* rows, int count,
+                                         const LaneChannels<kVector>& ch) {
+  for (int i = 0; i < count; i += kBatch) {
+    float vals[kBatch][8];
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b)  // issue every load of the batch before the first add
+      if (i + b < count && ch.any()) ch.load(vals[b], dout + static_cast<size_t>(rows[i + b]) * ch.C);
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b)
+      if (i + b < count)
+#pragma unroll
+        for (int j = 0; j < 8; ++j) acc[j] += vals[b][j];
+  }
+}
 
 template <bool kVector>
-__global__ __launch_bounds__(kWarps * 32) void embedding_backward_kernel(float* dwte, const bf16* dout,
-                                                                         const int32_t* tokens, int N, int C,
-                                                                         int V) {
+__global__ __launch_bounds__(kWarps * 32) void embedding_backward_scan_kernel(float* dwte, const bf16* dout,
+                                                                              const int32_t* tokens, int N, int C,
+                                                                              int V) {
   __shared__ int32_t tile[kTile];
   __shared__ int32_t matches[kWarps][kTile];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int v = blockIdx.x * kWarps + warp;  // v >= V: the warp still helps stage tiles
-  const int c0 = blockIdx.y * kChunk;
-  // Vector path: lane owns channels c0 + 8*lane .. +7. Scalar path: c0 + lane + 32*j.
-  auto channel = [&](int j) { return kVector ? c0 + lane * kVec + j : c0 + lane + 32 * j; };
-  const bool lane_active = kVector ? channel(0) < C : true;
-  // acc starts from dwte itself, so each element is dwte + dout[n0] + dout[n1] + ... in increasing
-  // n: the CPU reference's exact association (no products, so even the bits agree).
+  const LaneChannels<kVector> ch{static_cast<int>(blockIdx.y) * kChunk, lane, C};
+  // acc starts from dwte itself: dwte + dout[n0] + dout[n1] + ..., the reference's association.
   float acc[8] = {};
   float* dst = dwte + static_cast<size_t>(min(v, V - 1)) * C;
-  if (v < V && lane_active) {
-    if constexpr (kVector) {
-      load8(acc, dst + channel(0));
-    } else {
-#pragma unroll
-      for (int j = 0; j < 8; ++j) acc[j] = channel(j) < C ? dst[channel(j)] : 0.f;
-    }
-  }
+  if (v < V && ch.any()) ch.load(acc, dst);
   for (int base = 0; base < N; base += kTile) {
     const int cnt = min(kTile, N - base);
     __syncthreads();  // previous tile fully scanned
@@ -85,37 +128,64 @@ __global__ __launch_bounds__(kWarps * 32) void embedding_backward_kernel(float* 
       }
     }
     __syncwarp();
-    for (int i = 0; i < found; i += kBatch) {
-      float vals[kBatch][8];
-#pragma unroll
-      for (int b = 0; b < kBatch; ++b) {  // issue every load of the batch before the first add
-        if (i + b < found && lane_active) {
-          const bf16* row = dout + static_cast<size_t>(matches[warp][i + b]) * C;
-          if constexpr (kVector) {
-            load8(vals[b], row + channel(0));
-          } else {
-#pragma unroll
-            for (int j = 0; j < 8; ++j) vals[b][j] = channel(j) < C ? __bfloat162float(row[channel(j)]) : 0.f;
-          }
-        }
-      }
-#pragma unroll
-      for (int b = 0; b < kBatch; ++b)  // adds in increasing n
-        if (i + b < found)
-#pragma unroll
-          for (int j = 0; j < 8; ++j) acc[j] += vals[b][j];
-    }
+    add_rows(acc, dout, matches[warp], found, ch);
     __syncwarp();  // the match list is rewritten by the next tile
   }
-  if (v >= V || !lane_active) return;
-  if constexpr (kVector) {
-    store8(dst + channel(0), acc);
-  } else {
-#pragma unroll
-    for (int j = 0; j < 8; ++j)
-      if (channel(j) < C) dst[channel(j)] = acc[j];
-  }
+  if (v < V && ch.any()) ch.store(dst, acc);
 }
+
+__global__ void iota_kernel(int32_t* p, int n) {
+  for (size_t i = global_thread(); i < static_cast<size_t>(n); i += grid_threads()) p[i] = static_cast<int32_t>(i);
+}
+
+// One warp per position of the sorted order; the warp at the start of a run adds the whole run.
+template <bool kVector>
+__global__ __launch_bounds__(kWarps * 32) void embedding_backward_runs_kernel(float* dwte, const bf16* dout,
+                                                                              const int32_t* sorted_tokens,
+                                                                              const int32_t* sorted_positions,
+                                                                              int N, int C) {
+  const int lane = threadIdx.x % 32, i = blockIdx.x * kWarps + threadIdx.x / 32;
+  if (i >= N) return;
+  const int v = sorted_tokens[i];
+  if (i > 0 && sorted_tokens[i - 1] == v) return;  // inside a run: its first warp adds it
+  int end = i + 1;  // the run's end: the first lane that sees another token, 32 positions a step
+  for (;;) {
+    const int j = end + lane;
+    const unsigned same = __ballot_sync(0xffffffffu, j < N && sorted_tokens[j] == v);
+    if (same != 0xffffffffu) {
+      end += __ffs(~same) - 1;
+      break;
+    }
+    end += 32;
+  }
+  const LaneChannels<kVector> ch{static_cast<int>(blockIdx.y) * kChunk, lane, C};
+  float acc[8] = {};
+  float* dst = dwte + static_cast<size_t>(v) * C;
+  if (ch.any()) ch.load(acc, dst);
+  add_rows(acc, dout, sorted_positions + i, end - i, ch);
+  if (ch.any()) ch.store(dst, acc);
+}
+
+int key_bits(int V) {  // bits that hold every token id 0..V-1
+  int bits = 1;
+  while (bits < 31 && (1 << bits) < V) ++bits;
+  return bits;
+}
+
+size_t align256(size_t bytes) { return (bytes + 255) / 256 * 256; }
+
+size_t cub_sort_bytes(int N, int V) {
+  size_t bytes = 0;
+  LH_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, bytes, static_cast<const int32_t*>(nullptr),
+                                                static_cast<int32_t*>(nullptr), static_cast<const int32_t*>(nullptr),
+                                                static_cast<int32_t*>(nullptr), N, 0, key_bits(V)));
+  return bytes;
+}
+
+bool use_scan(int V, EmbeddingBackward path) {
+  return path == EmbeddingBackward::kScan || (path == EmbeddingBackward::kAuto && V <= kScanMaxVocab);
+}
+
 }  // namespace
 
 void embedding_forward(bf16* out, const int32_t* tokens, const bf16* wte, int N, int C, cudaStream_t s) {
@@ -130,15 +200,42 @@ void embedding_forward(bf16* out, const int32_t* tokens, const bf16* wte, int N,
   LH_CUDA_CHECK_LAUNCH();
 }
 
-void embedding_backward(float* dwte, const bf16* dout, const int32_t* tokens, int N, int C, int V,
-                        cudaStream_t s) {
+size_t embedding_backward_scratch_bytes(int N, int V, EmbeddingBackward path) {
+  if (N <= 0 || V <= 0 || use_scan(V, path)) return 0;
+  return 3 * align256(static_cast<size_t>(N) * sizeof(int32_t)) + cub_sort_bytes(N, V);
+}
+
+void embedding_backward(float* dwte, const bf16* dout, const int32_t* tokens, int N, int C, int V, void* scratch,
+                        cudaStream_t s, EmbeddingBackward path) {
   if (N <= 0 || C <= 0 || V <= 0) return;
   const bool vec = C % kVec == 0 && aligned16(dout) && aligned16(dwte);
-  const dim3 grid(ceil_div(V, kWarps), ceil_div(C, kChunk));
+  if (use_scan(V, path)) {
+    const dim3 grid(ceil_div(V, kWarps), ceil_div(C, kChunk));
+    if (vec)
+      embedding_backward_scan_kernel<true><<<grid, kWarps * 32, 0, s>>>(dwte, dout, tokens, N, C, V);
+    else
+      embedding_backward_scan_kernel<false><<<grid, kWarps * 32, 0, s>>>(dwte, dout, tokens, N, C, V);
+    LH_CUDA_CHECK_LAUNCH();
+    return;
+  }
+  // Scratch: sorted tokens, positions in order, sorted positions, then CUB's temporary storage.
+  const size_t ints = align256(static_cast<size_t>(N) * sizeof(int32_t));
+  char* base = static_cast<char*>(scratch);
+  auto* sorted_tokens = reinterpret_cast<int32_t*>(base);
+  auto* positions = reinterpret_cast<int32_t*>(base + ints);
+  auto* sorted_positions = reinterpret_cast<int32_t*>(base + 2 * ints);
+  size_t cub_bytes = cub_sort_bytes(N, V);
+  iota_kernel<<<grid_for(static_cast<size_t>(N), 256), 256, 0, s>>>(positions, N);
+  LH_CUDA_CHECK_LAUNCH();
+  LH_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(base + 3 * ints, cub_bytes, tokens, sorted_tokens, positions,
+                                                sorted_positions, N, 0, key_bits(V), s));
+  const dim3 grid(ceil_div(N, kWarps), ceil_div(C, kChunk));
   if (vec)
-    embedding_backward_kernel<true><<<grid, kWarps * 32, 0, s>>>(dwte, dout, tokens, N, C, V);
+    embedding_backward_runs_kernel<true><<<grid, kWarps * 32, 0, s>>>(dwte, dout, sorted_tokens, sorted_positions,
+                                                                       N, C);
   else
-    embedding_backward_kernel<false><<<grid, kWarps * 32, 0, s>>>(dwte, dout, tokens, N, C, V);
+    embedding_backward_runs_kernel<false><<<grid, kWarps * 32, 0, s>>>(dwte, dout, sorted_tokens, sorted_positions,
+                                                                        N, C);
   LH_CUDA_CHECK_LAUNCH();
 }
 

@@ -20,7 +20,12 @@ using bf16 = __nv_bfloat16;
 // ---- embedding.cu ----
 void embedding_forward(bf16* out, const int32_t* tokens, const bf16* wte, int N, int C, cudaStream_t s);
 // dwte[v, :] += sum over n with tokens[n] == v of dout[n, :], in increasing n (fp32 accumulate).
-void embedding_backward(float* dwte, const bf16* dout, const int32_t* tokens, int N, int C, int V, cudaStream_t s);
+// Scans the tokens per vocabulary row for small V, sorts them by token for larger V (kAuto); both
+// give the same bits. scratch: embedding_backward_scratch_bytes(N, V, path) bytes (0 for the scan).
+enum class EmbeddingBackward { kAuto, kScan, kSorted };
+size_t embedding_backward_scratch_bytes(int N, int V, EmbeddingBackward path = EmbeddingBackward::kAuto);
+void embedding_backward(float* dwte, const bf16* dout, const int32_t* tokens, int N, int C, int V, void* scratch,
+                        cudaStream_t s, EmbeddingBackward path = EmbeddingBackward::kAuto);
 
 // ---- rmsnorm.cu ----
 void rmsnorm_forward(bf16* out, float* rstd, const bf16* x, const bf16* weight, int N, int C, float eps,
