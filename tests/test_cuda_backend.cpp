@@ -147,6 +147,12 @@ TEST_CASE("cuda: the output layer's GEMMs and cross-entropy on padded rows match
     CHECK(nonzero_padding == 0);
     return d;
   };
+  {  // Leave ones where the padded weight's zero rows will go: a missing zero fill would show.
+    const int wider = 300;
+    auto ones = upload(*gpu, lh::DType::BF16, std::vector<double>(size_t(wider) * C, 1.0));
+    auto out = gpu->allocate(lh::DType::BF16, size_t(N) * (wider + 4));
+    gpu->matmul_forward(out.view(), gx.view(), ones.view(), N, C, wider, wider + 4);
+  }
   const auto fx = as_float(x), fw = as_float(w);
   std::vector<float> logits_ref(size_t(N) * V);
   lh::cpu::matmul_forward(logits_ref.data(), fx.data(), fw.data(), N, C, V, V);
@@ -166,6 +172,9 @@ TEST_CASE("cuda: the output layer's GEMMs and cross-entropy on padded rows match
   lh::cpu::cross_entropy_forward(losses_ref.data(), fl.data(), targets.data(), N, V, V);
   lh::cpu::cross_entropy_backward(dlogits_ref.data(), fl.data(), targets.data(), N, V, V, dloss);
   gpu->cross_entropy_forward(glosses.view(), glogits.view(), gtargets.view(), N, V, ld);
+  std::vector<double> nan_padding = lh::download_doubles(*gpu, glogits.view());  // the backward must zero it
+  for (size_t n = 0; n < size_t(N); ++n) std::fill_n(&nan_padding[n * ld + V], ld - V, std::nan(""));
+  lh::upload_doubles(*gpu, glogits.view(), nan_padding);
   gpu->cross_entropy_backward(glogits.view(), glogits.view(), gtargets.view(), N, V, ld, dloss);  // in place
   CHECK(rel_l2(lh::download_doubles(*gpu, glosses.view()), {losses_ref.begin(), losses_ref.end()}) < 1e-5);
   const std::vector<double> dlogits = unpadded(glogits);

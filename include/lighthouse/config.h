@@ -36,9 +36,9 @@ struct ModelConfig {
   int q_dim() const { return n_heads * head_dim(); }
   int kv_dim() const { return n_kv_heads * head_dim(); }
   int qkv_dim() const { return q_dim() + 2 * kv_dim(); }
-  // Row stride of the logits: vocab_size rounded up to 8 elements (16 bytes of bf16). With an odd
-  // vocabulary (257 bytes, GPT-2's 50,257) unpadded rows leave cuBLASLt only its byte-aligned
-  // kernels for the output layer's GEMMs, several times slower (docs/benchmarks.md).
+  // Row stride of the logits: vocab_size rounded up to 8 elements (16 bytes of bf16). With a
+  // vocabulary that is not a multiple of 8 (257 bytes, GPT-2's 50,257) unpadded rows leave
+  // cuBLASLt only slow, less aligned kernels for the output layer's GEMMs (docs/benchmarks.md).
   int logits_row_stride() const { return (vocab_size + 7) / 8 * 8; }
 };
 

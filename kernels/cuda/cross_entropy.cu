@@ -1,14 +1,17 @@
 // Softmax cross-entropy, one warp per row of V logits.
 //   V <= 1024 (our byte vocabulary, V = 257): the row is read ONCE into registers (lane l holds
-//     logits l, l+32, ...: each load instruction is a coalesced 64-byte warp access, whatever the
-//     parity of V, which rules out 16-byte vectors for odd V), then max and sum of exponentials
-//     are exact-order warp reductions; backward writes dlogits from the same registers, so the
-//     in-place write never races with a read.
+//     logits l, l+32, ...: each load instruction is a coalesced 64-byte warp access; rows padded
+//     to 16 bytes would now allow 16-byte vectors, not done: 0.05 ms a step), then max and sum of
+//     exponentials are exact-order warp reductions; backward writes dlogits from the same
+//     registers, so the in-place write never races with a read.
 //   V > 1024: an online softmax (running max and rescaled sum per lane, merged across lanes) in
 //     one read of the row; backward re-reads the row once more for the probabilities.
-// Bytes: forward N*V*2 read + N*8 (targets, losses); backward N*V*2 read + N*V*2 written
-// (small V; large V reads the row twice, the second time mostly from L2).
+// Rows are ld >= V elements apart; the backward zeroes dlogits' padding (V..ld).
+// Bytes: forward N*V*2 read + N*8 (targets, losses); backward N*V*2 read + N*ld*2 written
+// (small V; large V reads the row twice).
 #include <cfloat>
+#include <stdexcept>
+#include <string>
 
 #include "vec.cuh"
 
@@ -136,6 +139,11 @@ __global__ __launch_bounds__(kWarps * 32) void ce_backward_large(bf16* dlogits, 
   zero_padding(dlogits + off, lane, V, ld);
 }
 
+void check_row_stride(int V, int ld) {
+  if (ld < V)
+    throw std::invalid_argument("cross_entropy: row stride " + std::to_string(ld) + " < V = " + std::to_string(V));
+}
+
 // Picks the register count per lane (J) for V <= 1024; returns false for larger V.
 template <typename F> bool dispatch_small(int V, F&& f) {
   if (V <= 32 * 4) return f(std::integral_constant<int, 4>{}), true;
@@ -149,6 +157,7 @@ template <typename F> bool dispatch_small(int V, F&& f) {
 void cross_entropy_forward(float* losses, const bf16* logits, const int32_t* targets, int N, int V, int ld,
                            cudaStream_t s) {
   if (N <= 0 || V <= 0) return;
+  check_row_stride(V, ld);
   const unsigned grid = ceil_div(N, kWarps);
   const bool small = dispatch_small(V, [&](auto j) {
     ce_forward_small<decltype(j)::value><<<grid, kWarps * 32, 0, s>>>(losses, logits, targets, N, V, ld);
@@ -160,6 +169,7 @@ void cross_entropy_forward(float* losses, const bf16* logits, const int32_t* tar
 void cross_entropy_backward(bf16* dlogits, const bf16* logits, const int32_t* targets, int N, int V, int ld,
                             float dloss, cudaStream_t s) {
   if (N <= 0 || V <= 0) return;
+  check_row_stride(V, ld);
   const unsigned grid = ceil_div(N, kWarps);
   const bool small = dispatch_small(V, [&](auto j) {
     ce_backward_small<decltype(j)::value><<<grid, kWarps * 32, 0, s>>>(dlogits, logits, targets, N, V, ld, dloss);

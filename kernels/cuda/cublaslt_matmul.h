@@ -1,8 +1,10 @@
 // The model's three GEMM shapes through cuBLASLt: bf16 inputs, fp32 accumulation, with matmul
 // descriptors, layouts and the algorithm cached per shape (building them costs far more than a
 // small GEMM; the algorithm is tuned once per shape, cublaslt_tuning.cpp). Row-major semantics as
-// in the CPU reference (weights [out, in]); ld is the row stride of the [N, OC] matrix (out, dout),
-// >= OC, and padding it to 16 bytes lets cuBLASLt use its aligned kernels when OC is odd:
+// in the CPU reference (weights [out, in]); ld >= OC is the row stride of the [N, OC] matrix (out,
+// dout). cuBLASLt's fast kernels need OC itself a multiple of 8 in the forward and dx (a padded ld
+// alone only helps dW), which is why the CUDA backend runs those at OC = ld on a zero-padded weight;
+// a forward with ld > OC leaves the gap unwritten and is not tuned:
 //   forward:  out[N, OC]  = x[N, IC] @ W^T                (bf16 out)
 //             out[N, OC]  = x[N, IC] @ W^T + residual     (bf16, the add in the fp32 epilogue)
 //   dx:       dx[N, IC]   = dout[N, OC] @ W               (bf16 out)

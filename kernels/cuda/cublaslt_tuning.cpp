@@ -77,8 +77,11 @@ void CublasLtMatmul::tune(Plan& plan, const Key& key, const void* a, const void*
                           cudaStream_t s) {
   plan.rank = 0;
   const size_t outputs = size_t(key.ldc) * key.n, bytes = outputs * (key.fp32_out ? 4 : 2);
-  if (plan.candidates.size() < 2 || outputs < kMinTunedOutputs) {
-    plan.tuning = plan.candidates.size() < 2 ? "one candidate" : "not tuned: small output";
+  if (plan.candidates.size() < 2 || outputs < kMinTunedOutputs || key.ldc != key.m) {
+    // A padded output (ldc > m) leaves its gap unwritten: no bytes to compare there.
+    plan.tuning = plan.candidates.size() < 2 ? "one candidate"
+                  : key.ldc != key.m          ? "not tuned: padded output rows"
+                                              : "not tuned: small output";
     return;
   }
   // The first choice's output goes to d, which the real call overwrites next, unless d is also the

@@ -315,8 +315,10 @@ class CudaBackend final : public Backend {
   // its forward and dx GEMMs, where it is the contiguous extent of an operand; padded rows alone
   // leave them on byte-aligned kernels at 5-14% of peak (docs/benchmarks.md). So those two run at
   // OC = ld on a copy of the weight with ld - OC zero rows appended, in the scratch (a copy of
-  // [V, C] bf16 per call: 0.5 MB at V = 257, 103 MB at GPT-2's 50,257).
+  // [V, C] bf16 per call: 0.5 MB at V = 257 and C = 1024, 103 MB at GPT-2's 50,257; it comes out of
+  // allocatable_bytes' margin). Vocabularies that are multiples of 8 need none of this.
   const bf16* padded_weight(const Tensor& w, int IC, int OC, int ld) {
+    if (ld < OC) throw std::invalid_argument("matmul: row stride " + std::to_string(ld) + " < " + std::to_string(OC));
     const size_t row_bytes = size_t(IC) * sizeof(bf16);
     auto* p = static_cast<char*>(scratch_bytes(size_t(ld) * row_bytes));
     LH_CUDA_CHECK(cudaMemcpyAsync(p, bf(w, "matmul"), size_t(OC) * row_bytes, cudaMemcpyDeviceToDevice, stream_));

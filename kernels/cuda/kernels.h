@@ -20,6 +20,7 @@ using bf16 = __nv_bfloat16;
 // ---- embedding.cu ----
 void embedding_forward(bf16* out, const int32_t* tokens, const bf16* wte, int N, int C, cudaStream_t s);
 // dwte[v, :] += sum over n with tokens[n] == v of dout[n, :], in increasing n (fp32 accumulate).
+// Every token must lie in [0, V) (the data loader checks them; the sorted path does not).
 // Scans the tokens per vocabulary row for small V, sorts them by token for larger V (kAuto); both
 // give the same bits. scratch: embedding_backward_scratch_bytes(N, V, path) bytes (0 for the scan).
 enum class EmbeddingBackward { kAuto, kScan, kSorted };
