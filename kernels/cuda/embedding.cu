@@ -42,7 +42,7 @@ constexpr int kWarps = 8;      // warps per block
 constexpr int kTile = 1024;    // scan: tokens staged per step
 constexpr int kChunk = 256;    // channels per warp: 32 lanes x 8
 constexpr int kBatch = 8;      // matched rows loaded together
-constexpr int kScanMaxVocab = 1024;
+constexpr int kScanMaxVocab = 512;  // about where the two cross (bench kernels: 257 and 1,024)
 
 // The 8 channels of a warp's chunk that one lane owns. Vector path: c0 + 8*lane .. +7 (valid
 // where c0 + 8*lane < C, as C % 8 == 0 there); scalar path: c0 + lane + 32*j, each checked.
