@@ -76,6 +76,32 @@ TEST_CASE("whole-model gradients match finite differences (fp64)", "[cpu][model]
   CHECK(worst < 1e-6);
 }
 
+// The logits' rows are padded inside the model (ModelConfig::logits_row_stride: 16 for V = 11);
+// logits_host must hand out the unpadded [B*T, V] matrix that the loss was computed from.
+TEST_CASE("logits_host is the unpadded logits matrix behind the loss", "[cpu][model]") {
+  auto be = lh::make_cpu_backend(lh::DType::F64);
+  const lh::ModelConfig cfg = tiny_model(false);
+  REQUIRE(cfg.logits_row_stride() > cfg.vocab_size);
+  lh::LlamaModel model(cfg, *be);
+  model.init_weights(3);
+  model.set_attention(lh::make_attention(lh::AttentionPhase{}, cfg));
+  const int B = 2, T = 5, V = cfg.vocab_size;
+  lh::Rng rng(5);
+  std::vector<int32_t> tokens(B * T), targets(B * T);
+  for (auto& t : tokens) t = int32_t(rng.below(V));
+  for (auto& t : targets) t = int32_t(rng.below(V));
+  const double loss = model.forward(tokens.data(), targets.data(), B, T);
+  const std::vector<float> logits = model.logits_host();
+  REQUIRE(logits.size() == size_t(B) * T * V);
+  double sum = 0.0;
+  for (size_t r = 0; r < size_t(B) * T; ++r) {
+    double z = 0.0;
+    for (int v = 0; v < V; ++v) z += std::exp(double(logits[r * V + v]));
+    sum += std::log(z) - logits[r * V + targets[r]];
+  }
+  CHECK(sum / (B * T) == Approx(loss).epsilon(1e-6));  // the float download costs ~1e-7
+}
+
 TEST_CASE("gradient accumulation of two half batches equals one full batch", "[cpu][model]") {
   auto be = lh::make_cpu_backend(lh::DType::F64);
   const lh::ModelConfig cfg = tiny_model(false);
