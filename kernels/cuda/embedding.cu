@@ -34,8 +34,8 @@ __global__ void embedding_forward_kernel(bf16* out, const int32_t* tokens, const
 //   sorted (larger V): CUB's radix sort orders the token positions by token, stably (so each
 //     token's positions stay in increasing n); the warp at the start of each run of equal tokens
 //     adds that run. O(N log V + N * C).
-// Either way a warp's rows are serial: the most frequent token's count bounds the time. The two
-// give the same bits (GPU test).
+// Either way a warp's rows are serial: with skewed tokens (text) the most frequent token's count
+// bounds the time. The two give the same bits (GPU test).
 // Bytes: N*C*2 (dout, once) + 8*C per touched row (dwte read+write) + tokens (scan:
 // ceil(V/8)*ceil(C/256)*N*4 from L2; sorted: a few passes over N*8).
 constexpr int kWarps = 8;      // warps per block
