@@ -187,16 +187,18 @@ TEST_CASE("cuda cross-entropy forward/backward vs CPU", "[gpu][cuda_kernels]") {
     DeviceBuffer<float> d_loss_padded(N);
     lh::cuda::cross_entropy_forward(d_loss_padded.get(), d_padded.get(), d_tgt.get(), N, V, ld, 0);
     lh::cuda::cross_entropy_backward(d_padded.get(), d_padded.get(), d_tgt.get(), N, V, ld, dloss, 0);
-    CHECK(d_loss_padded.download() == d_loss.download());  // same rows, same bits
-    const F dl_padded = run_bf16(d_padded), dl = run_bf16(d_logits);
-    size_t mismatches = 0, nonzero_padding = 0;
+    // Large V takes the 16-byte path on padded rows (another summation order): the CPU decides.
+    LH_ERR("cross-entropy fwd loss fp32 (padded rows)", max_rel_err(d_loss_padded.download(), loss_ref), kF32Tol);
+    const F dl_padded = run_bf16(d_padded);
+    F dl_unpadded(nv);
+    size_t nonzero_padding = 0;
     for (size_t n = 0; n < size_t(N); ++n)
       for (size_t v = 0; v < size_t(ld); ++v)
         if (v < size_t(V))
-          mismatches += dl_padded[n * ld + v] != dl[n * V + v];
+          dl_unpadded[n * V + v] = dl_padded[n * ld + v];
         else
           nonzero_padding += !(dl_padded[n * ld + v] == 0.0f);
-    CHECK(mismatches == 0);
+    LH_ERR("cross-entropy bwd dlogits bf16 (padded rows)", max_rel_err(dl_unpadded, dl_ref, 1e-4), kBf16Tol);
     CHECK(nonzero_padding == 0);
   }
 }
@@ -293,13 +295,17 @@ TEST_CASE("cuda reduction kernels are bitwise deterministic", "[gpu][cuda_kernel
                                scratch.get(), 0);
     bytes(d_dw.download());
     bytes(d_dx.download<uint16_t>());
-    for (int vocab : {257, 3001}) {  // register path and online path; logits = x viewed as [rows, vocab]
-      const int rows = int(nc / vocab) / 8;
-      lh::cuda::cross_entropy_forward(d_loss.get(), d_x.get(), d_tok.get(), std::min(rows, N), vocab, vocab, 0);
+    // Register path, online path, online path on 16-byte rows; logits = x viewed as [rows, ld].
+    for (auto [vocab, ld] : {std::pair{257, 257}, std::pair{3001, 3001}, std::pair{3001, 3008}}) {
+      const int rows = int(nc / ld) / 8;
+      lh::cuda::cross_entropy_forward(d_loss.get(), d_x.get(), d_tok.get(), std::min(rows, N), vocab, ld, 0);
       bytes(d_loss.download());
     }
     d_dx.upload(x);
     lh::cuda::cross_entropy_backward(d_dx.get(), d_dx.get(), d_tok.get(), N, 1024, 1024, 0.5f, 0);
+    bytes(d_dx.download<uint16_t>());
+    d_dx.upload(x);  // the online path on 16-byte rows
+    lh::cuda::cross_entropy_backward(d_dx.get(), d_dx.get(), d_tok.get(), int(nc / 3008), 3001, 3008, 0.5f, 0);
     bytes(d_dx.download<uint16_t>());
     lh::cuda::sum_squares(d_ss.get(), d_dwte.get(), size_t(V) * C, scratch.get(), 0);
     bytes(d_ss.download());

@@ -50,6 +50,30 @@ void bench_embedding_backward(Row& row, const bf16* dout, int N, int C) {
   }
 }
 
+// Cross-entropy at GPT-2's and Llama 3's vocabularies (the online-softmax path), rows padded as in
+// training. Bytes: the forward reads each row once; the backward reads it twice (statistics, then
+// probabilities) and writes it once.
+template <typename Row>
+void bench_large_vocab_cross_entropy(Row& row, int N) {
+  for (int V : {50257, 128256}) {
+    ModelConfig vocab;
+    vocab.vocab_size = V;
+    const int ld = vocab.logits_row_stride();
+    bf16* logits = alloc_fill<bf16>(size_t(N) * ld, 31, -8.f, 8.f);
+    float* losses = alloc_fill<float>(N, 32);
+    int32_t* tok = nullptr;
+    LH_CUDA_CHECK(cudaMalloc(&tok, N * sizeof(int32_t)));
+    fill_tokens<<<detail::grid_for(N, 256), 256>>>(tok, N, V);
+    LH_CUDA_CHECK_LAUNCH();
+    const std::string suffix = " V=" + std::to_string(V);
+    row(("cross_entropy_forward" + suffix).c_str(), 2.0 * N * V + 8.0 * N,
+        [&] { cross_entropy_forward(losses, logits, tok, N, V, ld, 0); });
+    row(("cross_entropy_backward" + suffix).c_str(), 6.0 * N * V + 2.0 * N * (ld - V),
+        [&] { cross_entropy_backward(logits, logits, tok, N, V, ld, 1.0f / N, 0); });
+    for (void* q : std::vector<void*>{logits, losses, tok}) LH_CUDA_CHECK(cudaFree(q));
+  }
+}
+
 // The Lighthouse kernels of the fused layer path at the paper's shape (N = 98,304, H = Hkv = 8,
 // d = 128, L3 p4 k1536), each charged its compulsory bytes.
 template <typename Row>
@@ -150,6 +174,7 @@ void bench_elementwise_kernels(int rows, int cols) {
       [&] { cross_entropy_forward(losses, logits, tok, N, V, ld, 0); });
   row("cross_entropy_backward V=257", 4.0 * N * V + 2.0 * N * (ld - V),  // zeroes the padding too
       [&] { cross_entropy_backward(dlogits, logits, tok, N, V, ld, 1.0f / N, 0); });
+  bench_large_vocab_cross_entropy(row, std::min(N, 8192));
   row("sum_squares (fp32 N*C)", 4.0 * nc, [&] { sum_squares(ss, g, nc, scratch, 0); });
   row("scale_inplace (fp32 N*C)", 8.0 * nc, [&] { scale_inplace(f32, nc, 0.999f, 0); });
   row("adamw_update (N*C params)", 30.0 * nc,
