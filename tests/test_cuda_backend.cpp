@@ -190,6 +190,21 @@ TEST_CASE("cuda: the output layer's GEMMs and cross-entropy on padded rows match
   CHECK(rel_l2(lh::download_doubles(*gpu, gdw.view()), {dw_ref.begin(), dw_ref.end()}) < 1e-5);
 }
 
+// recompute auto sizes activations from allocatable_bytes(): the output layer's padded weight copy
+// must be taken before that, not on the first forward.
+TEST_CASE("cuda: prepare_matmul takes the padded output layer's scratch up front", "[gpu][cuda]") {
+  LH_SKIP_WITHOUT_GPU();
+  auto gpu = lh::make_cuda_backend();
+  const int C = 1024, V = 50257, ld = 50264;
+  const size_t before = gpu->allocatable_bytes();
+  gpu->prepare_matmul(C, V, V);  // no padding: nothing to take
+  CHECK(gpu->allocatable_bytes() == before);
+  gpu->prepare_matmul(C, V, ld);
+  const size_t after = gpu->allocatable_bytes();
+  REQUIRE(after < before);
+  CHECK(before - after >= size_t(ld) * C * 2);  // bf16 rows
+}
+
 // `bench gemm --candidates` runs the cuBLASLt heuristic's other algorithms: each must compute the
 // same products, and a rank past the heuristic's list must be refused, not silently replaced.
 TEST_CASE("cuda: cuBLASLt's other heuristic candidates compute the same GEMMs", "[gpu][cuda]") {

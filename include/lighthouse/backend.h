@@ -84,6 +84,9 @@ class Backend {
   // accounts for it (cuDNN plans on CUDA). No-ops on the CPU.
   virtual void prepare_attention(int /*B*/, int /*T*/, int /*H*/, int /*Hkv*/, int /*D*/) {}
   virtual void prepare_lighthouse_sdpa(int /*BH*/, int /*S*/, int /*D*/) {}
+  // Takes now the scratch that matmuls of this shape and row stride will need (CUDA: the output
+  // layer's zero-padded weight copy when ld > OC), for the same reason. A no-op on the CPU.
+  virtual void prepare_matmul(int /*IC*/, int /*OC*/, int /*ld*/) {}
   // The stream the backend queues work on (a cudaStream_t), for collectives; null on the CPU.
   virtual void* stream() { return nullptr; }
   // A second stream for communication that overlaps the compute stream (null on the CPU, where

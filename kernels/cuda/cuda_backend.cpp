@@ -86,6 +86,9 @@ class CudaBackend final : public Backend {
     sdpa_.prepare(cuda::fused_qkv_shape(B, T, H, Hkv, D));
   }
   void prepare_lighthouse_sdpa(int BH, int S, int D) override { sdpa_.prepare(packed_shape(BH, S, D)); }
+  void prepare_matmul(int IC, int OC, int ld) override {
+    if (ld > OC) scratch_bytes(padded_weight_bytes(IC, ld));
+  }
   void* stream() override { return stream_; }
   void* comm_stream() override {
     if (!comm_stream_) {
@@ -315,12 +318,13 @@ class CudaBackend final : public Backend {
   // its forward and dx GEMMs, where it is the contiguous extent of an operand; padded rows alone
   // leave them on byte-aligned kernels at 5-14% of peak (docs/benchmarks.md). So those two run at
   // OC = ld on a copy of the weight with ld - OC zero rows appended, in the scratch (a copy of
-  // [V, C] bf16 per call: 0.5 MB at V = 257 and C = 1024, 103 MB at GPT-2's 50,257; it comes out of
-  // allocatable_bytes' margin). Vocabularies that are multiples of 8 need none of this.
+  // [V, C] bf16 per call: 0.5 MB at V = 257 and C = 1024, 103 MB at GPT-2's 50,257, taken up front
+  // by prepare_matmul). Vocabularies that are multiples of 8 need none of this.
+  static size_t padded_weight_bytes(int IC, int ld) { return size_t(ld) * IC * sizeof(bf16); }
   const bf16* padded_weight(const Tensor& w, int IC, int OC, int ld) {
     if (ld < OC) throw std::invalid_argument("matmul: row stride " + std::to_string(ld) + " < " + std::to_string(OC));
     const size_t row_bytes = size_t(IC) * sizeof(bf16);
-    auto* p = static_cast<char*>(scratch_bytes(size_t(ld) * row_bytes));
+    auto* p = static_cast<char*>(scratch_bytes(padded_weight_bytes(IC, ld)));
     LH_CUDA_CHECK(cudaMemcpyAsync(p, bf(w, "matmul"), size_t(OC) * row_bytes, cudaMemcpyDeviceToDevice, stream_));
     LH_CUDA_CHECK(cudaMemsetAsync(p + size_t(OC) * row_bytes, 0, size_t(ld - OC) * row_bytes, stream_));
     return reinterpret_cast<const bf16*>(p);

@@ -127,6 +127,7 @@ void LlamaModel::ensure_capacity(int B, int T) {
   if (!acts_ || acts_->max_tokens() < B * T) {
     acts_.reset();  // release a smaller arena before sizing the new one
     if (auto_layout()) attention_->prepare_workspace(be_, cfg_.n_layers, shape);
+    be_.prepare_matmul(cfg_.dim, cfg_.vocab_size, cfg_.logits_row_stride());  // the output layer's scratch
     acts_ = std::make_unique<Activations>(be_, cfg_, B, T, resolve_recompute(B, T));
   }
 }
