@@ -20,6 +20,7 @@
 #include "lighthouse/rng.h"
 #include "lighthouse/trainer.h"
 #include "support/gpu.h"
+#include "support/padded_rows.h"
 #include "support/small_run.h"
 #include "support/temp_dir.h"
 
@@ -135,17 +136,9 @@ TEST_CASE("cuda: the output layer's GEMMs and cross-entropy on padded rows match
   auto glogits = upload(*gpu, lh::DType::BF16, std::vector<double>(size_t(N) * ld, std::nan("")));
   // The [N, V] part of a padded [N, ld] download; CHECKs that the padding holds zeros.
   auto unpadded = [&](const lh::Buffer& b) {
-    const std::vector<double> p = lh::download_doubles(*gpu, b.view());
-    std::vector<double> d(size_t(N) * V);
-    size_t nonzero_padding = 0;
-    for (size_t n = 0; n < size_t(N); ++n)
-      for (size_t v = 0; v < size_t(ld); ++v)
-        if (v < size_t(V))
-          d[n * V + v] = p[n * ld + v];
-        else
-          nonzero_padding += !(p[n * ld + v] == 0.0);
-    CHECK(nonzero_padding == 0);
-    return d;
+    auto u = lh::testing::unpad_rows(lh::download_doubles(*gpu, b.view()), N, V, ld);
+    CHECK(u.nonzero_padding == 0);
+    return u.values;
   };
   {  // Leave ones where the padded weight's zero rows will go: a missing zero fill would show.
     const int wider = 300;

@@ -14,6 +14,7 @@
 #include "lighthouse/ops/cpu_reference.h"
 #include "lighthouse/rng.h"
 #include "support/finite_diff.h"
+#include "support/padded_rows.h"
 
 using namespace lh::cpu;
 using lh::testing::max_rel_error;
@@ -302,14 +303,9 @@ TEST_CASE("matmul and cross-entropy on padded rows: the dense results, zero padd
     return p;
   };
   auto unpadded = [&](const Vec& p) {  // CHECKs that the padding holds zeros
-    Vec d(size_t(N) * V);
-    size_t nonzero_padding = 0;
-    for (size_t n = 0; n < size_t(N); ++n) {
-      std::copy_n(&p[n * ld], V, &d[n * V]);
-      for (size_t v = V; v < size_t(ld); ++v) nonzero_padding += !(p[n * ld + v] == 0.0);
-    }
-    CHECK(nonzero_padding == 0);
-    return d;
+    auto u = lh::testing::unpad_rows(p, N, V, ld);
+    CHECK(u.nonzero_padding == 0);
+    return u.values;
   };
   const Vec x = random_vec(size_t(N) * IC, 40), w = random_vec(size_t(V) * IC, 41);
   Vec out(size_t(N) * V), out_padded(size_t(N) * ld, nan);
