@@ -6,7 +6,8 @@
 // orders. So a candidate is eligible only if it reduces as the first choice does (same split-k
 // count and reduction scheme) and its output on the shape's first call's operands is bit-identical
 // to the first choice's: with a large output, a different summation order would show in some
-// element. Among those the fastest wins, which then changes speed, not results. Shapes with small
+// element. Among those the fastest wins (median of interleaved timing rounds, so that one noisy
+// timing cannot pick a slower one), which then changes speed, not results. Shapes with small
 // outputs are not tuned (a match there proves less, and there is little time to win). Runs once per
 // GEMM shape, on its first call, on the caller's stream (stream-ordered allocations: no device-wide
 // synchronisation while other streams, e.g. NCCL's, run).
