@@ -25,6 +25,21 @@ __global__ void fill_tokens(int32_t* p, size_t n, int V) {
     p[i] = static_cast<int32_t>((hash_uniform(i, 7) + 1.0f) * 0.5f * V) % V;
 }
 
+// N uniform tokens below V on the device.
+int32_t* alloc_tokens(int N, int V) {
+  int32_t* tok = nullptr;
+  LH_CUDA_CHECK(cudaMalloc(&tok, N * sizeof(int32_t)));
+  fill_tokens<<<detail::grid_for(N, 256), 256>>>(tok, N, V);
+  LH_CUDA_CHECK_LAUNCH();
+  return tok;
+}
+
+int logits_row_stride(int V) {  // as in training
+  ModelConfig m;
+  m.vocab_size = V;
+  return m.logits_row_stride();
+}
+
 // Embedding backward at a byte vocabulary and at GPT-2's and Llama 3's, by both paths (the scan
 // only where it finishes in reasonable time); uniform tokens. Bytes: dout once, each vocabulary
 // row's fp32 gradient read and written, the tokens.
@@ -32,10 +47,7 @@ template <typename Row>
 void bench_embedding_backward(Row& row, const bf16* dout, int N, int C) {
   for (int V : {257, 1024, 50257, 128256}) {
     float* dwte = alloc_fill<float>(size_t(V) * C, 15);
-    int32_t* tok = nullptr;
-    LH_CUDA_CHECK(cudaMalloc(&tok, N * sizeof(int32_t)));
-    fill_tokens<<<detail::grid_for(N, 256), 256>>>(tok, N, V);
-    LH_CUDA_CHECK_LAUNCH();
+    int32_t* tok = alloc_tokens(N, V);
     const size_t scratch_bytes = embedding_backward_scratch_bytes(N, V, EmbeddingBackward::kSorted);
     void* scratch = nullptr;
     LH_CUDA_CHECK(cudaMalloc(&scratch, scratch_bytes));
@@ -56,15 +68,10 @@ void bench_embedding_backward(Row& row, const bf16* dout, int N, int C) {
 template <typename Row>
 void bench_large_vocab_cross_entropy(Row& row, int N) {
   for (int V : {50257, 128256}) {
-    ModelConfig vocab;
-    vocab.vocab_size = V;
-    const int ld = vocab.logits_row_stride();
+    const int ld = logits_row_stride(V);
     bf16* logits = alloc_fill<bf16>(size_t(N) * ld, 31, -8.f, 8.f);
     float* losses = alloc_fill<float>(N, 32);
-    int32_t* tok = nullptr;
-    LH_CUDA_CHECK(cudaMalloc(&tok, N * sizeof(int32_t)));
-    fill_tokens<<<detail::grid_for(N, 256), 256>>>(tok, N, V);
-    LH_CUDA_CHECK_LAUNCH();
+    int32_t* tok = alloc_tokens(N, V);
     const std::string suffix = " V=" + std::to_string(V);
     row(("cross_entropy_forward" + suffix).c_str(), 2.0 * N * V + 8.0 * N,
         [&] { cross_entropy_forward(losses, logits, tok, N, V, ld, 0); });
@@ -108,9 +115,7 @@ void bench_lighthouse_kernels(Row& row) {
 
 void bench_elementwise_kernels(int rows, int cols) {
   const int N = rows, C = cols, V = 257, D = 64, H = std::max(1, C / D), Hkv = std::max(1, H / 4);
-  ModelConfig vocab;
-  vocab.vocab_size = V;
-  const int ld = vocab.logits_row_stride();  // as in training
+  const int ld = logits_row_stride(V);
   const size_t nc = size_t(N) * C;
   cudaDeviceProp prop{};
   LH_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
@@ -128,10 +133,7 @@ void bench_elementwise_kernels(int rows, int cols) {
   float *p = alloc_fill<float>(nc, 16), *g = alloc_fill<float>(nc, 17, -0.1f, 0.1f);
   float *m = alloc_fill<float>(nc, 18, -0.01f, 0.01f), *v = alloc_fill<float>(nc, 19, 1e-6f, 1e-3f);
   float *table = alloc_fill<float>(size_t(N) * D, 20), *losses = alloc_fill<float>(N, 21);
-  int32_t* tok = nullptr;
-  LH_CUDA_CHECK(cudaMalloc(&tok, N * sizeof(int32_t)));
-  fill_tokens<<<detail::grid_for(N, 256), 256>>>(tok, N, V);
-  LH_CUDA_CHECK_LAUNCH();
+  int32_t* tok = alloc_tokens(N, V);
   void* scratch = nullptr;
   LH_CUDA_CHECK(cudaMalloc(&scratch, std::max(rmsnorm_backward_scratch_bytes(N, C), sum_squares_scratch_bytes(nc))));
   double* ss = nullptr;

@@ -94,6 +94,15 @@ __device__ __forceinline__ void merge(float& m, float& s, float m2, float s2) {
   m = mm;
 }
 
+// Every lane ends with the warp's (m, s), merged by a butterfly.
+__device__ __forceinline__ void merge_lanes(float& m, float& s) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, s, o);
+    merge(m, s, m2, s2);
+  }
+}
+
 __device__ __forceinline__ void row_stats_online(const bf16* row, int lane, int V, float& m, float& s) {
   m = -FLT_MAX;  // not -inf: exp(-FLT_MAX - -FLT_MAX) = 1 times s = 0, never NaN
   s = 0.f;
@@ -106,11 +115,7 @@ __device__ __forceinline__ void row_stats_online(const bf16* row, int lane, int 
       s += __expf(x - m);
     }
   }
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) {
-    const float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, s, o);
-    merge(m, s, m2, s2);
-  }
+  merge_lanes(m, s);
 }
 
 // Vector form of the statistics, for rows that start on 16 bytes with ld % 8 == 0 (the model's
@@ -143,11 +148,7 @@ __device__ __forceinline__ void row_stats_online_vec(const bf16* row, int lane, 
     fold8(m, s, a, v0, V);
     if (second) fold8(m, s, b, v0 + kWarpVec, V);
   }
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) {
-    const float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, s, o);
-    merge(m, s, m2, s2);
-  }
+  merge_lanes(m, s);
 }
 
 template <bool kVector>

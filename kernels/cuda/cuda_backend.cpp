@@ -139,10 +139,9 @@ class CudaBackend final : public Backend {
                            f32(rstd), N, C, scratch, stream_);
   }
   void matmul_forward(Tensor out, const Tensor& x, const Tensor& w, int N, int IC, int OC, int ld) override {
-    if (ld > OC)  // the padding columns come out zero
-      gemm_.forward(bf(out, "matmul"), bf(x, "matmul"), padded_weight(w, IC, OC, ld), N, IC, ld, ld, stream_);
-    else
-      gemm_.forward(bf(out, "matmul"), bf(x, "matmul"), bf(w, "matmul"), N, IC, OC, ld, stream_);
+    // With padded rows (ld > OC) the GEMM runs at OC = ld on the zero-padded weight: the padding
+    // columns come out zero.
+    gemm_.forward(bf(out, "matmul"), bf(x, "matmul"), gemm_weight(w, IC, OC, ld), N, IC, ld, ld, stream_);
   }
   void matmul_forward_residual(Tensor out, const Tensor& x, const Tensor& w, const Tensor& residual, int N, int IC,
                                int OC) override {
@@ -151,11 +150,8 @@ class CudaBackend final : public Backend {
   }
   void matmul_backward(Tensor dx, Tensor dw, const Tensor& dout, const Tensor& x, const Tensor& w, int N, int IC,
                        int OC, int ld) override {
-    if (dx.data && ld > OC)  // dout's zero padding meets the weight's zero rows
-      gemm_.backward_input(bf(dx, "matmul"), bf(dout, "matmul"), padded_weight(w, IC, OC, ld), N, IC, ld, ld,
-                           stream_);
-    else if (dx.data)
-      gemm_.backward_input(bf(dx, "matmul"), bf(dout, "matmul"), bf(w, "matmul"), N, IC, OC, ld, stream_);
+    if (dx.data)  // with padded rows, dout's zero padding meets the weight's zero rows
+      gemm_.backward_input(bf(dx, "matmul"), bf(dout, "matmul"), gemm_weight(w, IC, OC, ld), N, IC, ld, ld, stream_);
     gemm_.backward_weight(f32(dw), bf(dout, "matmul"), bf(x, "matmul"), N, IC, OC, ld, stream_);  // OC is n here
   }
   void rope_forward(Tensor qkv, int B, int T, int H, int Hkv, int D, double theta) override {
@@ -321,8 +317,10 @@ class CudaBackend final : public Backend {
   // [V, C] bf16 per call: 0.5 MB at V = 257 and C = 1024, 103 MB at GPT-2's 50,257, taken up front
   // by prepare_matmul). Vocabularies that are multiples of 8 need none of this.
   static size_t padded_weight_bytes(int IC, int ld) { return size_t(ld) * IC * sizeof(bf16); }
-  const bf16* padded_weight(const Tensor& w, int IC, int OC, int ld) {
+  // The weight the forward and dx GEMMs take at OC = ld: w itself, or its zero-padded copy.
+  const bf16* gemm_weight(const Tensor& w, int IC, int OC, int ld) {
     if (ld < OC) throw std::invalid_argument("matmul: row stride " + std::to_string(ld) + " < " + std::to_string(OC));
+    if (ld == OC) return bf(w, "matmul");
     const size_t row_bytes = size_t(IC) * sizeof(bf16);
     auto* p = static_cast<char*>(scratch_bytes(padded_weight_bytes(IC, ld)));
     LH_CUDA_CHECK(cudaMemcpyAsync(p, bf(w, "matmul"), size_t(OC) * row_bytes, cudaMemcpyDeviceToDevice, stream_));

@@ -28,7 +28,7 @@ inline size_t round_up_scratch(size_t n) { return (n + kScratchAlign - 1) / kScr
 // training.attention_backward "auto" (the default): our flash backward from this sequence length
 // on, cuDNN's deterministic backward below. In the 270M training step on an H200
 // (docs/benchmarks.md) ours was 0.9-2.7% faster at 98K, where cuDNN's O(heads x N^2) workspace
-// (18 GiB per head) also costs activation memory that recompute auto could use, 0.8-1.0% faster at
+// (18 GiB per head) also costs activation memory that recompute auto could use, 0.7-1.1% faster at
 // 80K, but 0.8-1.1% slower at 64K, within noise at 32K and 3.5-5.4% slower at 8 x 4K (64K-80K not
 // measured). The length is each call's sequence length: a Lighthouse layer's inner attention
 // counts its selected entries (18,432 at 98K with k1536).
