@@ -633,9 +633,11 @@ TEST_CASE("cuda: the flash attention backward matches the CPU reference and cuDN
   struct Shape { int B, T, H, Hkv; };
   // One key block (100 keys, and 40: less than one query tile); ragged last blocks (257, 1000);
   // 192 = a key block and a half; GQA groups of 4 and 2 and none; several batches; 640 = 5 key
-  // blocks whose dQ partials meet in order.
+  // blocks whose dQ partials meet in order; 10 (batch, kv head) pairs, more than one group of the
+  // launch order (flash_backward.cu: a group has SMs / 16 pairs, 8 on an H100 or H200), the last
+  // one short.
   const Shape shape = GENERATE(Shape{1, 100, 8, 2}, Shape{2, 257, 4, 1}, Shape{1, 1000, 4, 4}, Shape{2, 640, 8, 4},
-                               Shape{1, 40, 4, 2}, Shape{1, 192, 2, 1});
+                               Shape{1, 40, 4, 2}, Shape{1, 192, 2, 1}, Shape{5, 300, 4, 2});
   const int D = 128;
   const auto [B, T, H, Hkv] = shape;
   CAPTURE(B, T, H, Hkv);

@@ -20,7 +20,12 @@ using lh::cuda::flash_schedule::kBr;
 struct Launch {
   int B, Hq, Hkv, N;
 };
-Grid grid_of(const Launch& l) { return {l.B, l.Hq, l.Hkv, (l.N + kBr - 1) / kBr, (l.N + kBc - 1) / kBc}; }
+// Every launch in one group (0), one pair per group, and groups of 3 pairs (the last one short when
+// the pairs do not divide by 3).
+Grid grid_of(const Launch& l) {
+  const int group_pairs = GENERATE(0, 1, 3);
+  return {l.B, l.Hq, l.Hkv, (l.N + kBr - 1) / kBr, (l.N + kBc - 1) / kBc, group_pairs};
+}
 int blocks_of(const Grid& g) { return g.B * g.Hkv * g.n_kv; }
 
 // One dQ add of a block: batch, query head, query tile.
@@ -41,8 +46,8 @@ Launch any_launch() {
 TEST_CASE("flash schedule: each (batch, kv head, key block) is taken once and walks the query tiles its keys reach",
           "[flash_schedule]") {
   const Launch l = any_launch();
-  CAPTURE(l.B, l.Hq, l.Hkv, l.N);
   const Grid g = grid_of(l);
+  CAPTURE(l.B, l.Hq, l.Hkv, l.N, g.group_pairs);
   std::set<std::tuple<int, int, int>> taken;
   for (int order = 0; order < blocks_of(g); ++order) {
     const BlockWork w(g, order);
@@ -71,8 +76,8 @@ TEST_CASE("flash schedule: each (batch, kv head, key block) is taken once and wa
 TEST_CASE("flash schedule: a tile's dQ partials are added in turns 0, 1, 2, ... by blocks that started in that order",
           "[flash_schedule]") {
   const Launch l = any_launch();
-  CAPTURE(l.B, l.Hq, l.Hkv, l.N);
   const Grid g = grid_of(l);
+  CAPTURE(l.B, l.Hq, l.Hkv, l.N, g.group_pairs);
   std::map<TileKey, std::vector<std::pair<int, int>>> adders;  // tile -> (turn, order) of each adder
   for (int order = 0; order < blocks_of(g); ++order) {
     const BlockWork w(g, order);
@@ -94,8 +99,8 @@ TEST_CASE("flash schedule: the blocks finish on few SMs whatever order the waits
           "[flash_schedule]") {
   const Launch l = any_launch();
   const int sms = GENERATE(1, 2, 3, 7);
-  CAPTURE(l.B, l.Hq, l.Hkv, l.N, sms);
   const Grid g = grid_of(l);
+  CAPTURE(l.B, l.Hq, l.Hkv, l.N, g.group_pairs, sms);
   // Blocks start in order as SMs free up; a running block makes its next add only when the tile's
   // counter has reached its turn (stricter than the kernel, whose products run up to two steps
   // ahead of its adds). Round-robin over the running blocks until none can move.
@@ -125,4 +130,22 @@ TEST_CASE("flash schedule: the blocks finish on few SMs whatever order the waits
   }
   CHECK(finished == blocks_of(g));
   CHECK(running.empty());
+}
+
+TEST_CASE("flash schedule: groups of (batch, kv head) pairs are taken one after the other, longest blocks first in each",
+          "[flash_schedule]") {
+  const Launch l = any_launch();
+  const Grid g = grid_of(l);
+  CAPTURE(l.B, l.Hq, l.Hkv, l.N, g.group_pairs);
+  const int pairs = g.B * g.Hkv, per_group = g.group_pairs > 0 ? std::min(g.group_pairs, pairs) : pairs;
+  int previous_group = 0, previous_j = 0;
+  for (int order = 0; order < blocks_of(g); ++order) {
+    const BlockWork w(g, order);
+    const int group = (w.b * g.Hkv + w.hk) / per_group;
+    CHECK(group >= previous_group);
+    if (group == previous_group) CHECK(w.j >= previous_j);  // within a group, key block 0 of all first
+    if (group != previous_group) CHECK(w.j == 0);
+    previous_group = group, previous_j = w.j;
+  }
+  CHECK(previous_group == (pairs - 1) / per_group);
 }

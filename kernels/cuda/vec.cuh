@@ -78,19 +78,24 @@ __device__ __forceinline__ size_t global_thread() {
 }
 __device__ __forceinline__ size_t grid_threads() { return static_cast<size_t>(gridDim.x) * blockDim.x; }
 
-// Grid for a grid-stride loop over `items`: enough blocks to fill every SM several times over, no
-// more (beyond that, extra blocks only add scheduling). Used only for elementwise kernels, whose
-// results never depend on the grid. The SM count is read once per device.
-inline unsigned grid_for(size_t items, int threads, int blocks_per_sm = 16) {
-  static thread_local int cached_device = -1, cached_sms = 0;  // per host thread: one GPU each
+// The current device's SM count, read once per device (per host thread: one GPU each).
+inline int sm_count() {
+  static thread_local int cached_device = -1, cached_sms = 0;
   int dev = 0;
   LH_CUDA_CHECK(cudaGetDevice(&dev));
   if (dev != cached_device) {
     LH_CUDA_CHECK(cudaDeviceGetAttribute(&cached_sms, cudaDevAttrMultiProcessorCount, dev));
     cached_device = dev;
   }
+  return cached_sms;
+}
+
+// Grid for a grid-stride loop over `items`: enough blocks to fill every SM several times over, no
+// more (beyond that, extra blocks only add scheduling). Used only for elementwise kernels, whose
+// results never depend on the grid.
+inline unsigned grid_for(size_t items, int threads, int blocks_per_sm = 16) {
   const size_t want = (items + threads - 1) / threads;
-  const size_t cap = static_cast<size_t>(cached_sms) * blocks_per_sm;
+  const size_t cap = static_cast<size_t>(sm_count()) * blocks_per_sm;
   return static_cast<unsigned>(std::max<size_t>(1, std::min(want, cap)));
 }
 
