@@ -158,18 +158,21 @@ TEST_CASE("cuda: the output layer's GEMMs and cross-entropy on padded rows match
   std::vector<int32_t> targets(N);
   for (auto& t : targets) t = int32_t(rng.below(V));
   auto gtargets = gpu->allocate(lh::DType::I32, size_t(N)), glosses = gpu->allocate(lh::DType::F32, size_t(N));
+  auto glse = gpu->allocate(lh::DType::F32, size_t(N));
   gpu->copy_from_host(gtargets.view(), targets.data());
   const auto fl = as_float(logits);
   const double dloss = 1.0 / N;
-  std::vector<float> losses_ref(N), dlogits_ref(fl.size());
-  lh::cpu::cross_entropy_forward(losses_ref.data(), fl.data(), targets.data(), N, V, V);
-  lh::cpu::cross_entropy_backward(dlogits_ref.data(), fl.data(), targets.data(), N, V, V, dloss);
-  gpu->cross_entropy_forward(glosses.view(), glogits.view(), gtargets.view(), N, V, ld);
+  std::vector<float> losses_ref(N), lse_ref(N), dlogits_ref(fl.size());
+  lh::cpu::cross_entropy_forward(losses_ref.data(), lse_ref.data(), fl.data(), targets.data(), N, V, V);
+  lh::cpu::cross_entropy_backward(dlogits_ref.data(), fl.data(), lse_ref.data(), targets.data(), N, V, V, dloss);
+  gpu->cross_entropy_forward(glosses.view(), glse.view(), glogits.view(), gtargets.view(), N, V, ld);
   std::vector<double> nan_padding = lh::download_doubles(*gpu, glogits.view());  // the backward must zero it
   for (size_t n = 0; n < size_t(N); ++n) std::fill_n(&nan_padding[n * ld + V], ld - V, std::nan(""));
   lh::upload_doubles(*gpu, glogits.view(), nan_padding);
-  gpu->cross_entropy_backward(glogits.view(), glogits.view(), gtargets.view(), N, V, ld, dloss);  // in place
+  gpu->cross_entropy_backward(glogits.view(), glogits.view(), glse.view(), gtargets.view(), N, V, ld,
+                              dloss);  // in place
   CHECK(rel_l2(lh::download_doubles(*gpu, glosses.view()), {losses_ref.begin(), losses_ref.end()}) < 1e-5);
+  CHECK(rel_l2(lh::download_doubles(*gpu, glse.view()), {lse_ref.begin(), lse_ref.end()}) < 1e-5);
   const std::vector<double> dlogits = unpadded(glogits);
   CHECK(rel_l2(dlogits, {dlogits_ref.begin(), dlogits_ref.end()}) < 1e-2);
 

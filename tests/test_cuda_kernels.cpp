@@ -167,16 +167,20 @@ TEST_CASE("cuda cross-entropy forward/backward vs CPU", "[gpu][cuda_kernels]") {
     const F logits = random_values(nv, 61 + V, -8, 8);
     const auto tgt = random_tokens(N, V, 62);
     const float dloss = 1.0f / N;
-    F loss_ref(N), dl_ref(nv);
-    lh::cpu::cross_entropy_forward(loss_ref.data(), logits.data(), tgt.data(), N, V, V);
-    lh::cpu::cross_entropy_backward(dl_ref.data(), logits.data(), tgt.data(), N, V, V, double(dloss));
+    F loss_ref(N), lse_ref(N), dl_ref(nv);
+    lh::cpu::cross_entropy_forward(loss_ref.data(), lse_ref.data(), logits.data(), tgt.data(), N, V, V);
+    lh::cpu::cross_entropy_backward(dl_ref.data(), logits.data(), lse_ref.data(), tgt.data(), N, V, V, double(dloss));
     DeviceBuffer<bf16> d_logits(to_bf16(logits));
     DeviceBuffer<int32_t> d_tgt(tgt);
-    DeviceBuffer<float> d_loss(N);
+    DeviceBuffer<float> d_loss(N), d_lse(N);
     d_loss.poison();
-    lh::cuda::cross_entropy_forward(d_loss.get(), d_logits.get(), d_tgt.get(), N, V, V, 0);
-    lh::cuda::cross_entropy_backward(d_logits.get(), d_logits.get(), d_tgt.get(), N, V, V, dloss, 0);  // in place
+    d_lse.poison();
+    lh::cuda::cross_entropy_forward(d_loss.get(), d_lse.get(), d_logits.get(), d_tgt.get(), N, V, V, 0);
+    // The backward reads the forward's lse, not the CPU's: an error there shows up in dlogits.
+    lh::cuda::cross_entropy_backward(d_logits.get(), d_logits.get(), d_lse.get(), d_tgt.get(), N, V, V, dloss,
+                                     0);  // in place
     LH_ERR("cross-entropy fwd loss fp32", max_rel_err(d_loss.download(), loss_ref), kF32Tol);
+    LH_ERR("cross-entropy fwd log-sum-exp fp32", max_rel_err(d_lse.download(), lse_ref), kF32Tol);
     // Floor 1e-4 of the max: small probabilities are checked relative to themselves.
     LH_ERR("cross-entropy bwd dlogits bf16 (in place)", max_rel_err(run_bf16(d_logits), dl_ref, 1e-4), kBf16Tol);
 
@@ -185,9 +189,10 @@ TEST_CASE("cuda cross-entropy forward/backward vs CPU", "[gpu][cuda_kernels]") {
     F padded(size_t(N) * ld, std::nanf(""));
     for (size_t n = 0; n < size_t(N); ++n) std::copy_n(&logits[n * V], V, &padded[n * ld]);
     DeviceBuffer<bf16> d_padded(to_bf16(padded));
-    DeviceBuffer<float> d_loss_padded(N);
-    lh::cuda::cross_entropy_forward(d_loss_padded.get(), d_padded.get(), d_tgt.get(), N, V, ld, 0);
-    lh::cuda::cross_entropy_backward(d_padded.get(), d_padded.get(), d_tgt.get(), N, V, ld, dloss, 0);
+    DeviceBuffer<float> d_loss_padded(N), d_lse_padded(N);
+    lh::cuda::cross_entropy_forward(d_loss_padded.get(), d_lse_padded.get(), d_padded.get(), d_tgt.get(), N, V, ld, 0);
+    lh::cuda::cross_entropy_backward(d_padded.get(), d_padded.get(), d_lse_padded.get(), d_tgt.get(), N, V, ld, dloss,
+                                     0);
     // Large V takes the 16-byte path on padded rows (another summation order): the CPU decides.
     LH_ERR("cross-entropy fwd loss fp32 (padded rows)", max_rel_err(d_loss_padded.download(), loss_ref), kF32Tol);
     const auto dl_padded = unpad_rows(run_bf16(d_padded), N, V, ld);
@@ -259,7 +264,7 @@ TEST_CASE("cuda reduction kernels are bitwise deterministic", "[gpu][cuda_kernel
   const F rstd = random_values(N, 85, 0.5, 2, false), dwte0(size_t(V) * C, 0.5f);
   DeviceBuffer<int32_t> d_tok(tok);
   DeviceBuffer<bf16> d_x(x), d_dy(dy), d_w(w), d_dx(nc);
-  DeviceBuffer<float> d_rstd(rstd), d_dw(C), d_dwte(size_t(V) * C), d_loss(N);
+  DeviceBuffer<float> d_rstd(rstd), d_dw(C), d_dwte(size_t(V) * C), d_loss(N), d_lse(N);
   DeviceBuffer<char> scratch(std::max(lh::cuda::rmsnorm_backward_scratch_bytes(N, C),
                                       lh::cuda::sum_squares_scratch_bytes(nc)));
   DeviceBuffer<double> d_ss(1);
@@ -289,17 +294,16 @@ TEST_CASE("cuda reduction kernels are bitwise deterministic", "[gpu][cuda_kernel
     bytes(d_dw.download());
     bytes(d_dx.download<uint16_t>());
     // Register path, online path, online path on 16-byte rows; logits = x viewed as [rows, ld].
+    // The backward (scalar, then 16-byte) runs in place on a copy, with the forward's lse.
     for (auto [vocab, ld] : {std::pair{257, 257}, std::pair{3001, 3001}, std::pair{3001, 3008}}) {
-      const int rows = int(nc / ld) / 8;
-      lh::cuda::cross_entropy_forward(d_loss.get(), d_x.get(), d_tok.get(), std::min(rows, N), vocab, ld, 0);
+      const int rows = std::min(int(nc / ld) / 8, N);
+      lh::cuda::cross_entropy_forward(d_loss.get(), d_lse.get(), d_x.get(), d_tok.get(), rows, vocab, ld, 0);
       bytes(d_loss.download());
+      bytes(d_lse.download());
+      d_dx.upload(x);
+      lh::cuda::cross_entropy_backward(d_dx.get(), d_dx.get(), d_lse.get(), d_tok.get(), rows, vocab, ld, 0.5f, 0);
+      bytes(d_dx.download<uint16_t>());
     }
-    d_dx.upload(x);
-    lh::cuda::cross_entropy_backward(d_dx.get(), d_dx.get(), d_tok.get(), N, 1024, 1024, 0.5f, 0);
-    bytes(d_dx.download<uint16_t>());
-    d_dx.upload(x);  // the online path on 16-byte rows
-    lh::cuda::cross_entropy_backward(d_dx.get(), d_dx.get(), d_tok.get(), int(nc / 3008), 3001, 3008, 0.5f, 0);
-    bytes(d_dx.download<uint16_t>());
     lh::cuda::sum_squares(d_ss.get(), d_dwte.get(), size_t(V) * C, scratch.get(), 0);
     bytes(d_ss.download());
     return out;

@@ -268,27 +268,37 @@ TEST_CASE("cross-entropy: log-sum-exp, stability, gradient, in place", "[cpu][op
   const int N = 3, V = 9;
   const double dloss = 0.37;
   const std::vector<int32_t> tgt = {4, 0, 8};
-  Vec logits = random_vec(size_t(N) * V, 24, -3.0, 3.0), losses(N);
-  auto loss = [&] { cross_entropy_forward(losses.data(), logits.data(), tgt.data(), N, V, V); return dloss * (losses[0] + losses[1] + losses[2]); };
+  Vec logits = random_vec(size_t(N) * V, 24, -3.0, 3.0), losses(N), lse(N), perturbed_lse(N);
+  // The finite differences' forwards write their own lse: `lse` stays the one at these logits.
+  auto loss = [&] {
+    cross_entropy_forward(losses.data(), perturbed_lse.data(), logits.data(), tgt.data(), N, V, V);
+    return dloss * (losses[0] + losses[1] + losses[2]);
+  };
   loss();
+  lse = perturbed_lse;
   for (int n = 0; n < N; ++n) {
     double z = 0.0;
     for (int v = 0; v < V; ++v) z += std::exp(logits[n * V + v]);
+    CHECK(lse[n] == Approx(std::log(z)).epsilon(kExactTol));
     CHECK(losses[n] == Approx(std::log(z) - logits[n * V + tgt[n]]).epsilon(kExactTol));
   }
-  Vec shifted = logits, shifted_losses(N);  // exp(1000) overflows unless the max is subtracted
+  Vec shifted = logits, shifted_losses(N), shifted_lse(N);  // exp(1000) overflows unless the max is subtracted
   for (auto& l : shifted) l += 1000.0;
-  cross_entropy_forward(shifted_losses.data(), shifted.data(), tgt.data(), N, V, V);
+  cross_entropy_forward(shifted_losses.data(), shifted_lse.data(), shifted.data(), tgt.data(), N, V, V);
   CHECK(max_rel_error(shifted_losses, losses) < 1e-9);  // 1000 + O(1) loses ~13 bits of the O(1) part
-  Vec dl(logits.size());
-  cross_entropy_backward(dl.data(), logits.data(), tgt.data(), N, V, V, dloss);
+  Vec dl(logits.size()), shifted_dl(logits.size());
+  cross_entropy_backward(dl.data(), logits.data(), lse.data(), tgt.data(), N, V, V, dloss);
   check_grad(dl, logits, loss);
+  cross_entropy_backward(shifted_dl.data(), shifted.data(), shifted_lse.data(), tgt.data(), N, V, V, dloss);
+  CHECK(max_rel_error(shifted_dl, dl) < 1e-9);
   Vec inplace = logits;
-  cross_entropy_backward(inplace.data(), inplace.data(), tgt.data(), N, V, V, dloss);
+  cross_entropy_backward(inplace.data(), inplace.data(), lse.data(), tgt.data(), N, V, V, dloss);
   CHECK(inplace == dl);
-  std::vector<float> lf = to_float(logits), lossf(N);
-  cross_entropy_forward(lossf.data(), lf.data(), tgt.data(), N, V, V);
+  std::vector<float> lf = to_float(logits), lossf(N), lsef(N), dlf(logits.size());
+  cross_entropy_forward(lossf.data(), lsef.data(), lf.data(), tgt.data(), N, V, V);
   CHECK(max_rel_error(to_double(lossf), losses) < kFloatTol);
+  cross_entropy_backward(dlf.data(), lf.data(), lsef.data(), tgt.data(), N, V, V, dloss);
+  CHECK(max_rel_error(to_double(dlf), dl) < kFloatTol);
 }
 
 // The logits' rows are padded (ModelConfig::logits_row_stride). Padding starts as NaN, which
@@ -314,12 +324,13 @@ TEST_CASE("matmul and cross-entropy on padded rows: the dense results, zero padd
   CHECK(unpadded(out_padded) == out);
 
   const std::vector<int32_t> tgt = {6, 0, 3, 3, 1};
-  Vec logits = padded(out), losses(N), losses_padded(N), dl(out.size());
-  cross_entropy_forward(losses.data(), out.data(), tgt.data(), N, V, V);
-  cross_entropy_forward(losses_padded.data(), logits.data(), tgt.data(), N, V, ld);
+  Vec logits = padded(out), losses(N), losses_padded(N), lse(N), lse_padded(N), dl(out.size());
+  cross_entropy_forward(losses.data(), lse.data(), out.data(), tgt.data(), N, V, V);
+  cross_entropy_forward(losses_padded.data(), lse_padded.data(), logits.data(), tgt.data(), N, V, ld);
   CHECK(losses_padded == losses);
-  cross_entropy_backward(dl.data(), out.data(), tgt.data(), N, V, V, 0.5);
-  cross_entropy_backward(logits.data(), logits.data(), tgt.data(), N, V, ld, 0.5);  // in place
+  CHECK(lse_padded == lse);
+  cross_entropy_backward(dl.data(), out.data(), lse.data(), tgt.data(), N, V, V, 0.5);
+  cross_entropy_backward(logits.data(), logits.data(), lse_padded.data(), tgt.data(), N, V, ld, 0.5);  // in place
   CHECK(unpadded(logits) == dl);
 
   Vec dx(x.size()), dw(w.size(), 0.25), dx_padded(x.size()), dw_padded(w.size(), 0.25);

@@ -130,11 +130,12 @@ class Backend {
   virtual void residual_forward(Tensor out, const Tensor& a, const Tensor& b) = 0;
   virtual void accumulate(Tensor dst, const Tensor& src) = 0;
   // logits [N, V] with rows ld elements apart (ld >= V): the forward does not read the padding,
-  // the backward sets it to zero (matmul_backward's dout).
-  virtual void cross_entropy_forward(Tensor losses, const Tensor& logits, const Tensor& targets, int N, int V,
-                                     int ld) = 0;
-  virtual void cross_entropy_backward(Tensor dlogits, const Tensor& logits, const Tensor& targets, int N, int V,
-                                      int ld, double dloss) = 0;
+  // the backward sets it to zero (matmul_backward's dout). The forward also writes each row's
+  // log-sum-exp (lse, [N], param dtype), which the backward reads instead of a second pass.
+  virtual void cross_entropy_forward(Tensor losses, Tensor lse, const Tensor& logits, const Tensor& targets, int N,
+                                     int V, int ld) = 0;
+  virtual void cross_entropy_backward(Tensor dlogits, const Tensor& logits, const Tensor& lse, const Tensor& targets,
+                                      int N, int V, int ld, double dloss) = 0;
   virtual double sum_squares(const Tensor& x) = 0;
   virtual void scale_inplace(Tensor x, double s) = 0;
   // Updates the master weights from grad * grad_scale (grad is not written); when compute_copy is not

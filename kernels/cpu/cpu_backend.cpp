@@ -84,13 +84,13 @@ class CpuBackend final : public Backend {
     cpu::residual_forward(out.as<T>(), a.as<T>(), b.as<T>(), out.numel);
   }
   void accumulate(Tensor dst, const Tensor& src) override { cpu::accumulate(dst.as<T>(), src.as<T>(), dst.numel); }
-  void cross_entropy_forward(Tensor losses, const Tensor& logits, const Tensor& targets, int N, int V,
+  void cross_entropy_forward(Tensor losses, Tensor lse, const Tensor& logits, const Tensor& targets, int N, int V,
                              int ld) override {
-    cpu::cross_entropy_forward(losses.as<T>(), logits.as<T>(), targets.as<int32_t>(), N, V, ld);
+    cpu::cross_entropy_forward(losses.as<T>(), lse.as<T>(), logits.as<T>(), targets.as<int32_t>(), N, V, ld);
   }
-  void cross_entropy_backward(Tensor dlogits, const Tensor& logits, const Tensor& targets, int N, int V, int ld,
-                              double dloss) override {
-    cpu::cross_entropy_backward(dlogits.as<T>(), logits.as<T>(), targets.as<int32_t>(), N, V, ld, dloss);
+  void cross_entropy_backward(Tensor dlogits, const Tensor& logits, const Tensor& lse, const Tensor& targets, int N,
+                              int V, int ld, double dloss) override {
+    cpu::cross_entropy_backward(dlogits.as<T>(), logits.as<T>(), lse.as<T>(), targets.as<int32_t>(), N, V, ld, dloss);
   }
   double sum_squares(const Tensor& x) override { return cpu::sum_squares(x.as<T>(), x.numel); }
   void scale_inplace(Tensor x, double s) override { cpu::scale_inplace(x.as<T>(), x.numel, s); }

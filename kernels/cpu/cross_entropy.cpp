@@ -24,27 +24,27 @@ template <typename T> RowStats row_stats(const T* row, int V) {
 }  // namespace
 
 template <typename T>
-void cross_entropy_forward(T* losses, const T* logits, const int32_t* targets, int N, int V, int ld) {
+void cross_entropy_forward(T* losses, T* lse, const T* logits, const int32_t* targets, int N, int V, int ld) {
 #pragma omp parallel for schedule(static)
   for (int n = 0; n < N; ++n) {
     const T* row = logits + static_cast<size_t>(n) * ld;
     const RowStats st = row_stats(row, V);
-    losses[n] = static_cast<T>(st.max + std::log(st.sum_exp) - static_cast<double>(row[targets[n]]));
+    const double row_lse = st.max + std::log(st.sum_exp);
+    lse[n] = static_cast<T>(row_lse);
+    losses[n] = static_cast<T>(row_lse - static_cast<double>(row[targets[n]]));
   }
 }
 
-// Reads every logit before writing the same index, and the statistics are gathered first, so
-// dlogits may alias logits.
+// Reads every logit before writing the same index, so dlogits may alias logits.
 template <typename T>
-void cross_entropy_backward(T* dlogits, const T* logits, const int32_t* targets, int N, int V, int ld,
+void cross_entropy_backward(T* dlogits, const T* logits, const T* lse, const int32_t* targets, int N, int V, int ld,
                             double dloss) {
 #pragma omp parallel for schedule(static)
   for (int n = 0; n < N; ++n) {
     const size_t off = static_cast<size_t>(n) * ld;
-    const RowStats st = row_stats(logits + off, V);
-    const double inv = 1.0 / st.sum_exp;
+    const double row_lse = static_cast<double>(lse[n]);
     for (int v = 0; v < V; ++v) {
-      const double p = std::exp(static_cast<double>(logits[off + v]) - st.max) * inv;
+      const double p = std::exp(static_cast<double>(logits[off + v]) - row_lse);
       dlogits[off + v] = static_cast<T>((p - (v == targets[n] ? 1.0 : 0.0)) * dloss);
     }
     std::fill(dlogits + off + V, dlogits + off + ld, T(0));
@@ -52,8 +52,8 @@ void cross_entropy_backward(T* dlogits, const T* logits, const int32_t* targets,
 }
 
 #define LH_INSTANTIATE(T)                                                                    \
-  template void cross_entropy_forward<T>(T*, const T*, const int32_t*, int, int, int);      \
-  template void cross_entropy_backward<T>(T*, const T*, const int32_t*, int, int, int, double);
+  template void cross_entropy_forward<T>(T*, T*, const T*, const int32_t*, int, int, int);  \
+  template void cross_entropy_backward<T>(T*, const T*, const T*, const int32_t*, int, int, int, double);
 LH_INSTANTIATE(float)
 LH_INSTANTIATE(double)
 #undef LH_INSTANTIATE

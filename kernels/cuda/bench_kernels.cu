@@ -63,21 +63,22 @@ void bench_embedding_backward(Row& row, const bf16* dout, int N, int C) {
 }
 
 // Cross-entropy at GPT-2's and Llama 3's vocabularies (the online-softmax path), rows padded as in
-// training. Bytes: the forward reads each row once; the backward reads it twice (statistics, then
-// probabilities) and writes it once.
+// training. Bytes: the forward reads each row once and writes its lse and loss; the backward reads
+// each row and its lse once and writes the row (padding included). The backward runs on the
+// forward's lse (it is timed after it).
 template <typename Row>
 void bench_large_vocab_cross_entropy(Row& row, int N) {
   for (int V : {50257, 128256}) {
     const int ld = logits_row_stride(V);
     bf16* logits = alloc_fill<bf16>(size_t(N) * ld, 31, -8.f, 8.f);
-    float* losses = alloc_fill<float>(N, 32);
+    float *losses = alloc_fill<float>(N, 32), *lse = alloc_fill<float>(N, 33);
     int32_t* tok = alloc_tokens(N, V);
     const std::string suffix = " V=" + std::to_string(V);
-    row(("cross_entropy_forward" + suffix).c_str(), 2.0 * N * V + 8.0 * N,
-        [&] { cross_entropy_forward(losses, logits, tok, N, V, ld, 0); });
-    row(("cross_entropy_backward" + suffix).c_str(), 6.0 * N * V + 2.0 * N * (ld - V),
-        [&] { cross_entropy_backward(logits, logits, tok, N, V, ld, 1.0f / N, 0); });
-    for (void* q : std::vector<void*>{logits, losses, tok}) LH_CUDA_CHECK(cudaFree(q));
+    row(("cross_entropy_forward" + suffix).c_str(), 2.0 * N * V + 12.0 * N,
+        [&] { cross_entropy_forward(losses, lse, logits, tok, N, V, ld, 0); });
+    row(("cross_entropy_backward" + suffix).c_str(), 2.0 * N * V + 2.0 * N * ld + 8.0 * N,
+        [&] { cross_entropy_backward(logits, logits, lse, tok, N, V, ld, 1.0f / N, 0); });
+    for (void* q : std::vector<void*>{logits, losses, lse, tok}) LH_CUDA_CHECK(cudaFree(q));
   }
 }
 
@@ -132,7 +133,8 @@ void bench_elementwise_kernels(int rows, int cols) {
   float *dw = alloc_fill<float>(C, 14), *dwte = alloc_fill<float>(size_t(V) * C, 15);
   float *p = alloc_fill<float>(nc, 16), *g = alloc_fill<float>(nc, 17, -0.1f, 0.1f);
   float *m = alloc_fill<float>(nc, 18, -0.01f, 0.01f), *v = alloc_fill<float>(nc, 19, 1e-6f, 1e-3f);
-  float *table = alloc_fill<float>(size_t(N) * D, 20), *losses = alloc_fill<float>(N, 21);
+  float *table = alloc_fill<float>(size_t(N) * D, 20), *losses = alloc_fill<float>(N, 21),
+        *lse = alloc_fill<float>(N, 22);
   int32_t* tok = alloc_tokens(N, V);
   void* scratch = nullptr;
   LH_CUDA_CHECK(cudaMalloc(&scratch, std::max(rmsnorm_backward_scratch_bytes(N, C), sum_squares_scratch_bytes(nc))));
@@ -172,10 +174,10 @@ void bench_elementwise_kernels(int rows, int cols) {
   row("accumulate", 3 * a, [&] { accumulate(out, y, nc, 0); });
   row("convert_f32_to_bf16", 3 * a, [&] { convert_f32_to_bf16(copy, f32, nc, 0); });
   row("convert_bf16_to_f32", 3 * a, [&] { convert_bf16_to_f32(f32, x, nc, 0); });
-  row("cross_entropy_forward V=257", 2.0 * N * V + 8.0 * N,
-      [&] { cross_entropy_forward(losses, logits, tok, N, V, ld, 0); });
-  row("cross_entropy_backward V=257", 4.0 * N * V + 2.0 * N * (ld - V),  // zeroes the padding too
-      [&] { cross_entropy_backward(dlogits, logits, tok, N, V, ld, 1.0f / N, 0); });
+  row("cross_entropy_forward V=257", 2.0 * N * V + 12.0 * N,
+      [&] { cross_entropy_forward(losses, lse, logits, tok, N, V, ld, 0); });
+  row("cross_entropy_backward V=257", 2.0 * N * V + 2.0 * N * ld + 8.0 * N,  // zeroes the padding too
+      [&] { cross_entropy_backward(dlogits, logits, lse, tok, N, V, ld, 1.0f / N, 0); });
   bench_large_vocab_cross_entropy(row, std::min(N, 8192));
   row("sum_squares (fp32 N*C)", 4.0 * nc, [&] { sum_squares(ss, g, nc, scratch, 0); });
   row("scale_inplace (fp32 N*C)", 8.0 * nc, [&] { scale_inplace(f32, nc, 0.999f, 0); });
@@ -184,7 +186,7 @@ void bench_elementwise_kernels(int rows, int cols) {
   LH_CUDA_CHECK(cudaDeviceSynchronize());
 
   for (void* q : std::vector<void*>{x, y, out, w, wte, gu, dgu, qkv, logits, dlogits, copy, f32, rstd, dw, dwte, p, g,
-                                    m, v, table, losses, tok, scratch, ss})
+                                    m, v, table, losses, lse, tok, scratch, ss})
     LH_CUDA_CHECK(cudaFree(q));
   bench_lighthouse_kernels(row);
 }

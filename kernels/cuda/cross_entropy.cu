@@ -1,15 +1,16 @@
 // Softmax cross-entropy, one warp per row of V logits.
-//   V <= 1024 (our byte vocabulary, V = 257): the row is read ONCE into registers (lane l holds
-//     logits l, l+32, ...: each load instruction is a coalesced 64-byte warp access; rows padded
-//     to 16 bytes would now allow 16-byte vectors, not done: 0.05 ms a step), then max and sum of
-//     exponentials are exact-order warp reductions; backward writes dlogits from the same
-//     registers, so the in-place write never races with a read.
+// Forward: the row's log-sum-exp (lse, kept for the backward) and its loss.
+//   V <= 1024 (our byte vocabulary, V = 257): the row is read into registers (lane l holds
+//     logits l, l+32, ...: each load instruction is a coalesced 64-byte warp access), then max and
+//     sum of exponentials are exact-order warp reductions.
 //   V > 1024: an online softmax (running max and rescaled sum per lane, merged across lanes) in
-//     one read of the row; backward re-reads the row once more for the probabilities. 16-byte
-//     loads and stores where rows allow them (ld % 8 == 0, as the model's padded logits).
+//     one read of the row, with 16-byte loads where rows allow them (ld % 8 == 0, as the model's
+//     padded logits).
+// Backward: one pass, p = exp(logit - lse), each lane reading then writing its own elements (so
+// in place is safe); 16-byte loads and stores where rows allow them.
 // Rows are ld >= V elements apart; the backward zeroes dlogits' padding (V..ld).
-// Bytes: forward N*V*2 read + N*8 (targets, losses); backward N*V*2 read + N*ld*2 written
-// (small V; large V reads the row twice).
+// Bytes: forward N*V*2 read + N*12 (targets, lse, losses); backward N*V*2 read + N*ld*2 written
+// + N*8.
 #include <cfloat>
 #include <stdexcept>
 #include <string>
@@ -54,8 +55,17 @@ __device__ __forceinline__ void load_row(float (&x)[J], const bf16* row, int lan
   for (int j = 0; j < J; ++j) x[j] = lane + 32 * j < V ? __bfloat162float(row[lane + 32 * j]) : 0.f;
 }
 
+// Lane 0 writes the row's results from its statistics (m, s).
+__device__ __forceinline__ void write_row_loss(float* losses, float* lse, const bf16* row, int32_t target, int n,
+                                               int lane, float m, float s) {
+  if (lane != 0) return;
+  const float l = m + logf(s);
+  lse[n] = l;
+  losses[n] = l - __bfloat162float(row[target]);
+}
+
 template <int J>
-__global__ __launch_bounds__(kWarps * 32) void ce_forward_small(float* losses, const bf16* logits,
+__global__ __launch_bounds__(kWarps * 32) void ce_forward_small(float* losses, float* lse, const bf16* logits,
                                                                 const int32_t* targets, int N, int V, int ld) {
   const int n = blockIdx.x * kWarps + threadIdx.x / 32, lane = threadIdx.x % 32;
   if (n >= N) return;
@@ -63,27 +73,7 @@ __global__ __launch_bounds__(kWarps * 32) void ce_forward_small(float* losses, c
   float x[J], m, s;
   load_row(x, row, lane, V);
   row_stats_regs(x, lane, V, m, s);
-  if (lane == 0) losses[n] = m + logf(s) - __bfloat162float(row[targets[n]]);
-}
-
-template <int J>
-__global__ __launch_bounds__(kWarps * 32) void ce_backward_small(bf16* dlogits, const bf16* logits,
-                                                                 const int32_t* targets, int N, int V,
-                                                                 int ld, float dloss) {
-  const int n = blockIdx.x * kWarps + threadIdx.x / 32, lane = threadIdx.x % 32;
-  if (n >= N) return;
-  const size_t off = static_cast<size_t>(n) * ld;
-  float x[J], m, s;
-  load_row(x, logits + off, lane, V);
-  row_stats_regs(x, lane, V, m, s);
-  const float inv = 1.0f / s;
-  const int t = targets[n];
-#pragma unroll
-  for (int j = 0; j < J; ++j) {
-    const int v = lane + 32 * j;
-    if (v < V) dlogits[off + v] = __float2bfloat16((__expf(x[j] - m) * inv - (v == t ? 1.f : 0.f)) * dloss);
-  }
-  zero_padding(dlogits + off, lane, V, ld);
+  write_row_loss(losses, lse, row, targets[n], n, lane, m, s);
 }
 
 // Online softmax: merge (m1, s1) and (m2, s2). Rounded products (no FMA contraction) keep the
@@ -152,7 +142,7 @@ __device__ __forceinline__ void row_stats_online_vec(const bf16* row, int lane, 
 }
 
 template <bool kVector>
-__global__ __launch_bounds__(kWarps * 32) void ce_forward_large(float* losses, const bf16* logits,
+__global__ __launch_bounds__(kWarps * 32) void ce_forward_large(float* losses, float* lse, const bf16* logits,
                                                                 const int32_t* targets, int N, int V, int ld) {
   const int n = blockIdx.x * kWarps + threadIdx.x / 32, lane = threadIdx.x % 32;
   if (n >= N) return;
@@ -162,37 +152,32 @@ __global__ __launch_bounds__(kWarps * 32) void ce_forward_large(float* losses, c
     row_stats_online_vec(row, lane, V, m, s);
   else
     row_stats_online(row, lane, V, m, s);
-  if (lane == 0) losses[n] = m + logf(s) - __bfloat162float(row[targets[n]]);
+  write_row_loss(losses, lse, row, targets[n], n, lane, m, s);
 }
 
 template <bool kVector>
-__global__ __launch_bounds__(kWarps * 32) void ce_backward_large(bf16* dlogits, const bf16* logits,
-                                                                 const int32_t* targets, int N, int V,
-                                                                 int ld, float dloss) {
+__global__ __launch_bounds__(kWarps * 32) void ce_backward(bf16* dlogits, const bf16* logits, const float* lse,
+                                                           const int32_t* targets, int N, int V, int ld,
+                                                           float dloss) {
   const int n = blockIdx.x * kWarps + threadIdx.x / 32, lane = threadIdx.x % 32;
   if (n >= N) return;
   const size_t off = static_cast<size_t>(n) * ld;
   const int t = targets[n];
-  float m, s;
+  const float l = lse[n];
   // Each lane reads then writes only its own indices, so in-place is safe on both paths.
   if constexpr (kVector) {
-    row_stats_online_vec(logits + off, lane, V, m, s);
-    const float inv = 1.0f / s;
     for (int v0 = lane * kVec; v0 < V; v0 += kWarpVec) {
       float x[kVec];
       load8(x, logits + off + v0);
 #pragma unroll
       for (int j = 0; j < kVec; ++j)  // the padding inside the last vector is written as zeros
-        x[j] = v0 + j < V ? (__expf(x[j] - m) * inv - (v0 + j == t ? 1.f : 0.f)) * dloss : 0.f;
+        x[j] = v0 + j < V ? (__expf(x[j] - l) - (v0 + j == t ? 1.f : 0.f)) * dloss : 0.f;
       store8(dlogits + off + v0, x);
     }
     zero_padding(dlogits + off, lane, (V + kVec - 1) / kVec * kVec, ld);
   } else {
-    row_stats_online(logits + off, lane, V, m, s);
-    const float inv = 1.0f / s;
     for (int v = lane; v < V; v += 32)
-      dlogits[off + v] =
-          __float2bfloat16((__expf(__bfloat162float(logits[off + v]) - m) * inv - (v == t ? 1.f : 0.f)) * dloss);
+      dlogits[off + v] = __float2bfloat16((__expf(__bfloat162float(logits[off + v]) - l) - (v == t ? 1.f : 0.f)) * dloss);
     zero_padding(dlogits + off, lane, V, ld);
   }
 }
@@ -212,33 +197,30 @@ template <typename F> bool dispatch_small(int V, F&& f) {
 }
 }  // namespace
 
-void cross_entropy_forward(float* losses, const bf16* logits, const int32_t* targets, int N, int V, int ld,
-                           cudaStream_t s) {
+void cross_entropy_forward(float* losses, float* lse, const bf16* logits, const int32_t* targets, int N, int V,
+                           int ld, cudaStream_t s) {
   if (N <= 0 || V <= 0) return;
   check_row_stride(V, ld);
   const unsigned grid = ceil_div(N, kWarps);
   const bool small = dispatch_small(V, [&](auto j) {
-    ce_forward_small<decltype(j)::value><<<grid, kWarps * 32, 0, s>>>(losses, logits, targets, N, V, ld);
+    ce_forward_small<decltype(j)::value><<<grid, kWarps * 32, 0, s>>>(losses, lse, logits, targets, N, V, ld);
   });
   if (!small && ld % kVec == 0 && aligned16(logits))
-    ce_forward_large<true><<<grid, kWarps * 32, 0, s>>>(losses, logits, targets, N, V, ld);
+    ce_forward_large<true><<<grid, kWarps * 32, 0, s>>>(losses, lse, logits, targets, N, V, ld);
   else if (!small)
-    ce_forward_large<false><<<grid, kWarps * 32, 0, s>>>(losses, logits, targets, N, V, ld);
+    ce_forward_large<false><<<grid, kWarps * 32, 0, s>>>(losses, lse, logits, targets, N, V, ld);
   LH_CUDA_CHECK_LAUNCH();
 }
 
-void cross_entropy_backward(bf16* dlogits, const bf16* logits, const int32_t* targets, int N, int V, int ld,
-                            float dloss, cudaStream_t s) {
+void cross_entropy_backward(bf16* dlogits, const bf16* logits, const float* lse, const int32_t* targets, int N,
+                            int V, int ld, float dloss, cudaStream_t s) {
   if (N <= 0 || V <= 0) return;
   check_row_stride(V, ld);
   const unsigned grid = ceil_div(N, kWarps);
-  const bool small = dispatch_small(V, [&](auto j) {
-    ce_backward_small<decltype(j)::value><<<grid, kWarps * 32, 0, s>>>(dlogits, logits, targets, N, V, ld, dloss);
-  });
-  if (!small && ld % kVec == 0 && aligned16(logits) && aligned16(dlogits))
-    ce_backward_large<true><<<grid, kWarps * 32, 0, s>>>(dlogits, logits, targets, N, V, ld, dloss);
-  else if (!small)
-    ce_backward_large<false><<<grid, kWarps * 32, 0, s>>>(dlogits, logits, targets, N, V, ld, dloss);
+  if (ld % kVec == 0 && aligned16(logits) && aligned16(dlogits))
+    ce_backward<true><<<grid, kWarps * 32, 0, s>>>(dlogits, logits, lse, targets, N, V, ld, dloss);
+  else
+    ce_backward<false><<<grid, kWarps * 32, 0, s>>>(dlogits, logits, lse, targets, N, V, ld, dloss);
   LH_CUDA_CHECK_LAUNCH();
 }
 

@@ -185,14 +185,14 @@ class CudaBackend final : public Backend {
   void accumulate(Tensor dst, const Tensor& src) override {
     cuda::accumulate(bf(dst, "accumulate"), bf(src, "accumulate"), dst.numel, stream_);
   }
-  void cross_entropy_forward(Tensor losses, const Tensor& logits, const Tensor& targets, int N, int V,
+  void cross_entropy_forward(Tensor losses, Tensor lse, const Tensor& logits, const Tensor& targets, int N, int V,
                              int ld) override {
-    cuda::cross_entropy_forward(f32(losses), bf(logits, "cross_entropy"), i32(targets), N, V, ld, stream_);
+    cuda::cross_entropy_forward(f32(losses), f32(lse), bf(logits, "cross_entropy"), i32(targets), N, V, ld, stream_);
   }
-  void cross_entropy_backward(Tensor dlogits, const Tensor& logits, const Tensor& targets, int N, int V, int ld,
-                              double dloss) override {
-    cuda::cross_entropy_backward(bf(dlogits, "cross_entropy"), bf(logits, "cross_entropy"), i32(targets), N, V, ld,
-                                 float(dloss), stream_);
+  void cross_entropy_backward(Tensor dlogits, const Tensor& logits, const Tensor& lse, const Tensor& targets, int N,
+                              int V, int ld, double dloss) override {
+    cuda::cross_entropy_backward(bf(dlogits, "cross_entropy"), bf(logits, "cross_entropy"), f32(lse), i32(targets),
+                                 N, V, ld, float(dloss), stream_);
   }
   double sum_squares(const Tensor& x) override {
     void* scratch = scratch_bytes(cuda::sum_squares_scratch_bytes(x.numel));

@@ -60,15 +60,15 @@ void convert_f32_to_bf16_strided(bf16* dst, const float* src, int B, int64_t T, 
                                  int64_t st, cudaStream_t s);
 
 // ---- cross_entropy.cu ----
-// losses[n] = logsumexp(logits[n]) - logits[n, target] in fp32 (online softmax, one pass). Rows of
-// logits (and dlogits) are ld >= V elements apart: the padding is not read, and the backward sets
-// dlogits' padding to zero.
-void cross_entropy_forward(float* losses, const bf16* logits, const int32_t* targets, int N, int V, int ld,
-                           cudaStream_t s);
-// dlogits = (softmax - onehot) * dloss, written in place over logits allowed (probabilities are
-// recomputed on the fly, never stored separately).
-void cross_entropy_backward(bf16* dlogits, const bf16* logits, const int32_t* targets, int N, int V, int ld,
-                            float dloss, cudaStream_t s);
+// lse[n] = logsumexp(logits[n]) and losses[n] = lse[n] - logits[n, target] in fp32 (online
+// softmax, one pass). Rows of logits (and dlogits) are ld >= V elements apart: the padding is not
+// read, and the backward sets dlogits' padding to zero.
+void cross_entropy_forward(float* losses, float* lse, const bf16* logits, const int32_t* targets, int N, int V,
+                           int ld, cudaStream_t s);
+// dlogits = (exp(logits - lse) - onehot) * dloss with the forward's lse: one pass over each row,
+// written in place over logits allowed (probabilities are never stored separately).
+void cross_entropy_backward(bf16* dlogits, const bf16* logits, const float* lse, const int32_t* targets, int N,
+                            int V, int ld, float dloss, cudaStream_t s);
 
 // ---- adamw.cu ----
 // Sum of squares of n fp32 values, accumulated in fp64 in a fixed order; the result lands in

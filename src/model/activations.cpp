@@ -65,6 +65,7 @@ ActivationArena::ActivationArena(const ModelConfig& cfg, int B, int T, const Lay
   final_rstd_ = reserve(1, true);
   logits_ = reserve(size_t(cfg.logits_row_stride()));
   losses_ = reserve(1, true);
+  logits_lse_ = reserve(1, true);
   dresid_ = reserve(C);
   dln_ = reserve(C);
   dqkv_ = reserve(cfg.qkv_dim());
@@ -99,6 +100,7 @@ Tensor ActivationArena::final_ln(int N) const { return view(final_ln_, N); }
 Tensor ActivationArena::final_rstd(int N) const { return view(final_rstd_, N); }
 Tensor ActivationArena::logits(int N) const { return view(logits_, N); }
 Tensor ActivationArena::losses(int N) const { return view(losses_, N); }
+Tensor ActivationArena::logits_lse(int N) const { return view(logits_lse_, N); }
 Tensor ActivationArena::tokens(int N) const { return ids_.slice(0, N); }
 Tensor ActivationArena::targets(int N) const { return ids_.slice(max_tokens_, N); }
 Tensor ActivationArena::dresid(int N) const { return view(dresid_, N); }

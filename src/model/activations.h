@@ -41,6 +41,7 @@ class ActivationArena {
   Tensor final_rstd(int N) const; // [N]
   Tensor logits(int N) const;     // [N, V], rows cfg.logits_row_stride() apart; reused for dlogits
   Tensor losses(int N) const;     // [N]
+  Tensor logits_lse(int N) const; // [N] log-sum-exp of each logits row (the loss's backward)
   Tensor tokens(int N) const;     // [N] int32
   Tensor targets(int N) const;    // [N] int32
   // Backward scratch.
@@ -63,7 +64,7 @@ class ActivationArena {
   LayerModes modes_;
   size_t act_per_token_ = 0, stats_per_token_ = 0;
   std::vector<Slot> layer_slots_;  // kLayerSlots per layer
-  Slot final_x_, final_ln_, final_rstd_, logits_, losses_;
+  Slot final_x_, final_ln_, final_rstd_, logits_, losses_, logits_lse_;
   Slot dresid_, dln_, dqkv_, dattn_, dgate_up_, dhidden_;
   Buffer data_;   // act dtype
   Buffer stats_;  // param dtype

@@ -186,7 +186,7 @@ double LlamaModel::forward(const int32_t* tokens, const int32_t* targets, int B,
   if (!targets) return 0.0;
 
   be_.copy_from_host(a.targets(N), targets);
-  be_.cross_entropy_forward(a.losses(N), a.logits(N), a.targets(N), N, V, cfg_.logits_row_stride());
+  be_.cross_entropy_forward(a.losses(N), a.logits_lse(N), a.logits(N), a.targets(N), N, V, cfg_.logits_row_stride());
   const std::vector<double> losses = download_doubles(be_, a.losses(N));
   double sum = 0.0;
   for (double x : losses) sum += x;  // fixed order: deterministic
@@ -234,7 +234,8 @@ void LlamaModel::backward(double loss_scale, const GradsReadyHook& on_ready) {
 
   // Loss -> logits (in place) -> final norm input. dresid holds d(loss)/d(residual stream).
   const Tensor dlogits = a.logits(N);
-  be_.cross_entropy_backward(dlogits, a.logits(N), a.targets(N), N, V, cfg_.logits_row_stride(), loss_scale / N);
+  be_.cross_entropy_backward(dlogits, a.logits(N), a.logits_lse(N), a.targets(N), N, V, cfg_.logits_row_stride(),
+                             loss_scale / N);
   const Tensor head = cfg_.tied_embeddings ? weight("embed") : weight("lm_head");
   const Tensor dhead = cfg_.tied_embeddings ? grad("embed") : grad("lm_head");
   be_.matmul_backward(a.dln(N), dhead, dlogits, a.final_ln(N), head, N, C, V, cfg_.logits_row_stride());

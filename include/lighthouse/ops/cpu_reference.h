@@ -80,14 +80,17 @@ template <typename T> void residual_forward(T* out, const T* a, const T* b, size
 template <typename T> void accumulate(T* dst, const T* src, size_t n);
 
 // ---- softmax cross-entropy (kernels/cpu/cross_entropy.cpp) ----------------------------------------
-// losses[n] = logsumexp(logits[n, :]) - logits[n, targets[n]]; logits [N, V] with rows ld >= V
-// elements apart (the padding is not read; the backward sets dlogits' padding to zero).
+// lse[n] = logsumexp(logits[n, :]) and losses[n] = lse[n] - logits[n, targets[n]]; logits [N, V]
+// with rows ld >= V elements apart (the padding is not read; the backward sets dlogits' padding
+// to zero).
 template <typename T>
-void cross_entropy_forward(T* losses, const T* logits, const int32_t* targets, int N, int V, int ld);
-// dlogits[n, :] = (softmax(logits[n, :]) - onehot(targets[n])) * dloss, written. dlogits may alias
-// logits (in place), which saves the second [N, V] buffer.
+void cross_entropy_forward(T* losses, T* lse, const T* logits, const int32_t* targets, int N, int V, int ld);
+// dlogits[n, :] = (softmax(logits[n, :]) - onehot(targets[n])) * dloss, written, with the
+// forward's lse: softmax = exp(logits - lse), one pass over each row. dlogits may alias logits
+// (in place), which saves the second [N, V] buffer.
 template <typename T>
-void cross_entropy_backward(T* dlogits, const T* logits, const int32_t* targets, int N, int V, int ld, double dloss);
+void cross_entropy_backward(T* dlogits, const T* logits, const T* lse, const int32_t* targets, int N, int V, int ld,
+                            double dloss);
 
 // ---- optimizer helpers (kernels/cpu/adamw.cpp) -------------------------------------------------
 // Sum of squares in double, fixed order (for the global gradient norm).
