@@ -29,8 +29,8 @@ inline size_t round_up_scratch(size_t n) { return (n + kScratchAlign - 1) / kScr
 // on, cuDNN's deterministic backward below. In the 270M training step on an H200
 // (docs/benchmarks.md) ours was 0.9-2.7% faster at 98K, where cuDNN's O(heads x N^2) workspace
 // (18 GiB per head) also costs activation memory that recompute auto could use, 0.7-1.1% faster at
-// 80K, but 0.8-1.1% slower at 64K, within noise at 32K and 3.5-5.4% slower at 8 x 4K (64K-80K not
-// measured). The length is each call's sequence length: a Lighthouse layer's inner attention
+// 80K, 0.4% faster at 72K, 0.4-1.1% slower at 64K, within noise at 32K and ~3% slower at 8 x 4K:
+// the two cross between 64K and 80K, within a step's noise there. The length is each call's sequence length: a Lighthouse layer's inner attention
 // counts its selected entries (18,432 at 98K with k1536).
 constexpr int64_t kFlashAutoMinLength = 81920;
 

@@ -20,8 +20,8 @@
 // Status (docs/benchmarks.md): correct and bitwise reproducible. On an H200 the backward alone is
 // faster than cuDNN's deterministic one up to 8K for one sequence, ~7% slower for 8 x 4K (1.71
 // against ~1.6 ms), and 0-6% slower from 16K to 64K; in the 270M training step it is about as
-// fast at 32K, ~1% slower at 64K, ~1% faster at 80K, 1-3% faster at 98K (more with less memory:
-// its O(N) scratch lets recompute auto keep more) and 3.5-5.4% slower at 8 x 4K. Hence the
+// fast at 32K, ~0.4-1% slower at 64K, ~0.4% faster at 72K, ~1% faster at 80K, 1-3% faster at 98K
+// (more with less memory: its O(N) scratch lets recompute auto keep more) and ~3% slower at 8 x 4K. Hence the
 // default, training.attention_backward "auto": this kernel for sequences of 81,920 tokens and
 // longer (kFlashAutoMinLength), cuDNN's for shorter ones.
 #pragma once
