@@ -176,8 +176,10 @@ __global__ __launch_bounds__(kWarps * 32) void ce_backward(bf16* dlogits, const 
     }
     zero_padding(dlogits + off, lane, (V + kVec - 1) / kVec * kVec, ld);
   } else {
-    for (int v = lane; v < V; v += 32)
-      dlogits[off + v] = __float2bfloat16((__expf(__bfloat162float(logits[off + v]) - l) - (v == t ? 1.f : 0.f)) * dloss);
+    for (int v = lane; v < V; v += 32) {
+      const float p = __expf(__bfloat162float(logits[off + v]) - l);
+      dlogits[off + v] = __float2bfloat16((p - (v == t ? 1.f : 0.f)) * dloss);
+    }
     zero_padding(dlogits + off, lane, V, ld);
   }
 }

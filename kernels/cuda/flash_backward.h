@@ -14,16 +14,16 @@
 // converts the accumulator to bf16. Blocks take their work in groups of (batch, kv head) pairs
 // (sized so that their dQ tiles and query rows stay in the L2), longest first within a group (key
 // block 0 of every pair of the group first), so a block only ever waits for blocks that started
-// before it, which walk the same tiles ahead of it: the waits are short. Scratch is O(N) (the fp32 dQ accumulator), where cuDNN's
-// deterministic backward needs O(N^2).
+// before it, which walk the same tiles ahead of it: the waits are short. Scratch is O(N) (the
+// fp32 dQ accumulator), where cuDNN's deterministic backward needs O(N^2).
 //
 // Status (docs/benchmarks.md): correct and bitwise reproducible. On an H200 the backward alone is
 // faster than cuDNN's deterministic one up to 8K for one sequence, ~7% slower for 8 x 4K (1.71
 // against ~1.6 ms), and 0-6% slower from 16K to 64K; in the 270M training step it is about as
 // fast at 32K, ~0.4-1% slower at 64K, ~0.4% faster at 72K, ~1% faster at 80K, 1-3% faster at 98K
-// (more with less memory: its O(N) scratch lets recompute auto keep more) and ~3% slower at 8 x 4K. Hence the
-// default, training.attention_backward "auto": this kernel for sequences of 81,920 tokens and
-// longer (kFlashAutoMinLength), cuDNN's for shorter ones.
+// (more with less memory: its O(N) scratch lets recompute auto keep more) and ~3% slower at 8 x
+// 4K. Hence the default, training.attention_backward "auto": this kernel for sequences of 81,920
+// tokens and longer (kFlashAutoMinLength), cuDNN's for shorter ones.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
