@@ -18,12 +18,9 @@
 #include <tuple>
 
 #include "cudnn_graph.h"
+#include "kernels.h"  // round_up_scratch
 
 namespace lh::cuda {
-
-// Attention scratch is carved into pieces that each start on a 256-byte boundary.
-constexpr size_t kScratchAlign = 256;
-inline size_t round_up_scratch(size_t n) { return (n + kScratchAlign - 1) / kScratchAlign * kScratchAlign; }
 
 // training.attention_backward "auto" (the default): our flash backward from this sequence length
 // on, cuDNN's deterministic backward below. In the 270M training step on an H200

@@ -172,8 +172,6 @@ int key_bits(int V) {  // bits that hold every token id 0..V-1
   return bits;
 }
 
-size_t align256(size_t bytes) { return (bytes + 255) / 256 * 256; }
-
 size_t cub_sort_bytes(int N, int V) {
   size_t bytes = 0;
   LH_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, bytes, static_cast<const int32_t*>(nullptr),
@@ -202,7 +200,7 @@ void embedding_forward(bf16* out, const int32_t* tokens, const bf16* wte, int N,
 
 size_t embedding_backward_scratch_bytes(int N, int V, EmbeddingBackward path) {
   if (N <= 0 || V <= 0 || use_scan(V, path)) return 0;
-  return 3 * align256(static_cast<size_t>(N) * sizeof(int32_t)) + cub_sort_bytes(N, V);
+  return 3 * round_up_scratch(static_cast<size_t>(N) * sizeof(int32_t)) + cub_sort_bytes(N, V);
 }
 
 void embedding_backward(float* dwte, const bf16* dout, const int32_t* tokens, int N, int C, int V, void* scratch,
@@ -219,7 +217,7 @@ void embedding_backward(float* dwte, const bf16* dout, const int32_t* tokens, in
     return;
   }
   // Scratch: sorted tokens, positions in order, sorted positions, then CUB's temporary storage.
-  const size_t ints = align256(static_cast<size_t>(N) * sizeof(int32_t));
+  const size_t ints = round_up_scratch(static_cast<size_t>(N) * sizeof(int32_t));
   char* base = static_cast<char*>(scratch);
   auto* sorted_tokens = reinterpret_cast<int32_t*>(base);
   auto* positions = reinterpret_cast<int32_t*>(base + ints);

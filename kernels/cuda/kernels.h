@@ -17,6 +17,10 @@ namespace lh::cuda {
 
 using bf16 = __nv_bfloat16;
 
+// Scratch buffers are carved into pieces that each start on a 256-byte boundary.
+constexpr size_t kScratchAlign = 256;
+inline size_t round_up_scratch(size_t n) { return (n + kScratchAlign - 1) / kScratchAlign * kScratchAlign; }
+
 // ---- embedding.cu ----
 void embedding_forward(bf16* out, const int32_t* tokens, const bf16* wte, int N, int C, cudaStream_t s);
 // dwte[v, :] += sum over n with tokens[n] == v of dout[n, :], in increasing n (fp32 accumulate).
