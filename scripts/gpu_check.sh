@@ -63,12 +63,14 @@ grep -h "one step's GEMMs" "$out/bench_gemm.log" | sed 's/^/  /'
 for T in 4096 32768; do
   for bwd in auto flash; do
     printf "  train 270M T=%-6s %-5s %s\n" "$T" "$bwd" "$(grep -h 'train step' "$out/bench_train_${T}_$bwd.log")"
+    grep -h "GPU over the timed steps" "$out/bench_train_${T}_$bwd.log" | sed 's/^ */    /' || true
   done
 done
 if [ "$has_torch" = 1 ]; then
   grep -h "attention N=" "$out/torch_attention.log" | sed 's/^/  PyTorch SDPA /'
   for T in 4096 32768; do
     printf "  PyTorch compiled train 270M T=%-6s %s\n" "$T" "$(grep -h 'train step' "$out/torch_train_$T.log")"
+    grep -h "GPU over the timed steps" "$out/torch_train_$T.log" | sed 's/^ */    /' || true
   done
 else
   echo "  (no CUDA-enabled torch here: PyTorch comparison skipped)"

@@ -61,6 +61,78 @@ def median_ms(fn, warmup, iters):
     return statistics.median(times)
 
 
+class GpuMonitor:
+    """The SM clock, power and energy of device 0 while work runs, read through NVML with ctypes
+    (as src/common/gpu_monitor.cpp does for ours): a step time means little without the clock it
+    ran at, and an H100 or H200 at its power limit runs well below its boost clock.
+    Unavailable (start and stop do nothing) where NVML cannot be loaded."""
+
+    POWER_REASONS = 0x4 | 0x80  # software power cap, hardware power brake
+
+    def __init__(self, sample_s=0.02):
+        import ctypes
+        self.c, self.sample_s, self.nvml, self.dev = ctypes, sample_s, None, None
+        try:
+            nvml = ctypes.CDLL("libnvidia-ml.so.1")
+            assert nvml.nvmlInit_v2() == 0
+            p = torch.cuda.get_device_properties(0)
+            bus = f"{p.pci_domain_id:08X}:{p.pci_bus_id:02X}:{p.pci_device_id:02X}.0".encode()
+            dev = ctypes.c_void_p()
+            assert nvml.nvmlDeviceGetHandleByPciBusId_v2(bus, ctypes.byref(dev)) == 0
+            self.reasons = getattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None) or \
+                nvml.nvmlDeviceGetCurrentClocksThrottleReasons
+            self.nvml, self.dev = nvml, dev
+            self.limit_w = self._uint(nvml.nvmlDeviceGetEnforcedPowerLimit) / 1e3
+            self.max_mhz = self._uint(nvml.nvmlDeviceGetMaxClockInfo, 1)
+        except (OSError, AttributeError, AssertionError):
+            self.nvml = None
+
+    def _uint(self, fn, *args, kind=None):
+        v = (kind or self.c.c_uint)()
+        if fn(self.dev, *args, self.c.byref(v)) != 0:
+            raise AssertionError(fn.__name__)
+        return v.value
+
+    def _energy_mj(self):
+        return self._uint(self.nvml.nvmlDeviceGetTotalEnergyConsumption, kind=self.c.c_ulonglong)
+
+    def start(self):
+        import threading
+        if not self.nvml:
+            return
+        self.samples, self.running = [], True
+        self.e0, self.t0 = self._energy_mj(), time.perf_counter()
+
+        def sample():
+            while self.running:
+                mhz = self._uint(self.nvml.nvmlDeviceGetClockInfo, 1)
+                capped = bool(self._uint(self.reasons, kind=self.c.c_ulonglong) & self.POWER_REASONS)
+                self.samples.append((mhz, capped))
+                time.sleep(self.sample_s)
+        self.thread = threading.Thread(target=sample, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        """A dict of the readings since start() (keys as in our bench's JSON), or None."""
+        if not self.nvml:
+            return None
+        self.running = False
+        self.thread.join()
+        seconds, joules = time.perf_counter() - self.t0, (self._energy_mj() - self.e0) / 1e3
+        clocks = [m for m, _ in self.samples]
+        return {"gpu_seconds": seconds, "gpu_energy_j": joules, "gpu_power_w": joules / seconds,
+                "gpu_power_limit_w": self.limit_w, "sm_clock_mhz": statistics.mean(clocks),
+                "sm_clock_min_mhz": min(clocks), "sm_clock_max_mhz": self.max_mhz,
+                "power_capped_fraction": sum(c for _, c in self.samples) / len(self.samples),
+                "clock_samples": len(self.samples)}
+
+    @staticmethod
+    def describe(g):
+        return (f"{g['sm_clock_mhz']:.0f} MHz mean SM clock (min {g['sm_clock_min_mhz']:.0f}, boost "
+                f"{g['sm_clock_max_mhz']:.0f}), {g['gpu_power_w']:.0f} W of {g['gpu_power_limit_w']:.0f} "
+                f"(power-capped {100 * g['power_capped_fraction']:.0f}% of the time)")
+
+
 def device_banner():
     p = torch.cuda.get_device_properties(0)
     print(f"# {p.name}, {p.multi_processor_count} SMs, {p.total_memory / 2**30:.0f} GiB; torch {torch.__version__}, "
@@ -188,7 +260,10 @@ def bench_train(a):
     torch.cuda.synchronize()
     warm_s = time.perf_counter() - t0
     torch.cuda.reset_peak_memory_stats()
+    gpu = GpuMonitor()
+    gpu.start()
     ms = median_ms(step, 0, a.steps)
+    activity = gpu.stop()
     peak = torch.cuda.max_memory_allocated()
     tokens_per_step = B * T
     flops_per_token = 6.0 * non_embedding + 6.0 * len(model.blocks) * T * 1024
@@ -202,6 +277,9 @@ def bench_train(a):
           f"{', checkpointed' if a.checkpoint_layers else ''}; {a.warmup} warm-up steps took {warm_s:.1f} s")
     print(f"train step: {ms:.1f} ms, {r['tokens_per_s']:.0f} tokens/s, {tflops:.1f} TFLOP/s, "
           f"MFU {100 * r['mfu']:.1f}% (of {a.peak_tflops:.0f} TFLOP/s), peak memory {peak / 2**30:.2f} GiB", flush=True)
+    if activity:
+        r["gpu"] = activity
+        print(f"  GPU over the timed steps: {GpuMonitor.describe(activity)}", flush=True)
     return [r]
 
 

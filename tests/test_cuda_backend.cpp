@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -450,6 +452,15 @@ TEST_CASE("cuda: a short GPU run follows the CPU loss curve, and GPU runs and re
   CHECK(lh::testing::losses_in(gpu_split.path() / "run/metrics.jsonl") == g);
   const std::string last = "run/step_00000010/model.safetensors";
   CHECK(lh::testing::file_bytes(gpu_dir.path() / last) == lh::testing::file_bytes(gpu_split.path() / last));
+  // A GPU run's records also say what the clock and power did (NVML is on the GPU machine).
+  auto first_record = [](const std::filesystem::path& p) {
+    std::ifstream f(p);
+    std::string line;
+    std::getline(f, line);
+    return nlohmann::json::parse(line);
+  };
+  CHECK(first_record(gpu_dir.path() / "run/metrics.jsonl").contains("sm_clock_mhz"));
+  CHECK_FALSE(first_record(cpu_dir.path() / "run/metrics.jsonl").contains("sm_clock_mhz"));
 }
 
 namespace {

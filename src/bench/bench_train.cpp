@@ -2,6 +2,7 @@
 
 #include "bench/timing.h"
 #include "lighthouse/bench.h"
+#include "lighthouse/gpu_monitor.h"
 #include "lighthouse/model.h"
 #include "lighthouse/optimizer.h"
 #include "lighthouse/rng.h"
@@ -29,7 +30,11 @@ nlohmann::json bench_train(Backend& be, const Config& cfg, const TrainBenchOptio
     }
     opt.step(model.params(), model.grads(), model.compute_copy(), 1e-4);
   };
-  const double ms = median_ms(be, o.warmup, o.steps, step);
+  for (int i = 0; i < o.warmup; ++i) step();
+  GpuMonitor gpu;  // the clock and power of the timed steps (an H100 or H200 runs power-capped here)
+  gpu.start();
+  const double ms = median_ms(be, 0, o.steps, step);
+  const std::optional<GpuActivity> activity = gpu.stop();
   const double tokens = double(B) * T * accum;
   const double non_embedding = double(model.layout().total() - model.layout().at("embed").numel);
   const double flops_per_token = 6.0 * non_embedding + 6.0 * cfg.model.n_layers * T * cfg.model.q_dim();
@@ -57,6 +62,10 @@ nlohmann::json bench_train(Backend& be, const Config& cfg, const TrainBenchOptio
               cfg.phase_at(0).attention.c_str(), model.recompute_summary().c_str(),
               cfg.training.deterministic ? "" : ", non-deterministic", ms, r["tokens_per_s"].get<double>(), tflops, 100.0 * tflops / o.peak_tflops, o.peak_tflops,
               be.peak_bytes() / double(1 << 30));
+  if (activity) {
+    r["gpu"] = to_json(*activity);
+    std::printf("  GPU over the timed steps: %s\n", describe(*activity).c_str());
+  }
   return r;
 }
 

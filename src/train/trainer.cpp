@@ -13,6 +13,7 @@
 #include "lighthouse/checkpoint_dir.h"
 #include "lighthouse/data.h"
 #include "lighthouse/evaluate.h"
+#include "lighthouse/gpu_monitor.h"
 #include "lighthouse/model.h"
 #include "lighthouse/optimizer.h"
 #include "lighthouse/rng.h"
@@ -138,6 +139,10 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
   StopSignals signals;
   const auto start = Clock::now();
   const int first_step = state.step;
+  // Each metrics record also says what the GPU's clock and power did since the previous one.
+  std::optional<GpuMonitor> gpu;
+  if (metrics && be.device() == Device::CUDA) gpu.emplace(/*sample_ms=*/100);
+  if (gpu) gpu->start();
   auto save = [&]() {
     state.loader = train_data.position();
     state.rng_state = rng.state_string();
@@ -195,11 +200,14 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
     const double eta = elapsed / (state.step - first_step) * (cfg.training.steps - state.step);
     summary.last_loss = loss;
     if (state.step % cfg.logging.interval == 0 || state.step == cfg.training.steps) {
-      if (metrics)
-        metrics->write({{"step", state.step}, {"loss", loss}, {"lr", lr}, {"grad_norm", gnorm},
-                        {"tokens_per_s", tok_s}, {"tokens_per_s_per_rank", tok_s / world_size},
-                        {"world_size", world_size}, {"step_ms", step_ms}, {"tokens", state.tokens_seen},
-                        {"phase", state.attention}, {"time_s", elapsed}});
+      if (metrics) {
+        nlohmann::json record = {{"step", state.step}, {"loss", loss}, {"lr", lr}, {"grad_norm", gnorm},
+                                 {"tokens_per_s", tok_s}, {"tokens_per_s_per_rank", tok_s / world_size},
+                                 {"world_size", world_size}, {"step_ms", step_ms}, {"tokens", state.tokens_seen},
+                                 {"phase", state.attention}, {"time_s", elapsed}};
+        if (const std::optional<GpuActivity> a = gpu ? gpu->lap() : std::nullopt) record.update(to_json(*a));
+        metrics->write(record);
+      }
       if (!quiet) print_progress(state.step, cfg.training.steps, state.attention, loss, lr, gnorm, tok_s, step_ms, eta);
     }
     const bool last = state.step == cfg.training.steps;

@@ -1,0 +1,63 @@
+// What a GPU's clock and power did while work ran: an H100 or H200 at its 700 W limit holds its
+// SM clock well below the 1,980 MHz boost during training, so a step time means little without
+// the clock it ran at. Read through NVML, which is loaded at run time: machines without the
+// NVIDIA driver have none, and the binary must start there all the same.
+#pragma once
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace lh {
+
+// One reading of the SM clock, and whether the driver was holding it down for power (the software
+// power cap or the hardware power brake) at that moment.
+struct ClockSample {
+  double sm_clock_mhz = 0;
+  bool power_capped = false;
+};
+
+struct GpuActivity {
+  double seconds = 0;         // wall time covered
+  double energy_j = 0;        // the driver's energy counter over that time
+  double mean_power_w = 0;    // energy_j / seconds
+  double power_limit_w = 0;   // the enforced power limit
+  double max_sm_clock_mhz = 0;  // the device's highest SM clock (boost)
+  double mean_sm_clock_mhz = 0, min_sm_clock_mhz = 0;  // over the samples
+  double power_capped_fraction = 0;  // of the samples
+  int samples = 0;
+};
+
+// The summary of one stretch's readings; samples may be empty (then the clock fields stay 0).
+GpuActivity summarize_gpu_activity(const std::vector<ClockSample>& samples, double seconds, double energy_j,
+                                   double power_limit_w, double max_sm_clock_mhz);
+// {"gpu_seconds", "gpu_energy_j", "gpu_power_w", "gpu_power_limit_w", "sm_clock_mhz", ...}.
+nlohmann::json to_json(const GpuActivity& a);
+// "1,620 MHz mean SM clock (min 1,560, boost 1,980), 688 W of 700 (power-capped 95% of the time)".
+std::string describe(const GpuActivity& a);
+
+// Samples the calling thread's current CUDA device (as selected when the monitor is made) from a
+// background thread between start() and stop(). Without NVML or a GPU it is unavailable: start()
+// does nothing and stop() returns nothing.
+class GpuMonitor {
+ public:
+  explicit GpuMonitor(double sample_ms = 20);
+  ~GpuMonitor();
+  GpuMonitor(const GpuMonitor&) = delete;
+  GpuMonitor& operator=(const GpuMonitor&) = delete;
+
+  bool available() const { return impl_ != nullptr; }
+  void start();
+  std::optional<GpuActivity> stop();
+  // stop() then start(): what happened since the last start, without a gap in the readings.
+  std::optional<GpuActivity> lap();
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace lh

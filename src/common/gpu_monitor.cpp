@@ -1,0 +1,209 @@
+#include "lighthouse/gpu_monitor.h"
+
+#include <cuda_runtime.h>
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <type_traits>
+
+namespace lh {
+
+GpuActivity summarize_gpu_activity(const std::vector<ClockSample>& samples, double seconds, double energy_j,
+                                   double power_limit_w, double max_sm_clock_mhz) {
+  GpuActivity a;
+  a.seconds = seconds;
+  a.energy_j = energy_j;
+  a.mean_power_w = seconds > 0 ? energy_j / seconds : 0.0;
+  a.power_limit_w = power_limit_w;
+  a.max_sm_clock_mhz = max_sm_clock_mhz;
+  a.samples = int(samples.size());
+  if (samples.empty()) return a;
+  double sum = 0;
+  int capped = 0;
+  a.min_sm_clock_mhz = samples.front().sm_clock_mhz;
+  for (const ClockSample& s : samples) {
+    sum += s.sm_clock_mhz;
+    a.min_sm_clock_mhz = std::min(a.min_sm_clock_mhz, s.sm_clock_mhz);
+    capped += s.power_capped ? 1 : 0;
+  }
+  a.mean_sm_clock_mhz = sum / double(samples.size());
+  a.power_capped_fraction = double(capped) / double(samples.size());
+  return a;
+}
+
+nlohmann::json to_json(const GpuActivity& a) {
+  return {{"gpu_seconds", a.seconds},
+          {"gpu_energy_j", a.energy_j},
+          {"gpu_power_w", a.mean_power_w},
+          {"gpu_power_limit_w", a.power_limit_w},
+          {"sm_clock_mhz", a.mean_sm_clock_mhz},
+          {"sm_clock_min_mhz", a.min_sm_clock_mhz},
+          {"sm_clock_max_mhz", a.max_sm_clock_mhz},
+          {"power_capped_fraction", a.power_capped_fraction},
+          {"clock_samples", a.samples}};
+}
+
+std::string describe(const GpuActivity& a) {
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "%.0f MHz mean SM clock (min %.0f, boost %.0f), %.0f W of %.0f (power-capped %.0f%% of the time)",
+                a.mean_sm_clock_mhz, a.min_sm_clock_mhz, a.max_sm_clock_mhz, a.mean_power_w, a.power_limit_w,
+                100.0 * a.power_capped_fraction);
+  return buf;
+}
+
+namespace {
+
+// The few NVML entry points used, declared here: the CUDA toolkit ships no nvml.h, and the
+// library comes with the driver. Their C ABI has been stable since NVML's first releases.
+using NvmlDevice = void*;
+using NvmlReturn = int;
+constexpr NvmlReturn kNvmlSuccess = 0;
+constexpr int kNvmlClockSm = 1;
+constexpr unsigned long long kReasonSwPowerCap = 0x4, kReasonHwPowerBrake = 0x80;
+
+struct Nvml {
+  NvmlReturn (*init)() = nullptr;
+  NvmlReturn (*shutdown)() = nullptr;
+  NvmlReturn (*by_pci_bus_id)(const char*, NvmlDevice*) = nullptr;
+  NvmlReturn (*clock)(NvmlDevice, int, unsigned*) = nullptr;
+  NvmlReturn (*max_clock)(NvmlDevice, int, unsigned*) = nullptr;
+  NvmlReturn (*energy_mj)(NvmlDevice, unsigned long long*) = nullptr;
+  NvmlReturn (*power_limit_mw)(NvmlDevice, unsigned*) = nullptr;
+  NvmlReturn (*clock_reasons)(NvmlDevice, unsigned long long*) = nullptr;
+
+  // Null where the driver's library or one of the functions is missing.
+  static const Nvml* load() {
+    static const Nvml* loaded = [] () -> const Nvml* {
+      void* lib = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
+      if (!lib) return nullptr;
+      static Nvml n;
+      auto get = [&](auto& fn, const char* name) {
+        fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(dlsym(lib, name));
+        return fn != nullptr;
+      };
+      // The clock "event" reasons were called "throttle" reasons before driver 535.
+      const bool ok = get(n.init, "nvmlInit_v2") && get(n.shutdown, "nvmlShutdown") &&
+                      get(n.by_pci_bus_id, "nvmlDeviceGetHandleByPciBusId_v2") &&
+                      get(n.clock, "nvmlDeviceGetClockInfo") && get(n.max_clock, "nvmlDeviceGetMaxClockInfo") &&
+                      get(n.energy_mj, "nvmlDeviceGetTotalEnergyConsumption") &&
+                      get(n.power_limit_mw, "nvmlDeviceGetEnforcedPowerLimit") &&
+                      (get(n.clock_reasons, "nvmlDeviceGetCurrentClocksEventReasons") ||
+                       get(n.clock_reasons, "nvmlDeviceGetCurrentClocksThrottleReasons"));
+      return ok ? &n : nullptr;
+    }();
+    return loaded;
+  }
+};
+
+using Clock = std::chrono::steady_clock;
+
+}  // namespace
+
+struct GpuMonitor::Impl {
+  const Nvml* nvml = nullptr;
+  NvmlDevice device = nullptr;
+  std::chrono::duration<double, std::milli> period{20};
+  double power_limit_w = 0, max_clock_mhz = 0;
+
+  std::thread sampler;
+  std::mutex mu;
+  std::condition_variable wake;
+  bool running = false;
+  std::vector<ClockSample> samples;
+  Clock::time_point t0;
+  unsigned long long energy0_mj = 0;
+
+  ~Impl() {
+    finish();
+    nvml->shutdown();
+  }
+  ClockSample read() const {
+    ClockSample s;
+    unsigned mhz = 0;
+    unsigned long long reasons = 0;
+    if (nvml->clock(device, kNvmlClockSm, &mhz) == kNvmlSuccess) s.sm_clock_mhz = mhz;
+    if (nvml->clock_reasons(device, &reasons) == kNvmlSuccess)
+      s.power_capped = (reasons & (kReasonSwPowerCap | kReasonHwPowerBrake)) != 0;
+    return s;
+  }
+  unsigned long long energy_mj() const {
+    unsigned long long e = 0;
+    return nvml->energy_mj(device, &e) == kNvmlSuccess ? e : 0;
+  }
+  void begin() {
+    finish();
+    samples.clear();
+    energy0_mj = energy_mj();
+    t0 = Clock::now();
+    running = true;
+    sampler = std::thread([this] {
+      std::unique_lock<std::mutex> lock(mu);
+      while (running) {
+        lock.unlock();
+        const ClockSample s = read();
+        lock.lock();
+        samples.push_back(s);
+        wake.wait_for(lock, period, [this] { return !running; });
+      }
+    });
+  }
+  // Stops the sampler; the summary of what it saw, or nothing if it was not running.
+  std::optional<GpuActivity> finish() {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (!running) return std::nullopt;
+      running = false;
+    }
+    wake.notify_all();
+    sampler.join();
+    const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    const unsigned long long e1 = energy_mj();
+    const double joules = e1 >= energy0_mj ? double(e1 - energy0_mj) * 1e-3 : 0.0;
+    return summarize_gpu_activity(samples, seconds, joules, power_limit_w, max_clock_mhz);
+  }
+};
+
+GpuMonitor::GpuMonitor(double sample_ms) {
+  const Nvml* nvml = Nvml::load();
+  int cuda_device = 0;
+  char bus_id[64] = {};
+  if (!nvml || cudaGetDevice(&cuda_device) != cudaSuccess ||
+      cudaDeviceGetPCIBusId(bus_id, sizeof bus_id, cuda_device) != cudaSuccess) {
+    cudaGetLastError();  // no driver or no device: clear the sticky error
+    return;
+  }
+  if (nvml->init() != kNvmlSuccess) return;
+  auto impl = std::make_unique<Impl>();
+  impl->nvml = nvml;
+  impl->period = std::chrono::duration<double, std::milli>(sample_ms);
+  unsigned limit_mw = 0, max_mhz = 0;
+  if (nvml->by_pci_bus_id(bus_id, &impl->device) != kNvmlSuccess ||
+      nvml->power_limit_mw(impl->device, &limit_mw) != kNvmlSuccess ||
+      nvml->max_clock(impl->device, kNvmlClockSm, &max_mhz) != kNvmlSuccess)
+    return;  // impl's destructor shuts NVML down again
+  impl->power_limit_w = limit_mw * 1e-3;
+  impl->max_clock_mhz = max_mhz;
+  impl_ = std::move(impl);
+}
+
+GpuMonitor::~GpuMonitor() = default;
+
+void GpuMonitor::start() {
+  if (impl_) impl_->begin();
+}
+
+std::optional<GpuActivity> GpuMonitor::stop() { return impl_ ? impl_->finish() : std::nullopt; }
+
+std::optional<GpuActivity> GpuMonitor::lap() {
+  std::optional<GpuActivity> a = stop();
+  start();
+  return a;
+}
+
+}  // namespace lh
