@@ -5,8 +5,9 @@ Each line of the file is one JSON object. Training records carry
 {"step", "loss", "lr", "grad_norm", "tokens_per_s", ...}; validation records carry
 {"step", "val_loss"}; either may carry "phase" (the attention phase index or name).
 
-The top panel shows loss and val_loss against step (phase changes as vertical lines); the bottom
-panel shows the learning rate.
+The top panel shows loss and val_loss against step (phase changes as vertical lines); the next
+shows the learning rate; where records carry "sm_clock_mhz" (GPU runs with NVML), a last panel
+shows the GPU's mean SM clock over each interval, to spot a card held down by its power limit.
 
 Usage:
     python3 scripts/plot_metrics.py runs/x/metrics.jsonl -o loss.png [--title TEXT] [--log-y]
@@ -57,8 +58,9 @@ def read_metrics(path):
                 val.append({"step": step, "val_loss": _number(rec["val_loss"], path, lineno, "val_loss")})
             if "loss" in rec:
                 entry = {"step": step, "loss": _number(rec["loss"], path, lineno, "loss")}
-                if "lr" in rec:
-                    entry["lr"] = _number(rec["lr"], path, lineno, "lr")
+                for key in ("lr", "sm_clock_mhz"):
+                    if key in rec:
+                        entry[key] = _number(rec[key], path, lineno, key)
                 train.append(entry)
     if records == 0:
         raise MetricsError(f"{path}: file is empty (no metric records)")
@@ -76,9 +78,11 @@ def plot(train, val, phases, output, title=None, log_y=False):
         raise MetricsError("matplotlib is not installed (try: python3 -m pip install --user matplotlib)")
 
     lr_points = [(r["step"], r["lr"]) for r in train if "lr" in r]
-    nrows = 2 if lr_points else 1
-    fig, axes = plt.subplots(nrows, 1, sharex=True, figsize=(9, 6 if nrows == 2 else 4),
-                             gridspec_kw={"height_ratios": [3, 1][:nrows]}, squeeze=False)
+    clock_points = [(r["step"], r["sm_clock_mhz"]) for r in train if "sm_clock_mhz" in r]
+    small = [pts for pts in (lr_points, clock_points) if pts]
+    nrows = 1 + len(small)
+    fig, axes = plt.subplots(nrows, 1, sharex=True, figsize=(9, 4 + 2 * len(small)),
+                             gridspec_kw={"height_ratios": [3] + [1] * len(small)}, squeeze=False)
     ax = axes[0][0]
     finite = lambda pts: [(s, v) for s, v in pts if math.isfinite(v)]
     if train:
@@ -99,12 +103,19 @@ def plot(train, val, phases, output, title=None, log_y=False):
     ax.legend()
     if title:
         ax.set_title(title)
+    row = 1
     if lr_points:
-        ax_lr = axes[1][0]
+        ax_lr = axes[row][0]
+        row += 1
         ax_lr.plot([p[0] for p in lr_points], [p[1] for p in lr_points], color="tab:green", lw=1.0)
         ax_lr.set_ylabel("lr")
         ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
         ax_lr.grid(True, alpha=0.3)
+    if clock_points:
+        ax_clk = axes[row][0]
+        ax_clk.plot([p[0] for p in clock_points], [p[1] for p in clock_points], color="tab:red", lw=1.0)
+        ax_clk.set_ylabel("SM clock (MHz)")
+        ax_clk.grid(True, alpha=0.3)
     axes[-1][0].set_xlabel("step")
     fig.tight_layout()
     out_dir = os.path.dirname(os.path.abspath(output))
