@@ -35,7 +35,7 @@ GpuActivity summarize_gpu_activity(const std::vector<ClockSample>& samples, doub
                                    double power_limit_w, double max_sm_clock_mhz);
 // {"gpu_seconds", "gpu_energy_j", "gpu_power_w", "gpu_power_limit_w", "sm_clock_mhz", ...}.
 nlohmann::json to_json(const GpuActivity& a);
-// "1,620 MHz mean SM clock (min 1,560, boost 1,980), 688 W of 700 (power-capped 95% of the time)".
+// "1620 MHz mean SM clock (min 1560, boost 1980), 688 W of 700 (power-capped 95% of the time)".
 std::string describe(const GpuActivity& a);
 
 // Samples the calling thread's current CUDA device (as selected when the monitor is made) from a
