@@ -31,10 +31,12 @@ nlohmann::json bench_train(Backend& be, const Config& cfg, const TrainBenchOptio
     opt.step(model.params(), model.grads(), model.compute_copy(), 1e-4);
   };
   for (int i = 0; i < o.warmup; ++i) step();
-  GpuMonitor gpu;  // the clock and power of the timed steps (an H100 or H200 runs power-capped here)
-  gpu.start();
+  // The clock and power of the timed steps: an H100 or H200 runs them power-capped.
+  std::optional<GpuMonitor> gpu;
+  if (be.device() == Device::CUDA) gpu.emplace();
+  if (gpu) gpu->start();
   const double ms = median_ms(be, 0, o.steps, step);
-  const std::optional<GpuActivity> activity = gpu.stop();
+  const std::optional<GpuActivity> activity = gpu ? gpu->stop() : std::nullopt;
   const double tokens = double(B) * T * accum;
   const double non_embedding = double(model.layout().total() - model.layout().at("embed").numel);
   const double flops_per_token = 6.0 * non_embedding + 6.0 * cfg.model.n_layers * T * cfg.model.q_dim();
