@@ -36,6 +36,9 @@ nlohmann::json bench_lighthouse(Backend& be, const LighthouseBenchOptions& o);
 struct TrainBenchOptions {
   int warmup = 2, steps = 5;
   double peak_tflops = 989.0;  // H100 SXM dense bf16; MFU is relative to this
+  // Where to write a Chrome trace of the timed steps' GPU work (kernel_trace.h); empty: none. The
+  // result then also holds the trace's summary (busy time, idle gaps, time per kernel).
+  std::string trace_path;
 };
 // Full training steps (forward, backward, optimizer) on random tokens. Model FLOPs per token:
 // 6 * (parameters excluding the embedding) + 6 * n_layers * T * q_dim (causal attention: the

@@ -3,6 +3,7 @@
 #include "bench/timing.h"
 #include "lighthouse/bench.h"
 #include "lighthouse/gpu_monitor.h"
+#include "lighthouse/kernel_trace.h"
 #include "lighthouse/model.h"
 #include "lighthouse/optimizer.h"
 #include "lighthouse/rng.h"
@@ -34,9 +35,15 @@ nlohmann::json bench_train(Backend& be, const Config& cfg, const TrainBenchOptio
   // The clock and power of the timed steps: an H100 or H200 runs them power-capped.
   std::optional<GpuMonitor> gpu;
   if (be.device() == Device::CUDA) gpu.emplace();
+  std::unique_ptr<KernelTracer> tracer;
+  if (!o.trace_path.empty()) {
+    std::string why;
+    if (!(tracer = KernelTracer::start(&why))) throw std::runtime_error("bench train --trace: " + why);
+  }
   if (gpu) gpu->start();
   const double ms = median_ms(be, 0, o.steps, step);
   const std::optional<GpuActivity> activity = gpu ? gpu->stop() : std::nullopt;
+  const std::vector<TraceEvent> trace = tracer ? tracer->stop() : std::vector<TraceEvent>{};
   const double tokens = double(B) * T * accum;
   const double non_embedding = double(model.layout().total() - model.layout().at("embed").numel);
   const double flops_per_token = 6.0 * non_embedding + 6.0 * cfg.model.n_layers * T * cfg.model.q_dim();
@@ -67,6 +74,13 @@ nlohmann::json bench_train(Backend& be, const Config& cfg, const TrainBenchOptio
   if (activity) {
     r["gpu"] = to_json(*activity);
     std::printf("  GPU over the timed steps: %s\n", describe(*activity).c_str());
+  }
+  if (tracer) {
+    write_chrome_trace(trace, o.trace_path);
+    const TraceSummary summary = summarize_trace(trace);
+    r["trace"] = to_json(summary);
+    r["trace"]["path"] = o.trace_path;
+    std::printf("  trace of the %d timed steps (%s): %s", o.steps, o.trace_path.c_str(), describe(summary).c_str());
   }
   return r;
 }

@@ -96,9 +96,19 @@ void register_bench_command(CLI::App& app) {
   tr->add_option("--steps", a->train.steps)->check(CLI::PositiveNumber);
   tr->add_option("--warmup", a->train.warmup)->check(CLI::NonNegativeNumber);
   tr->add_option("--peak-tflops", a->train.peak_tflops, "Peak dense bf16 TFLOP/s of the card, for MFU");
+  tr->add_option("--trace", a->train.trace_path,
+                 "Record the timed steps' GPU kernels, copies and memsets (CUPTI) into this Chrome trace file "
+                 "(chrome://tracing, ui.perfetto.dev) and print the GPU's idle time and the time per kernel; "
+                 "tracing slows the steps slightly");
   tr->callback([a] {
     const lh::Config cfg = lh::Config::load_file(a->config, a->overrides);
     auto be = lh::make_backend(a->device);
+    if (!a->train.trace_path.empty()) {
+      if (be->device() != lh::Device::CUDA)
+        throw std::runtime_error("bench train --trace records GPU work: it needs a CUDA device");
+      // Found out now, not after the steps have run.
+      if (!std::ofstream(a->train.trace_path)) throw std::runtime_error("cannot write the trace file " + a->train.trace_path);
+    }
     write_result(lh::bench_train(*be, cfg, a->train), a->out);
   });
 }

@@ -1,0 +1,149 @@
+// KernelTracer through CUPTI's activity API. libcupti is loaded at run time, and only the one of
+// the CUDA major version this was compiled against: its record layouts (CUpti_ActivityKernel10
+// and so on) change between versions.
+#include <cuda.h>
+#include <cuda_runtime.h>
+#include <cupti.h>
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <mutex>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "lighthouse/device.h"
+#include "lighthouse/kernel_trace.h"
+
+namespace lh {
+namespace {
+
+struct Cupti {
+  decltype(&cuptiActivityRegisterCallbacks) register_callbacks = nullptr;
+  decltype(&cuptiActivityEnable) enable = nullptr;
+  decltype(&cuptiActivityDisable) disable = nullptr;
+  decltype(&cuptiActivityFlushAll) flush_all = nullptr;
+  decltype(&cuptiActivityGetNextRecord) next_record = nullptr;
+  decltype(&cuptiGetResultString) result_string = nullptr;
+
+  std::string error(CUptiResult r) const {
+    const char* s = nullptr;
+    return result_string && result_string(r, &s) == CUPTI_SUCCESS && s ? s : "CUPTI error " + std::to_string(int(r));
+  }
+};
+
+const std::string kLibrary = "libcupti.so." + std::to_string(CUDA_VERSION / 1000);
+
+const Cupti* load_cupti() {
+  static const Cupti* loaded = []() -> const Cupti* {
+    void* lib = dlopen(kLibrary.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (!lib) return nullptr;
+    static Cupti c;
+    auto get = [&](auto& fn, const char* name) {
+      fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(dlsym(lib, name));
+      return fn != nullptr;
+    };
+    const bool ok = get(c.register_callbacks, "cuptiActivityRegisterCallbacks") &&
+                    get(c.enable, "cuptiActivityEnable") && get(c.disable, "cuptiActivityDisable") &&
+                    get(c.flush_all, "cuptiActivityFlushAll") && get(c.next_record, "cuptiActivityGetNextRecord") &&
+                    get(c.result_string, "cuptiGetResultString");
+    return ok ? &c : nullptr;
+  }();
+  return loaded;
+}
+
+constexpr CUpti_ActivityKind kKinds[] = {CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL, CUPTI_ACTIVITY_KIND_MEMCPY,
+                                         CUPTI_ACTIVITY_KIND_MEMSET};
+constexpr size_t kBufferBytes = size_t(8) << 20, kBufferAlign = 8;
+
+// What CUPTI's buffer callbacks (on CUPTI's own thread) have handed over.
+std::mutex g_mu;
+std::vector<TraceEvent> g_events;
+
+const char* memcpy_name(uint8_t kind) {
+  switch (kind) {
+    case CUPTI_ACTIVITY_MEMCPY_KIND_HTOD: return "memcpy HtoD";
+    case CUPTI_ACTIVITY_MEMCPY_KIND_DTOH: return "memcpy DtoH";
+    case CUPTI_ACTIVITY_MEMCPY_KIND_DTOD: return "memcpy DtoD";
+    default: return "memcpy";
+  }
+}
+
+void CUPTIAPI buffer_requested(uint8_t** buffer, size_t* size, size_t* max_records) {
+  *buffer = static_cast<uint8_t*>(std::aligned_alloc(kBufferAlign, kBufferBytes));
+  *size = *buffer ? kBufferBytes : 0;
+  *max_records = 0;  // as many as fit
+}
+
+void CUPTIAPI buffer_completed(CUcontext, uint32_t, uint8_t* buffer, size_t, size_t valid) {
+  const Cupti* cupti = load_cupti();
+  std::vector<TraceEvent> got;
+  CUpti_Activity* r = nullptr;
+  while (cupti->next_record(buffer, valid, &r) == CUPTI_SUCCESS) {
+    if (r->kind == CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL || r->kind == CUPTI_ACTIVITY_KIND_KERNEL) {
+      const auto* k = reinterpret_cast<const CUpti_ActivityKernel10*>(r);
+      got.push_back({TraceEvent::Kind::kKernel, short_kernel_name(k->name), k->start, k->end, k->streamId});
+    } else if (r->kind == CUPTI_ACTIVITY_KIND_MEMCPY) {
+      const auto* m = reinterpret_cast<const CUpti_ActivityMemcpy6*>(r);
+      got.push_back({TraceEvent::Kind::kMemcpy, memcpy_name(m->copyKind), m->start, m->end, m->streamId});
+    } else if (r->kind == CUPTI_ACTIVITY_KIND_MEMSET) {
+      const auto* m = reinterpret_cast<const CUpti_ActivityMemset4*>(r);
+      got.push_back({TraceEvent::Kind::kMemset, "memset", m->start, m->end, m->streamId});
+    }
+  }
+  std::free(buffer);
+  std::lock_guard<std::mutex> lock(g_mu);
+  g_events.insert(g_events.end(), got.begin(), got.end());
+}
+
+bool g_tracing = false;  // one tracer at a time
+
+}  // namespace
+
+std::unique_ptr<KernelTracer> KernelTracer::start(std::string* why_not) {
+  auto refuse = [&](const std::string& why) -> std::unique_ptr<KernelTracer> {
+    if (why_not) *why_not = why;
+    return nullptr;
+  };
+  if (g_tracing) return refuse("another kernel trace is running");
+  if (cuda_device_count() == 0) return refuse("no CUDA device");
+  const Cupti* cupti = load_cupti();
+  if (!cupti) return refuse(kLibrary + " could not be loaded (it comes with the CUDA toolkit)");
+  static const CUptiResult registered = cupti->register_callbacks(buffer_requested, buffer_completed);
+  if (registered != CUPTI_SUCCESS) return refuse("CUPTI: " + cupti->error(registered));
+  for (CUpti_ActivityKind kind : kKinds) {
+    if (const CUptiResult r = cupti->enable(kind); r != CUPTI_SUCCESS) {
+      for (CUpti_ActivityKind k : kKinds) cupti->disable(k);
+      return refuse("CUPTI: " + cupti->error(r));
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(g_mu);
+    g_events.clear();
+  }
+  g_tracing = true;
+  return std::unique_ptr<KernelTracer>(new KernelTracer());
+}
+
+std::vector<TraceEvent> KernelTracer::stop() {
+  if (stopped_) return {};
+  stopped_ = true;
+  const Cupti* cupti = load_cupti();
+  cudaDeviceSynchronize();
+  cupti->flush_all(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
+  for (CUpti_ActivityKind kind : kKinds) cupti->disable(kind);
+  g_tracing = false;
+  std::vector<TraceEvent> events;
+  {
+    std::lock_guard<std::mutex> lock(g_mu);
+    events.swap(g_events);
+  }
+  std::stable_sort(events.begin(), events.end(),
+                   [](const TraceEvent& a, const TraceEvent& b) { return a.start_ns < b.start_ns; });
+  return events;
+}
+
+KernelTracer::~KernelTracer() { stop(); }
+
+}  // namespace lh

@@ -1,0 +1,120 @@
+// Kernel traces: the summary's interval arithmetic, the Chrome trace file and kernel names
+// everywhere; CUPTI capture on the GPU machine, refused with a reason without a GPU.
+#include <catch2/catch.hpp>
+
+#include <fstream>
+
+#include "lighthouse/backend.h"
+#include "lighthouse/device.h"
+#include "lighthouse/kernel_trace.h"
+#include "support/gpu.h"
+#include "support/temp_dir.h"
+
+namespace {
+lh::TraceEvent ev(const char* name, uint64_t start, uint64_t end, uint32_t stream = 7) {
+  return {lh::TraceEvent::Kind::kKernel, name, start, end, stream};
+}
+}  // namespace
+
+TEST_CASE("kernel trace: busy time merges overlaps, gaps are the idle stretches between events", "[cpu]") {
+  // Out of order on purpose; b overlaps a on another stream, d starts where c ends (no gap).
+  const std::vector<lh::TraceEvent> events = {ev("gemm", 200, 300), ev("gemm", 0, 100), ev("norm", 50, 150, 9),
+                                              ev("rope", 300, 350), ev("norm", 1000, 1100)};
+  const lh::TraceSummary s = lh::summarize_trace(events);
+  CHECK(s.events == 5);
+  CHECK(s.span_ms == Approx(1100e-6));
+  CHECK(s.busy_ms == Approx(400e-6));  // [0, 150] + [200, 350] + [1000, 1100]
+  CHECK(s.idle_ms == Approx(700e-6));
+  CHECK(s.gaps == 2);
+  CHECK(s.largest_gap_ms == Approx(650e-6));
+  REQUIRE(s.ms_by_name.size() == 3);
+  CHECK(s.ms_by_name[0].first == "gemm");  // 200 ns, as norm: ties keep name order
+  CHECK(s.ms_by_name[0].second == Approx(200e-6));
+  CHECK(s.ms_by_name[1].first == "norm");
+  CHECK(s.ms_by_name[2].first == "rope");
+  CHECK(lh::describe(s).find("2 gaps") != std::string::npos);
+  CHECK(lh::to_json(s).at("ms_by_name").size() == 3);
+
+  const lh::TraceSummary none = lh::summarize_trace({});
+  CHECK(none.events == 0);
+  CHECK(none.busy_ms == 0.0);
+}
+
+TEST_CASE("kernel trace: the Chrome trace file holds every event, times from the first start", "[cpu]") {
+  lh::testing::TempDir dir;
+  const std::string path = (dir.path() / "trace.json").string();
+  lh::write_chrome_trace({ev("a", 5000, 7000), ev("b", 8000, 8500, 3)}, path);
+  std::ifstream f(path);
+  const nlohmann::json j = nlohmann::json::parse(f);
+  const auto& list = j.at("traceEvents");
+  REQUIRE(list.size() == 2);
+  CHECK(list[0].at("name") == "a");
+  CHECK(list[0].at("ts").get<double>() == 0.0);
+  CHECK(list[0].at("dur").get<double>() == Approx(2.0));  // microseconds
+  CHECK(list[1].at("ts").get<double>() == Approx(3.0));
+  CHECK(list[1].at("tid") == 3);
+  try {
+    lh::write_chrome_trace({}, (dir.path() / "no_such_dir" / "t.json").string());
+    FAIL("an unwritable trace path was accepted");
+  } catch (const std::runtime_error& e) {
+    CHECK(std::string(e.what()).find("no_such_dir") != std::string::npos);
+  }
+}
+
+TEST_CASE("kernel trace: kernel names lose return type, parameters and template arguments", "[cpu]") {
+  CHECK(lh::short_kernel_name("_ZN2lh4cuda3barIiEEvPf") == "lh::cuda::bar");  // void lh::cuda::bar<int>(float*)
+  CHECK(lh::short_kernel_name("_Z3fooi") == "foo");
+  CHECK(lh::short_kernel_name("void lh::cuda::(anonymous namespace)::ce_backward<true>(bf16*, const float*)") ==
+        "lh::cuda::ce_backward");
+  CHECK(lh::short_kernel_name("nvjet_sm90_tst_256x128_64x4_1x2_h_bz_coopA_NTN") ==
+        "nvjet_sm90_tst_256x128_64x4_1x2_h_bz_coopA_NTN");
+  CHECK(lh::short_kernel_name(nullptr) == "?");
+}
+
+TEST_CASE("kernel trace: without a GPU the tracer refuses and says why", "[cpu]") {
+  if (lh::cuda_device_count() > 0) {
+    SUCCEED("a GPU is present: the [gpu] case below covers the tracer");
+    return;
+  }
+  std::string why;
+  CHECK(lh::KernelTracer::start(&why) == nullptr);
+  CHECK(why == "no CUDA device");
+}
+
+TEST_CASE("kernel trace: CUPTI records the kernels and memsets of GPU work", "[gpu]") {
+  LH_SKIP_WITHOUT_GPU();
+  auto gpu = lh::make_cuda_backend();
+  const int n = 2048, launches = 5;
+  lh::Buffer x = gpu->allocate(lh::DType::BF16, size_t(n) * n), w = gpu->allocate(lh::DType::BF16, size_t(n) * n),
+             out = gpu->allocate(lh::DType::BF16, size_t(n) * n);
+  gpu->matmul_forward(out.view(), x.view(), w.view(), n, n, n, n);  // cuBLASLt's plan outside the trace
+  gpu->synchronize();
+  std::string why;
+  std::unique_ptr<lh::KernelTracer> tracer = lh::KernelTracer::start(&why);
+  INFO(why);
+  REQUIRE(tracer != nullptr);
+  std::string second_why;
+  CHECK(lh::KernelTracer::start(&second_why) == nullptr);  // one at a time
+  CHECK(second_why.find("another") != std::string::npos);
+  gpu->fill_zero(out.view());
+  for (int i = 0; i < launches; ++i) gpu->matmul_forward(out.view(), x.view(), w.view(), n, n, n, n);
+  const std::vector<lh::TraceEvent> events = tracer->stop();
+  int kernels = 0, memsets = 0;
+  for (const lh::TraceEvent& e : events) {
+    CHECK(e.end_ns >= e.start_ns);
+    CHECK_FALSE(e.name.empty());
+    kernels += e.kind == lh::TraceEvent::Kind::kKernel;
+    memsets += e.kind == lh::TraceEvent::Kind::kMemset;
+  }
+  CHECK(kernels >= launches);
+  CHECK(memsets >= 1);  // fill_zero's
+  for (size_t i = 1; i < events.size(); ++i) CHECK(events[i - 1].start_ns <= events[i].start_ns);
+  const lh::TraceSummary s = lh::summarize_trace(events);
+  CHECK(s.busy_ms > 0.0);
+  CHECK(s.busy_ms <= s.span_ms + 1e-9);
+  // Stopped: a new trace may start, and sees none of the old events.
+  tracer.reset();
+  std::unique_ptr<lh::KernelTracer> again = lh::KernelTracer::start(&why);
+  REQUIRE(again != nullptr);
+  CHECK(again->stop().empty());
+}
