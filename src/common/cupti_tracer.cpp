@@ -10,9 +10,9 @@
 #include <cstdlib>
 #include <mutex>
 #include <string>
-#include <type_traits>
 #include <vector>
 
+#include "common/dynamic_symbols.h"
 #include "lighthouse/device.h"
 #include "lighthouse/kernel_trace.h"
 
@@ -40,10 +40,7 @@ const Cupti* load_cupti() {
     void* lib = dlopen(kLibrary.c_str(), RTLD_NOW | RTLD_LOCAL);
     if (!lib) return nullptr;
     static Cupti c;
-    auto get = [&](auto& fn, const char* name) {
-      fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(dlsym(lib, name));
-      return fn != nullptr;
-    };
+    auto get = [&](auto& fn, const char* name) { return load_symbol(lib, fn, name); };
     const bool ok = get(c.register_callbacks, "cuptiActivityRegisterCallbacks") &&
                     get(c.enable, "cuptiActivityEnable") && get(c.disable, "cuptiActivityDisable") &&
                     get(c.flush_all, "cuptiActivityFlushAll") && get(c.next_record, "cuptiActivityGetNextRecord") &&

@@ -10,7 +10,8 @@
 #include <mutex>
 #include <string>
 #include <thread>
-#include <type_traits>
+
+#include "common/dynamic_symbols.h"
 
 namespace lh {
 
@@ -83,10 +84,7 @@ struct Nvml {
       void* lib = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
       if (!lib) return nullptr;
       static Nvml n;
-      auto get = [&](auto& fn, const char* name) {
-        fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(dlsym(lib, name));
-        return fn != nullptr;
-      };
+      auto get = [&](auto& fn, const char* name) { return load_symbol(lib, fn, name); };
       // The clock "event" reasons were called "throttle" reasons before driver 535.
       const bool ok = get(n.init, "nvmlInit_v2") && get(n.shutdown, "nvmlShutdown") &&
                       get(n.by_pci_bus_id, "nvmlDeviceGetHandleByPciBusId_v2") &&
