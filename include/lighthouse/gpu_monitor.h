@@ -22,7 +22,8 @@ struct ClockSample {
 struct GpuActivity {
   double seconds = 0;         // wall time covered
   double energy_j = 0;        // the driver's energy counter over that time
-  double mean_power_w = 0;    // energy_j / seconds
+  double mean_power_w = 0;    // energy_j / seconds: coarse under a few seconds (654-757 W seen for
+                              // the same 0.8 s of work at a 700 W limit)
   double power_limit_w = 0;   // the enforced power limit
   double max_sm_clock_mhz = 0;  // the device's highest SM clock (boost)
   double mean_sm_clock_mhz = 0, min_sm_clock_mhz = 0;  // over the samples
