@@ -72,12 +72,15 @@ TEST_CASE("cli: bench gemm refuses the CPU and bad options", "[cpu][cli]") {
   CHECK_THAT(r.output, Catch::Contains("missing.json"));
 }
 
-TEST_CASE("cli: bench train --trace needs a CUDA device", "[cpu][cli]") {
+TEST_CASE("cli: bench train --trace and train --trace need a CUDA device", "[cpu][cli]") {
   lh::testing::TempDir dir;
   write(dir.path() / "tiny.json", kTinyConfig);
   const auto r = run_lighthouse("bench --device cpu train --config tiny.json --trace t.json", dir.path());
   CHECK(r.code != 0);
   CHECK_THAT(r.output, Catch::Contains("--trace") && Catch::Contains("CUDA device"));
+  const auto t = run_lighthouse("train --config tiny.json --set training.device=cpu --trace t.json", dir.path());
+  CHECK(t.code != 0);
+  CHECK_THAT(t.output, Catch::Contains("--trace") && Catch::Contains("training.device cuda"));
 }
 
 TEST_CASE("cli: data, train, resume, eval and export on a tiny model", "[cpu][cli]") {

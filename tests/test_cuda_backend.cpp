@@ -452,15 +452,40 @@ TEST_CASE("cuda: a short GPU run follows the CPU loss curve, and GPU runs and re
   CHECK(lh::testing::losses_in(gpu_split.path() / "run/metrics.jsonl") == g);
   const std::string last = "run/step_00000010/model.safetensors";
   CHECK(lh::testing::file_bytes(gpu_dir.path() / last) == lh::testing::file_bytes(gpu_split.path() / last));
-  // A GPU run's records also say what the clock and power did (NVML is on the GPU machine).
-  auto first_record = [](const std::filesystem::path& p) {
+  // A GPU run's records also say what the clock and power did (NVML is on the GPU machine), each
+  // over the stretch since the previous record that carried them.
+  auto records_with_clock = [](const std::filesystem::path& p) {
     std::ifstream f(p);
-    std::string line;
-    std::getline(f, line);
-    return nlohmann::json::parse(line);
+    int n = 0;
+    for (std::string line; std::getline(f, line);) {
+      const nlohmann::json r = nlohmann::json::parse(line);
+      if (!r.contains("sm_clock_mhz")) continue;
+      ++n;
+      CHECK(r.at("sm_clock_mhz").get<double>() > 0);
+      CHECK(r.at("clock_samples").get<int>() > 0);
+    }
+    return n;
   };
-  CHECK(first_record(gpu_dir.path() / "run/metrics.jsonl").contains("sm_clock_mhz"));
-  CHECK_FALSE(first_record(cpu_dir.path() / "run/metrics.jsonl").contains("sm_clock_mhz"));
+  CHECK(records_with_clock(gpu_dir.path() / "run/metrics.jsonl") > 0);
+  CHECK(records_with_clock(cpu_dir.path() / "run/metrics.jsonl") == 0);
+}
+
+TEST_CASE("cuda: a traced training run writes its trace and loses no bits", "[gpu][cuda]") {
+  LH_SKIP_WITHOUT_GPU();
+  lh::testing::TempDir plain_dir, traced_dir;
+  const int N = 6;
+  auto gpu = lh::make_cuda_backend();
+  lh::train(lh::testing::small_run(plain_dir.path(), N, "cuda"), *gpu, {false, true});
+  lh::TrainOptions traced{false, true};
+  traced.trace_path = (traced_dir.path() / "trace.json").string();
+  traced.trace_from = 2, traced.trace_steps = 3;
+  lh::train(lh::testing::small_run(traced_dir.path(), N, "cuda"), *gpu, traced);
+  CHECK(lh::testing::losses_in(traced_dir.path() / "run/metrics.jsonl") ==
+        lh::testing::losses_in(plain_dir.path() / "run/metrics.jsonl"));
+  std::ifstream f(traced.trace_path);
+  const nlohmann::json trace = nlohmann::json::parse(f);
+  // Three steps of a 2-layer model: dozens of kernels each.
+  CHECK(trace.at("traceEvents").size() > 3 * 20);
 }
 
 namespace {

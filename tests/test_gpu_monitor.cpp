@@ -57,7 +57,7 @@ TEST_CASE("gpu monitor: reads the clock, power and energy while GEMMs run", "[gp
   }
   const std::optional<lh::GpuActivity> a = m.lap();
   REQUIRE(a.has_value());
-  CHECK(a->seconds >= 0.3);
+  CHECK(a->seconds >= 0.3 - 0.05);  // a lap ends at the latest reading, at most one period (5 ms) back
   CHECK(a->samples >= 10);
   CHECK(a->max_sm_clock_mhz > 0);
   CHECK(a->mean_sm_clock_mhz > 0);

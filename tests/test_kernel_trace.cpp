@@ -2,6 +2,7 @@
 // everywhere; CUPTI capture on the GPU machine, refused with a reason without a GPU.
 #include <catch2/catch.hpp>
 
+#include <filesystem>
 #include <fstream>
 
 #include "lighthouse/backend.h"
@@ -9,6 +10,7 @@
 #include "lighthouse/kernel_trace.h"
 #include "support/gpu.h"
 #include "support/temp_dir.h"
+#include "train/step_trace.h"
 
 namespace {
 lh::TraceEvent ev(const char* name, uint64_t start, uint64_t end, uint32_t stream = 7) {
@@ -117,4 +119,30 @@ TEST_CASE("kernel trace: CUPTI records the kernels and memsets of GPU work", "[g
   std::unique_ptr<lh::KernelTracer> again = lh::KernelTracer::start(&why);
   REQUIRE(again != nullptr);
   CHECK(again->stop().empty());
+}
+
+TEST_CASE("kernel trace: training traces name a file per rank and refuse bad settings up front", "[cpu]") {
+  CHECK(lh::StepTrace::path_for_rank("t.json", 0) == "t.json");
+  CHECK(lh::StepTrace::path_for_rank("runs/t.json", 2) == "runs/t.rank2.json");
+  CHECK(lh::StepTrace::path_for_rank("trace", 1) == "trace.rank1");
+  lh::testing::TempDir dir;
+  const std::string path = (dir.path() / "t.json").string();
+  auto message = [](auto&& make) {
+    try {
+      make();
+    } catch (const std::runtime_error& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  CHECK_THAT(message([&] { lh::StepTrace(path, 0, 2, 0); }), Catch::Contains("--trace-from"));
+  CHECK_THAT(message([&] { lh::StepTrace(path, 3, 0, 0); }), Catch::Contains("--trace-steps"));
+  CHECK_THAT(message([&] { lh::StepTrace((dir.path() / "nope" / "t.json").string(), 3, 2, 0); }),
+             Catch::Contains("nope"));
+  // No path: steps pass through untraced, whatever the device.
+  lh::StepTrace none("", 1, 1, 0);
+  none.before_step(1);
+  none.after_step(1);
+  none.finish();
+  CHECK_FALSE(std::filesystem::exists(dir.path() / "t.rank1.json"));
 }

@@ -39,9 +39,9 @@ nlohmann::json to_json(const GpuActivity& a);
 // "1620 MHz mean SM clock (min 1560, boost 1980), 688 W of 700 (power-capped 95% of the time)".
 std::string describe(const GpuActivity& a);
 
-// Samples the calling thread's current CUDA device (as selected when the monitor is made) from a
-// background thread between start() and stop(). Without NVML or a GPU it is unavailable: start()
-// does nothing and stop() returns nothing.
+// Samples the calling thread's current CUDA device (as selected when the monitor is made) every
+// sample_ms from a background thread, between start() and stop(); every NVML read happens there.
+// Without NVML or a GPU it is unavailable: start() does nothing, stop() and lap() return nothing.
 class GpuMonitor {
  public:
   explicit GpuMonitor(double sample_ms = 20);
@@ -51,8 +51,11 @@ class GpuMonitor {
 
   bool available() const { return impl_ != nullptr; }
   void start();
+  // Stops sampling (after one last reading): what happened since the start or the last lap.
   std::optional<GpuActivity> stop();
-  // stop() then start(): what happened since the last start, without a gap in the readings.
+  // What happened since the start or the last lap, up to the latest reading, while sampling goes
+  // on; consecutive laps neither overlap nor leave gaps. Never waits for NVML. Nothing when no
+  // reading came since the last lap (that stretch then counts in the next one).
   std::optional<GpuActivity> lap();
 
   struct Impl;

@@ -13,6 +13,10 @@ struct TrainOptions {
   bool resume = false;  // continue from the newest complete checkpoint in logging.dir, if any
   bool quiet = false;   // no progress lines (tests)
   int stop_at_step = -1;  // >= 0: checkpoint and return once this many steps are done (job chunks)
+  // A CUPTI timeline of steps trace_from .. trace_from + trace_steps - 1 (numbered from 1) into
+  // this Chrome trace file, one per rank (src/train/step_trace.h); empty: none. CUDA only.
+  std::string trace_path = {};
+  int trace_from = 3, trace_steps = 2;
 };
 
 struct TrainSummary {

@@ -16,6 +16,8 @@ struct TrainArgs {
   bool resume = false;
   bool quiet = false;
   int stop_at = -1;
+  std::string trace;
+  int trace_from = 3, trace_steps = 2;
   std::vector<std::string> overrides;
 };
 
@@ -57,7 +59,9 @@ void run_train(const TrainArgs& a) {
   } else {
     backend = lh::make_backend(cfg.training.device);
   }
-  const lh::TrainSummary s = lh::train(cfg, *backend, {resume, a.quiet, a.stop_at}, comm.get());
+  lh::TrainOptions options{resume, a.quiet, a.stop_at};
+  options.trace_path = a.trace, options.trace_from = a.trace_from, options.trace_steps = a.trace_steps;
+  const lh::TrainSummary s = lh::train(cfg, *backend, options, comm.get());
   spdlog::info("done: step {} | loss {:.4f} | val_loss {} | {:.0f} tokens/s | last checkpoint {}", s.steps_done,
                s.last_loss, s.last_val_loss < 0 ? std::string("n/a") : fmt::format("{:.4f}", s.last_val_loss),
                s.tokens_per_s, s.last_checkpoint.empty() ? "none" : s.last_checkpoint);
@@ -74,5 +78,11 @@ void register_train_command(CLI::App& app) {
   cmd->add_option("--stop-at", args->stop_at, "Checkpoint and exit after this many steps (for job time limits)")
       ->check(CLI::PositiveNumber);
   cmd->add_flag("-q,--quiet", args->quiet, "No per-step progress lines");
+  cmd->add_option("--trace", args->trace,
+                  "Record the GPU kernels, copies and memsets of some steps (CUPTI) into this Chrome trace file "
+                  "(rank r > 0 of a data-parallel run: FILE.rank<r>) and log where their time went");
+  cmd->add_option("--trace-from", args->trace_from, "First traced step, numbered from 1 (default 3: after warm-up)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--trace-steps", args->trace_steps, "How many steps to trace (default 2)")->check(CLI::PositiveNumber);
   cmd->callback([args]() { run_train(*args); });
 }

@@ -103,7 +103,16 @@ using Clock = std::chrono::steady_clock;
 
 }  // namespace
 
+// All NVML reads happen on the sampler thread: a query can take milliseconds, and the training
+// loop, which calls lap() at every logging interval, must not wait for one (a data-parallel run
+// would have every rank wait for rank 0).
 struct GpuMonitor::Impl {
+  struct Reading {
+    Clock::time_point t;
+    ClockSample clock;
+    unsigned long long energy_mj = 0;
+  };
+
   const Nvml* nvml = nullptr;
   NvmlDevice device = nullptr;
   std::chrono::duration<double, std::milli> period{20};
@@ -113,57 +122,68 @@ struct GpuMonitor::Impl {
   std::mutex mu;
   std::condition_variable wake;
   bool running = false;
-  std::vector<ClockSample> samples;
-  Clock::time_point t0;
-  unsigned long long energy0_mj = 0;
+  // The readings of the window so far; the first one is where the window starts (the previous
+  // window's last reading), so that consecutive windows neither overlap nor leave gaps.
+  std::vector<Reading> window;
 
   ~Impl() {
-    finish();
+    stop();
     nvml->shutdown();
   }
-  ClockSample read() const {
-    ClockSample s;
+  Reading read() const {
+    Reading r;
+    r.t = Clock::now();
     unsigned mhz = 0;
     unsigned long long reasons = 0;
-    if (nvml->clock(device, kNvmlClockSm, &mhz) == kNvmlSuccess) s.sm_clock_mhz = mhz;
+    if (nvml->clock(device, kNvmlClockSm, &mhz) == kNvmlSuccess) r.clock.sm_clock_mhz = mhz;
     if (nvml->clock_reasons(device, &reasons) == kNvmlSuccess)
-      s.power_capped = (reasons & (kReasonSwPowerCap | kReasonHwPowerBrake)) != 0;
-    return s;
+      r.clock.power_capped = (reasons & (kReasonSwPowerCap | kReasonHwPowerBrake)) != 0;
+    if (nvml->energy_mj(device, &r.energy_mj) != kNvmlSuccess) r.energy_mj = 0;
+    return r;
   }
-  unsigned long long energy_mj() const {
-    unsigned long long e = 0;
-    return nvml->energy_mj(device, &e) == kNvmlSuccess ? e : 0;
-  }
-  void begin() {
-    finish();
-    samples.clear();
-    energy0_mj = energy_mj();
-    t0 = Clock::now();
+  void start() {
+    stop();
+    window.clear();
     running = true;
+    // Reads at once (the window's start), then every period, and once more when stopped.
     sampler = std::thread([this] {
       std::unique_lock<std::mutex> lock(mu);
-      while (running) {
+      for (;;) {
         lock.unlock();
-        const ClockSample s = read();
+        const Reading r = read();
         lock.lock();
-        samples.push_back(s);
+        window.push_back(r);
+        if (!running) break;
         wake.wait_for(lock, period, [this] { return !running; });
       }
     });
   }
-  // Stops the sampler; the summary of what it saw, or nothing if it was not running.
-  std::optional<GpuActivity> finish() {
+  // The window so far, which then starts again from its last reading; nothing (and the window
+  // goes on) while it holds no reading beyond its start. Caller holds mu.
+  std::optional<GpuActivity> take_window() {
+    if (window.size() < 2) return std::nullopt;
+    const Reading first = window.front(), last = window.back();
+    std::vector<ClockSample> clocks;
+    for (size_t i = 1; i < window.size(); ++i) clocks.push_back(window[i].clock);
+    const double seconds = std::chrono::duration<double>(last.t - first.t).count();
+    const double joules = last.energy_mj >= first.energy_mj ? double(last.energy_mj - first.energy_mj) * 1e-3 : 0.0;
+    window.assign(1, last);
+    return summarize_gpu_activity(clocks, seconds, joules, power_limit_w, max_clock_mhz);
+  }
+  std::optional<GpuActivity> lap() {
+    std::lock_guard<std::mutex> lock(mu);
+    return running ? take_window() : std::nullopt;
+  }
+  std::optional<GpuActivity> stop() {
     {
       std::lock_guard<std::mutex> lock(mu);
       if (!running) return std::nullopt;
       running = false;
     }
     wake.notify_all();
-    sampler.join();
-    const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-    const unsigned long long e1 = energy_mj();
-    const double joules = e1 >= energy0_mj ? double(e1 - energy0_mj) * 1e-3 : 0.0;
-    return summarize_gpu_activity(samples, seconds, joules, power_limit_w, max_clock_mhz);
+    sampler.join();  // after its last reading
+    std::lock_guard<std::mutex> lock(mu);
+    return take_window();
   }
 };
 
@@ -193,15 +213,11 @@ GpuMonitor::GpuMonitor(double sample_ms) {
 GpuMonitor::~GpuMonitor() = default;
 
 void GpuMonitor::start() {
-  if (impl_) impl_->begin();
+  if (impl_) impl_->start();
 }
 
-std::optional<GpuActivity> GpuMonitor::stop() { return impl_ ? impl_->finish() : std::nullopt; }
+std::optional<GpuActivity> GpuMonitor::stop() { return impl_ ? impl_->stop() : std::nullopt; }
 
-std::optional<GpuActivity> GpuMonitor::lap() {
-  std::optional<GpuActivity> a = stop();
-  start();
-  return a;
-}
+std::optional<GpuActivity> GpuMonitor::lap() { return impl_ ? impl_->lap() : std::nullopt; }
 
 }  // namespace lh

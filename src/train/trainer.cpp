@@ -21,6 +21,7 @@
 #include "lighthouse/dist.h"
 #include "train/data_parallel.h"
 #include "train/metrics.h"
+#include "train/step_trace.h"
 
 namespace lh {
 namespace fs = std::filesystem;
@@ -62,6 +63,9 @@ void print_progress(int step, int total, const std::string& phase, double loss, 
 TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Communicator* comm) {
   const int world_size = comm ? comm->world_size() : 1, rank = comm ? comm->rank() : 0;
   const bool root = rank == 0;
+  if (!opt.trace_path.empty() && be.device() != Device::CUDA)
+    throw std::runtime_error("--trace records GPU work: it needs training.device cuda (or auto with a GPU)");
+  StepTrace trace(opt.trace_path, opt.trace_from, opt.trace_steps, rank);
   std::optional<DataParallel> dp;
   if (world_size > 1) dp.emplace(*comm, be, cfg.model, size_t(cfg.training.grad_bucket_mb * double(1 << 20)));
   const int B = cfg.data.micro_batch, T = cfg.data.seq_len;
@@ -170,6 +174,7 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
       state.phase_index = phase;
       state.attention = p.attention;
     }
+    trace.before_step(step + 1);
     const auto step_start = Clock::now();
     model.zero_grads();
     double loss = 0.0;
@@ -189,6 +194,7 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
         dp ? dp->step(model, optimizer, lr) : optimizer.step(model.params(), model.grads(), model.compute_copy(), lr);
     state.step = step + 1;
     state.tokens_seen += double(tokens_per_step);
+    trace.after_step(state.step);  // before validation and checkpoints, which the trace leaves out
     if (root && new_layout && cfg.training.recompute == Recompute::kAuto)
       spdlog::info("training.recompute auto: {} (activations {:.2f} GiB)", model.recompute_summary(),
                    model.activation_bytes() / double(1 << 30));
@@ -234,6 +240,7 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
       break;
     }
   }
+  trace.finish();
   summary.steps_done = state.step;
   const double elapsed = seconds_since(start);
   if (state.step > first_step) summary.tokens_per_s = double(tokens_per_step) * (state.step - first_step) / elapsed;

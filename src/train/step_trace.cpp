@@ -1,0 +1,55 @@
+#include "train/step_trace.h"
+
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+
+#include <spdlog/spdlog.h>
+
+namespace lh {
+
+std::string StepTrace::path_for_rank(const std::string& path, int rank) {
+  if (rank == 0) return path;
+  const std::filesystem::path p(path);
+  return (p.parent_path() / (p.stem().string() + ".rank" + std::to_string(rank) + p.extension().string())).string();
+}
+
+StepTrace::StepTrace(std::string path, int first, int count, int rank)
+    : path_(path.empty() ? path : path_for_rank(path, rank)), first_(first), last_(first + count - 1), rank_(rank) {
+  if (path_.empty()) return;
+  if (first < 1) throw std::runtime_error("--trace-from must be a step number >= 1, got " + std::to_string(first));
+  if (count < 1) throw std::runtime_error("--trace-steps must be >= 1, got " + std::to_string(count));
+  // Found out now, not after the run has reached the traced steps.
+  if (!std::ofstream(path_)) throw std::runtime_error("cannot write the trace file " + path_);
+}
+
+StepTrace::~StepTrace() {
+  try {
+    finish();
+  } catch (const std::exception& e) {
+    spdlog::warn("trace: {}", e.what());
+  }
+}
+
+void StepTrace::before_step(int step) {
+  if (path_.empty() || step != first_) return;
+  std::string why;
+  tracer_ = KernelTracer::start(&why);
+  if (!tracer_) throw std::runtime_error("--trace: " + why);
+}
+
+void StepTrace::after_step(int step) {
+  if (tracer_ && step == last_) finish();
+}
+
+void StepTrace::finish() {
+  if (!tracer_) return;
+  const std::vector<TraceEvent> events = tracer_->stop();
+  tracer_.reset();
+  write_chrome_trace(events, path_);
+  const std::string summary = describe(summarize_trace(events));
+  if (rank_ == 0)
+    spdlog::info("trace of steps {}-{} written to {}: {}", first_, last_, path_, summary.substr(0, summary.size() - 1));
+}
+
+}  // namespace lh

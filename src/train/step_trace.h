@@ -1,0 +1,33 @@
+// `lighthouse train --trace`: a CUPTI timeline (kernel_trace.h) of chosen training steps, written
+// as a Chrome trace per rank and summarized in the log, to see a real run's kernels, idle gaps
+// and (data-parallel) how communication overlaps the backward pass.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "lighthouse/kernel_trace.h"
+
+namespace lh {
+
+class StepTrace {
+ public:
+  // Traces steps first .. first + count - 1 (numbered from 1, as in progress lines) into `path`
+  // on rank 0 and `path` with ".rank<r>" before its extension on rank r. An empty path traces
+  // nothing. Throws std::runtime_error naming the culprit if the path cannot be written or count
+  // or first is below 1.
+  StepTrace(std::string path, int first, int count, int rank);
+  ~StepTrace();
+  void before_step(int step);  // starts the trace at the first traced step
+  void after_step(int step);   // stops, writes and logs after the last one
+  // Stops, writes and logs a trace still running (a run that ended or stopped inside the range).
+  void finish();
+
+  static std::string path_for_rank(const std::string& path, int rank);
+
+ private:
+  std::string path_;
+  int first_, last_, rank_;
+  std::unique_ptr<KernelTracer> tracer_;
+};
+
+}  // namespace lh
