@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
+#include <string>
 
 namespace lh {
 
@@ -10,7 +12,7 @@ DataParallel::DataParallel(Communicator& comm, Backend& be, const ModelConfig& m
       count_(shard_count(total_, comm.world_size(), kShardAlign)),
       buckets_(plan_shard_buckets(total_, comm.world_size(), kShardAlign, std::max<size_t>(1, bucket_bytes / sizeof(float)))) {
   shard_grads_ = be_.allocate(be_.param_dtype(), count_);
-  scalar_ = be_.allocate(DType::F32, 1);
+  scalar_ = be_.allocate(DType::F32, kMaxScalars);
 }
 
 std::vector<OwnedRange> DataParallel::owned_ranges() const {
@@ -58,16 +60,20 @@ LlamaModel::GradsReadyHook DataParallel::reduce_as_ready(LlamaModel& model) {
   return [this, grads](size_t ready_from) { launch_buckets(grads, ready_from); };
 }
 
-double DataParallel::mean(double value) {
-  const float v = float(value);
-  be_.copy_from_host(scalar_.view(), &v);
+std::vector<double> DataParallel::means(const std::vector<double>& values) {
+  if (values.empty() || values.size() > kMaxScalars)
+    throw std::logic_error("DataParallel::means takes 1 to " + std::to_string(kMaxScalars) + " values");
+  const size_t n = values.size();
+  std::vector<float> v(values.begin(), values.end());
+  be_.copy_from_host(scalar_.slice(0, n), v.data());
   void* stream = comm_after_compute();
-  comm_.all_reduce_sum(scalar_.view().as<float>(), 1, stream);
+  comm_.all_reduce_sum(scalar_.view().as<float>(), n, stream);
   comm_.synchronize(stream);
   compute_after_comm();
-  float sum = 0;
-  be_.copy_to_host(&sum, scalar_.view());
-  return double(sum) / comm_.world_size();
+  be_.copy_to_host(v.data(), scalar_.slice(0, n));
+  std::vector<double> out(n);
+  for (size_t i = 0; i < n; ++i) out[i] = double(v[i]) / comm_.world_size();
+  return out;
 }
 
 double DataParallel::step(LlamaModel& model, AdamW& optimizer, double lr) {

@@ -45,7 +45,11 @@ class DataParallel {
   // the mean gradient over ranks).
   double step(LlamaModel& model, AdamW& optimizer, double lr);
   // The mean of a host scalar over ranks.
-  double mean(double value);
+  double mean(double value) { return means({value})[0]; }
+  // The means of up to kMaxScalars host scalars over ranks, in one collective: each costs a host
+  // round trip in which the GPUs idle, so a step has as few as it can.
+  static constexpr size_t kMaxScalars = 4;
+  std::vector<double> means(const std::vector<double>& values);
   // All-gathers the fp32 master weights (each rank's chunks are the current ones), before saving.
   void gather_master(LlamaModel& model);
   // Gathers every rank's moments into whole-layout buffers (for a checkpoint written by rank 0).

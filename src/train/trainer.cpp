@@ -185,7 +185,13 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
       const bool last_micro = micro + 1 == accum;
       model.backward(1.0 / accum, dp && last_micro ? dp->reduce_as_ready(model) : LlamaModel::GradsReadyHook{});
     }
-    if (dp) loss = dp->mean(loss);
+    // Every rank must agree to stop, or the others would wait in the next collective. The request
+    // travels with the loss: one host round trip, not two.
+    bool stop_agreed = false;
+    if (dp) {
+      const std::vector<double> m = dp->means({loss, g_stop_requested ? 1.0 : 0.0});
+      loss = m[0], stop_agreed = m[1] > 0.0;
+    }
     if (!std::isfinite(loss))
       throw std::runtime_error("training diverged: loss is " + std::to_string(loss) + " at step " +
                                std::to_string(step + 1) + " (no checkpoint written for it)");
@@ -231,8 +237,7 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
       if (!(ci > 0 && state.step % ci == 0)) save();
       break;
     }
-    // Every rank must agree to stop, or the others would wait in the next collective.
-    const bool stop = dp ? dp->mean(g_stop_requested ? 1.0 : 0.0) > 0.0 : bool(g_stop_requested);
+    const bool stop = dp ? stop_agreed : bool(g_stop_requested);
     if (stop && !last) {
       spdlog::warn("stop requested: saving a checkpoint at step {} and exiting", state.step);
       save();
