@@ -139,6 +139,15 @@ TEST_CASE("kernel trace: training traces name a file per rank and refuse bad set
   CHECK_THAT(message([&] { lh::StepTrace(path, 3, 0, 0); }), Catch::Contains("--trace-steps"));
   CHECK_THAT(message([&] { lh::StepTrace((dir.path() / "nope" / "t.json").string(), 3, 2, 0); }),
              Catch::Contains("nope"));
+  // A range the run never reaches (e.g. a resume past it) leaves no file behind.
+  {
+    lh::StepTrace unreached(path, 3, 2, 0);
+    CHECK(std::filesystem::exists(path));  // the writability check made it
+    unreached.before_step(1);
+    unreached.after_step(1);
+    unreached.finish();
+    CHECK_FALSE(std::filesystem::exists(path));
+  }
   // No path: steps pass through untraced, whatever the device.
   lh::StepTrace none("", 1, 1, 0);
   none.before_step(1);

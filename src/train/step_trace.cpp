@@ -33,6 +33,7 @@ StepTrace::~StepTrace() {
 
 void StepTrace::before_step(int step) {
   if (path_.empty() || step != first_) return;
+  started_ = true;
   std::string why;
   tracer_ = KernelTracer::start(&why);
   if (!tracer_) throw std::runtime_error("--trace: " + why);
@@ -43,6 +44,12 @@ void StepTrace::after_step(int step) {
 }
 
 void StepTrace::finish() {
+  if (!path_.empty() && !started_) {  // a resume past the range, or a run that ends before it
+    std::error_code ec;
+    std::filesystem::remove(path_, ec);  // the empty file the writability check made
+    if (rank_ == 0) spdlog::warn("--trace: step {} was not run by this process; no trace written", first_);
+    path_.clear();
+  }
   if (!tracer_) return;
   const std::vector<TraceEvent> events = tracer_->stop();
   tracer_.reset();

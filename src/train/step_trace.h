@@ -19,7 +19,8 @@ class StepTrace {
   ~StepTrace();
   void before_step(int step);  // starts the trace at the first traced step
   void after_step(int step);   // stops, writes and logs after the last one
-  // Stops, writes and logs a trace still running (a run that ended or stopped inside the range).
+  // Stops, writes and logs a trace still running (a run that ended or stopped inside the range);
+  // where the range was never reached, removes the empty file and says so.
   void finish();
 
   static std::string path_for_rank(const std::string& path, int rank);
@@ -27,6 +28,7 @@ class StepTrace {
  private:
   std::string path_;
   int first_, last_, rank_;
+  bool started_ = false;
   std::unique_ptr<KernelTracer> tracer_;
 };
 
