@@ -36,10 +36,31 @@ TEST_CASE("kernel trace: busy time merges overlaps, gaps are the idle stretches 
   CHECK(s.ms_by_name[2].first == "rope");
   CHECK(lh::describe(s).find("2 gaps") != std::string::npos);
   CHECK(lh::to_json(s).at("ms_by_name").size() == 3);
+  // The gaps, longest first, with the event that ended last before each and the one after it.
+  REQUIRE(s.longest_gaps.size() == 2);
+  CHECK(s.longest_gaps[0].ms == Approx(650e-6));
+  CHECK(s.longest_gaps[0].at_ms == Approx(350e-6));
+  CHECK(s.longest_gaps[0].after == "rope");
+  CHECK(s.longest_gaps[0].before == "norm");
+  CHECK(s.longest_gaps[1].after == "norm");  // [50, 150] on stream 9 ended after gemm's [0, 100]
+  CHECK(s.longest_gaps[1].before == "gemm");
+  CHECK(s.comm_ms == 0.0);
 
   const lh::TraceSummary none = lh::summarize_trace({});
   CHECK(none.events == 0);
   CHECK(none.busy_ms == 0.0);
+}
+
+TEST_CASE("kernel trace: communication time beside other work is its overlap with their union", "[cpu]") {
+  // The all-reduce overlaps [50, 80] and [90, 100] of two work kernels; the all-gather nothing.
+  const std::vector<lh::TraceEvent> events = {ev("ncclDevKernel_AllReduce", 0, 100, 2), ev("gemm", 50, 80),
+                                              ev("gemm", 90, 150), ev("ncclDevKernel_AllGather", 200, 300, 2),
+                                              ev("norm", 60, 70, 9)};
+  const lh::TraceSummary s = lh::summarize_trace(events);
+  CHECK(s.comm_ms == Approx(200e-6));
+  CHECK(s.comm_beside_work_ms == Approx(40e-6));  // norm lies inside the first gemm: counted once
+  CHECK(lh::describe(s).find("communication (NCCL)") != std::string::npos);
+  CHECK(lh::to_json(s).at("comm_beside_work_ms").get<double>() == Approx(40e-6));
 }
 
 TEST_CASE("kernel trace: the Chrome trace file holds every event, times from the first start", "[cpu]") {

@@ -28,12 +28,23 @@ struct TraceSummary {
   double idle_ms = 0;         // span_ms - busy_ms
   int gaps = 0;               // idle stretches between events
   double largest_gap_ms = 0;
+  // The longest idle stretches, longest first (at most kListedGaps), with the events around them.
+  struct Gap {
+    double at_ms = 0, ms = 0;  // start, from the first event's start; length
+    std::string after, before;  // the event that ended last before it, the one that starts it
+  };
+  static constexpr int kListedGaps = 5;
+  std::vector<Gap> longest_gaps;
+  // Communication (NCCL's kernels, "nccl..."): their time, and how much of it ran beside other
+  // work, i.e. overlapped with some non-communication event.
+  double comm_ms = 0, comm_beside_work_ms = 0;
   // Time per name (summed over its events, overlaps included), largest first.
   std::vector<std::pair<std::string, double>> ms_by_name;
 };
 
 TraceSummary summarize_trace(const std::vector<TraceEvent>& events);
-// The summary as text: busy fraction, gaps and the `top` names with the most time.
+// The summary as text: busy fraction, communication, the longest gaps and the `top` names with
+// the most time.
 std::string describe(const TraceSummary& s, int top = 12);
 nlohmann::json to_json(const TraceSummary& s);
 // Chrome trace event format ("X" events, microseconds, one row per stream); throws

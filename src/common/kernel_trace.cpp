@@ -13,6 +13,33 @@
 
 namespace lh {
 
+namespace {
+
+bool is_comm(const TraceEvent& e) { return e.name.compare(0, 4, "nccl") == 0; }
+
+// The time the `comm` events overlap the union of the `work` events, both sorted by start.
+uint64_t overlap_ns(const std::vector<const TraceEvent*>& comm, const std::vector<const TraceEvent*>& work) {
+  std::vector<std::pair<uint64_t, uint64_t>> merged;  // the union of work, as disjoint intervals
+  for (const TraceEvent* e : work) {
+    if (!merged.empty() && e->start_ns <= merged.back().second)
+      merged.back().second = std::max(merged.back().second, e->end_ns);
+    else
+      merged.emplace_back(e->start_ns, e->end_ns);
+  }
+  uint64_t total = 0;
+  for (const TraceEvent* c : comm) {
+    auto it = std::upper_bound(merged.begin(), merged.end(), std::make_pair(c->start_ns, UINT64_MAX));
+    if (it != merged.begin()) --it;
+    for (; it != merged.end() && it->first < c->end_ns; ++it) {
+      const uint64_t lo = std::max(it->first, c->start_ns), hi = std::min(it->second, c->end_ns);
+      if (hi > lo) total += hi - lo;
+    }
+  }
+  return total;
+}
+
+}  // namespace
+
 TraceSummary summarize_trace(const std::vector<TraceEvent>& events) {
   TraceSummary s;
   s.events = int(events.size());
@@ -23,23 +50,33 @@ TraceSummary summarize_trace(const std::vector<TraceEvent>& events) {
     return a->start_ns < b->start_ns;
   });
   // Sweep in start order, merging overlapping intervals into busy stretches.
-  uint64_t busy_ns = 0, begin = order.front()->start_ns, end = order.front()->end_ns, last_end = end;
-  uint64_t largest_gap = 0;
+  const uint64_t t0 = order.front()->start_ns;
+  uint64_t busy_ns = 0, begin = t0, end = order.front()->end_ns, last_end = end;
+  const TraceEvent* ended_last = order.front();
   for (const TraceEvent* e : order) {
     if (e->start_ns > end) {  // an idle gap
       busy_ns += end - begin;
       ++s.gaps;
-      largest_gap = std::max(largest_gap, e->start_ns - end);
+      s.longest_gaps.push_back({double(end - t0) * 1e-6, double(e->start_ns - end) * 1e-6, ended_last->name, e->name});
       begin = e->start_ns;
     }
-    end = std::max(end, e->end_ns);
+    if (e->end_ns >= end) end = e->end_ns, ended_last = e;
     last_end = std::max(last_end, e->end_ns);
   }
   busy_ns += end - begin;
-  s.span_ms = double(last_end - order.front()->start_ns) * 1e-6;
+  s.span_ms = double(last_end - t0) * 1e-6;
   s.busy_ms = double(busy_ns) * 1e-6;
   s.idle_ms = s.span_ms - s.busy_ms;
-  s.largest_gap_ms = double(largest_gap) * 1e-6;
+  std::stable_sort(s.longest_gaps.begin(), s.longest_gaps.end(),
+                   [](const TraceSummary::Gap& a, const TraceSummary::Gap& b) { return a.ms > b.ms; });
+  if (s.longest_gaps.size() > size_t(TraceSummary::kListedGaps)) s.longest_gaps.resize(TraceSummary::kListedGaps);
+  s.largest_gap_ms = s.longest_gaps.empty() ? 0.0 : s.longest_gaps.front().ms;
+
+  std::vector<const TraceEvent*> comm, work;
+  for (const TraceEvent* e : order) (is_comm(*e) ? comm : work).push_back(e);
+  for (const TraceEvent* c : comm) s.comm_ms += double(c->end_ns - c->start_ns) * 1e-6;
+  s.comm_beside_work_ms = double(overlap_ns(comm, work)) * 1e-6;
+
   std::map<std::string, double> by_name;
   for (const TraceEvent& e : events) by_name[e.name] += double(e.end_ns - e.start_ns) * 1e-6;
   s.ms_by_name.assign(by_name.begin(), by_name.end());
@@ -55,6 +92,16 @@ std::string describe(const TraceSummary& s, int top) {
                 s.events, s.span_ms, s.busy_ms, s.span_ms > 0 ? 100.0 * s.busy_ms / s.span_ms : 0.0, s.idle_ms,
                 s.gaps, s.largest_gap_ms);
   std::string out = line;
+  if (s.comm_ms > 0) {
+    std::snprintf(line, sizeof line, "  communication (NCCL) %.3f ms, %.3f ms of it beside other work\n", s.comm_ms,
+                  s.comm_beside_work_ms);
+    out += line;
+  }
+  for (const TraceSummary::Gap& g : s.longest_gaps) {
+    std::snprintf(line, sizeof line, "  gap %.3f ms at %.3f ms: after %.60s, before %.60s\n", g.ms, g.at_ms,
+                  g.after.c_str(), g.before.c_str());
+    out += line;
+  }
   for (int i = 0; i < int(s.ms_by_name.size()) && i < top; ++i) {
     const auto& [name, ms] = s.ms_by_name[size_t(i)];
     std::snprintf(line, sizeof line, "  %10.3f ms  %5.1f%%  %s\n", ms, s.span_ms > 0 ? 100.0 * ms / s.span_ms : 0.0,
@@ -67,8 +114,18 @@ std::string describe(const TraceSummary& s, int top) {
 nlohmann::json to_json(const TraceSummary& s) {
   nlohmann::json by_name = nlohmann::json::array();
   for (const auto& [name, ms] : s.ms_by_name) by_name.push_back({{"name", name}, {"ms", ms}});
-  return {{"events", s.events},   {"span_ms", s.span_ms}, {"busy_ms", s.busy_ms},
-          {"idle_ms", s.idle_ms}, {"gaps", s.gaps},       {"largest_gap_ms", s.largest_gap_ms},
+  nlohmann::json gaps = nlohmann::json::array();
+  for (const TraceSummary::Gap& g : s.longest_gaps)
+    gaps.push_back({{"at_ms", g.at_ms}, {"ms", g.ms}, {"after", g.after}, {"before", g.before}});
+  return {{"events", s.events},
+          {"span_ms", s.span_ms},
+          {"busy_ms", s.busy_ms},
+          {"idle_ms", s.idle_ms},
+          {"gaps", s.gaps},
+          {"largest_gap_ms", s.largest_gap_ms},
+          {"longest_gaps", gaps},
+          {"comm_ms", s.comm_ms},
+          {"comm_beside_work_ms", s.comm_beside_work_ms},
           {"ms_by_name", by_name}};
 }
 
