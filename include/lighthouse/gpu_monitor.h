@@ -58,9 +58,8 @@ class GpuMonitor {
   // reading came since the last lap (that stretch then counts in the next one).
   std::optional<GpuActivity> lap();
 
-  struct Impl;
-
  private:
+  struct Impl;
   std::unique_ptr<Impl> impl_;
 };
 

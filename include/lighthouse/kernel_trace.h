@@ -50,6 +50,9 @@ nlohmann::json to_json(const TraceSummary& s);
 // Chrome trace event format ("X" events, microseconds, one row per stream); throws
 // std::runtime_error naming the path if it cannot be written.
 void write_chrome_trace(const std::vector<TraceEvent>& events, const std::string& path);
+// Throws as write_chrome_trace would if the file cannot be created (it creates it, empty): for
+// callers to find a bad path before the work they trace, not after.
+void check_trace_path(const std::string& path);
 // A readable kernel name: demangled, return type, parameter list and template arguments dropped
 // ("void lh::cuda::(anonymous namespace)::ce_backward<true>(...)" -> "lh::cuda::ce_backward").
 std::string short_kernel_name(const char* name);

@@ -103,12 +103,6 @@ void register_bench_command(CLI::App& app) {
   tr->callback([a] {
     const lh::Config cfg = lh::Config::load_file(a->config, a->overrides);
     auto be = lh::make_backend(a->device);
-    if (!a->train.trace_path.empty()) {
-      if (be->device() != lh::Device::CUDA)
-        throw std::runtime_error("bench train --trace records GPU work: it needs a CUDA device");
-      // Found out now, not after the steps have run.
-      if (!std::ofstream(a->train.trace_path)) throw std::runtime_error("cannot write the trace file " + a->train.trace_path);
-    }
     write_result(lh::bench_train(*be, cfg, a->train), a->out);
   });
 }

@@ -15,6 +15,10 @@ namespace lh {
 
 namespace {
 
+[[noreturn]] void throw_unwritable(const std::string& path) {
+  throw std::runtime_error("cannot write the trace file " + path);
+}
+
 bool is_comm(const TraceEvent& e) { return e.name.compare(0, 4, "nccl") == 0; }
 
 // The time the `comm` events overlap the union of the `work` events, both sorted by start.
@@ -146,9 +150,13 @@ void write_chrome_trace(const std::vector<TraceEvent>& events, const std::string
                     {"dur", double(e.end_ns - e.start_ns) * 1e-3}});
   }
   std::ofstream f(path);
-  if (!f) throw std::runtime_error("cannot write the trace file " + path);
+  if (!f) throw_unwritable(path);
   f << nlohmann::json{{"traceEvents", list}, {"displayTimeUnit", "ms"}}.dump() << '\n';
-  if (!f) throw std::runtime_error("cannot write the trace file " + path);
+  if (!f) throw_unwritable(path);
+}
+
+void check_trace_path(const std::string& path) {
+  if (!std::ofstream(path)) throw_unwritable(path);
 }
 
 std::string short_kernel_name(const char* name) {

@@ -1,7 +1,6 @@
 #include "train/step_trace.h"
 
 #include <filesystem>
-#include <fstream>
 #include <stdexcept>
 
 #include <spdlog/spdlog.h>
@@ -19,8 +18,7 @@ StepTrace::StepTrace(std::string path, int first, int count, int rank)
   if (path_.empty()) return;
   if (first < 1) throw std::runtime_error("--trace-from must be a step number >= 1, got " + std::to_string(first));
   if (count < 1) throw std::runtime_error("--trace-steps must be >= 1, got " + std::to_string(count));
-  // Found out now, not after the run has reached the traced steps.
-  if (!std::ofstream(path_)) throw std::runtime_error("cannot write the trace file " + path_);
+  check_trace_path(path_);  // found out now, not after the run has reached the traced steps
 }
 
 StepTrace::~StepTrace() {
