@@ -101,13 +101,20 @@ class GpuMonitor:
         if not self.nvml:
             return
         self.samples, self.running = [], True
-        self.e0, self.t0 = self._energy_mj(), time.perf_counter()
+        try:
+            self.e0 = self._energy_mj()
+        except AssertionError:
+            self.e0 = None  # no counter, or a failed read: the power stays unknown
+        self.t0 = time.perf_counter()
 
         def sample():
-            while self.running:
-                mhz = self._uint(self.nvml.nvmlDeviceGetClockInfo, 1)
-                capped = bool(self._uint(self.reasons, kind=self.c.c_ulonglong) & self.POWER_REASONS)
-                self.samples.append((mhz, capped))
+            while self.running:  # a failed read skips that sample, as ours does
+                try:
+                    mhz = self._uint(self.nvml.nvmlDeviceGetClockInfo, 1)
+                    capped = bool(self._uint(self.reasons, kind=self.c.c_ulonglong) & self.POWER_REASONS)
+                    self.samples.append((mhz, capped))
+                except AssertionError:
+                    pass
                 time.sleep(self.sample_s)
         self.thread = threading.Thread(target=sample, daemon=True)
         self.thread.start()
@@ -118,18 +125,27 @@ class GpuMonitor:
             return None
         self.running = False
         self.thread.join()
-        seconds, joules = time.perf_counter() - self.t0, (self._energy_mj() - self.e0) / 1e3
-        clocks = [m for m, _ in self.samples]
-        return {"gpu_seconds": seconds, "gpu_energy_j": joules, "gpu_power_w": joules / seconds,
-                "gpu_power_limit_w": self.limit_w, "sm_clock_mhz": statistics.mean(clocks),
-                "sm_clock_min_mhz": min(clocks), "sm_clock_max_mhz": self.max_mhz,
-                "power_capped_fraction": sum(c for _, c in self.samples) / len(self.samples),
-                "clock_samples": len(self.samples)}
+        seconds = time.perf_counter() - self.t0
+        g = {"gpu_seconds": seconds, "gpu_power_limit_w": self.limit_w, "sm_clock_max_mhz": self.max_mhz,
+             "sm_clock_mhz": 0.0, "sm_clock_min_mhz": 0.0, "power_capped_fraction": 0.0,
+             "clock_samples": len(self.samples)}
+        if self.samples:
+            clocks = [m for m, _ in self.samples]
+            g.update(sm_clock_mhz=statistics.mean(clocks), sm_clock_min_mhz=min(clocks),
+                     power_capped_fraction=sum(c for _, c in self.samples) / len(self.samples))
+        try:
+            if self.e0 is not None:
+                joules = (self._energy_mj() - self.e0) / 1e3
+                g.update(gpu_energy_j=joules, gpu_power_w=joules / seconds)
+        except AssertionError:
+            pass
+        return g
 
     @staticmethod
     def describe(g):
+        power = f"{g['gpu_power_w']:.0f} W" if "gpu_power_w" in g else "power unknown"
         return (f"{g['sm_clock_mhz']:.0f} MHz mean SM clock (min {g['sm_clock_min_mhz']:.0f}, boost "
-                f"{g['sm_clock_max_mhz']:.0f}), {g['gpu_power_w']:.0f} W of {g['gpu_power_limit_w']:.0f} "
+                f"{g['sm_clock_max_mhz']:.0f}), {power} of {g['gpu_power_limit_w']:.0f} W "
                 f"(power-capped {100 * g['power_capped_fraction']:.0f}% of the time)")
 
 

@@ -2,8 +2,10 @@
 // everywhere; CUPTI capture on the GPU machine, refused with a reason without a GPU.
 #include <catch2/catch.hpp>
 
+#include <climits>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "lighthouse/backend.h"
 #include "lighthouse/device.h"
@@ -13,8 +15,13 @@
 #include "train/step_trace.h"
 
 namespace {
-lh::TraceEvent ev(const char* name, uint64_t start, uint64_t end, uint32_t stream = 7) {
+lh::TraceEvent ev(const std::string& name, uint64_t start, uint64_t end, uint32_t stream = 7) {
   return {lh::TraceEvent::Kind::kKernel, name, start, end, stream};
+}
+std::string read_text(const std::string& path) {
+  std::ostringstream s;
+  s << std::ifstream(path).rdbuf();
+  return s.str();
 }
 }  // namespace
 
@@ -76,12 +83,30 @@ TEST_CASE("kernel trace: the Chrome trace file holds every event, times from the
   CHECK(list[0].at("dur").get<double>() == Approx(2.0));  // microseconds
   CHECK(list[1].at("ts").get<double>() == Approx(3.0));
   CHECK(list[1].at("tid") == 3);
+  // Names with quotes and backslashes stay valid JSON.
+  const std::string odd = "k<\"q\\\">";
+  lh::write_chrome_trace({ev(odd, 1, 2)}, path);
+  CHECK(nlohmann::json::parse(std::ifstream(path)).at("traceEvents")[0].at("name") == odd);
+  // Missing directories are made; a path under a regular file is refused, naming it.
+  lh::write_chrome_trace({}, (dir.path() / "new_dir" / "t.json").string());
+  CHECK(std::filesystem::exists(dir.path() / "new_dir" / "t.json"));
+  std::ofstream(dir.path() / "a_file") << "x";
   try {
-    lh::write_chrome_trace({}, (dir.path() / "no_such_dir" / "t.json").string());
+    lh::write_chrome_trace({}, (dir.path() / "a_file" / "t.json").string());
     FAIL("an unwritable trace path was accepted");
   } catch (const std::runtime_error& e) {
-    CHECK(std::string(e.what()).find("no_such_dir") != std::string::npos);
+    CHECK(std::string(e.what()).find("a_file") != std::string::npos);
   }
+  // The up-front check refuses the same paths and a directory, and leaves an existing file alone.
+  CHECK_THROWS_WITH(lh::check_trace_path((dir.path() / "a_file" / "t.json").string()), Catch::Contains("a_file"));
+  CHECK_THROWS_WITH(lh::check_trace_path(dir.path().string()), Catch::Contains("directory"));
+  const std::string before = read_text(path);
+  lh::check_trace_path(path);
+  CHECK(read_text(path) == before);
+  lh::check_trace_path((dir.path() / "fresh.json").string());
+  CHECK_FALSE(std::filesystem::exists(dir.path() / "fresh.json"));
+  for (const auto& e : std::filesystem::directory_iterator(dir.path()))  // no probe left behind
+    CHECK(e.path().filename().string().find("probe") == std::string::npos);
 }
 
 TEST_CASE("kernel trace: kernel names lose return type, parameters and template arguments", "[cpu]") {
@@ -122,6 +147,7 @@ TEST_CASE("kernel trace: CUPTI records the kernels and memsets of GPU work", "[g
   gpu->fill_zero(out.view());
   for (int i = 0; i < launches; ++i) gpu->matmul_forward(out.view(), x.view(), w.view(), n, n, n, n);
   const std::vector<lh::TraceEvent> events = tracer->stop();
+  CHECK(tracer->incomplete() == "");
   int kernels = 0, memsets = 0;
   for (const lh::TraceEvent& e : events) {
     CHECK(e.end_ns >= e.start_ns);
@@ -135,11 +161,15 @@ TEST_CASE("kernel trace: CUPTI records the kernels and memsets of GPU work", "[g
   const lh::TraceSummary s = lh::summarize_trace(events);
   CHECK(s.busy_ms > 0.0);
   CHECK(s.busy_ms <= s.span_ms + 1e-9);
-  // Stopped: a new trace may start, and sees none of the old events.
+  // Stopped: a new trace may start, and sees only its own work, none of the old GEMMs.
   tracer.reset();
+  gpu->matmul_forward(out.view(), x.view(), w.view(), n, n, n, n);  // between the traces: in neither
   std::unique_ptr<lh::KernelTracer> again = lh::KernelTracer::start(&why);
   REQUIRE(again != nullptr);
-  CHECK(again->stop().empty());
+  gpu->fill_zero(out.view());
+  const std::vector<lh::TraceEvent> own = again->stop();
+  REQUIRE(own.size() == 1);
+  CHECK(own[0].kind == lh::TraceEvent::Kind::kMemset);
 }
 
 TEST_CASE("kernel trace: training traces name a file per rank and refuse bad settings up front", "[cpu]") {
@@ -158,21 +188,36 @@ TEST_CASE("kernel trace: training traces name a file per rank and refuse bad set
   };
   CHECK_THAT(message([&] { lh::StepTrace(path, 0, 2, 0); }), Catch::Contains("--trace-from"));
   CHECK_THAT(message([&] { lh::StepTrace(path, 3, 0, 0); }), Catch::Contains("--trace-steps"));
-  CHECK_THAT(message([&] { lh::StepTrace((dir.path() / "nope" / "t.json").string(), 3, 2, 0); }),
-             Catch::Contains("nope"));
-  // A range the run never reaches (e.g. a resume past it) leaves no file behind.
+  std::ofstream(dir.path() / "a_file") << "x";
+  CHECK_THAT(message([&] { lh::StepTrace((dir.path() / "a_file" / "t.json").string(), 3, 2, 0); }),
+             Catch::Contains("a_file"));
+  // A range the run never reaches (e.g. a resume past it) writes nothing, and leaves a trace of
+  // an earlier run as it was.
   {
     lh::StepTrace unreached(path, 3, 2, 0);
-    CHECK(std::filesystem::exists(path));  // the writability check made it
+    CHECK_FALSE(std::filesystem::exists(path));
     unreached.before_step(1);
     unreached.after_step(1);
     unreached.finish();
     CHECK_FALSE(std::filesystem::exists(path));
   }
-  // No path: steps pass through untraced, whatever the device.
+  std::ofstream(path) << "{}";
+  {
+    lh::StepTrace unreached(path, 3, 2, 0);
+    unreached.finish();
+  }
+  CHECK(read_text(path) == "{}");
+  // The last step of a huge range does not overflow: the range starts, untraced steps before it pass.
+  lh::StepTrace huge(path, 5, INT_MAX, 0);
+  CHECK_NOTHROW(huge.before_step(4));
+  // No path: steps pass through untraced on any device; with a path, the first traced step needs
+  // a GPU.
   lh::StepTrace none("", 1, 1, 0);
-  none.before_step(1);
+  CHECK_NOTHROW(none.before_step(1));
   none.after_step(1);
   none.finish();
-  CHECK_FALSE(std::filesystem::exists(dir.path() / "t.rank1.json"));
+  if (lh::cuda_device_count() == 0) {
+    lh::StepTrace cpu(path, 1, 1, 0);
+    CHECK_THROWS_WITH(cpu.before_step(1), Catch::Contains("no CUDA device"));
+  }
 }

@@ -21,9 +21,10 @@ struct ClockSample {
 
 struct GpuActivity {
   double seconds = 0;         // wall time covered
-  double energy_j = 0;        // the driver's energy counter over that time
-  double mean_power_w = 0;    // energy_j / seconds: coarse under a few seconds (654-757 W seen for
-                              // the same 0.8 s of work at a 700 W limit)
+  // The driver's energy counter over the window, and energy / the time between its two readings:
+  // coarse under a few seconds (654-757 W seen for the same 0.8 s of work at a 700 W limit).
+  // Unknown where the device has no counter or no two readings of it succeeded.
+  std::optional<double> energy_j, mean_power_w;
   double power_limit_w = 0;   // the enforced power limit
   double max_sm_clock_mhz = 0;  // the device's highest SM clock (boost)
   double mean_sm_clock_mhz = 0, min_sm_clock_mhz = 0;  // over the samples
@@ -31,10 +32,19 @@ struct GpuActivity {
   int samples = 0;
 };
 
-// The summary of one stretch's readings; samples may be empty (then the clock fields stay 0).
-GpuActivity summarize_gpu_activity(const std::vector<ClockSample>& samples, double seconds, double energy_j,
-                                   double power_limit_w, double max_sm_clock_mhz);
-// {"gpu_seconds", "gpu_energy_j", "gpu_power_w", "gpu_power_limit_w", "sm_clock_mhz", ...}.
+// One poll of the device, at t_s seconds on any fixed clock; a read that failed is left empty
+// (a transient NVML error must not pass for a 0 MHz clock or a reset energy counter).
+struct GpuReading {
+  double t_s = 0;
+  std::optional<ClockSample> clock;
+  std::optional<unsigned long long> energy_mj;
+};
+
+// The summary of one window of readings, the first of which is where it starts: the clock
+// samples of the readings after it, and the energy between the window's first and last readings
+// of the counter. Empty or one-reading windows give zeros and no energy.
+GpuActivity summarize_gpu_window(const std::vector<GpuReading>& window, double power_limit_w, double max_sm_clock_mhz);
+// {"gpu_seconds", "sm_clock_mhz", ..., and "gpu_energy_j", "gpu_power_w" where known}.
 nlohmann::json to_json(const GpuActivity& a);
 // "1620 MHz mean SM clock (min 1560, boost 1980), 688 W of 700 (power-capped 95% of the time)".
 std::string describe(const GpuActivity& a);

@@ -47,11 +47,12 @@ TraceSummary summarize_trace(const std::vector<TraceEvent>& events);
 // the most time.
 std::string describe(const TraceSummary& s, int top = 12);
 nlohmann::json to_json(const TraceSummary& s);
-// Chrome trace event format ("X" events, microseconds, one row per stream); throws
+// Chrome trace event format ("X" events, microseconds, one row per stream), written atomically
+// (a sibling temporary file renamed over `path`; missing parent directories are created); throws
 // std::runtime_error naming the path if it cannot be written.
 void write_chrome_trace(const std::vector<TraceEvent>& events, const std::string& path);
-// Throws as write_chrome_trace would if the file cannot be created (it creates it, empty): for
-// callers to find a bad path before the work they trace, not after.
+// Throws as write_chrome_trace would if the file could not be written there, without touching
+// `path` itself: for callers to find a bad path before the work they trace, not after.
 void check_trace_path(const std::string& path);
 // A readable kernel name: demangled, return type, parameter list and template arguments dropped
 // ("void lh::cuda::(anonymous namespace)::ce_backward<true>(...)" -> "lh::cuda::ce_backward").
@@ -67,10 +68,15 @@ class KernelTracer {
   KernelTracer& operator=(const KernelTracer&) = delete;
   // Waits for the device, flushes CUPTI's buffers and returns the events in start order.
   std::vector<TraceEvent> stop();
+  // After stop(): why the events may be incomplete (records CUPTI dropped or left unfinished, a
+  // failed flush), or empty if they are not.
+  std::string incomplete() const;
 
  private:
   KernelTracer() = default;
   bool stopped_ = false;
+  size_t lost_ = 0;
+  std::string problem_;
 };
 
 }  // namespace lh

@@ -37,6 +37,7 @@ nlohmann::json bench_train(Backend& be, const Config& cfg, const TrainBenchOptio
     opt.step(model.params(), model.grads(), model.compute_copy(), 1e-4);
   };
   for (int i = 0; i < o.warmup; ++i) step();
+  be.synchronize();  // the warm-up's last kernels stay out of the clock readings and the trace
   // The clock and power of the timed steps: an H100 or H200 runs them power-capped.
   std::optional<GpuMonitor> gpu;
   if (be.device() == Device::CUDA) gpu.emplace();
@@ -86,6 +87,10 @@ nlohmann::json bench_train(Backend& be, const Config& cfg, const TrainBenchOptio
     r["trace"] = to_json(summary);
     r["trace"]["path"] = o.trace_path;
     std::printf("  trace of the %d timed steps (%s): %s", o.steps, o.trace_path.c_str(), describe(summary).c_str());
+    if (const std::string why = tracer->incomplete(); !why.empty()) {
+      r["trace"]["incomplete"] = why;
+      std::printf("  the trace may be incomplete: %s\n", why.c_str());
+    }
   }
   return r;
 }

@@ -80,7 +80,8 @@ void register_train_command(CLI::App& app) {
   cmd->add_flag("-q,--quiet", args->quiet, "No per-step progress lines");
   cmd->add_option("--trace", args->trace,
                   "Record the GPU kernels, copies and memsets of some steps (CUPTI) into this Chrome trace file "
-                  "(rank r > 0 of a data-parallel run: FILE.rank<r>) and log where their time went");
+                  "(rank r > 0 of a data-parallel run: the rank before the extension, t.json -> t.rank<r>.json) and log where "
+                  "their time went");
   cmd->add_option("--trace-from", args->trace_from, "First traced step, numbered from 1 (default 3: after warm-up)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--trace-steps", args->trace_steps, "How many steps to trace (default 2)")->check(CLI::PositiveNumber);

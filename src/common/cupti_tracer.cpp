@@ -1,6 +1,7 @@
 // KernelTracer through CUPTI's activity API. libcupti is loaded at run time, and only the one of
-// the CUDA major version this was compiled against: its record layouts (CUpti_ActivityKernel10
-// and so on) change between versions.
+// the CUDA major version this was compiled against: the record structs read here
+// (CUpti_ActivityKernel10, ...) are those of this toolkit's cupti.h, and only their leading
+// fields (kind, start, end, stream, name, copy kind), which later versions of a record keep.
 #include <cuda.h>
 #include <cuda_runtime.h>
 #include <cupti.h>
@@ -25,6 +26,7 @@ struct Cupti {
   decltype(&cuptiActivityDisable) disable = nullptr;
   decltype(&cuptiActivityFlushAll) flush_all = nullptr;
   decltype(&cuptiActivityGetNextRecord) next_record = nullptr;
+  decltype(&cuptiActivityGetNumDroppedRecords) dropped_records = nullptr;
   decltype(&cuptiGetResultString) result_string = nullptr;
 
   std::string error(CUptiResult r) const {
@@ -44,6 +46,7 @@ const Cupti* load_cupti() {
     const bool ok = get(c.register_callbacks, "cuptiActivityRegisterCallbacks") &&
                     get(c.enable, "cuptiActivityEnable") && get(c.disable, "cuptiActivityDisable") &&
                     get(c.flush_all, "cuptiActivityFlushAll") && get(c.next_record, "cuptiActivityGetNextRecord") &&
+                    get(c.dropped_records, "cuptiActivityGetNumDroppedRecords") &&
                     get(c.result_string, "cuptiGetResultString");
     return ok ? &c : nullptr;
   }();
@@ -54,9 +57,11 @@ constexpr CUpti_ActivityKind kKinds[] = {CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL, 
                                          CUPTI_ACTIVITY_KIND_MEMSET};
 constexpr size_t kBufferBytes = size_t(8) << 20, kBufferAlign = 8;
 
-// What CUPTI's buffer callbacks (on CUPTI's own thread) have handed over.
+// What CUPTI's buffer callbacks (on CUPTI's own thread) have handed over, and how many records
+// were lost: dropped by CUPTI (no buffer), unreadable, or incomplete (no end time).
 std::mutex g_mu;
 std::vector<TraceEvent> g_events;
+size_t g_lost = 0;
 
 const char* memcpy_name(uint8_t kind) {
   switch (kind) {
@@ -73,25 +78,42 @@ void CUPTIAPI buffer_requested(uint8_t** buffer, size_t* size, size_t* max_recor
   *max_records = 0;  // as many as fit
 }
 
-void CUPTIAPI buffer_completed(CUcontext, uint32_t, uint8_t* buffer, size_t, size_t valid) {
+// A C callback: nothing may be thrown through CUPTI's frames, and the buffer is ours to free.
+void CUPTIAPI buffer_completed(CUcontext context, uint32_t stream, uint8_t* buffer, size_t, size_t valid) {
   const Cupti* cupti = load_cupti();
   std::vector<TraceEvent> got;
-  CUpti_Activity* r = nullptr;
-  while (cupti->next_record(buffer, valid, &r) == CUPTI_SUCCESS) {
-    if (r->kind == CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL || r->kind == CUPTI_ACTIVITY_KIND_KERNEL) {
-      const auto* k = reinterpret_cast<const CUpti_ActivityKernel10*>(r);
-      got.push_back({TraceEvent::Kind::kKernel, short_kernel_name(k->name), k->start, k->end, k->streamId});
-    } else if (r->kind == CUPTI_ACTIVITY_KIND_MEMCPY) {
-      const auto* m = reinterpret_cast<const CUpti_ActivityMemcpy6*>(r);
-      got.push_back({TraceEvent::Kind::kMemcpy, memcpy_name(m->copyKind), m->start, m->end, m->streamId});
-    } else if (r->kind == CUPTI_ACTIVITY_KIND_MEMSET) {
-      const auto* m = reinterpret_cast<const CUpti_ActivityMemset4*>(r);
-      got.push_back({TraceEvent::Kind::kMemset, "memset", m->start, m->end, m->streamId});
+  size_t lost = 0;
+  try {
+    auto add = [&](TraceEvent::Kind kind, std::string name, uint64_t start, uint64_t end, uint32_t stream_id) {
+      if (start == 0 || end < start) {
+        ++lost;
+        return;
+      }
+      got.push_back({kind, std::move(name), start, end, stream_id});
+    };
+    CUpti_Activity* r = nullptr;
+    while (buffer && cupti->next_record(buffer, valid, &r) == CUPTI_SUCCESS) {
+      if (r->kind == CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL || r->kind == CUPTI_ACTIVITY_KIND_KERNEL) {
+        const auto* k = reinterpret_cast<const CUpti_ActivityKernel10*>(r);
+        add(TraceEvent::Kind::kKernel, short_kernel_name(k->name), k->start, k->end, k->streamId);
+      } else if (r->kind == CUPTI_ACTIVITY_KIND_MEMCPY) {
+        const auto* m = reinterpret_cast<const CUpti_ActivityMemcpy6*>(r);
+        add(TraceEvent::Kind::kMemcpy, memcpy_name(m->copyKind), m->start, m->end, m->streamId);
+      } else if (r->kind == CUPTI_ACTIVITY_KIND_MEMSET) {
+        const auto* m = reinterpret_cast<const CUpti_ActivityMemset4*>(r);
+        add(TraceEvent::Kind::kMemset, "memset", m->start, m->end, m->streamId);
+      }
     }
+    size_t dropped = 0;
+    if (context && cupti->dropped_records(context, stream, &dropped) == CUPTI_SUCCESS) lost += dropped;
+    std::lock_guard<std::mutex> lock(g_mu);
+    g_events.insert(g_events.end(), got.begin(), got.end());
+    g_lost += lost;
+  } catch (...) {  // out of memory: this buffer's records are lost, and counted
+    std::lock_guard<std::mutex> lock(g_mu);
+    g_lost += lost + got.size() + 1;
   }
   std::free(buffer);
-  std::lock_guard<std::mutex> lock(g_mu);
-  g_events.insert(g_events.end(), got.begin(), got.end());
 }
 
 bool g_tracing = false;  // one tracer at a time
@@ -118,6 +140,7 @@ std::unique_ptr<KernelTracer> KernelTracer::start(std::string* why_not) {
   {
     std::lock_guard<std::mutex> lock(g_mu);
     g_events.clear();
+    g_lost = 0;
   }
   g_tracing = true;
   return std::unique_ptr<KernelTracer>(new KernelTracer());
@@ -127,18 +150,27 @@ std::vector<TraceEvent> KernelTracer::stop() {
   if (stopped_) return {};
   stopped_ = true;
   const Cupti* cupti = load_cupti();
-  cudaDeviceSynchronize();
-  cupti->flush_all(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
-  for (CUpti_ActivityKind kind : kKinds) cupti->disable(kind);
+  const cudaError_t synced = cudaDeviceSynchronize();  // the traced work is complete ...
+  for (CUpti_ActivityKind kind : kKinds) cupti->disable(kind);  // ... nothing later is recorded ...
+  const CUptiResult flushed = cupti->flush_all(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);  // ... and all is handed over
   g_tracing = false;
   std::vector<TraceEvent> events;
   {
     std::lock_guard<std::mutex> lock(g_mu);
     events.swap(g_events);
+    lost_ = g_lost;
   }
+  if (synced != cudaSuccess) problem_ = std::string("waiting for the device: ") + cudaGetErrorString(synced);
+  if (flushed != CUPTI_SUCCESS) problem_ = "CUPTI flush: " + cupti->error(flushed);
   std::stable_sort(events.begin(), events.end(),
                    [](const TraceEvent& a, const TraceEvent& b) { return a.start_ns < b.start_ns; });
   return events;
+}
+
+std::string KernelTracer::incomplete() const {
+  std::string why = problem_;
+  if (lost_ > 0) why += (why.empty() ? "" : "; ") + std::to_string(lost_) + " records lost";
+  return why;
 }
 
 KernelTracer::~KernelTracer() { stop(); }

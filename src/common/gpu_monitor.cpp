@@ -15,45 +15,62 @@
 
 namespace lh {
 
-GpuActivity summarize_gpu_activity(const std::vector<ClockSample>& samples, double seconds, double energy_j,
-                                   double power_limit_w, double max_sm_clock_mhz) {
+GpuActivity summarize_gpu_window(const std::vector<GpuReading>& window, double power_limit_w,
+                                 double max_sm_clock_mhz) {
   GpuActivity a;
-  a.seconds = seconds;
-  a.energy_j = energy_j;
-  a.mean_power_w = seconds > 0 ? energy_j / seconds : 0.0;
   a.power_limit_w = power_limit_w;
   a.max_sm_clock_mhz = max_sm_clock_mhz;
-  a.samples = int(samples.size());
-  if (samples.empty()) return a;
+  if (window.size() < 2) return a;
+  a.seconds = window.back().t_s - window.front().t_s;
+
   double sum = 0;
   int capped = 0;
-  a.min_sm_clock_mhz = samples.front().sm_clock_mhz;
-  for (const ClockSample& s : samples) {
-    sum += s.sm_clock_mhz;
-    a.min_sm_clock_mhz = std::min(a.min_sm_clock_mhz, s.sm_clock_mhz);
-    capped += s.power_capped ? 1 : 0;
+  for (size_t i = 1; i < window.size(); ++i) {
+    const std::optional<ClockSample>& s = window[i].clock;
+    if (!s) continue;
+    a.min_sm_clock_mhz = a.samples == 0 ? s->sm_clock_mhz : std::min(a.min_sm_clock_mhz, s->sm_clock_mhz);
+    sum += s->sm_clock_mhz;
+    capped += s->power_capped ? 1 : 0;
+    ++a.samples;
   }
-  a.mean_sm_clock_mhz = sum / double(samples.size());
-  a.power_capped_fraction = double(capped) / double(samples.size());
+  if (a.samples > 0) {
+    a.mean_sm_clock_mhz = sum / a.samples;
+    a.power_capped_fraction = double(capped) / a.samples;
+  }
+
+  auto has_energy = [](const GpuReading& r) { return r.energy_mj.has_value(); };
+  const auto first = std::find_if(window.begin(), window.end(), has_energy);
+  const auto last = std::find_if(window.rbegin(), window.rend(), has_energy);
+  if (first != window.end() && &*first != &*last && *last->energy_mj >= *first->energy_mj &&
+      last->t_s > first->t_s) {
+    a.energy_j = double(*last->energy_mj - *first->energy_mj) * 1e-3;
+    a.mean_power_w = *a.energy_j / (last->t_s - first->t_s);
+  }
   return a;
 }
 
 nlohmann::json to_json(const GpuActivity& a) {
-  return {{"gpu_seconds", a.seconds},
-          {"gpu_energy_j", a.energy_j},
-          {"gpu_power_w", a.mean_power_w},
-          {"gpu_power_limit_w", a.power_limit_w},
-          {"sm_clock_mhz", a.mean_sm_clock_mhz},
-          {"sm_clock_min_mhz", a.min_sm_clock_mhz},
-          {"sm_clock_max_mhz", a.max_sm_clock_mhz},
-          {"power_capped_fraction", a.power_capped_fraction},
-          {"clock_samples", a.samples}};
+  nlohmann::json j = {{"gpu_seconds", a.seconds},
+                      {"gpu_power_limit_w", a.power_limit_w},
+                      {"sm_clock_mhz", a.mean_sm_clock_mhz},
+                      {"sm_clock_min_mhz", a.min_sm_clock_mhz},
+                      {"sm_clock_max_mhz", a.max_sm_clock_mhz},
+                      {"power_capped_fraction", a.power_capped_fraction},
+                      {"clock_samples", a.samples}};
+  if (a.energy_j) j["gpu_energy_j"] = *a.energy_j;
+  if (a.mean_power_w) j["gpu_power_w"] = *a.mean_power_w;
+  return j;
 }
 
 std::string describe(const GpuActivity& a) {
+  char power[64];
+  if (a.mean_power_w)
+    std::snprintf(power, sizeof power, "%.0f W", *a.mean_power_w);
+  else
+    std::snprintf(power, sizeof power, "power unknown");
   char buf[256];
-  std::snprintf(buf, sizeof buf, "%.0f MHz mean SM clock (min %.0f, boost %.0f), %.0f W of %.0f (power-capped %.0f%% of the time)",
-                a.mean_sm_clock_mhz, a.min_sm_clock_mhz, a.max_sm_clock_mhz, a.mean_power_w, a.power_limit_w,
+  std::snprintf(buf, sizeof buf, "%.0f MHz mean SM clock (min %.0f, boost %.0f), %s of %.0f W (power-capped %.0f%% of the time)",
+                a.mean_sm_clock_mhz, a.min_sm_clock_mhz, a.max_sm_clock_mhz, power, a.power_limit_w,
                 100.0 * a.power_capped_fraction);
   return buf;
 }
@@ -107,16 +124,11 @@ using Clock = std::chrono::steady_clock;
 // loop, which calls lap() at every logging interval, must not wait for one (a data-parallel run
 // would have every rank wait for rank 0).
 struct GpuMonitor::Impl {
-  struct Reading {
-    Clock::time_point t;
-    ClockSample clock;
-    unsigned long long energy_mj = 0;
-  };
-
   const Nvml* nvml = nullptr;
   NvmlDevice device = nullptr;
   std::chrono::duration<double, std::milli> period{20};
   double power_limit_w = 0, max_clock_mhz = 0;
+  const Clock::time_point epoch = Clock::now();
 
   std::thread sampler;
   std::mutex mu;
@@ -124,51 +136,53 @@ struct GpuMonitor::Impl {
   bool running = false;
   // The readings of the window so far; the first one is where the window starts (the previous
   // window's last reading), so that consecutive windows neither overlap nor leave gaps.
-  std::vector<Reading> window;
+  std::vector<GpuReading> window;
 
   ~Impl() {
     stop();
     nvml->shutdown();
   }
-  Reading read() const {
-    Reading r;
-    r.t = Clock::now();
+  GpuReading read() const {
+    GpuReading r;
+    r.t_s = std::chrono::duration<double>(Clock::now() - epoch).count();
     unsigned mhz = 0;
-    unsigned long long reasons = 0;
-    if (nvml->clock(device, kNvmlClockSm, &mhz) == kNvmlSuccess) r.clock.sm_clock_mhz = mhz;
-    if (nvml->clock_reasons(device, &reasons) == kNvmlSuccess)
-      r.clock.power_capped = (reasons & (kReasonSwPowerCap | kReasonHwPowerBrake)) != 0;
-    if (nvml->energy_mj(device, &r.energy_mj) != kNvmlSuccess) r.energy_mj = 0;
+    unsigned long long reasons = 0, energy = 0;
+    if (nvml->clock(device, kNvmlClockSm, &mhz) == kNvmlSuccess &&
+        nvml->clock_reasons(device, &reasons) == kNvmlSuccess)
+      r.clock = ClockSample{double(mhz), (reasons & (kReasonSwPowerCap | kReasonHwPowerBrake)) != 0};
+    if (nvml->energy_mj(device, &energy) == kNvmlSuccess) r.energy_mj = energy;
     return r;
   }
   void start() {
     stop();
     window.clear();
+    // Reads at once (the window's start), then every period, and a last time when stopped
+    // (unless a reading was in progress then: that one is the last).
     running = true;
-    // Reads at once (the window's start), then every period, and once more when stopped.
-    sampler = std::thread([this] {
-      std::unique_lock<std::mutex> lock(mu);
-      for (;;) {
-        lock.unlock();
-        const Reading r = read();
-        lock.lock();
-        window.push_back(r);
-        if (!running) break;
-        wake.wait_for(lock, period, [this] { return !running; });
-      }
-    });
+    try {
+      sampler = std::thread([this] {
+        std::unique_lock<std::mutex> lock(mu);
+        for (;;) {
+          lock.unlock();
+          const GpuReading r = read();
+          lock.lock();
+          window.push_back(r);
+          if (!running) break;
+          wake.wait_for(lock, period, [this] { return !running; });
+        }
+      });
+    } catch (...) {
+      running = false;  // no thread to join
+      throw;
+    }
   }
   // The window so far, which then starts again from its last reading; nothing (and the window
   // goes on) while it holds no reading beyond its start. Caller holds mu.
   std::optional<GpuActivity> take_window() {
     if (window.size() < 2) return std::nullopt;
-    const Reading first = window.front(), last = window.back();
-    std::vector<ClockSample> clocks;
-    for (size_t i = 1; i < window.size(); ++i) clocks.push_back(window[i].clock);
-    const double seconds = std::chrono::duration<double>(last.t - first.t).count();
-    const double joules = last.energy_mj >= first.energy_mj ? double(last.energy_mj - first.energy_mj) * 1e-3 : 0.0;
-    window.assign(1, last);
-    return summarize_gpu_activity(clocks, seconds, joules, power_limit_w, max_clock_mhz);
+    const GpuActivity a = summarize_gpu_window(window, power_limit_w, max_clock_mhz);
+    window.erase(window.begin(), window.end() - 1);
+    return a;
   }
   std::optional<GpuActivity> lap() {
     std::lock_guard<std::mutex> lock(mu);
@@ -193,7 +207,7 @@ GpuMonitor::GpuMonitor(double sample_ms) {
   char bus_id[64] = {};
   if (!nvml || cudaGetDevice(&cuda_device) != cudaSuccess ||
       cudaDeviceGetPCIBusId(bus_id, sizeof bus_id, cuda_device) != cudaSuccess) {
-    cudaGetLastError();  // no driver or no device: clear the sticky error
+    cudaGetLastError();  // no driver or no device: later CUDA calls must not report this error
     return;
   }
   if (nvml->init() != kNvmlSuccess) return;

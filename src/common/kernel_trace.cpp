@@ -3,20 +3,26 @@
 #include "lighthouse/kernel_trace.h"
 
 #include <cxxabi.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <cerrno>
 #include <cstdlib>
-#include <fstream>
+#include <cstring>
+#include <filesystem>
 #include <map>
 #include <stdexcept>
+
+#include "lighthouse/checkpoint_dir.h"
 
 namespace lh {
 
 namespace {
 
-[[noreturn]] void throw_unwritable(const std::string& path) {
-  throw std::runtime_error("cannot write the trace file " + path);
+[[noreturn]] void throw_unwritable(const std::string& path, const std::string& why) {
+  throw std::runtime_error("cannot write the trace file " + path + ": " + why);
 }
 
 bool is_comm(const TraceEvent& e) { return e.name.compare(0, 4, "nccl") == 0; }
@@ -149,14 +155,27 @@ void write_chrome_trace(const std::vector<TraceEvent>& events, const std::string
                     {"ts", double(e.start_ns - t0) * 1e-3},
                     {"dur", double(e.end_ns - e.start_ns) * 1e-3}});
   }
-  std::ofstream f(path);
-  if (!f) throw_unwritable(path);
-  f << nlohmann::json{{"traceEvents", list}, {"displayTimeUnit", "ms"}}.dump() << '\n';
-  if (!f) throw_unwritable(path);
+  try {  // a reader (or a run killed mid-write) never sees a torn file
+    ckpt::write_file_atomic(path, nlohmann::json{{"traceEvents", list}, {"displayTimeUnit", "ms"}}.dump() + "\n");
+  } catch (const std::exception& e) {
+    throw_unwritable(path, e.what());
+  }
 }
 
 void check_trace_path(const std::string& path) {
-  if (!std::ofstream(path)) throw_unwritable(path);
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) throw_unwritable(path, "it is a directory");
+  const fs::path parent = fs::path(path).has_parent_path() ? fs::path(path).parent_path() : fs::path(".");
+  fs::create_directories(parent, ec);  // as the write would
+  if (ec) throw_unwritable(path, "cannot create " + parent.string() + ": " + ec.message());
+  // A probe file beside it, removed at once: an existing trace of an earlier run stays untouched
+  // until the new one replaces it.
+  const std::string probe = (parent / (".probe-" + std::to_string(::getpid()) + "-" + fs::path(path).filename().string())).string();
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
+  if (fd < 0) throw_unwritable(path, std::strerror(errno));
+  ::close(fd);
+  ::unlink(probe.c_str());
 }
 
 std::string short_kernel_name(const char* name) {

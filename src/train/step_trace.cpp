@@ -1,5 +1,7 @@
 #include "train/step_trace.h"
 
+#include <algorithm>
+#include <climits>
 #include <filesystem>
 #include <stdexcept>
 
@@ -14,16 +16,19 @@ std::string StepTrace::path_for_rank(const std::string& path, int rank) {
 }
 
 StepTrace::StepTrace(std::string path, int first, int count, int rank)
-    : path_(path.empty() ? path : path_for_rank(path, rank)), first_(first), last_(first + count - 1), rank_(rank) {
+    : path_(path.empty() ? path : path_for_rank(path, rank)), first_(first), last_(first), rank_(rank) {
   if (path_.empty()) return;
   if (first < 1) throw std::runtime_error("--trace-from must be a step number >= 1, got " + std::to_string(first));
   if (count < 1) throw std::runtime_error("--trace-steps must be >= 1, got " + std::to_string(count));
+  last_ = int(std::min<long long>(INT_MAX, (long long)first + count - 1));
   check_trace_path(path_);  // found out now, not after the run has reached the traced steps
 }
 
+// A run that fails (an exception unwinds train()) still writes what it traced; the "never
+// reached" warning belongs to runs that end normally (finish()).
 StepTrace::~StepTrace() {
   try {
-    finish();
+    write();
   } catch (const std::exception& e) {
     spdlog::warn("trace: {}", e.what());
   }
@@ -38,20 +43,22 @@ void StepTrace::before_step(int step) {
 }
 
 void StepTrace::after_step(int step) {
-  if (tracer_ && step == last_) finish();
+  if (tracer_ && step == last_) write();
 }
 
 void StepTrace::finish() {
-  if (!path_.empty() && !started_) {  // a resume past the range, or a run that ends before it
-    std::error_code ec;
-    std::filesystem::remove(path_, ec);  // the empty file the writability check made
-    if (rank_ == 0) spdlog::warn("--trace: step {} was not run by this process; no trace written", first_);
-    path_.clear();
-  }
+  if (!path_.empty() && !started_ && rank_ == 0)  // a resume past the range, or a run that ends before it
+    spdlog::warn("--trace: step {} was not run by this process; no trace written", first_);
+  write();
+}
+
+void StepTrace::write() {
   if (!tracer_) return;
   const std::vector<TraceEvent> events = tracer_->stop();
+  const std::string incomplete = tracer_->incomplete();
   tracer_.reset();
   write_chrome_trace(events, path_);
+  if (!incomplete.empty()) spdlog::warn("trace {} may be incomplete: {}", path_, incomplete);
   const std::string summary = describe(summarize_trace(events));
   if (rank_ == 0)
     spdlog::info("trace of steps {}-{} written to {}: {}", first_, last_, path_, summary.substr(0, summary.size() - 1));

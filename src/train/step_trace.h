@@ -14,18 +14,20 @@ class StepTrace {
   // Traces steps first .. first + count - 1 (numbered from 1, as in progress lines) into `path`
   // on rank 0 and `path` with ".rank<r>" before its extension on rank r. An empty path traces
   // nothing. Throws std::runtime_error naming the culprit if the path cannot be written or count
-  // or first is below 1.
+  // or first is below 1; touches no file until the trace is written.
   StepTrace(std::string path, int first, int count, int rank);
   ~StepTrace();
   void before_step(int step);  // starts the trace at the first traced step
   void after_step(int step);   // stops, writes and logs after the last one
-  // Stops, writes and logs a trace still running (a run that ended or stopped inside the range);
-  // where the range was never reached, removes the empty file and says so.
+  // At the end of a run: stops, writes and logs a trace still running (a run that ended or
+  // stopped inside the range); where the range was never reached, says so.
   void finish();
 
   static std::string path_for_rank(const std::string& path, int rank);
 
  private:
+  void write();  // stops, writes and logs a running trace; nothing otherwise
+
   std::string path_;
   int first_, last_, rank_;
   bool started_ = false;

@@ -200,6 +200,7 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
         dp ? dp->step(model, optimizer, lr) : optimizer.step(model.params(), model.grads(), model.compute_copy(), lr);
     state.step = step + 1;
     state.tokens_seen += double(tokens_per_step);
+    const double step_ms = 1e3 * seconds_since(step_start);  // not counting the trace's writing
     trace.after_step(state.step);  // before validation and checkpoints, which the trace leaves out
     if (root && new_layout && cfg.training.recompute == Recompute::kAuto)
       spdlog::info("training.recompute auto: {} (activations {:.2f} GiB)", model.recompute_summary(),
@@ -208,7 +209,6 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
 
     const double elapsed = seconds_since(start);
     const double tok_s = double(tokens_per_step) * (state.step - first_step) / elapsed;
-    const double step_ms = 1e3 * seconds_since(step_start);
     const double eta = elapsed / (state.step - first_step) * (cfg.training.steps - state.step);
     summary.last_loss = loss;
     if (state.step % cfg.logging.interval == 0 || state.step == cfg.training.steps) {
