@@ -7,8 +7,11 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include <sys/wait.h>
+
+#include <nlohmann/json.hpp>
 
 #include "support/run_binary.h"
 #include "support/temp_dir.h"
@@ -37,8 +40,27 @@ TEST_CASE("cli: unknown subcommands and flags are errors", "[cpu][cli]") {
   const auto r = run_lighthouse("train --no-such-flag", dir.path());
   CHECK(r.code != 0);
   CHECK_THAT(r.output, Catch::Contains("no-such-flag"));
-  CHECK(run_lighthouse("frobnicate", dir.path()).code != 0);
+  for (const char* unknown : {"frobnicate", "data frobnicate"}) {
+    const auto u = run_lighthouse(unknown, dir.path());
+    CHECK(u.code != 0);
+    CHECK_THAT(u.output, Catch::Contains("unknown command 'frobnicate'"));
+  }
   CHECK(run_lighthouse("train --help", dir.path()).code == 0);
+  // Numbers say what they must be; negative counts and seeds are not wrapped around.
+  const auto zero = run_lighthouse("train --stop-at 0", dir.path());
+  CHECK(zero.code != 0);
+  CHECK_THAT(zero.output, Catch::Contains("--stop-at: must be >= 1, got 0"));
+  const auto word = run_lighthouse("train --stop-at ten", dir.path());
+  CHECK_THAT(word.output, Catch::Contains("'ten' is not a whole number"));
+  for (const char* negative : {"--val-samples -1", "--seed -1"}) {
+    const auto r = run_lighthouse(std::string("data synthetic --task toy --out d --length 9 ") + negative, dir.path());
+    CHECK(r.code != 0);
+    CHECK_THAT(r.output, Catch::Contains(std::string(negative).substr(0, std::string(negative).find(' '))));
+    CHECK_FALSE(fs::exists(dir.path() / "d"));
+  }
+  const auto heads = run_lighthouse("bench attention --heads 2 --kv-heads 4 --seq-lens 64", dir.path());
+  CHECK(heads.code != 0);
+  CHECK_THAT(heads.output, Catch::Contains("--kv-heads (4) must divide --heads (2)"));
 }
 
 TEST_CASE("cli: bad configs and overrides name the culprit", "[cpu][cli]") {
@@ -95,6 +117,11 @@ TEST_CASE("cli: data, train, resume, eval and export on a tiny model", "[cpu][cl
   CHECK(fs::exists(dir.path() / "runs/tiny/step_00000002/state.json"));
   r = run_lighthouse("train --config tiny.json --quiet", dir.path());
   CHECK(r.code != 0);  // refuses to start over a run directory with checkpoints
+  // A job chunk run again once its chunk is done trains nothing (rather than past --stop-at).
+  r = run_lighthouse("train --config tiny.json --resume --stop-at 1", dir.path());
+  CHECK(r.code == 0);
+  CHECK_THAT(r.output, Catch::Contains("already at or past --stop-at 1") && Catch::Contains("nothing left to train"));
+  CHECK_FALSE(fs::exists(dir.path() / "runs/tiny/step_00000003"));
   r = run_lighthouse("train --config tiny.json --resume", dir.path());
   REQUIRE(r.code == 0);
   CHECK_THAT(r.output, Catch::Contains("resumed") && Catch::Contains("ETA"));
@@ -111,6 +138,46 @@ TEST_CASE("cli: data, train, resume, eval and export on a tiny model", "[cpu][cl
   REQUIRE(r.code == 0);
   CHECK(fs::exists(dir.path() / "hf/config.json"));
   CHECK(fs::exists(dir.path() / "hf/model.safetensors"));
+  r = run_lighthouse("export --checkpoint runs/tiny/step_00000004 --out hf --dtype bf16", dir.path());
+  CHECK(r.code == 0);  // over an earlier export
+  // Never over a checkpoint, a run directory or other files.
+  for (const char* taken : {"runs/tiny/step_00000004", "runs/tiny"}) {
+    r = run_lighthouse(std::string("export --checkpoint runs/tiny/step_00000004 --out ") + taken, dir.path());
+    CHECK(r.code != 0);
+    CHECK_THAT(r.output, Catch::Contains("not an earlier export"));
+  }
+  r = run_lighthouse("eval --checkpoint runs/tiny/step_00000004 --val-batches 1000", dir.path());
+  CHECK(r.code == 0);  // the checkpoint is intact; the shards hold fewer batches than asked for
+  CHECK_THAT(r.output, Catch::Contains("evaluating 4 rather than 1000") && Catch::Contains("(4 batches"));
+
+  // Token files: ids outside the vocabulary and headers that promise more than the file holds.
+  auto tokens = [&](const char* name, std::vector<int32_t> words) {
+    std::ofstream(dir.path() / name, std::ios::binary)
+        .write(reinterpret_cast<const char*>(words.data()), std::streamsize(words.size() * sizeof(int32_t)));
+  };
+  tokens("oov.bin", {1, 3, 5, 999, 7});
+  tokens("short.bin", {100000, 100000, 1, 2});
+  r = run_lighthouse("eval --checkpoint runs/tiny/step_00000004 --logits-for oov.bin --logits-out l.bin", dir.path());
+  CHECK(r.code != 0);
+  CHECK_THAT(r.output, Catch::Contains("oov.bin: token 999 at position 1 is outside"));
+  r = run_lighthouse("eval --checkpoint runs/tiny/step_00000004 --logits-for short.bin --logits-out l.bin", dir.path());
+  CHECK(r.code != 0);
+  CHECK_THAT(r.output, Catch::Contains("short.bin: the header says 100000 x 100000 tokens"));
+  r = run_lighthouse("select --checkpoint runs/tiny/step_00000004 --tokens oov.bin --layer 0 --head 0", dir.path());
+  CHECK(r.code != 0);
+  CHECK_THAT(r.output, Catch::Contains("token 999"));
+
+  // A checkpoint whose state was edited into nonsense is refused, naming its state file.
+  fs::copy(dir.path() / "runs/tiny/step_00000004", dir.path() / "edited", fs::copy_options::recursive);
+  {
+    std::ifstream in(dir.path() / "edited/state.json");
+    nlohmann::json state = nlohmann::json::parse(in);
+    state["state"]["step"] = -3;
+    std::ofstream(dir.path() / "edited/state.json") << state.dump();
+  }
+  r = run_lighthouse("eval --checkpoint edited", dir.path());
+  CHECK(r.code != 0);
+  CHECK_THAT(r.output, Catch::Contains("edited/state.json") && Catch::Contains("step must be >= 0"));
 
   r = run_lighthouse("eval --checkpoint runs/no_such_dir", dir.path());
   CHECK(r.code != 0);

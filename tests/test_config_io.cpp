@@ -86,7 +86,25 @@ TEST_CASE("load_file", "[config]") {
       "// comments are allowed\n{\"data\": {\"train\": [\"a\"]}, /* here too */ \"model\": {\"dim\": 64}}");
   CHECK(Config::load_file(good).model.dim == 64);
   CHECK(Config::load_file(good, {"model.dim=128", "model.n_heads=2", "model.n_kv_heads=2"}).model.dim == 128);
-  expect_error([&] { Config::load_file(good, {"model.dim=x"}); }, "model.dim", "in " + good);
+  expect_error([&] { Config::load_file(good, {"model.dim=x"}); }, "model.dim", "from --set model.dim=x");
+  expect_error([&] { Config::load_file(good, {"model.dim=64", "model.n_heads=5"}); }, "model.n_heads",
+               "from --set model.n_heads=5");
+  expect_error([&] { Config::load_file(good, {"training.stepz=3"}); }, "training.stepz", "from --set training.stepz=3");
+  // A key given twice would silently drop the first value (here a whole section): refused.
+  const std::string twice = write_temp_file("twice.json", R"({"data":{"train":["a"]},"model":{"dim":64},"model":{}})");
+  expect_error([&] { Config::load_file(twice); }, twice, "\"model\" appears twice");
+  const std::string nested_twice = write_temp_file("nested_twice.json", R"({"model":{"dim":64,"n_layers":2,"dim":32}})");
+  expect_error([&] { Config::load_file(nested_twice); }, nested_twice, "\"dim\" appears twice");
+  const std::string same_key_apart =
+      write_temp_file("apart.json", R"({"data":{"train":["a"], "val":[]},"model":{"dim":64},"training":{"steps":3}})");
+  CHECK(Config::load_file(same_key_apart).training.steps == 3);  // equal names in different objects are fine
+  const std::string huge = write_temp_file("huge.json", R"({"optimizer":{"lr":1e999}})");
+  expect_error([&] { Config::load_file(huge); }, huge, "out of range");
+  const std::string deep = write_temp_file("deep.json", std::string(100000, '[') + std::string(100000, ']'));
+  expect_error([&] { Config::load_file(deep); }, deep, "nested more than");
+  const std::string brackets_in_text =  // brackets inside strings and comments do not count
+      write_temp_file("text.json", "// [[[[\n{\"data\":{\"train\":[\"" + std::string(300, '[') + "\"]}}");
+  CHECK(Config::load_file(brackets_in_text).data.train.size() == 1);
 }
 
 TEST_CASE("shipped configs parse", "[config]") {

@@ -20,6 +20,8 @@ struct AttentionBenchOptions {
 // Dense causal attention forward and forward+backward of one layer per sequence length.
 // FLOPs counted: forward 2 * B * H * N^2 * d (two matmuls over the causal half), backward 2.5x that.
 nlohmann::json bench_attention(Backend& be, const AttentionBenchOptions& o);
+// Throws std::runtime_error naming the flags unless kv_heads divides heads.
+void check_heads(int heads, int kv_heads);
 
 struct LighthouseBenchOptions {
   std::vector<int> seq_lens{16384, 32768, 65536, 98304, 131072};

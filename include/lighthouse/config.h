@@ -121,6 +121,9 @@ struct Config {
   static Config load_file(const std::string& path);  // errors name the file too
   // load_file with --set overrides applied (in order) before validation.
   static Config load_file(const std::string& path, const std::vector<std::string>& overrides);
+  // A parsed document with overrides applied, validated; an error names its culprit's source: the
+  // --set that gave the offending key, else `source` (a file name, "quickstart config").
+  static Config load(nlohmann::json j, const std::vector<std::string>& overrides, const std::string& source);
   // Reads and parses a JSON file without validating it (// and /* */ comments allowed). Throws
   // ConfigError(path, ...) when the file is missing or malformed (with line and column).
   static nlohmann::json load_json_file(const std::string& path);

@@ -16,7 +16,9 @@ namespace lh {
 nlohmann::json hf_llama_config(const ModelConfig& model, DType dtype);
 
 // Verifies and loads the checkpoint, then writes out_dir/config.json and out_dir/model.safetensors
-// in dtype F32 or BF16 (round to nearest even). Files are written atomically.
+// in dtype F32 or BF16 (round to nearest even). Files are written atomically. out_dir must be new,
+// empty or an earlier export (holding only those files): anything else is refused, before any
+// work, with std::runtime_error naming what it holds.
 void export_hf(const std::string& checkpoint_dir, const std::string& out_dir, DType dtype);
 
 }  // namespace lh

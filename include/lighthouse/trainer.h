@@ -21,10 +21,11 @@ struct TrainOptions {
 
 struct TrainSummary {
   int steps_done = 0;            // optimizer steps completed in total (including before a resume)
+  int steps_run = 0;             // of which this call ran
   double last_loss = 0.0;        // training loss of the last step
   double last_val_loss = -1.0;   // -1 when no validation ran
   double tokens_per_s = 0.0;     // over the steps this process ran
-  std::string last_checkpoint;   // empty when none was written
+  std::string last_checkpoint;   // the newest checkpoint of the run (written or resumed from); empty if none
   bool interrupted = false;      // stopped early by SIGINT/SIGTERM (a checkpoint was written)
 };
 
@@ -34,9 +35,9 @@ class Communicator;
 TrainSummary train(const Config& config, Backend& backend, const TrainOptions& options = {},
                    Communicator* comm = nullptr);
 
-// The backend that training.device asks for ("auto" takes CUDA when a GPU and the CUDA backend are
-// present, else the CPU).
-std::unique_ptr<Backend> make_backend(const std::string& device);
+// The backend that a device setting asks for ("auto" takes CUDA when a GPU and the CUDA backend
+// are present, else the CPU); errors name `setting` (the config key or the command-line flag).
+std::unique_ptr<Backend> make_backend(const std::string& device, const std::string& setting = "training.device");
 
 // Sets the backend's kernel choices from training.deterministic and training.attention_backward
 // (training and `bench train` alike).

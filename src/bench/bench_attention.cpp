@@ -1,3 +1,4 @@
+#include <stdexcept>
 #include <cstdio>
 
 #include "bench/timing.h"
@@ -24,7 +25,14 @@ Buffer random_activations(Backend& be, size_t n, uint64_t seed) {
 }
 }  // namespace
 
+void check_heads(int heads, int kv_heads) {
+  if (kv_heads > heads || heads % kv_heads != 0)
+    throw std::runtime_error("--kv-heads (" + std::to_string(kv_heads) + ") must divide --heads (" +
+                             std::to_string(heads) + ")");
+}
+
 nlohmann::json bench_attention(Backend& be, const AttentionBenchOptions& o) {
+  check_heads(o.heads, o.kv_heads);
   be.set_deterministic(o.deterministic);
   nlohmann::json rows = nlohmann::json::array();
   for (int N : o.seq_lens) {

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <functional>
 #include <map>
+#include <stdexcept>
 #include <string>
 
 #include "bench/timing.h"
@@ -54,6 +55,7 @@ lighthouse::Geometry pick_geometry(int N, const LighthouseBenchOptions& o) {
 }  // namespace
 
 nlohmann::json bench_lighthouse(Backend& be, const LighthouseBenchOptions& o) {
+  check_heads(o.heads, o.kv_heads);
   be.set_deterministic(o.deterministic);
   nlohmann::json rows = nlohmann::json::array();
   for (int N : o.seq_lens) {
@@ -209,6 +211,10 @@ nlohmann::json bench_lighthouse(Backend& be, const LighthouseBenchOptions& o) {
     std::fflush(stdout);
     rows.push_back(r);
   }
+  if (rows.empty())
+    throw std::runtime_error("bench lighthouse: no --seq-lens value has a valid geometry for --levels " +
+                             std::to_string(o.levels) + " --pooling " + std::to_string(o.pooling) + " --topk " +
+                             std::to_string(o.topk));
   return {{"benchmark", "lighthouse"}, {"backend", be.name()}, {"results", rows}};
 }
 

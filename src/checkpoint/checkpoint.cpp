@@ -1,5 +1,7 @@
 #include "lighthouse/checkpoint.h"
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <vector>
@@ -53,6 +55,13 @@ TrainState state_from_json(const nlohmann::json& j) {
   s.rng_state = j.at("rng").get<std::string>();
   s.world_size = j.at("world_size").get<int>();
   s.tokens_seen = j.at("tokens_seen").get<double>();
+  auto require = [](bool ok, const std::string& what) {
+    if (!ok) throw std::invalid_argument(what);
+  };
+  require(s.step >= 0, "step must be >= 0, got " + std::to_string(s.step));
+  require(s.phase_index >= 0, "phase_index must be >= 0, got " + std::to_string(s.phase_index));
+  require(s.world_size >= 1, "world_size must be >= 1, got " + std::to_string(s.world_size));
+  require(std::isfinite(s.tokens_seen) && s.tokens_seen >= 0, "tokens_seen must be a finite number >= 0");
   return s;
 }
 
@@ -131,6 +140,11 @@ CheckpointInfo read_checkpoint_info(const std::string& dir) {
   try {
     info.state = state_from_json(j.at("state"));
     info.config = Config::from_json(j.at("config"));
+    const size_t phases = std::max<size_t>(1, info.config.attention.phases.size());
+    if (size_t(info.state.phase_index) >= phases)
+      throw std::invalid_argument("phase_index " + std::to_string(info.state.phase_index) + " but the config has " +
+                                  std::to_string(phases) + " attention phase(s)");
+    if (!j.contains("checksums") || !j.at("checksums").is_object()) throw std::invalid_argument("no checksums");
   } catch (const ConfigError& e) {
     throw CheckpointError(state_path + ": stored config is invalid: " + e.what());
   } catch (const std::exception& e) {

@@ -3,6 +3,7 @@
 #include <fstream>
 
 #include "cli/commands.h"
+#include "cli/validators.h"
 #include "lighthouse/bench.h"
 #include "lighthouse/device.h"
 #include "lighthouse/trainer.h"
@@ -34,41 +35,49 @@ void register_bench_command(CLI::App& app) {
   cmd->add_option("--out", a->out, "Write the results as JSON here");
 
   CLI::App* att = cmd->add_subcommand("attention", "Dense causal attention forward / forward+backward of one layer");
-  att->add_option("--seq-lens", a->attention.seq_lens, "Sequence lengths (space or comma separated)")->delimiter(',');
-  att->add_option("--batch", a->attention.batch)->check(CLI::PositiveNumber);
-  att->add_option("--heads", a->attention.heads)->check(CLI::PositiveNumber);
-  att->add_option("--kv-heads", a->attention.kv_heads)->check(CLI::PositiveNumber);
-  att->add_option("--head-dim", a->attention.head_dim)->check(CLI::PositiveNumber);
-  att->add_option("--iters", a->attention.iters)->check(CLI::PositiveNumber);
+  att->add_option("--seq-lens", a->attention.seq_lens, "Sequence lengths (space or comma separated)")
+      ->delimiter(',')
+      ->check(lh::cli::whole_at_least(1));
+  att->add_option("--batch", a->attention.batch)->check(lh::cli::whole_at_least(1));
+  att->add_option("--heads", a->attention.heads)->check(lh::cli::whole_at_least(1));
+  att->add_option("--kv-heads", a->attention.kv_heads)->check(lh::cli::whole_at_least(1));
+  att->add_option("--head-dim", a->attention.head_dim)->check(lh::cli::whole_at_least(1));
+  att->add_option("--iters", a->attention.iters)->check(lh::cli::whole_at_least(1));
   att->add_flag("!--non-deterministic", a->attention.deterministic,
                 "Use the atomic (non-reproducible) attention backward");
   att->callback([a] {
-    auto be = lh::make_backend(a->device);
+    auto be = lh::make_backend(a->device, "--device");
     write_result(lh::bench_attention(*be, a->attention), a->out);
   });
 
   CLI::App* lhb = cmd->add_subcommand("lighthouse", "Lighthouse attention layer forward+backward, per stage, vs dense");
-  lhb->add_option("--seq-lens", a->lighthouse.seq_lens, "Sequence lengths (space or comma separated)")->delimiter(',');
-  lhb->add_option("--heads", a->lighthouse.heads)->check(CLI::PositiveNumber);
-  lhb->add_option("--kv-heads", a->lighthouse.kv_heads)->check(CLI::PositiveNumber);
-  lhb->add_option("--head-dim", a->lighthouse.head_dim)->check(CLI::PositiveNumber);
-  lhb->add_option("--levels", a->lighthouse.levels)->check(CLI::PositiveNumber);
-  lhb->add_option("--pooling", a->lighthouse.pooling)->check(CLI::PositiveNumber);
-  lhb->add_option("--topk", a->lighthouse.topk)->check(CLI::PositiveNumber);
+  lhb->add_option("--seq-lens", a->lighthouse.seq_lens, "Sequence lengths (space or comma separated)")
+      ->delimiter(',')
+      ->check(lh::cli::whole_at_least(1));
+  lhb->add_option("--heads", a->lighthouse.heads)->check(lh::cli::whole_at_least(1));
+  lhb->add_option("--kv-heads", a->lighthouse.kv_heads)->check(lh::cli::whole_at_least(1));
+  lhb->add_option("--head-dim", a->lighthouse.head_dim)->check(lh::cli::whole_at_least(1));
+  lhb->add_option("--levels", a->lighthouse.levels)->check(lh::cli::whole_at_least(1));
+  lhb->add_option("--pooling", a->lighthouse.pooling)->check(lh::cli::whole_at_least(1));
+  lhb->add_option("--topk", a->lighthouse.topk)->check(lh::cli::whole_at_least(1));
   lhb->add_option("--max-dense-len", a->lighthouse.max_dense_len,
                   "Time dense attention only up to this sequence length (its cost grows as N^2)")
-      ->check(CLI::NonNegativeNumber);
-  lhb->add_option("--iters", a->lighthouse.iters)->check(CLI::PositiveNumber);
+      ->check(lh::cli::whole_at_least(0));
+  lhb->add_option("--iters", a->lighthouse.iters)->check(lh::cli::whole_at_least(1));
   lhb->add_flag("!--non-deterministic", a->lighthouse.deterministic,
                 "cuDNN's atomic attention backward (faster; the deterministic one needs O(S^2) workspace per head, "
                 "split into kv-head groups and key chunks above its limit)");
   lhb->callback([a] {
-    auto be = lh::make_backend(a->device);
+    auto be = lh::make_backend(a->device, "--device");
     write_result(lh::bench_lighthouse(*be, a->lighthouse), a->out);
   });
 
   CLI::App* kern = cmd->add_subcommand("kernels", "Achieved bandwidth of the memory-bound CUDA kernels vs a device copy");
-  kern->callback([] { lh::bench_cuda_kernels(); });
+  kern->callback([] {
+    if (lh::cuda_device_count() == 0)
+      throw std::runtime_error("bench kernels times the CUDA kernels and needs a CUDA device; none is present");
+    lh::bench_cuda_kernels();
+  });
 
   CLI::App* gemm =
       cmd->add_subcommand("gemm", "The model's cuBLASLt GEMMs alone at one step's shapes (TFLOP/s, % of peak)");
@@ -78,10 +87,10 @@ void register_bench_command(CLI::App& app) {
   gemm->add_option("--set", a->overrides, "Config overrides, e.g. --set data.seq_len=4096");
   gemm->add_option("--candidates", a->gemm.candidates,
                    "Also time the first this many algorithms of cuBLASLt's heuristic list per GEMM")
-      ->check(CLI::NonNegativeNumber);
-  gemm->add_option("--iters", a->gemm.iters, "Timed launches per GEMM (median)")->check(CLI::PositiveNumber);
+      ->check(lh::cli::whole_at_least(0));
+  gemm->add_option("--iters", a->gemm.iters, "Timed launches per GEMM (median)")->check(lh::cli::whole_at_least(1));
   gemm->add_option("--peak-tflops", a->gemm.peak_tflops, "Peak dense bf16 TFLOP/s of the card")
-      ->check(CLI::PositiveNumber);
+      ->check(lh::cli::number_above(0));
   gemm->callback([a] {
     if (a->device == "cpu") throw std::runtime_error("bench gemm times cuBLASLt: it needs --device cuda or auto");
     if (lh::cuda_device_count() == 0)
@@ -93,16 +102,17 @@ void register_bench_command(CLI::App& app) {
   CLI::App* tr = cmd->add_subcommand("train", "Training steps of a config on random tokens (tokens/s, MFU)");
   tr->add_option("-c,--config", a->config, "Config file")->required()->check(CLI::ExistingFile);
   tr->add_option("--set", a->overrides, "Config overrides, e.g. --set data.seq_len=4096");
-  tr->add_option("--steps", a->train.steps)->check(CLI::PositiveNumber);
-  tr->add_option("--warmup", a->train.warmup)->check(CLI::NonNegativeNumber);
-  tr->add_option("--peak-tflops", a->train.peak_tflops, "Peak dense bf16 TFLOP/s of the card, for MFU");
+  tr->add_option("--steps", a->train.steps)->check(lh::cli::whole_at_least(1));
+  tr->add_option("--warmup", a->train.warmup)->check(lh::cli::whole_at_least(0));
+  tr->add_option("--peak-tflops", a->train.peak_tflops, "Peak dense bf16 TFLOP/s of the card, for MFU")
+      ->check(lh::cli::number_above(0));
   tr->add_option("--trace", a->train.trace_path,
                  "Record the timed steps' GPU kernels, copies and memsets (CUPTI) into this Chrome trace file "
                  "(chrome://tracing, ui.perfetto.dev) and print the GPU's idle time and the time per kernel; "
                  "tracing slows the steps slightly");
   tr->callback([a] {
     const lh::Config cfg = lh::Config::load_file(a->config, a->overrides);
-    auto be = lh::make_backend(a->device);
+    auto be = lh::make_backend(a->device, "--device");
     write_result(lh::bench_train(*be, cfg, a->train), a->out);
   });
 }

@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "cli/commands.h"
+#include "cli/validators.h"
 #include "lighthouse/data.h"
 
 namespace {
@@ -36,7 +37,7 @@ void register_text(CLI::App& parent) {
                   "Fraction of documents (evenly spaced in path order) held out for validation")
       ->capture_default_str()->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--shard-tokens", args->shard_tokens, "Maximum tokens per shard")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()->check(lh::cli::whole_at_least(1));
   cmd->callback([args] {
     const auto st = data::build_text_shards(args->inputs, args->out, args->val_fraction, args->shard_tokens);
     spdlog::info("{} documents: {} train, {} validation", st.documents, st.train_documents, st.val_documents);
@@ -61,17 +62,20 @@ void register_synthetic(CLI::App& parent) {
       ->required()->check(CLI::IsMember({"passkey", "mqar", "toy"}));
   cmd->add_option("--out,-o", args->out, "Output directory for train_NNNNNN.bin / val_NNNNNN.bin")->required();
   cmd->add_option("--length", o.length, "Tokens per sample (seq_len + 1)")->required()->check(CLI::Range(2, 1 << 30));
-  cmd->add_option("--train-samples", o.train_samples, "Training samples")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--val-samples", o.val_samples, "Validation samples (0: none)")->capture_default_str();
+  cmd->add_option("--train-samples", o.train_samples, "Training samples")->capture_default_str()->check(lh::cli::whole_at_least(1));
+  cmd->add_option("--val-samples", o.val_samples, "Validation samples (0: none)")->capture_default_str()->check(lh::cli::whole_at_least(0));
   cmd->add_option("--depth", o.depth, "passkey: key position as a fraction of the filler; < 0 draws it per sample")
       ->capture_default_str()->check(CLI::Range(-1.0, 1.0));
   cmd->add_option("--key-digits", o.key_digits, "passkey: digits in the key")
       ->capture_default_str()->check(CLI::Range(1, data::kMaxPasskeyDigits));
-  cmd->add_option("--pairs", o.mqar_pairs, "mqar: key-value pairs per sample (0: as many as fit)")->capture_default_str();
-  cmd->add_option("--queries", o.mqar_queries, "mqar: queried keys per sample (0: all pairs)")->capture_default_str();
-  cmd->add_option("--seed", o.seed, "Random seed (train and val use streams derived from it)")->capture_default_str();
+  cmd->add_option("--pairs", o.mqar_pairs, "mqar: key-value pairs per sample (0: as many as fit)")
+      ->capture_default_str()->check(lh::cli::whole_at_least(0));
+  cmd->add_option("--queries", o.mqar_queries, "mqar: queried keys per sample (0: all pairs)")
+      ->capture_default_str()->check(lh::cli::whole_at_least(0));
+  cmd->add_option("--seed", o.seed, "Random seed (train and val use streams derived from it)")
+      ->capture_default_str()->check(lh::cli::unsigned_64());
   cmd->add_option("--shard-tokens", o.shard_tokens, "Maximum tokens per shard (rounded down to whole samples)")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()->check(lh::cli::whole_at_least(1));
   cmd->callback([args] {
     args->options.task = data::parse_synthetic_task(args->task);
     const auto st = data::generate_synthetic(args->options, args->out);

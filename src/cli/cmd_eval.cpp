@@ -1,5 +1,7 @@
 // lighthouse eval --checkpoint DIR [--val-batches N] [--passkey-lengths ...] [--passkey-depths ...]
 //                 [--logits-for tokens.bin --logits-out logits.bin] [--out results.json]
+#include <algorithm>
+#include <climits>
 #include <cstdio>
 #include <fstream>
 #include <optional>
@@ -8,6 +10,8 @@
 #include <spdlog/spdlog.h>
 
 #include "cli/commands.h"
+#include "cli/token_file.h"
+#include "cli/validators.h"
 #include "lighthouse/checkpoint.h"
 #include "lighthouse/data.h"
 #include "lighthouse/evaluate.h"
@@ -28,21 +32,11 @@ struct EvalArgs {
 // tokens file: int32 B, int32 T, then B*T int32 ids; logits file: int32 B, T, V, then float32
 // logits [B, T, V] (scripts/compare_hf.py reads both).
 void dump_logits(lh::LlamaModel& model, const std::string& tokens_path, const std::string& out_path) {
-  std::ifstream in(tokens_path, std::ios::binary);
-  int32_t dims[2] = {0, 0};
-  if (!in.read(reinterpret_cast<char*>(dims), sizeof dims) || dims[0] <= 0 || dims[1] <= 0)
-    throw std::runtime_error(tokens_path + ": expected a header of two positive int32 (B, T)");
-  std::vector<int32_t> tokens(size_t(dims[0]) * dims[1]);
-  if (!in.read(reinterpret_cast<char*>(tokens.data()), std::streamsize(tokens.size() * sizeof(int32_t))))
-    throw std::runtime_error(tokens_path + ": truncated: expected " + std::to_string(tokens.size()) + " tokens");
-  for (size_t i = 0; i < tokens.size(); ++i)
-    if (tokens[i] < 0 || tokens[i] >= model.config().vocab_size)
-      throw std::runtime_error(tokens_path + ": token " + std::to_string(tokens[i]) + " at " + std::to_string(i) +
-                               " is outside the vocabulary");
-  model.forward(tokens.data(), nullptr, dims[0], dims[1]);
+  const lh::cli::TokenBatch t = lh::cli::read_token_file(tokens_path, model.config().vocab_size);
+  model.forward(t.ids.data(), nullptr, t.batch, t.seq_len);
   const std::vector<float> logits = model.logits_host();
   std::ofstream out(out_path, std::ios::binary);
-  const int32_t header[3] = {dims[0], dims[1], model.config().vocab_size};
+  const int32_t header[3] = {t.batch, t.seq_len, model.config().vocab_size};
   out.write(reinterpret_cast<const char*>(header), sizeof header);
   out.write(reinterpret_cast<const char*>(logits.data()), std::streamsize(logits.size() * sizeof(float)));
   if (!out) throw std::runtime_error(out_path + ": cannot write logits");
@@ -51,7 +45,11 @@ void dump_logits(lh::LlamaModel& model, const std::string& tokens_path, const st
 void run_eval(const EvalArgs& a) {
   const lh::CheckpointInfo info = lh::read_checkpoint_info(a.checkpoint);
   const lh::Config& cfg = info.config;
-  auto backend = lh::make_backend(a.device);
+  if (a.val.empty() && cfg.data.val.empty() && a.passkey_lengths.empty() && a.logits_for.empty())
+    throw std::runtime_error("eval: nothing to evaluate: " + a.checkpoint +
+                             " was trained without data.val; give --val, --passkey-lengths or --logits-for");
+  if (!a.logits_for.empty() && a.logits_out.empty()) throw std::runtime_error("--logits-for needs --logits-out");
+  auto backend = lh::make_backend(a.device, "--device");
   lh::LlamaModel model(cfg.model, *backend);
   // Forward only: the smallest activation layout, and with no backward nothing is recomputed.
   model.set_recompute(lh::Recompute::kFull);
@@ -61,7 +59,6 @@ void run_eval(const EvalArgs& a) {
 
   nlohmann::json results = {{"checkpoint", a.checkpoint}, {"step", info.state.step}};
   if (!a.logits_for.empty()) {
-    if (a.logits_out.empty()) throw std::runtime_error("--logits-for needs --logits-out");
     dump_logits(model, a.logits_for, a.logits_out);
     results["logits_out"] = a.logits_out;
   }
@@ -74,13 +71,22 @@ void run_eval(const EvalArgs& a) {
     try {
       val_shards = lh::data::resolve_shards(cfg.data.val);
     } catch (const std::exception& e) {
+      if (a.passkey_lengths.empty() && a.logits_for.empty())  // the only thing asked for
+        throw std::runtime_error(std::string("eval: the checkpoint config's data.val: ") + e.what() +
+                                 " (relative paths resolve from the working directory; --val names others)");
       spdlog::warn("skipping the validation loss: {}", e.what());
     }
   }
   if (!val_shards.empty()) {
     lh::data::DataLoader val(val_shards, cfg.model.vocab_size, cfg.data.seq_len, cfg.data.micro_batch, 0, 1,
                              cfg.training.seed, /*shuffle=*/false);
-    const int batches = a.val_batches > 0 ? a.val_batches : cfg.training.eval_batches;
+    const int requested = a.val_batches > 0 ? a.val_batches : cfg.training.eval_batches;
+    // validation_loss scores each window at most once.
+    const int available = int(std::min<uint64_t>(INT_MAX, std::max<uint64_t>(1, val.batches_per_epoch())));
+    const int batches = std::min(requested, available);
+    if (batches < requested)
+      spdlog::warn("the validation shards hold {} batches of {} x {}; evaluating {} rather than {}", available,
+                   cfg.data.micro_batch, cfg.data.seq_len, batches, requested);
     results["val_loss"] = lh::validation_loss(model, val, batches);
     std::printf("val_loss %.4f (%d batches of %d x %d)\n", results["val_loss"].get<double>(), batches,
                 cfg.data.micro_batch, cfg.data.seq_len);
@@ -108,15 +114,15 @@ void register_eval_command(CLI::App& app) {
   cmd->add_option("--checkpoint", a->checkpoint, "Checkpoint directory")->required()->check(CLI::ExistingDirectory);
   cmd->add_option("--val", a->val, "Validation shards (default: the checkpoint config's data.val)");
   cmd->add_option("--val-batches", a->val_batches, "Validation micro-batches (default: training.eval_batches)")
-      ->check(CLI::PositiveNumber);
+      ->check(lh::cli::whole_at_least(1));
   cmd->add_option("--passkey-lengths", a->passkey_lengths, "Passkey prompt lengths in tokens (space or comma separated)")
       ->delimiter(',')
       ->check(CLI::Range(64, 1 << 24));
   cmd->add_option("--passkey-depths", a->passkey_depths, "Key depths as fractions in [0, 1] (space or comma separated)")
       ->delimiter(',')
       ->check(CLI::Range(0.0, 1.0));
-  cmd->add_option("--passkey-samples", a->passkey_samples, "Prompts per (length, depth)")->check(CLI::PositiveNumber);
-  cmd->add_option("--seed", a->seed, "Seed of the passkey prompts");
+  cmd->add_option("--passkey-samples", a->passkey_samples, "Prompts per (length, depth)")->check(lh::cli::whole_at_least(1));
+  cmd->add_option("--seed", a->seed, "Seed of the passkey prompts")->check(lh::cli::unsigned_64());
   cmd->add_option("--logits-for", a->logits_for, "Token file (int32 B, T, tokens) to compute logits for")
       ->check(CLI::ExistingFile);
   cmd->add_option("--logits-out", a->logits_out, "Where to write the logits (int32 B, T, V, float32 logits)");

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cli/commands.h"
+#include "cli/validators.h"
 #include "lighthouse/dist.h"
 
 extern char** environ;
@@ -176,7 +177,7 @@ void register_launch_command(CLI::App& app) {
       ->check(CLI::Range(1, 1024));
   cmd->add_option("--port", args->port, "Rendezvous port on 127.0.0.1 (default: a free one)")->check(CLI::Range(1, 65535));
   cmd->add_option("--grace", args->grace_s, "Seconds between SIGTERM and SIGKILL when stopping ranks")
-      ->check(CLI::NonNegativeNumber);
+      ->check(lh::cli::number_above(0, /*or_equal=*/true));
   cmd->add_option("command", args->command, "The lighthouse subcommand each rank runs, after --")->required();
   cmd->footer("Example: lighthouse launch --gpus 8 -- train --config configs/run.json");
   cmd->callback([args]() { run_launch(*args); });

@@ -15,6 +15,8 @@
 #include <spdlog/spdlog.h>
 
 #include "cli/commands.h"
+#include "cli/token_file.h"
+#include "cli/validators.h"
 #include "config/attention_options.h"
 #include "lighthouse/checkpoint.h"
 #include "lighthouse/ops/lighthouse_reference.h"
@@ -40,6 +42,12 @@ template <typename T> std::vector<T> read_exact(const std::string& path, size_t 
   in.seekg(0);
   in.read(reinterpret_cast<char*>(v.data()), std::streamsize(want));
   return v;
+}
+
+void write_indices(const std::string& path, const std::vector<int32_t>& idx) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(reinterpret_cast<const char*>(idx.data()), std::streamsize(idx.size() * sizeof(int32_t)));
+  if (!out) throw std::runtime_error(path + ": cannot write the indices");
 }
 
 // Scores [H][N] level 0 -> [H][P] with the window maxima filled in.
@@ -89,9 +97,7 @@ void from_scores(const SelectArgs& a) {
   const auto sk = pyramid_scores(read_exact<float>(a.scores_k, n, "key scores [heads][seq_len] float32"), a.heads, g);
   std::vector<int32_t> idx(size_t(a.heads) * g.sub_len());
   lhl::select(idx.data(), sq.data(), sk.data(), 1, a.heads, a.heads, g);
-  std::ofstream out(a.out, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(idx.data()), std::streamsize(idx.size() * sizeof(int32_t)));
-  if (!out) throw std::runtime_error(a.out + ": cannot write the indices");
+  write_indices(a.out, idx);
   std::printf("wrote %s: int32 [%d][%lld] pyramid indices (S = %lld of N = %d)\n", a.out.c_str(), a.heads,
               (long long)g.sub_len(), (long long)g.sub_len(), g.N);
   if (!a.svg.empty()) write_svg(a.svg, idx.data() + size_t(a.head) * g.sub_len(), g, "head " + std::to_string(a.head));
@@ -142,25 +148,20 @@ void from_model(const SelectArgs& a) {
   if (a.topk) opts["topk"] = a.topk;
   const lh::LighthouseOptions lo = lh::config_detail::parse_lighthouse_options(opts, "options");
 
-  std::ifstream in(a.tokens, std::ios::binary);
-  int32_t dims[2] = {0, 0};
-  if (!in.read(reinterpret_cast<char*>(dims), sizeof dims) || dims[0] <= 0 || dims[1] <= 0)
-    throw std::runtime_error(a.tokens + ": expected a header of two positive int32 (B, T)");
-  std::vector<int32_t> tokens(size_t(dims[0]) * dims[1]);
-  if (!in.read(reinterpret_cast<char*>(tokens.data()), std::streamsize(tokens.size() * sizeof(int32_t))))
-    throw std::runtime_error(a.tokens + ": truncated: expected " + std::to_string(tokens.size()) + " tokens");
-  const int T = dims[1];
+  if (a.tokens.empty()) throw std::runtime_error("select --checkpoint needs --tokens (the token file to run)");
+  const lh::cli::TokenBatch batch = lh::cli::read_token_file(a.tokens, m.vocab_size);
+  const int T = batch.seq_len;
   const lhl::Geometry g = lo.geometry(T);
   g.validate();
 
-  auto backend = lh::make_backend(a.device);
+  auto backend = lh::make_backend(a.device, "--device");
   lh::LlamaModel model(m, *backend);
   model.set_recompute(lh::Recompute::kFull);  // forward only: the smallest activation layout
   lh::load_checkpoint_weights(a.checkpoint, model);
   auto recorder = std::make_unique<RecordQkv>(lh::make_attention(phase, m), a.layer);
   RecordQkv* rec = recorder.get();
   model.set_attention(std::move(recorder));
-  model.forward(tokens.data(), nullptr, 1, T);  // row 0 only
+  model.forward(batch.ids.data(), nullptr, 1, T);  // row 0 only
 
   const int H = m.n_heads, Hkv = m.n_kv_heads, D = m.head_dim();
   const size_t P = g.pyramid_size();
@@ -171,10 +172,7 @@ void from_model(const SelectArgs& a) {
   std::vector<int32_t> idx(size_t(H) * g.sub_len());
   lhl::select(idx.data(), sq.data(), sk.data(), 1, H, Hkv, g);
   const int32_t* row = idx.data() + size_t(a.head) * g.sub_len();
-  if (!a.out.empty()) {
-    std::ofstream out(a.out, std::ios::binary);
-    out.write(reinterpret_cast<const char*>(idx.data()), std::streamsize(idx.size() * sizeof(int32_t)));
-  }
+  if (!a.out.empty()) write_indices(a.out, idx);
   const std::string svg = a.svg.empty() ? "selection.svg" : a.svg;
   write_svg(svg, row, g,
             a.checkpoint + ": layer " + std::to_string(a.layer) + ", head " + std::to_string(a.head) + ", N = " +
@@ -190,8 +188,8 @@ void register_select_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("select", "Run the Lighthouse selection on score files or a model; draw it as SVG");
   cmd->add_option("--scores-q", a->scores_q, "Query scores, raw float32 [heads][seq_len]");
   cmd->add_option("--scores-k", a->scores_k, "Key scores, raw float32 [heads][seq_len]");
-  cmd->add_option("--heads", a->heads, "Heads in the score files")->check(CLI::PositiveNumber);
-  cmd->add_option("--seq-len", a->seq_len, "Sequence length N of the score files")->check(CLI::PositiveNumber);
+  cmd->add_option("--heads", a->heads, "Heads in the score files")->check(lh::cli::whole_at_least(1));
+  cmd->add_option("--seq-len", a->seq_len, "Sequence length N of the score files")->check(lh::cli::whole_at_least(1));
   cmd->add_option("--levels", a->levels, "Pyramid levels L");
   cmd->add_option("--pooling", a->pooling, "Pooling factor p");
   cmd->add_option("--topk", a->topk, "Selection budget k");

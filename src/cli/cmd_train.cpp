@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "cli/commands.h"
+#include "cli/validators.h"
 #include "cli/quickstart.h"
 #include "lighthouse/dist.h"
 #include "lighthouse/trainer.h"
@@ -30,15 +31,9 @@ std::chrono::milliseconds collective_timeout() {
 
 void run_train(const TrainArgs& a) {
   const bool quickstart = a.config.empty();
-  nlohmann::json j = quickstart ? lh::quickstart_config().to_json() : nlohmann::json();
-  if (!quickstart) j = lh::Config::load_json_file(a.config);  // syntax errors name the file and line
-  for (const std::string& o : a.overrides) lh::Config::apply_override(j, o);
-  lh::Config cfg;
-  try {
-    cfg = lh::Config::from_json(j);
-  } catch (const lh::ConfigError& e) {
-    throw std::runtime_error((quickstart ? std::string("quickstart config") : a.config) + ": " + e.what());
-  }
+  // Syntax errors name the file and line; invalid values the file or the --set they came from.
+  const lh::Config cfg = quickstart ? lh::Config::load(lh::quickstart_config().to_json(), a.overrides, "quickstart config")
+                                    : lh::Config::load_file(a.config, a.overrides);
   // The quickstart resumes by default, so running the README command twice continues the run
   // (or reports that it is complete) instead of refusing the existing run directory.
   const bool resume = a.resume || quickstart;
@@ -62,6 +57,11 @@ void run_train(const TrainArgs& a) {
   lh::TrainOptions options{resume, a.quiet, a.stop_at};
   options.trace_path = a.trace, options.trace_from = a.trace_from, options.trace_steps = a.trace_steps;
   const lh::TrainSummary s = lh::train(cfg, *backend, options, comm.get());
+  if (s.steps_run == 0) {
+    spdlog::info("done: step {}, nothing left to train | last checkpoint {}", s.steps_done,
+                 s.last_checkpoint.empty() ? "none" : s.last_checkpoint);
+    return;
+  }
   spdlog::info("done: step {} | loss {:.4f} | val_loss {} | {:.0f} tokens/s | last checkpoint {}", s.steps_done,
                s.last_loss, s.last_val_loss < 0 ? std::string("n/a") : fmt::format("{:.4f}", s.last_val_loss),
                s.tokens_per_s, s.last_checkpoint.empty() ? "none" : s.last_checkpoint);
@@ -73,17 +73,18 @@ void register_train_command(CLI::App& app) {
   auto args = std::make_shared<TrainArgs>();
   CLI::App* cmd = app.add_subcommand("train", "Train a model from a JSON config (no config: the quickstart)");
   cmd->add_option("-c,--config", args->config, "Config file (JSON); see docs/config.md")->check(CLI::ExistingFile);
-  cmd->add_flag("--resume", args->resume, "Continue from the newest complete checkpoint in logging.dir");
+  cmd->add_flag("--resume", args->resume, "Continue from the newest complete checkpoint in logging.dir (none there: start the run, "
+                "with a warning; so one job script serves every chunk)");
   cmd->add_option("--set", args->overrides, "Override a config key, e.g. --set training.steps=500 (repeatable)");
-  cmd->add_option("--stop-at", args->stop_at, "Checkpoint and exit after this many steps (for job time limits)")
-      ->check(CLI::PositiveNumber);
+  cmd->add_option("--stop-at", args->stop_at, "Checkpoint and exit after this many steps (for job time limits; a run already there trains nothing)")
+      ->check(lh::cli::whole_at_least(1));
   cmd->add_flag("-q,--quiet", args->quiet, "No per-step progress lines");
   cmd->add_option("--trace", args->trace,
                   "Record the GPU kernels, copies and memsets of some steps (CUPTI) into this Chrome trace file "
                   "(rank r > 0 of a data-parallel run: the rank before the extension, t.json -> t.rank<r>.json) and log where "
                   "their time went");
   cmd->add_option("--trace-from", args->trace_from, "First traced step, numbered from 1 (default 3: after warm-up)")
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--trace-steps", args->trace_steps, "How many steps to trace (default 2)")->check(CLI::PositiveNumber);
+      ->check(lh::cli::whole_at_least(1));
+  cmd->add_option("--trace-steps", args->trace_steps, "How many steps to trace (default 2)")->check(lh::cli::whole_at_least(1));
   cmd->callback([args]() { run_train(*args); });
 }

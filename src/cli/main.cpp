@@ -1,6 +1,8 @@
 // The `lighthouse` binary: data, train, eval, export.
 #include <cstdio>
 #include <exception>
+#include <new>
+#include <string>
 
 #include <spdlog/spdlog.h>
 
@@ -19,10 +21,25 @@ int main(int argc, char** argv) {
   register_launch_command(app);
   register_dist_check_command(app);
   spdlog::set_pattern("[%H:%M:%S] %^%l%$ %v");
+  // CLI11 answers an unknown command with "A subcommand is required": name it instead (at each
+  // level: `data foo` as well as `foo`).
+  CLI::App* level = &app;
+  for (int i = 1; i < argc && argv[i][0] != '-' && !level->get_subcommands({}).empty(); ++i) {
+    try {
+      level = level->get_subcommand(argv[i]);
+    } catch (const CLI::OptionNotFound&) {
+      const std::string where = level == &app ? std::string(argv[0]) : std::string(argv[0]) + " " + level->get_name();
+      std::fprintf(stderr, "error: unknown command '%s' (run %s --help for the commands)\n", argv[i], where.c_str());
+      return int(CLI::ExitCodes::ExtrasError);
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "error: out of host memory (a model, batch or file larger than this machine holds?)\n");
+    return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

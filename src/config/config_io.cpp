@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <tuple>
 
@@ -62,6 +63,31 @@ std::vector<Segment> split_key(const std::string& key, const std::string& assign
   }
   return segs;
 }
+
+// The deepest nesting of arrays and objects, outside strings and comments: nlohmann's parser and
+// destructor recurse, so a config nested a hundred thousand levels deep would overflow the stack.
+size_t nesting_depth(const std::string& text) {
+  size_t depth = 0, deepest = 0;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c == '"') {
+      for (++i; i < text.size() && text[i] != '"'; ++i)
+        if (text[i] == '\\') ++i;
+    } else if (c == '/' && i + 1 < text.size() && text[i + 1] == '/') {
+      i = std::min(text.size(), text.find('\n', i));
+    } else if (c == '/' && i + 1 < text.size() && text[i + 1] == '*') {
+      const size_t close = text.find("*/", i + 2);
+      i = close == std::string::npos ? text.size() : close + 1;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
+constexpr size_t kMaxNesting = 256;
 }  // namespace
 
 json Config::load_json_file(const std::string& path) {
@@ -70,8 +96,22 @@ json Config::load_json_file(const std::string& path) {
   std::stringstream buf;
   buf << in.rdbuf();
   const std::string text = buf.str();
+  if (nesting_depth(text) > kMaxNesting)
+    throw ConfigError(path, "arrays and objects nested more than " + std::to_string(kMaxNesting) + " levels deep");
+  // A key given twice in one object would silently keep only its last value (a whole section,
+  // perhaps): refused. One set of keys per open object.
+  std::vector<std::set<std::string>> keys;
+  const json::parser_callback_t no_duplicates = [&](int, json::parse_event_t event, json& parsed) {
+    if (event == json::parse_event_t::object_start) keys.emplace_back();
+    if (event == json::parse_event_t::object_end) keys.pop_back();
+    if (event == json::parse_event_t::key && !keys.back().insert(parsed.get<std::string>()).second)
+      throw ConfigError(path, "key \"" + parsed.get<std::string>() + "\" appears twice in one object");
+    return true;
+  };
   try {
-    return json::parse(text, nullptr, /*allow_exceptions=*/true, /*ignore_comments=*/true);
+    return json::parse(text, no_duplicates, /*allow_exceptions=*/true, /*ignore_comments=*/true);
+  } catch (const json::out_of_range& e) {  // e.g. a number beyond double's range
+    throw ConfigError(path, std::string("JSON value out of range: ") + e.what());
   } catch (const json::parse_error& e) {
     // e.byte is the 1-based offset of the last character read; turn it into line and column.
     const size_t last = std::min<size_t>(e.byte, text.size() + 1);
@@ -91,14 +131,30 @@ json Config::load_json_file(const std::string& path) {
 Config Config::load_file(const std::string& path) { return load_file(path, {}); }
 
 Config Config::load_file(const std::string& path, const std::vector<std::string>& overrides) {
-  json j = load_json_file(path);
+  return load(load_json_file(path), overrides, path);
+}
+
+Config Config::load(nlohmann::json j, const std::vector<std::string>& overrides, const std::string& source) {
   for (const auto& o : overrides) apply_override(j, o);
   try {
     return from_json(j);
   } catch (const ConfigError& e) {
     const std::string what = e.what();
     const std::string reason = what.substr(std::min(what.size(), e.path.size() + 2));
-    throw ConfigError(e.path, reason + " (in " + path + ")");
+    // The culprit's source: the last --set whose key is the offending key or holds it, else the file.
+    auto dotted = [](const std::string& k) {
+      std::string out;
+      for (char c : k)
+        if (c != ']') out += c == '[' ? '.' : c;
+      return out;
+    };
+    const std::string culprit = dotted(e.path);
+    for (auto o = overrides.rbegin(); o != overrides.rend(); ++o) {
+      const std::string key = dotted(trim(o->substr(0, o->find('='))));
+      if (culprit == key || culprit.compare(0, key.size() + 1, key + ".") == 0)
+        throw ConfigError(e.path, reason + " (from --set " + *o + ")");
+    }
+    throw ConfigError(e.path, reason + " (in " + source + ")");
   }
 }
 

@@ -1,5 +1,7 @@
 #include "lighthouse/export.h"
 
+#include <algorithm>
+
 #include <cstring>
 #include <filesystem>
 #include <stdexcept>
@@ -74,9 +76,28 @@ nlohmann::json hf_llama_config(const ModelConfig& m, DType dtype) {
           {"use_cache", true}};
 }
 
+namespace {
+// The export writes only these names (the last one while it writes): a directory holding anything
+// else (a checkpoint, a run directory, someone's files) is not overwritten.
+const char* const kExportFiles[] = {"config.json", "model.safetensors", ".model.safetensors.tmp"};
+
+void check_export_dir(const std::string& out_dir) {
+  std::error_code ec;
+  if (!fs::exists(out_dir, ec)) return;
+  if (!fs::is_directory(out_dir, ec)) throw std::runtime_error("export --out " + out_dir + ": not a directory");
+  for (const auto& e : fs::directory_iterator(out_dir)) {
+    const std::string name = e.path().filename().string();
+    if (std::find(std::begin(kExportFiles), std::end(kExportFiles), name) == std::end(kExportFiles))
+      throw std::runtime_error("export --out " + out_dir + ": holds " + name +
+                               ", so it is not an earlier export; give a new or empty directory");
+  }
+}
+}  // namespace
+
 void export_hf(const std::string& checkpoint_dir, const std::string& out_dir, DType dtype) {
   if (dtype != DType::F32 && dtype != DType::BF16)
     throw std::invalid_argument(std::string("export dtype must be F32 or BF16, got ") + dtype_name(dtype));
+  check_export_dir(out_dir);
   const CheckpointInfo info = read_checkpoint_info(checkpoint_dir);
   auto backend = make_cpu_backend(DType::F32);
   LlamaModel model(info.config.model, *backend);
@@ -100,7 +121,7 @@ void export_hf(const std::string& checkpoint_dir, const std::string& out_dir, DT
     refs.push_back({p.hf_name, dtype, shape, data});
   }
   fs::create_directories(out_dir);
-  const std::string tmp = (fs::path(out_dir) / ".model.safetensors.tmp").string();
+  const std::string tmp = (fs::path(out_dir) / kExportFiles[2]).string();
   safetensors::write_file(tmp, refs, {{"format", "pt"}});
   fs::rename(tmp, fs::path(out_dir) / "model.safetensors");
   ckpt::write_file_atomic((fs::path(out_dir) / "config.json").string(),

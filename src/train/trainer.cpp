@@ -90,6 +90,7 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
   TrainState state;
   state.world_size = world_size;
 
+  std::string resumed_from;
   if (!opt.resume) {
     if (auto existing = ckpt::newest_checkpoint(run_dir))
       throw std::runtime_error("run directory " + run_dir + " already holds checkpoints (newest: " + *existing +
@@ -118,6 +119,7 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
                                  std::to_string(world_size) + " ranks: " + e.what());
       }
       rng.set_state_string(state.rng_state);
+      resumed_from = *newest;
       spdlog::info("resumed from {} (step {})", *newest, state.step);
     } else {
       spdlog::warn("--resume: no complete checkpoint in {}, starting from scratch", run_dir);
@@ -126,6 +128,11 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
   if (state.step >= cfg.training.steps)
     spdlog::info("checkpoint step {} already reaches training.steps = {}; nothing to train", state.step,
                  cfg.training.steps);
+  // A job chunk run again after its chunk is done: nothing to do, rather than training past it.
+  const bool past_stop_at = opt.stop_at_step >= 0 && state.step >= opt.stop_at_step && state.step < cfg.training.steps;
+  if (past_stop_at)
+    spdlog::info("checkpoint step {} is already at or past --stop-at {}; nothing to train", state.step,
+                 opt.stop_at_step);
   std::optional<MetricsLog> metrics;  // rank 0 only
   if (root) {
     ckpt::write_file_atomic((fs::path(run_dir) / "config.json").string(), cfg.to_json().dump(2) + "\n");
@@ -140,6 +147,7 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
 
   std::vector<int32_t> inputs(size_t(B) * T), targets(size_t(B) * T);
   TrainSummary summary;
+  summary.last_checkpoint = resumed_from;
   StopSignals signals;
   const auto start = Clock::now();
   const int first_step = state.step;
@@ -163,7 +171,7 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
 
   int current_phase = -1;
   bool new_layout = false;  // a new attention backend: recompute auto chooses again on the next step
-  for (int step = state.step; step < cfg.training.steps; ++step) {
+  for (int step = state.step; step < cfg.training.steps && !past_stop_at; ++step) {
     const int phase = cfg.phase_index_at(step);
     if (phase != current_phase) {
       new_layout = true;
@@ -247,6 +255,7 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
   }
   trace.finish();
   summary.steps_done = state.step;
+  summary.steps_run = state.step - first_step;
   const double elapsed = seconds_since(start);
   if (state.step > first_step) summary.tokens_per_s = double(tokens_per_step) * (state.step - first_step) / elapsed;
   return summary;

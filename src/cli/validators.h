@@ -1,0 +1,57 @@
+// Command-line number checks whose messages say what is wanted: CLI11's PositiveNumber answers a
+// 0 with "not in range 0 to 1.79e308", and a uint64_t option takes "-1" as 2^64 - 1.
+#pragma once
+#include <CLI/CLI.hpp>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+namespace lh::cli {
+
+// A whole number (decimal digits, optionally signed) of at least `min`.
+inline CLI::Validator whole_at_least(long long min) {
+  return CLI::Validator(
+      [min](std::string& s) -> std::string {
+        char* end = nullptr;
+        errno = 0;
+        const long long v = std::strtoll(s.c_str(), &end, 10);
+        if (s.empty() || *end != '\0' || errno == ERANGE) return "'" + s + "' is not a whole number";
+        if (v < min) return "must be >= " + std::to_string(min) + ", got " + s;
+        return {};
+      },
+      "INT >= " + std::to_string(min));
+}
+
+// A number (any decimal or exponent notation) above `min`, or at least `min`.
+inline CLI::Validator number_above(double min, bool or_equal = false) {
+  char bound[32];
+  std::snprintf(bound, sizeof bound, "%s %g", or_equal ? ">=" : ">", min);
+  return CLI::Validator(
+      [bound = std::string(bound), min, or_equal](std::string& s) -> std::string {
+        char* end = nullptr;
+        const double v = std::strtod(s.c_str(), &end);
+        if (s.empty() || *end != '\0' || !(v == v)) return "'" + s + "' is not a number";
+        if (or_equal ? v < min : v <= min) return "must be " + bound + ", got " + s;
+        return {};
+      },
+      "NUMBER " + std::string(bound));
+}
+
+// An unsigned 64-bit integer written as plain decimal digits (seeds).
+inline CLI::Validator unsigned_64() {
+  return CLI::Validator(
+      [](std::string& s) -> std::string {
+        if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos)
+          return "'" + s + "' is not a whole number >= 0";
+        char* end = nullptr;
+        errno = 0;
+        std::strtoull(s.c_str(), &end, 10);
+        if (errno == ERANGE) return s + " is above 2^64 - 1";
+        return {};
+      },
+      "UINT64");
+}
+
+}  // namespace lh::cli
