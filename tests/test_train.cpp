@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -14,6 +15,7 @@
 #include "lighthouse/trainer.h"
 #include "support/small_run.h"
 #include "support/temp_dir.h"
+#include "train/resume_changes.h"
 
 namespace fs = std::filesystem;
 
@@ -187,6 +189,58 @@ TEST_CASE("learning-rate schedules", "[cpu][train]") {
     CHECK(lh::learning_rate(s, peak, 88, total) < 1.0);
     CHECK(lh::learning_rate(s, peak, total - 1, total) == Approx(0.1));
   }
+}
+
+TEST_CASE("a resume says what a changed config does to the next steps", "[cpu][train]") {
+  lh::testing::TempDir dir;
+  const lh::Config then = lh::testing::small_run(dir.path(), 40);
+  CHECK(lh::resume_changes(then, then, 20).empty());
+  lh::Config longer = then;
+  longer.training.steps = 80;  // the cosine now decays over twice the steps: step 21's lr jumps up
+  const std::vector<std::string> lr = lh::resume_changes(then, longer, 20);
+  REQUIRE(lr.size() == 1);
+  CHECK_THAT(lr[0], Catch::Contains("training.steps 40 -> 80") && Catch::Contains("step 21 runs at lr"));
+  const double was = lh::learning_rate(then.schedule, then.optimizer.lr, 20, 40);
+  const double is = lh::learning_rate(longer.schedule, longer.optimizer.lr, 20, 80);
+  CHECK(is > was);
+  char expected[64];
+  std::snprintf(expected, sizeof expected, "lr %.4g, where the checkpoint's schedule had %.4g", is, was);
+  CHECK_THAT(lr[0], Catch::Contains(expected));
+  lh::Config constant = then;
+  constant.schedule.decay = "constant";
+  constant.schedule.warmup_steps = 0;
+  lh::Config constant_longer = constant;
+  constant_longer.training.steps = 80;  // nothing to say: the lr is the same
+  CHECK(lh::resume_changes(constant, constant_longer, 20).empty());
+  lh::Config wider = then;
+  wider.data.seq_len = 16;
+  const std::vector<std::string> windows = lh::resume_changes(then, wider, 20);
+  REQUIRE(windows.size() == 1);
+  CHECK_THAT(windows[0], Catch::Contains("data.seq_len 32 -> 16"));
+  CHECK(lh::resume_changes(then, longer, 80).empty());  // nothing left to train: no lr to speak of
+}
+
+TEST_CASE("validation off: the validation shards are not read; a call that trains nothing keeps config.json",
+          "[cpu][train]") {
+  lh::testing::TempDir dir;
+  auto be = lh::make_cpu_backend();
+  lh::Config cfg = lh::testing::small_run(dir.path(), 3);
+  cfg.data.micro_batch = 32;  // more than the 16 validation windows: only validation would refuse
+  cfg.training.grad_accum = 1;
+  CHECK_THROWS_WITH(lh::train(cfg, *be, {false, true}), Catch::Contains("val_"));
+  cfg.training.eval_interval = 0;
+  CHECK(lh::train(cfg, *be, {false, true}).steps_done == 3);
+  const fs::path config_json = dir.path() / "run" / "config.json";
+  std::stringstream before;
+  before << std::ifstream(config_json).rdbuf();
+  lh::Config other = cfg;
+  other.optimizer.lr = 0.5;  // never runs: the checkpoint is already at training.steps
+  const lh::TrainSummary s = lh::train(other, *be, {true, true});
+  CHECK(s.steps_run == 0);
+  CHECK_FALSE(s.last_checkpoint.empty());  // the resumed-from checkpoint
+  std::stringstream after;
+  after << std::ifstream(config_json).rdbuf();
+  CHECK(after.str() == before.str());
 }
 
 TEST_CASE("the quickstart config learns: loss falls well below the data's unigram entropy", "[cpu][train][slow]") {

@@ -1,5 +1,5 @@
-#include <stdexcept>
 #include <cstdio>
+#include <stdexcept>
 
 #include "bench/timing.h"
 #include "lighthouse/bench.h"

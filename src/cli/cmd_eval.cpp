@@ -56,6 +56,9 @@ void run_eval(const EvalArgs& a) {
   lh::load_checkpoint_weights(a.checkpoint, model);
   lh::AttentionPhase dense;  // evaluation is always dense: the exported model is a dense Llama
   model.set_attention(lh::make_attention(dense, cfg.model));
+  if (info.state.attention != dense.attention)
+    spdlog::info("evaluating with dense attention, as the exported model runs; step {} trained with {} "
+                 "attention, so losses differ from those the run logged", info.state.step, info.state.attention);
 
   nlohmann::json results = {{"checkpoint", a.checkpoint}, {"step", info.state.step}};
   if (!a.logits_for.empty()) {
@@ -110,7 +113,8 @@ void run_eval(const EvalArgs& a) {
 
 void register_eval_command(CLI::App& app) {
   auto a = std::make_shared<EvalArgs>();
-  CLI::App* cmd = app.add_subcommand("eval", "Evaluate a checkpoint: validation loss, passkey retrieval, logits");
+  CLI::App* cmd = app.add_subcommand(
+      "eval", "Evaluate a checkpoint with dense attention (as its export runs): validation loss, passkey retrieval, logits");
   cmd->add_option("--checkpoint", a->checkpoint, "Checkpoint directory")->required()->check(CLI::ExistingDirectory);
   cmd->add_option("--val", a->val, "Validation shards (default: the checkpoint config's data.val)");
   cmd->add_option("--val-batches", a->val_batches, "Validation micro-batches (default: training.eval_batches)")

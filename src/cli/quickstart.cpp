@@ -20,6 +20,9 @@ constexpr const char* kDataDir = "data/quickstart";
 Config quickstart_config() { return Config::from_json(nlohmann::json::parse(kQuickstartConfigJson)); }
 
 void ensure_quickstart_data(const Config& config) {
+  const Config defaults = quickstart_config();
+  if (config.data.train != defaults.data.train || config.data.val != defaults.data.val)
+    return;  // the user's own shards (--set data.train=...): never generate data in their place
   try {
     data::resolve_shards(config.data.train);
     data::resolve_shards(config.data.val);

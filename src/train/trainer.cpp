@@ -21,6 +21,7 @@
 #include "lighthouse/dist.h"
 #include "train/data_parallel.h"
 #include "train/metrics.h"
+#include "train/resume_changes.h"
 #include "train/step_trace.h"
 
 namespace lh {
@@ -75,8 +76,8 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
 
   data::DataLoader train_data(data::resolve_shards(cfg.data.train), cfg.model.vocab_size, T, B, rank, world_size,
                               cfg.training.seed, /*shuffle=*/true);
-  std::optional<data::DataLoader> val_data;
-  if (!cfg.data.val.empty())
+  std::optional<data::DataLoader> val_data;  // only where validation runs: a small set must not stop a run without it
+  if (!cfg.data.val.empty() && cfg.training.eval_interval > 0)
     val_data.emplace(data::resolve_shards(cfg.data.val), cfg.model.vocab_size, T, B, rank, world_size,
                      cfg.training.seed, /*shuffle=*/false);
 
@@ -115,14 +116,18 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
       try {
         train_data.set_position(state.loader);
       } catch (const std::exception& e) {
-        throw std::runtime_error("cannot continue the data stream of " + *newest + " with " +
-                                 std::to_string(world_size) + " ranks: " + e.what());
+        throw std::runtime_error(fmt::format(
+            "cannot continue the data stream of {} (saved with data.micro_batch {}, data.seq_len {}, {} ranks; now {}, "
+            "{}, {}): {}", *newest, info.config.data.micro_batch, info.config.data.seq_len, info.state.world_size, B, T,
+            world_size, e.what()));
       }
       rng.set_state_string(state.rng_state);
       resumed_from = *newest;
       spdlog::info("resumed from {} (step {})", *newest, state.step);
+      if (root)
+        for (const std::string& change : resume_changes(info.config, cfg, state.step)) spdlog::warn("resume: {}", change);
     } else {
-      spdlog::warn("--resume: no complete checkpoint in {}, starting from scratch", run_dir);
+      spdlog::warn("no complete checkpoint in {}: starting the run", run_dir);
     }
   }
   if (state.step >= cfg.training.steps)
@@ -135,8 +140,13 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
                  opt.stop_at_step);
   std::optional<MetricsLog> metrics;  // rank 0 only
   if (root) {
-    ckpt::write_file_atomic((fs::path(run_dir) / "config.json").string(), cfg.to_json().dump(2) + "\n");
+    // The config that runs; a call that trains nothing leaves the last run's in place.
+    if (state.step < cfg.training.steps && !past_stop_at)
+      ckpt::write_file_atomic((fs::path(run_dir) / "config.json").string(), cfg.to_json().dump(2) + "\n");
     metrics.emplace((fs::path(run_dir) / "metrics.jsonl").string(), state.step);
+    if (val_data && val_data->batches_per_epoch() < uint64_t(cfg.training.eval_batches))
+      spdlog::warn("training.eval_batches = {}, but the validation shards hold {} batches of {} x {}: each "
+                   "validation pass scores those", cfg.training.eval_batches, val_data->batches_per_epoch(), B, T);
   }
   const bool quiet = opt.quiet || !root;
 
