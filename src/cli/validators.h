@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -32,7 +33,7 @@ inline CLI::Validator number_above(double min, bool or_equal = false) {
       [bound = std::string(bound), min, or_equal](std::string& s) -> std::string {
         char* end = nullptr;
         const double v = std::strtod(s.c_str(), &end);
-        if (s.empty() || *end != '\0' || !(v == v)) return "'" + s + "' is not a number";
+        if (s.empty() || *end != '\0' || !std::isfinite(v)) return "'" + s + "' is not a finite number";
         if (or_equal ? v < min : v <= min) return "must be " + bound + ", got " + s;
         return {};
       },

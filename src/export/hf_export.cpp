@@ -77,9 +77,12 @@ nlohmann::json hf_llama_config(const ModelConfig& m, DType dtype) {
 }
 
 namespace {
-// The export writes only these names (the last one while it writes): a directory holding anything
-// else (a checkpoint, a run directory, someone's files) is not overwritten.
-const char* const kExportFiles[] = {"config.json", "model.safetensors", ".model.safetensors.tmp"};
+// The export writes only these names (the partial one while it writes the weights): a directory
+// holding anything else (a checkpoint, a run directory, someone's files) is not overwritten.
+constexpr const char* kConfigName = "config.json";
+constexpr const char* kWeightsName = "model.safetensors";
+constexpr const char* kPartialWeightsName = ".model.safetensors.tmp";
+const char* const kExportFiles[] = {kConfigName, kWeightsName, kPartialWeightsName};
 
 void check_export_dir(const std::string& out_dir) {
   std::error_code ec;
@@ -121,10 +124,10 @@ void export_hf(const std::string& checkpoint_dir, const std::string& out_dir, DT
     refs.push_back({p.hf_name, dtype, shape, data});
   }
   fs::create_directories(out_dir);
-  const std::string tmp = (fs::path(out_dir) / kExportFiles[2]).string();
+  const std::string tmp = (fs::path(out_dir) / kPartialWeightsName).string();
   safetensors::write_file(tmp, refs, {{"format", "pt"}});
-  fs::rename(tmp, fs::path(out_dir) / "model.safetensors");
-  ckpt::write_file_atomic((fs::path(out_dir) / "config.json").string(),
+  fs::rename(tmp, fs::path(out_dir) / kWeightsName);
+  ckpt::write_file_atomic((fs::path(out_dir) / kConfigName).string(),
                           hf_llama_config(info.config.model, dtype).dump(2) + "\n");
 }
 
