@@ -104,6 +104,11 @@ TEST_CASE("listing ignores stray temporaries and incomplete checkpoints", "[chec
   put(run / "step_00000500", "a file, not a directory");
   CHECK(newest_checkpoint(run.string()) == (run / "step_00000100").string());
   CHECK(list_checkpoints(run.string()).size() == 1);
+  // The crashed copy is the one incomplete checkpoint (a resume warns about it).
+  const auto incomplete = lh::ckpt::incomplete_checkpoints(run.string());
+  REQUIRE(incomplete.size() == 1);
+  CHECK(incomplete[0].first == 300);
+  CHECK(incomplete[0].second == (run / "step_00000300").string());
 }
 
 TEST_CASE("prune keeps the newest k and removes stale temporaries only", "[checkpoint]") {

@@ -220,7 +220,7 @@ TEST_CASE("a resume says what a changed config does to the next steps", "[cpu][t
   CHECK(lh::resume_changes(then, longer, 80).empty());  // nothing left to train: no lr to speak of
 }
 
-TEST_CASE("validation off: the validation shards are not read; a call that trains nothing keeps config.json",
+TEST_CASE("validation off leaves the validation shards unread, and a call that trains nothing keeps config.json",
           "[cpu][train]") {
   lh::testing::TempDir dir;
   auto be = lh::make_cpu_backend();

@@ -53,6 +53,10 @@ class StagedDir {
 // sorted by step ascending, as (step, full path). A missing run_dir gives an empty list.
 std::vector<std::pair<int, std::string>> list_checkpoints(const std::string& run_dir);
 std::optional<std::string> newest_checkpoint(const std::string& run_dir);
+// step_* directories without a state.json, as list_checkpoints lists: damaged or hand-edited
+// checkpoints (a save writes state.json into its staging directory before the rename), which
+// list_checkpoints passes over.
+std::vector<std::pair<int, std::string>> incomplete_checkpoints(const std::string& run_dir);
 
 // Keeps the newest keep_last complete checkpoints (0 = keep all) and deletes the older ones; each
 // is first renamed to a .tmp-* name so a crash mid-delete never leaves a half-deleted directory

@@ -167,17 +167,28 @@ void StagedDir::commit() {
   }
 }
 
-std::vector<std::pair<int, std::string>> list_checkpoints(const std::string& run_dir) {
+namespace {
+// step_* directories with (complete) or without a state.json, by step ascending.
+std::vector<std::pair<int, std::string>> step_directories(const std::string& run_dir, bool complete) {
   std::vector<std::pair<int, std::string>> out;
   if (!fs::exists(run_dir)) return out;
   for (const auto& e : fs::directory_iterator(run_dir)) {
     const auto step = parse_checkpoint_name(e.path().filename().string());
     if (!step || !e.is_directory()) continue;
     std::error_code ec;
-    if (fs::is_regular_file(e.path() / "state.json", ec)) out.emplace_back(*step, e.path().string());
+    if (fs::is_regular_file(e.path() / "state.json", ec) == complete) out.emplace_back(*step, e.path().string());
   }
   std::sort(out.begin(), out.end());
   return out;
+}
+}  // namespace
+
+std::vector<std::pair<int, std::string>> list_checkpoints(const std::string& run_dir) {
+  return step_directories(run_dir, /*complete=*/true);
+}
+
+std::vector<std::pair<int, std::string>> incomplete_checkpoints(const std::string& run_dir) {
+  return step_directories(run_dir, /*complete=*/false);
 }
 
 std::optional<std::string> newest_checkpoint(const std::string& run_dir) {

@@ -124,6 +124,10 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
       rng.set_state_string(state.rng_state);
       resumed_from = *newest;
       spdlog::info("resumed from {} (step {})", *newest, state.step);
+      for (const auto& [step, skipped] : ckpt::incomplete_checkpoints(run_dir))
+        if (root && step > state.step)
+          spdlog::warn("resume: {} has no state.json (damaged?), so the run continues from the older {}; "
+                       "saving step {} again replaces it", skipped, *newest, step);
       if (root)
         for (const std::string& change : resume_changes(info.config, cfg, state.step)) spdlog::warn("resume: {}", change);
     } else {
