@@ -78,8 +78,7 @@ def plot(train, val, phases, output, title=None, log_y=False):
         raise MetricsError("matplotlib is not installed (try: python3 -m pip install --user matplotlib)")
 
     lr_points = [(r["step"], r["lr"]) for r in train if "lr" in r]
-    clock_points = [(r["step"], r["sm_clock_mhz"]) for r in train
-                    if "sm_clock_mhz" in r and r.get("clock_samples", 1) > 0]
+    clock_points = [(r["step"], r["sm_clock_mhz"]) for r in train if "sm_clock_mhz" in r]
     small = [pts for pts in (lr_points, clock_points) if pts]
     nrows = 1 + len(small)
     fig, axes = plt.subplots(nrows, 1, sharex=True, figsize=(9, 4 + 2 * len(small)),

@@ -127,7 +127,6 @@ class GpuMonitor:
         self.thread.join()
         seconds = time.perf_counter() - self.t0
         g = {"gpu_seconds": seconds, "gpu_power_limit_w": self.limit_w, "sm_clock_max_mhz": self.max_mhz,
-             "sm_clock_mhz": 0.0, "sm_clock_min_mhz": 0.0, "power_capped_fraction": 0.0,
              "clock_samples": len(self.samples)}
         if self.samples:
             clocks = [m for m, _ in self.samples]
@@ -144,6 +143,8 @@ class GpuMonitor:
     @staticmethod
     def describe(g):
         power = f"{g['gpu_power_w']:.0f} W" if "gpu_power_w" in g else "power unknown"
+        if not g["clock_samples"]:
+            return f"no SM clock readings (boost {g['sm_clock_max_mhz']:.0f} MHz), {power} of {g['gpu_power_limit_w']:.0f} W"
         return (f"{g['sm_clock_mhz']:.0f} MHz mean SM clock (min {g['sm_clock_min_mhz']:.0f}, boost "
                 f"{g['sm_clock_max_mhz']:.0f}), {power} of {g['gpu_power_limit_w']:.0f} W "
                 f"(power-capped {100 * g['power_capped_fraction']:.0f}% of the time)")

@@ -65,9 +65,6 @@ TEST_CASE("malformed configs name the culprit's JSON path", "[config]") {
       {R"({"schedule":{"min_lr":-1e-4}})", "schedule.min_lr", ">= 0"},
       {R"({"schedule":{"decay_fraction":0}})", "schedule.decay_fraction", "(0, 1]"},
       {R"({"schedule":{"decay_fraction":1.5}})", "schedule.decay_fraction", "(0, 1]"},
-      // Default training.steps 1000: a decay over the last 800 steps would start inside a 300-step warm-up.
-      {R"({"schedule":{"decay":"wsd","warmup_steps":300,"decay_fraction":0.8}})", "schedule.warmup_steps",
-       "overlaps the wsd decay, which takes the last 800 of 1000 steps"},
       {R"({"training":{"steps":0}})", "training.steps", ">= 1"},
       {R"({"training":{"steps":3000000000}})", "training.steps", "32-bit"},
       {R"({"training":{"global_batch":-8}})", "training.global_batch", ">= 0"},

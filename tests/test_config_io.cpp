@@ -94,10 +94,32 @@ TEST_CASE("load_file", "[config]") {
   const std::string twice = write_temp_file("twice.json", R"({"data":{"train":["a"]},"model":{"dim":64},"model":{}})");
   expect_error([&] { Config::load_file(twice); }, twice, "\"model\" appears twice");
   const std::string nested_twice = write_temp_file("nested_twice.json", R"({"model":{"dim":64,"n_layers":2,"dim":32}})");
-  expect_error([&] { Config::load_file(nested_twice); }, nested_twice, "\"dim\" appears twice");
+  expect_error([&] { Config::load_file(nested_twice); }, nested_twice, "\"dim\" appears twice in the object under \"model\"");
+  expect_error([&] { Config::load_file(twice); }, twice, "in the top-level object");
   const std::string same_key_apart =
       write_temp_file("apart.json", R"({"data":{"train":["a"], "val":[]},"model":{"dim":64},"training":{"steps":3}})");
   CHECK(Config::load_file(same_key_apart).training.steps == 3);  // equal names in different objects are fine
+  // A rule across keys broken by an override of another key: the file and the overrides are named.
+  expect_error([&] { Config::load_file(good, {"model.n_heads=5"}); }, "model.n_heads", "from --set model.n_heads=5");
+  expect_error([&] { Config::load_file(good, {"model.max_seq_len=16"}); }, "data.seq_len",
+               "(in " + good + " with --set model.max_seq_len=16)");
+  // A wsd decay that would start inside the warm-up (default training.steps 1000: the last 800
+  // steps decay) is refused for the configs users write; a checkpoint's stored config (from_json)
+  // keeps loading.
+  const std::vector<std::string> overlap = {"schedule.decay=\"wsd\"", "schedule.warmup_steps=300",
+                                            "schedule.decay_fraction=0.8"};
+  expect_error([&] { Config::load_file(good, overlap); }, "schedule.warmup_steps",
+               "overlaps the wsd decay, which takes the last 800 of 1000 steps");
+  json stored = Config::load_file(good).to_json();
+  for (const std::string& o : overlap) Config::apply_override(stored, o);
+  CHECK(Config::from_json(stored).schedule.warmup_steps == 300);
+  CHECK(Config::load_file(good, {"schedule.decay=\"wsd\"", "schedule.warmup_steps=200",
+                                 "schedule.decay_fraction=0.8"}).schedule.warmup_steps == 200);  // touches, no overlap
+  // Nesting is limited in --set values too, and a // comment ends at \r as the parser ends it.
+  expect_error([&] { Config::apply_override(stored, "data.train=" + std::string(1000, '[')); }, "data.train",
+               "nested more than");
+  const std::string cr = write_temp_file("cr.json", "//x\r" + std::string(100000, '[') + std::string(100000, ']'));
+  expect_error([&] { Config::load_file(cr); }, cr, "nested more than");
   const std::string huge = write_temp_file("huge.json", R"({"optimizer":{"lr":1e999}})");
   expect_error([&] { Config::load_file(huge); }, huge, "out of range");
   const std::string deep = write_temp_file("deep.json", std::string(100000, '[') + std::string(100000, ']'));

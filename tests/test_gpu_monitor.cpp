@@ -50,6 +50,11 @@ TEST_CASE("gpu monitor: the summary of a window of readings", "[cpu]") {
     CHECK_FALSE(c.mean_power_w.has_value());
     CHECK_FALSE(lh::to_json(c).contains("gpu_power_w"));
     CHECK(lh::describe(c).find("power unknown") != std::string::npos);
+    for (lh::GpuReading& r : gaps) r.clock.reset();  // every clock read failed: no clock, not 0 MHz
+    const lh::GpuActivity d = lh::summarize_gpu_window(gaps, 700.0, 1980.0);
+    CHECK(d.samples == 0);
+    CHECK_FALSE(lh::to_json(d).contains("sm_clock_mhz"));
+    CHECK(lh::describe(d).find("no SM clock readings") != std::string::npos);
   }
   SECTION("a window without a reading beyond its start, or none at all") {
     for (const std::vector<lh::GpuReading>& w : {std::vector<lh::GpuReading>{}, {window.front()}}) {

@@ -207,8 +207,10 @@ TEST_CASE("kernel trace: training traces name a file per rank and refuse bad set
     unreached.finish();
   }
   CHECK(read_text(path) == "{}");
-  // The last step of a huge range does not overflow: the range starts, untraced steps before it pass.
+  // The last step of a huge range does not overflow; untraced steps before the range pass.
   lh::StepTrace huge(path, 5, INT_MAX, 0);
+  CHECK(huge.last_step() == INT_MAX);
+  CHECK(lh::StepTrace(path, 5, 3, 0).last_step() == 7);
   CHECK_NOTHROW(huge.before_step(4));
   // No path: steps pass through untraced on any device; with a path, the first traced step needs
   // a GPU.

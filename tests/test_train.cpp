@@ -199,7 +199,12 @@ TEST_CASE("a resume says what a changed config does to the next steps", "[cpu][t
   longer.training.steps = 80;  // the cosine now decays over twice the steps: step 21's lr jumps up
   const std::vector<std::string> lr = lh::resume_changes(then, longer, 20);
   REQUIRE(lr.size() == 1);
-  CHECK_THAT(lr[0], Catch::Contains("training.steps 40 -> 80") && Catch::Contains("step 21 runs at lr"));
+  CHECK_THAT(lr[0], Catch::Contains("(training.steps 40 -> 80)") && Catch::Contains("step 21 runs at lr"));
+  lh::Config warmer = then;
+  warmer.schedule.warmup_steps = 30;  // only what changed is named
+  const std::vector<std::string> warm = lh::resume_changes(then, warmer, 20);
+  REQUIRE(warm.size() == 1);
+  CHECK_THAT(warm[0], Catch::Contains("(schedule.warmup_steps 2 -> 30)"));
   const double was = lh::learning_rate(then.schedule, then.optimizer.lr, 20, 40);
   const double is = lh::learning_rate(longer.schedule, longer.optimizer.lr, 20, 80);
   CHECK(is > was);

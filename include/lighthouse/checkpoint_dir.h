@@ -69,6 +69,8 @@ void prune_checkpoints(const std::string& run_dir, int keep_last);
 // Small files (metrics, exported configs): writes a sibling .tmp-* file, fsyncs, renames over
 // `path`, fsyncs the parent. Readers see the old or the new contents, never a torn file.
 void write_file_atomic(const std::string& path, const std::string& contents);
+// The prefix of the temporary names above (".tmp-"), followed by the final name.
+std::string temporary_prefix();
 
 // fsync one file or directory; fsync_tree: every regular file and directory under `dir`
 // (children before parents), then `dir` itself.

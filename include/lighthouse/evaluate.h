@@ -7,7 +7,11 @@
 
 namespace lh {
 
-// Mean next-token cross-entropy (nats) over `batches` micro-batches from the start of `val`.
+// How many of `requested` micro-batches a validation pass over `val` scores: each window at most
+// once (on this rank), so no more than the shards hold.
+int validation_batches(const data::DataLoader& val, int requested);
+// Mean next-token cross-entropy (nats) over validation_batches(val, batches) micro-batches from
+// the start of `val`.
 double validation_loss(LlamaModel& model, data::DataLoader& val, int batches);
 
 struct PasskeyResult {

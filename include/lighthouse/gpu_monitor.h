@@ -44,7 +44,8 @@ struct GpuReading {
 // samples of the readings after it, and the energy between the window's first and last readings
 // of the counter. Empty or one-reading windows give zeros and no energy.
 GpuActivity summarize_gpu_window(const std::vector<GpuReading>& window, double power_limit_w, double max_sm_clock_mhz);
-// {"gpu_seconds", "sm_clock_mhz", ..., and "gpu_energy_j", "gpu_power_w" where known}.
+// {"gpu_seconds", "clock_samples", ..., "sm_clock_mhz" and the other clock fields where there were
+// samples, "gpu_energy_j" and "gpu_power_w" where known}.
 nlohmann::json to_json(const GpuActivity& a);
 // "1620 MHz mean SM clock (min 1560, boost 1980), 688 W of 700 (power-capped 95% of the time)".
 std::string describe(const GpuActivity& a);

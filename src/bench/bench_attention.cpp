@@ -26,7 +26,7 @@ Buffer random_activations(Backend& be, size_t n, uint64_t seed) {
 }  // namespace
 
 void check_heads(int heads, int kv_heads) {
-  if (kv_heads > heads || heads % kv_heads != 0)
+  if (heads < 1 || kv_heads < 1 || kv_heads > heads || heads % kv_heads != 0)
     throw std::runtime_error("--kv-heads (" + std::to_string(kv_heads) + ") must divide --heads (" +
                              std::to_string(heads) + ")");
 }

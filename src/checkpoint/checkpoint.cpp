@@ -1,6 +1,7 @@
 #include "lighthouse/checkpoint.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -47,13 +48,18 @@ nlohmann::json state_to_json(const TrainState& s) {
 
 TrainState state_from_json(const nlohmann::json& j) {
   TrainState s;
-  s.step = j.at("step").get<int>();
-  s.phase_index = j.at("phase_index").get<int>();
+  auto get_int = [&](const char* key) {  // get<int>() would wrap 4294967297 to 1
+    const int64_t v = j.at(key).get<int64_t>();
+    if (v < INT_MIN || v > INT_MAX) throw std::invalid_argument(std::string(key) + " " + std::to_string(v) + " is out of range");
+    return int(v);
+  };
+  s.step = get_int("step");
+  s.phase_index = get_int("phase_index");
   s.attention = j.at("attention").get<std::string>();
   s.loader.epoch = j.at("loader").at("epoch").get<uint64_t>();
   s.loader.cursor = j.at("loader").at("cursor").get<uint64_t>();
   s.rng_state = j.at("rng").get<std::string>();
-  s.world_size = j.at("world_size").get<int>();
+  s.world_size = get_int("world_size");
   s.tokens_seen = j.at("tokens_seen").get<double>();
   auto require = [](bool ok, const std::string& what) {
     if (!ok) throw std::invalid_argument(what);

@@ -220,6 +220,8 @@ void prune_checkpoints(const std::string& run_dir, int keep_last) {
   }
 }
 
+std::string temporary_prefix() { return kTmpPrefix; }
+
 void write_file_atomic(const std::string& path, const std::string& contents) {
   const std::string parent = parent_of(path);
   fs::create_directories(parent);

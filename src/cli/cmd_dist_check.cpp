@@ -182,7 +182,7 @@ void run_dist_check(const DistCheckArgs& a) {
 void register_dist_check_command(CLI::App& app) {
   auto args = std::make_shared<DistCheckArgs>();
   CLI::App* cmd = app.add_subcommand("dist-check", "Check a distributed launch: environment, rendezvous, NCCL");
-  cmd->add_option("--timeout", args->timeout_s, "Seconds to wait for the other ranks")->check(lh::cli::number_above(0));
+  cmd->add_option("--timeout", args->timeout_s, "Seconds to wait for the other ranks")->check(lh::cli::number_above(0, false, lh::cli::kMaxSeconds));
   cmd->add_flag("--nccl", args->nccl, "Also run each NCCL collective once on GPU local_rank and verify it");
   cmd->add_option("--bandwidth", args->bandwidth_mb,
                   "With --nccl: time the trainer's collectives on this many MiB and print bus bandwidth")

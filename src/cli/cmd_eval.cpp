@@ -1,7 +1,5 @@
 // lighthouse eval --checkpoint DIR [--val-batches N] [--passkey-lengths ...] [--passkey-depths ...]
 //                 [--logits-for tokens.bin --logits-out logits.bin] [--out results.json]
-#include <algorithm>
-#include <climits>
 #include <cstdio>
 #include <fstream>
 #include <optional>
@@ -84,11 +82,9 @@ void run_eval(const EvalArgs& a) {
     lh::data::DataLoader val(val_shards, cfg.model.vocab_size, cfg.data.seq_len, cfg.data.micro_batch, 0, 1,
                              cfg.training.seed, /*shuffle=*/false);
     const int requested = a.val_batches > 0 ? a.val_batches : cfg.training.eval_batches;
-    // validation_loss scores each window at most once.
-    const int available = int(std::min<uint64_t>(INT_MAX, std::max<uint64_t>(1, val.batches_per_epoch())));
-    const int batches = std::min(requested, available);
+    const int batches = lh::validation_batches(val, requested);
     if (batches < requested)
-      spdlog::warn("the validation shards hold {} batches of {} x {}; evaluating {} rather than {}", available,
+      spdlog::warn("the validation shards hold {} batches of {} x {}; evaluating {} rather than {}", batches,
                    cfg.data.micro_batch, cfg.data.seq_len, batches, requested);
     results["val_loss"] = lh::validation_loss(model, val, batches);
     std::printf("val_loss %.4f (%d batches of %d x %d)\n", results["val_loss"].get<double>(), batches,

@@ -177,7 +177,7 @@ void register_launch_command(CLI::App& app) {
       ->check(CLI::Range(1, 1024));
   cmd->add_option("--port", args->port, "Rendezvous port on 127.0.0.1 (default: a free one)")->check(CLI::Range(1, 65535));
   cmd->add_option("--grace", args->grace_s, "Seconds between SIGTERM and SIGKILL when stopping ranks")
-      ->check(lh::cli::number_above(0, /*or_equal=*/true));
+      ->check(lh::cli::number_above(0, /*or_equal=*/true, lh::cli::kMaxSeconds));
   cmd->add_option("command", args->command, "The lighthouse subcommand each rank runs, after --")->required();
   cmd->footer("Example: lighthouse launch --gpus 8 -- train --config configs/run.json");
   cmd->callback([args]() { run_launch(*args); });

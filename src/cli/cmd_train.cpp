@@ -58,7 +58,7 @@ void run_train(const TrainArgs& a) {
   options.trace_path = a.trace, options.trace_from = a.trace_from, options.trace_steps = a.trace_steps;
   const lh::TrainSummary s = lh::train(cfg, *backend, options, comm.get());
   if (s.steps_run == 0) {
-    spdlog::info("done: step {}, nothing left to train | last checkpoint {}", s.steps_done,
+    spdlog::info("done: step {}, nothing to train in this call | last checkpoint {}", s.steps_done,
                  s.last_checkpoint.empty() ? "none" : s.last_checkpoint);
     return;
   }

@@ -20,12 +20,15 @@ constexpr const char* kDataDir = "data/quickstart";
 Config quickstart_config() { return Config::from_json(nlohmann::json::parse(kQuickstartConfigJson)); }
 
 void ensure_quickstart_data(const Config& config) {
+  // Only the quickstart's own shards are generated, never data in place of the user's (--set
+  // data.train=...): the default train or validation shards, where one of them is used and missing.
   const Config defaults = quickstart_config();
-  if (config.data.train != defaults.data.train || config.data.val != defaults.data.val)
-    return;  // the user's own shards (--set data.train=...): never generate data in their place
+  const bool own_train = config.data.train == defaults.data.train;
+  const bool own_val = !config.data.val.empty() && config.data.val == defaults.data.val;
+  if (!own_train && !own_val) return;
   try {
-    data::resolve_shards(config.data.train);
-    data::resolve_shards(config.data.val);
+    if (own_train) data::resolve_shards(config.data.train);
+    if (own_val) data::resolve_shards(config.data.val);
     return;  // already there
   } catch (const std::exception&) {
   }

@@ -15,7 +15,8 @@ TokenBatch read_token_file(const std::string& path, int vocab_size) {
   const uint64_t count = uint64_t(dims[0]) * uint64_t(dims[1]);
   std::error_code ec;
   const uint64_t bytes = std::filesystem::file_size(path, ec);
-  if (ec || bytes != sizeof dims + count * sizeof(int32_t))
+  if (ec) throw std::runtime_error(path + ": cannot tell its size (" + ec.message() + "): give a regular file");
+  if (bytes != sizeof dims + count * sizeof(int32_t))
     throw std::runtime_error(path + ": the header says " + std::to_string(dims[0]) + " x " + std::to_string(dims[1]) +
                              " tokens (" + std::to_string(sizeof dims + count * sizeof(int32_t)) +
                              " bytes with the header), but the file has " + std::to_string(bytes) + " bytes");

@@ -7,9 +7,17 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 namespace lh::cli {
+
+// CLI11 converts integers with strtoll(..., base 0), which reads "010" as octal 8: a leading zero
+// is refused rather than read differently from how it was checked.
+inline bool leading_zero(const std::string& s) {
+  const size_t digits = s.find_first_not_of("+-");
+  return digits != std::string::npos && s.size() > digits + 1 && s[digits] == '0';
+}
 
 // A whole number (decimal digits, optionally signed) of at least `min`.
 inline CLI::Validator whole_at_least(long long min) {
@@ -19,26 +27,31 @@ inline CLI::Validator whole_at_least(long long min) {
         errno = 0;
         const long long v = std::strtoll(s.c_str(), &end, 10);
         if (s.empty() || *end != '\0' || errno == ERANGE) return "'" + s + "' is not a whole number";
+        if (leading_zero(s)) return "'" + s + "': write it without leading zeros";
         if (v < min) return "must be >= " + std::to_string(min) + ", got " + s;
         return {};
       },
       "INT >= " + std::to_string(min));
 }
 
-// A number (any decimal or exponent notation) above `min`, or at least `min`.
-inline CLI::Validator number_above(double min, bool or_equal = false) {
-  char bound[32];
+// A number (any decimal or exponent notation) above `min` (or at least `min`) and at most `max`.
+inline CLI::Validator number_above(double min, bool or_equal = false, double max = 1e300) {
+  char bound[64];
   std::snprintf(bound, sizeof bound, "%s %g", or_equal ? ">=" : ">", min);
+  if (max < 1e300) std::snprintf(bound + std::strlen(bound), sizeof bound - std::strlen(bound), " and <= %g", max);
   return CLI::Validator(
-      [bound = std::string(bound), min, or_equal](std::string& s) -> std::string {
+      [bound = std::string(bound), min, or_equal, max](std::string& s) -> std::string {
         char* end = nullptr;
         const double v = std::strtod(s.c_str(), &end);
         if (s.empty() || *end != '\0' || !std::isfinite(v)) return "'" + s + "' is not a finite number";
-        if (or_equal ? v < min : v <= min) return "must be " + bound + ", got " + s;
+        if ((or_equal ? v < min : v <= min) || v > max) return "must be " + bound + ", got " + s;
         return {};
       },
       "NUMBER " + std::string(bound));
 }
+
+// Seconds for timeouts and grace periods: a day at most, so that milliseconds fit any integer type.
+constexpr double kMaxSeconds = 86400;
 
 // An unsigned 64-bit integer written as plain decimal digits (seeds).
 inline CLI::Validator unsigned_64() {
@@ -46,6 +59,7 @@ inline CLI::Validator unsigned_64() {
       [](std::string& s) -> std::string {
         if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos)
           return "'" + s + "' is not a whole number >= 0";
+        if (leading_zero(s)) return "'" + s + "': write it without leading zeros";
         char* end = nullptr;
         errno = 0;
         std::strtoull(s.c_str(), &end, 10);

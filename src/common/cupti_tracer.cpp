@@ -62,6 +62,7 @@ constexpr size_t kBufferBytes = size_t(8) << 20, kBufferAlign = 8;
 std::mutex g_mu;
 std::vector<TraceEvent> g_events;
 size_t g_lost = 0;
+bool g_incomplete_buffer = false;  // a buffer given up part way
 
 const char* memcpy_name(uint8_t kind) {
   switch (kind) {
@@ -79,7 +80,7 @@ void CUPTIAPI buffer_requested(uint8_t** buffer, size_t* size, size_t* max_recor
 }
 
 // A C callback: nothing may be thrown through CUPTI's frames, and the buffer is ours to free.
-void CUPTIAPI buffer_completed(CUcontext context, uint32_t stream, uint8_t* buffer, size_t, size_t valid) {
+void CUPTIAPI buffer_completed(CUcontext, uint32_t, uint8_t* buffer, size_t, size_t valid) {
   const Cupti* cupti = load_cupti();
   std::vector<TraceEvent> got;
   size_t lost = 0;
@@ -104,14 +105,13 @@ void CUPTIAPI buffer_completed(CUcontext context, uint32_t stream, uint8_t* buff
         add(TraceEvent::Kind::kMemset, "memset", m->start, m->end, m->streamId);
       }
     }
-    size_t dropped = 0;
-    if (context && cupti->dropped_records(context, stream, &dropped) == CUPTI_SUCCESS) lost += dropped;
     std::lock_guard<std::mutex> lock(g_mu);
     g_events.insert(g_events.end(), got.begin(), got.end());
     g_lost += lost;
-  } catch (...) {  // out of memory: this buffer's records are lost, and counted
+  } catch (...) {  // out of memory: the records read so far are lost (those after them uncounted)
     std::lock_guard<std::mutex> lock(g_mu);
-    g_lost += lost + got.size() + 1;
+    g_lost += lost + got.size();
+    g_incomplete_buffer = true;
   }
   std::free(buffer);
 }
@@ -141,6 +141,7 @@ std::unique_ptr<KernelTracer> KernelTracer::start(std::string* why_not) {
     std::lock_guard<std::mutex> lock(g_mu);
     g_events.clear();
     g_lost = 0;
+    g_incomplete_buffer = false;
   }
   g_tracing = true;
   return std::unique_ptr<KernelTracer>(new KernelTracer());
@@ -154,11 +155,14 @@ std::vector<TraceEvent> KernelTracer::stop() {
   for (CUpti_ActivityKind kind : kKinds) cupti->disable(kind);  // ... nothing later is recorded ...
   const CUptiResult flushed = cupti->flush_all(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);  // ... and all is handed over
   g_tracing = false;
+  size_t dropped = 0;  // records CUPTI had no buffer for (the context and stream arguments are unused)
+  cupti->dropped_records(nullptr, 0, &dropped);
   std::vector<TraceEvent> events;
   {
     std::lock_guard<std::mutex> lock(g_mu);
     events.swap(g_events);
-    lost_ = g_lost;
+    lost_ = g_lost + dropped;
+    if (g_incomplete_buffer) problem_ = "a buffer of records could not be read (out of memory)";
   }
   if (synced != cudaSuccess) problem_ = std::string("waiting for the device: ") + cudaGetErrorString(synced);
   if (flushed != CUPTI_SUCCESS) problem_ = "CUPTI flush: " + cupti->error(flushed);

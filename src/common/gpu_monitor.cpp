@@ -52,11 +52,13 @@ GpuActivity summarize_gpu_window(const std::vector<GpuReading>& window, double p
 nlohmann::json to_json(const GpuActivity& a) {
   nlohmann::json j = {{"gpu_seconds", a.seconds},
                       {"gpu_power_limit_w", a.power_limit_w},
-                      {"sm_clock_mhz", a.mean_sm_clock_mhz},
-                      {"sm_clock_min_mhz", a.min_sm_clock_mhz},
                       {"sm_clock_max_mhz", a.max_sm_clock_mhz},
-                      {"power_capped_fraction", a.power_capped_fraction},
                       {"clock_samples", a.samples}};
+  if (a.samples > 0) {  // no readings: no clock, rather than a 0 MHz one
+    j["sm_clock_mhz"] = a.mean_sm_clock_mhz;
+    j["sm_clock_min_mhz"] = a.min_sm_clock_mhz;
+    j["power_capped_fraction"] = a.power_capped_fraction;
+  }
   if (a.energy_j) j["gpu_energy_j"] = *a.energy_j;
   if (a.mean_power_w) j["gpu_power_w"] = *a.mean_power_w;
   return j;
@@ -69,6 +71,11 @@ std::string describe(const GpuActivity& a) {
   else
     std::snprintf(power, sizeof power, "power unknown");
   char buf[256];
+  if (a.samples == 0) {
+    std::snprintf(buf, sizeof buf, "no SM clock readings (boost %.0f MHz), %s of %.0f W", a.max_sm_clock_mhz, power,
+                  a.power_limit_w);
+    return buf;
+  }
   std::snprintf(buf, sizeof buf, "%.0f MHz mean SM clock (min %.0f, boost %.0f), %s of %.0f W (power-capped %.0f%% of the time)",
                 a.mean_sm_clock_mhz, a.min_sm_clock_mhz, a.max_sm_clock_mhz, power, a.power_limit_w,
                 100.0 * a.power_capped_fraction);

@@ -145,13 +145,6 @@ ScheduleConfig parse_schedule(const json& j, const OptimizerConfig& o, int steps
           num(s.min_lr) + " must be <= optimizer.lr = " + num(o.lr));
   require(s.decay_fraction > 0 && s.decay_fraction <= 1, "schedule.decay_fraction",
           "must be in (0, 1], got " + num(s.decay_fraction));
-  if (s.decay == "wsd") {  // the decay must start after the warm-up, or the lr would drop mid-ramp
-    const int decay_steps = std::max(1, int(std::lround(s.decay_fraction * steps)));
-    require(s.warmup_steps <= steps - decay_steps, "schedule.warmup_steps",
-            std::to_string(s.warmup_steps) + " overlaps the wsd decay, which takes the last " +
-                std::to_string(decay_steps) + " of " + std::to_string(steps) +
-                " steps (schedule.decay_fraction = " + num(s.decay_fraction) + ")");
-  }
   return s;
 }
 

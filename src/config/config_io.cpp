@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <set>
@@ -64,8 +65,9 @@ std::vector<Segment> split_key(const std::string& key, const std::string& assign
   return segs;
 }
 
-// The deepest nesting of arrays and objects, outside strings and comments: nlohmann's parser and
-// destructor recurse, so a config nested a hundred thousand levels deep would overflow the stack.
+// The deepest nesting of arrays and objects, outside strings and comments (ended as nlohmann ends
+// them): dump() and copies of a parsed document recurse, so a config nested a hundred thousand
+// levels deep would overflow the stack.
 size_t nesting_depth(const std::string& text) {
   size_t depth = 0, deepest = 0;
   for (size_t i = 0; i < text.size(); ++i) {
@@ -74,7 +76,7 @@ size_t nesting_depth(const std::string& text) {
       for (++i; i < text.size() && text[i] != '"'; ++i)
         if (text[i] == '\\') ++i;
     } else if (c == '/' && i + 1 < text.size() && text[i + 1] == '/') {
-      i = std::min(text.size(), text.find('\n', i));
+      i = std::min(text.size(), text.find_first_of(std::string("\n\r\0", 3), i));
     } else if (c == '/' && i + 1 < text.size() && text[i + 1] == '*') {
       const size_t close = text.find("*/", i + 2);
       i = close == std::string::npos ? text.size() : close + 1;
@@ -99,13 +101,29 @@ json Config::load_json_file(const std::string& path) {
   if (nesting_depth(text) > kMaxNesting)
     throw ConfigError(path, "arrays and objects nested more than " + std::to_string(kMaxNesting) + " levels deep");
   // A key given twice in one object would silently keep only its last value (a whole section,
-  // perhaps): refused. One set of keys per open object.
-  std::vector<std::set<std::string>> keys;
+  // perhaps): refused. Per open object: its keys so far, and the key it stands under (the last key
+  // read in the enclosing object, for the message).
+  struct OpenObject {
+    std::set<std::string> keys;
+    std::string under, last_key;
+  };
+  std::vector<OpenObject> open;
   const json::parser_callback_t no_duplicates = [&](int, json::parse_event_t event, json& parsed) {
-    if (event == json::parse_event_t::object_start) keys.emplace_back();
-    if (event == json::parse_event_t::object_end) keys.pop_back();
-    if (event == json::parse_event_t::key && !keys.back().insert(parsed.get<std::string>()).second)
-      throw ConfigError(path, "key \"" + parsed.get<std::string>() + "\" appears twice in one object");
+    if (event == json::parse_event_t::object_start) {
+      std::string under = open.empty() ? "" : open.back().under;
+      if (!open.empty() && !open.back().last_key.empty())
+        under += (under.empty() ? "" : ".") + open.back().last_key;
+      open.push_back({{}, under, ""});
+    } else if (event == json::parse_event_t::object_end) {
+      open.pop_back();
+    } else if (event == json::parse_event_t::key) {
+      const std::string key = parsed.get<std::string>();
+      if (!open.back().keys.insert(key).second)
+        throw ConfigError(path, "key \"" + key + "\" appears twice in " +
+                                    (open.back().under.empty() ? std::string("the top-level object")
+                                                               : "the object under \"" + open.back().under + "\""));
+      open.back().last_key = key;
+    }
     return true;
   };
   try {
@@ -134,10 +152,26 @@ Config Config::load_file(const std::string& path, const std::vector<std::string>
   return load(load_json_file(path), overrides, path);
 }
 
+// Checks for configs a user writes, not for those stored in checkpoints (which must keep loading
+// after a rule is added): a wsd decay that starts inside the warm-up drops the lr mid-ramp.
+static void check_new_config(const Config& c) {
+  const ScheduleConfig& s = c.schedule;
+  if (s.decay != "wsd") return;
+  const int steps = c.training.steps;
+  const int decay_steps = std::max(1, int(std::lround(s.decay_fraction * steps)));  // as learning_rate() does
+  if (s.warmup_steps > steps - decay_steps)
+    throw ConfigError("schedule.warmup_steps", std::to_string(s.warmup_steps) +
+                                                   " overlaps the wsd decay, which takes the last " +
+                                                   std::to_string(decay_steps) + " of " + std::to_string(steps) +
+                                                   " steps (schedule.decay_fraction)");
+}
+
 Config Config::load(nlohmann::json j, const std::vector<std::string>& overrides, const std::string& source) {
   for (const auto& o : overrides) apply_override(j, o);
   try {
-    return from_json(j);
+    Config c = from_json(j);
+    check_new_config(c);
+    return c;
   } catch (const ConfigError& e) {
     const std::string what = e.what();
     const std::string reason = what.substr(std::min(what.size(), e.path.size() + 2));
@@ -154,7 +188,9 @@ Config Config::load(nlohmann::json j, const std::vector<std::string>& overrides,
       if (culprit == key || culprit.compare(0, key.size() + 1, key + ".") == 0)
         throw ConfigError(e.path, reason + " (from --set " + *o + ")");
     }
-    throw ConfigError(e.path, reason + " (in " + source + ")");
+    std::string with;  // a rule across keys may have been broken by an override of another key
+    for (const auto& o : overrides) with += (with.empty() ? " with --set " : ", --set ") + o;
+    throw ConfigError(e.path, reason + " (in " + source + with + ")");
   }
 }
 
@@ -166,6 +202,8 @@ void Config::apply_override(json& j, const std::string& assignment) {
   if (key.empty()) throw ConfigError(assignment, "malformed override: empty key before '='");
   const std::vector<Segment> segs = split_key(key, assignment);
 
+  if (nesting_depth(assignment.substr(eq + 1)) > kMaxNesting)
+    throw ConfigError(key, "the --set value is nested more than " + std::to_string(kMaxNesting) + " levels deep");
   json value = json::parse(assignment.substr(eq + 1), nullptr, /*allow_exceptions=*/false);
   if (value.is_discarded()) value = trim(assignment.substr(eq + 1));  // not JSON: a plain string
 

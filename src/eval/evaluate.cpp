@@ -7,12 +7,16 @@
 
 namespace lh {
 
+int validation_batches(const data::DataLoader& val, int requested) {
+  // Never wrap around: a small validation set is evaluated once, not repeated.
+  return int(std::min<uint64_t>(uint64_t(std::max(requested, 1)), std::max<uint64_t>(1, val.batches_per_epoch())));
+}
+
 double validation_loss(LlamaModel& model, data::DataLoader& val, int batches) {
   const size_t n = size_t(val.micro_batch()) * val.seq_len();
   std::vector<int32_t> inputs(n), targets(n);
   val.reset();
-  // Never wrap around: a small validation set is evaluated once, not repeated.
-  const int usable = int(std::min<uint64_t>(uint64_t(batches), std::max<uint64_t>(1, val.batches_per_epoch())));
+  const int usable = validation_batches(val, batches);
   double sum = 0.0;
   for (int b = 0; b < usable; ++b) {
     val.next_batch(inputs.data(), targets.data());

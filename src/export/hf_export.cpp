@@ -77,8 +77,9 @@ nlohmann::json hf_llama_config(const ModelConfig& m, DType dtype) {
 }
 
 namespace {
-// The export writes only these names (the partial one while it writes the weights): a directory
-// holding anything else (a checkpoint, a run directory, someone's files) is not overwritten.
+// The export writes only these names (the partial one while it writes the weights, and a
+// temporary of config.json): a directory holding anything else (a checkpoint, a run directory,
+// someone's files) is not overwritten.
 constexpr const char* kConfigName = "config.json";
 constexpr const char* kWeightsName = "model.safetensors";
 constexpr const char* kPartialWeightsName = ".model.safetensors.tmp";
@@ -88,9 +89,12 @@ void check_export_dir(const std::string& out_dir) {
   std::error_code ec;
   if (!fs::exists(out_dir, ec)) return;
   if (!fs::is_directory(out_dir, ec)) throw std::runtime_error("export --out " + out_dir + ": not a directory");
+  // write_file_atomic's temporaries of config.json, left by an export that was killed.
+  const std::string config_temporary = ckpt::temporary_prefix() + kConfigName;
   for (const auto& e : fs::directory_iterator(out_dir)) {
     const std::string name = e.path().filename().string();
-    if (std::find(std::begin(kExportFiles), std::end(kExportFiles), name) == std::end(kExportFiles))
+    if (std::find(std::begin(kExportFiles), std::end(kExportFiles), name) == std::end(kExportFiles) &&
+        name.rfind(config_temporary, 0) != 0)
       throw std::runtime_error("export --out " + out_dir + ": holds " + name +
                                ", so it is not an earlier export; give a new or empty directory");
   }

@@ -12,12 +12,21 @@ std::vector<std::string> resume_changes(const Config& then, const Config& now, i
     // The schedule is a function of training.steps: extending a run re-shapes its decay.
     const double was = learning_rate(then.schedule, then.optimizer.lr, next_step, then.training.steps);
     const double is = learning_rate(now.schedule, now.optimizer.lr, next_step, now.training.steps);
-    if (was != is)
-      out.push_back(fmt::format(
-          "the learning-rate schedule differs from the checkpoint's (training.steps {} -> {}, schedule.decay {} -> "
-          "{}, optimizer.lr {} -> {}): step {} runs at lr {:.4g}, where the checkpoint's schedule had {:.4g}",
-          then.training.steps, now.training.steps, then.schedule.decay, now.schedule.decay, then.optimizer.lr,
-          now.optimizer.lr, next_step + 1, is, was));
+    if (was != is) {
+      std::string changed;  // the settings the schedule depends on that differ
+      auto note = [&](const char* key, const auto& a, const auto& b) {
+        if (a != b) changed += fmt::format("{}{} {} -> {}", changed.empty() ? "" : ", ", key, a, b);
+      };
+      note("training.steps", then.training.steps, now.training.steps);
+      note("optimizer.lr", then.optimizer.lr, now.optimizer.lr);
+      note("schedule.decay", then.schedule.decay, now.schedule.decay);
+      note("schedule.warmup_steps", then.schedule.warmup_steps, now.schedule.warmup_steps);
+      note("schedule.min_lr", then.schedule.min_lr, now.schedule.min_lr);
+      note("schedule.decay_fraction", then.schedule.decay_fraction, now.schedule.decay_fraction);
+      out.push_back(fmt::format("the learning-rate schedule differs from the checkpoint's ({}): step {} runs at lr "
+                                "{:.4g}, where the checkpoint's schedule had {:.4g}",
+                                changed, next_step + 1, is, was));
+    }
   }
   if (then.data.seq_len != now.data.seq_len)
     out.push_back(fmt::format(

@@ -14,7 +14,8 @@ class StepTrace {
   // Traces steps first .. first + count - 1 (numbered from 1, as in progress lines) into `path`
   // on rank 0 and `path` with ".rank<r>" before its extension on rank r. An empty path traces
   // nothing. Throws std::runtime_error naming the culprit if the path cannot be written or count
-  // or first is below 1; touches no file until the trace is written.
+  // or first is below 1; writes no file until the trace (the path check may create missing parent
+  // directories, as the write would).
   StepTrace(std::string path, int first, int count, int rank);
   ~StepTrace();
   void before_step(int step);  // starts the trace at the first traced step
@@ -24,6 +25,7 @@ class StepTrace {
   void finish();
 
   static std::string path_for_rank(const std::string& path, int rank);
+  int last_step() const { return last_; }  // the last traced step
 
  private:
   void write();  // stops, writes and logs a running trace; nothing otherwise

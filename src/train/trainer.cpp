@@ -148,9 +148,10 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
     if (state.step < cfg.training.steps && !past_stop_at)
       ckpt::write_file_atomic((fs::path(run_dir) / "config.json").string(), cfg.to_json().dump(2) + "\n");
     metrics.emplace((fs::path(run_dir) / "metrics.jsonl").string(), state.step);
-    if (val_data && val_data->batches_per_epoch() < uint64_t(cfg.training.eval_batches))
-      spdlog::warn("training.eval_batches = {}, but the validation shards hold {} batches of {} x {}: each "
-                   "validation pass scores those", cfg.training.eval_batches, val_data->batches_per_epoch(), B, T);
+    if (val_data && validation_batches(*val_data, cfg.training.eval_batches) < cfg.training.eval_batches)
+      spdlog::warn("training.eval_batches = {}, but the validation shards hold {} batches of {} x {}{}: each "
+                   "validation pass scores those", cfg.training.eval_batches,
+                   validation_batches(*val_data, cfg.training.eval_batches), B, T, world_size > 1 ? " per rank" : "");
   }
   const bool quiet = opt.quiet || !root;
 
