@@ -274,3 +274,12 @@ TEST_CASE("matmul_forward_residual's default is the GEMM then the residual add, 
   CHECK_THROWS_AS(be->matmul_forward_residual(r.view(), x.view(), w.view(), r.view(), N, IC, OC),
                   std::invalid_argument);
 }
+
+TEST_CASE("a model that does not fit names its sizes", "[cpu][model]") {
+  const lh::ModelConfig m = tiny_model(false);
+  auto small = lh::make_cpu_backend(lh::DType::F32, /*memory_limit=*/1024);  // bytes: less than the weights
+  CHECK_THROWS_WITH(lh::LlamaModel(m, *small),
+                    Catch::Contains("parameters (model.dim " + std::to_string(m.dim)) &&
+                        Catch::Contains("vocab_size " + std::to_string(m.vocab_size)) &&
+                        Catch::Contains("out of memory"));
+}

@@ -1,6 +1,8 @@
 #include "lighthouse/backend.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <new>
 #include <stdexcept>
 #include <utility>
 
@@ -34,7 +36,15 @@ void Buffer::release() {
 Buffer Backend::allocate(DType dtype, size_t numel) {
   Tensor t{nullptr, dtype, numel};
   if (numel > 0) {
-    t.data = raw_alloc(t.bytes());
+    try {
+      t.data = raw_alloc(t.bytes());
+    } catch (const std::bad_alloc&) {  // say how much, next to what is held already
+      char msg[256];
+      std::snprintf(msg, sizeof msg, "%s: out of memory allocating %.2f GiB (%zu %s elements), %.2f GiB held already",
+                    name().c_str(), t.bytes() / double(1ull << 30), numel, dtype_name(dtype),
+                    bytes_in_use_ / double(1ull << 30));
+      throw std::runtime_error(msg);
+    }
     bytes_in_use_ += t.bytes();
     peak_bytes_ = std::max(peak_bytes_, bytes_in_use_);
   }
