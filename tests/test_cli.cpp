@@ -58,6 +58,9 @@ TEST_CASE("cli: unknown subcommands and flags are errors", "[cpu][cli]") {
     CHECK_THAT(r.output, Catch::Contains(std::string(negative).substr(0, std::string(negative).find(' '))));
     CHECK_FALSE(fs::exists(dir.path() / "d"));
   }
+  const auto single = run_lighthouse("dist-check --nccl", dir.path());  // nothing to check, and it says so
+  CHECK(single.code == 0);
+  CHECK_THAT(single.output, Catch::Contains("no NCCL collectives were run") && !Catch::Contains("collectives ok"));
   const auto heads = run_lighthouse("bench attention --heads 2 --kv-heads 4 --seq-lens 64", dir.path());
   CHECK(heads.code != 0);
   CHECK_THAT(heads.output, Catch::Contains("--kv-heads (4) must divide --heads (2)"));
@@ -146,6 +149,10 @@ TEST_CASE("cli: data, train, resume, eval and export on a tiny model", "[cpu][cl
     CHECK(r.code != 0);
     CHECK_THAT(r.output, Catch::Contains("not an earlier export"));
   }
+  r = run_lighthouse("eval --checkpoint runs/tiny/step_00000004 --passkey-lengths 512", dir.path());
+  CHECK(r.code != 0);  // refused before any evaluation runs
+  CHECK_THAT(r.output, Catch::Contains("--passkey-lengths 512") && Catch::Contains("model.max_seq_len 128"));
+  CHECK_THAT(r.output, !Catch::Contains("val_loss"));
   r = run_lighthouse("eval --checkpoint runs/tiny/step_00000004 --val-batches 1000", dir.path());
   CHECK(r.code == 0);  // the checkpoint is intact; the shards hold fewer batches than asked for
   CHECK_THAT(r.output, Catch::Contains("evaluating 4 rather than 1000") && Catch::Contains("(4 batches"));

@@ -32,6 +32,8 @@ struct DistEnv {
 
   bool distributed() const { return world_size > 1; }
   std::string describe() const;  // one line for logs, e.g. "rank 3/8 (local 3/4) via slurm, master n1:29500"
+  // Throws std::runtime_error saying what needs it unless this machine has CUDA device local_rank.
+  void require_gpu(const std::string& what) const;
 };
 
 // Reads, in order of precedence: torchrun-style variables (RANK, WORLD_SIZE, LOCAL_RANK,

@@ -164,17 +164,21 @@ void run_dist_check(const DistCheckArgs& a) {
   std::printf("dist-check: rank %d/%d rendezvous ok (%.0f ms)\n", env.rank, env.world_size, ms);
   std::fflush(stdout);
   if (!a.nccl) return;
-  auto comm = env.distributed() ? lh::make_nccl_communicator(env, env.local_rank, timeout)
-                                : lh::make_local_communicator();
+  if (!env.distributed()) {  // one process: no collective to check
+    std::printf("dist-check: one process, so no NCCL collectives were run (launch several ranks to check them)\n");
+    return;
+  }
+  env.require_gpu("dist-check --nccl");
+  auto comm = lh::make_nccl_communicator(env, env.local_rank, timeout);
   if (env.rank == a.drop_rank) {
     // Leaves the job after joining the communicator: the others' first collective must then fail
     // or time out with an error instead of hanging.
     std::printf("dist-check: rank %d leaves after NCCL init (--drop-rank)\n", env.rank);
     return;
   }
-  if (env.distributed()) check_collectives(*comm);
+  check_collectives(*comm);
   std::printf("dist-check: rank %d/%d nccl collectives ok on device %d\n", env.rank, env.world_size, env.local_rank);
-  if (env.distributed() && a.bandwidth_mb > 0) measure_bandwidth(*comm, a.bandwidth_mb);
+  if (a.bandwidth_mb > 0) measure_bandwidth(*comm, a.bandwidth_mb);
 }
 
 }  // namespace

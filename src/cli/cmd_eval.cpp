@@ -13,6 +13,7 @@
 #include "lighthouse/checkpoint.h"
 #include "lighthouse/data.h"
 #include "lighthouse/evaluate.h"
+#include "lighthouse/rng.h"
 #include "lighthouse/trainer.h"
 
 namespace {
@@ -47,6 +48,15 @@ void run_eval(const EvalArgs& a) {
     throw std::runtime_error("eval: nothing to evaluate: " + a.checkpoint +
                              " was trained without data.val; give --val, --passkey-lengths or --logits-for");
   if (!a.logits_for.empty() && a.logits_out.empty()) throw std::runtime_error("--logits-for needs --logits-out");
+  for (int length : a.passkey_lengths) {  // found out now, not after the validation loss
+    lh::Rng rng(a.seed);
+    const lh::data::PasskeyPrompt p = lh::data::make_passkey_prompt(length, 0.5, lh::data::kDefaultPasskeyDigits, rng);
+    const size_t longest = p.prompt.size() + p.answer.size() - 1;  // the last digit's context
+    if (longest > size_t(cfg.model.max_seq_len))
+      throw std::runtime_error("--passkey-lengths " + std::to_string(length) + ": its prompts run the model on up to " +
+                               std::to_string(longest) + " tokens, more than its model.max_seq_len " +
+                               std::to_string(cfg.model.max_seq_len));
+  }
   auto backend = lh::make_backend(a.device, "--device");
   lh::LlamaModel model(cfg.model, *backend);
   // Forward only: the smallest activation layout, and with no backward nothing is recomputed.

@@ -47,6 +47,7 @@ void run_train(const TrainArgs& a) {
   std::unique_ptr<lh::Communicator> comm;
   if (env.distributed()) {
     if (cfg.training.device == "cpu") throw std::runtime_error("data-parallel training needs training.device cuda or auto");
+    env.require_gpu("data-parallel training");
     if (env.rank != 0) spdlog::set_level(spdlog::level::warn);  // rank 0 speaks for the job
     spdlog::info("data parallel: {}", env.describe());
     backend = lh::make_cuda_backend(env.local_rank);

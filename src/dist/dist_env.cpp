@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <optional>
 
+#include "lighthouse/device.h"
 #include "lighthouse/dist.h"
 
 namespace lh {
@@ -187,6 +188,14 @@ DistEnv detect_dist_env() {
     throw DistError("LH_DIST_ENV='" + mode + "' is not one of auto, single, torchrun, slurm");
   validate(e);
   return e;
+}
+
+void DistEnv::require_gpu(const std::string& what) const {
+  const int devices = cuda_device_count();
+  if (local_rank >= devices)
+    throw std::runtime_error(what + " needs one CUDA device per rank: rank " + std::to_string(rank) + " has local rank " +
+                             std::to_string(local_rank) + ", but this machine shows " + std::to_string(devices) +
+                             " CUDA device(s)");
 }
 
 }  // namespace lh
