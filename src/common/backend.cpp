@@ -38,12 +38,13 @@ Buffer Backend::allocate(DType dtype, size_t numel) {
   if (numel > 0) {
     try {
       t.data = raw_alloc(t.bytes());
-    } catch (const std::bad_alloc&) {  // say how much, next to what is held already
+    } catch (const std::exception& e) {  // say how much, next to what is held already
+      const bool host_oom = dynamic_cast<const std::bad_alloc*>(&e) != nullptr;
       char msg[256];
-      std::snprintf(msg, sizeof msg, "%s: out of memory allocating %.2f GiB (%zu %s elements), %.2f GiB held already",
+      std::snprintf(msg, sizeof msg, "%s: cannot allocate %.2f GiB (%zu %s elements) with %.2f GiB held already: ",
                     name().c_str(), t.bytes() / double(1ull << 30), numel, dtype_name(dtype),
                     bytes_in_use_ / double(1ull << 30));
-      throw std::runtime_error(msg);
+      throw std::runtime_error(msg + (host_oom ? std::string("out of memory") : std::string(e.what())));
     }
     bytes_in_use_ += t.bytes();
     peak_bytes_ = std::max(peak_bytes_, bytes_in_use_);
