@@ -282,4 +282,16 @@ TEST_CASE("a model that does not fit names its sizes", "[cpu][model]") {
                     Catch::Contains("parameters (model.dim " + std::to_string(m.dim)) &&
                         Catch::Contains("vocab_size " + std::to_string(m.vocab_size)) &&
                         Catch::Contains("out of memory"));
+
+  // Room for the weights but not for a batch's activations: the batch's settings are named.
+  auto measure = lh::make_cpu_backend(lh::DType::F32);
+  { lh::LlamaModel probe(m, *measure); }
+  auto tight = lh::make_cpu_backend(lh::DType::F32, measure->peak_bytes() + 64);
+  lh::LlamaModel model(m, *tight);
+  model.set_attention(lh::make_attention(lh::AttentionPhase{}, m));
+  const int B = 2, T = m.max_seq_len;
+  const std::vector<int32_t> tokens(size_t(B) * T, 1), targets(size_t(B) * T, 2);
+  CHECK_THROWS_WITH(model.forward(tokens.data(), targets.data(), B, T),
+                    Catch::Contains("a batch of 2 x 8 tokens (data.micro_batch x data.seq_len") &&
+                        Catch::Contains("out of memory"));
 }

@@ -21,6 +21,12 @@ namespace lh {
 
 class Backend;
 
+// A failed allocation (Backend::allocate): its message says how much was asked for and held, and
+// callers that know what the memory was for add that.
+struct OutOfMemory : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 // An owning allocation on a backend's device; frees itself.
 class Buffer {
  public:

@@ -44,7 +44,7 @@ Buffer Backend::allocate(DType dtype, size_t numel) {
       std::snprintf(msg, sizeof msg, "%s: cannot allocate %.2f GiB (%zu %s elements) with %.2f GiB held already: ",
                     name().c_str(), t.bytes() / double(1ull << 30), numel, dtype_name(dtype),
                     bytes_in_use_ / double(1ull << 30));
-      throw std::runtime_error(msg + (host_oom ? std::string("out of memory") : std::string(e.what())));
+      throw OutOfMemory(msg + (host_oom ? std::string("out of memory") : std::string(e.what())));
     }
     bytes_in_use_ += t.bytes();
     peak_bytes_ = std::max(peak_bytes_, bytes_in_use_);

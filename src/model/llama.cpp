@@ -54,8 +54,8 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, Backend& backend, size_t min_elem
     params_ = be_.allocate(be_.param_dtype(), n);
     grads_ = be_.allocate(be_.param_dtype(), n);
     if (be_.act_dtype() != be_.param_dtype()) compute_ = be_.allocate(be_.act_dtype(), n);
-  } catch (const std::exception& e) {  // name the config that asked for it
-    throw std::runtime_error("the model's " + std::to_string(layout_.total()) + " parameters (model.dim " +
+  } catch (const OutOfMemory& e) {  // name the config that asked for it
+    throw OutOfMemory("the model's " + std::to_string(layout_.total()) + " parameters (model.dim " +
                              std::to_string(cfg.dim) + ", n_layers " + std::to_string(cfg.n_layers) + ", ffn_hidden " +
                              std::to_string(cfg.ffn_hidden) + ", vocab_size " + std::to_string(cfg.vocab_size) +
                              ") do not fit: " + e.what());
@@ -130,12 +130,18 @@ void LlamaModel::ensure_capacity(int B, int T) {
   // The attention backend's buffers first: they count against what recompute auto may use, and
   // so does the library workspace it will need, which it takes now only for auto's sake.
   const AttentionShape shape{B, T, cfg_.n_heads, cfg_.n_kv_heads, cfg_.head_dim()};
-  attention_->reserve(be_, cfg_.n_layers, shape);
-  if (!acts_ || acts_->max_tokens() < B * T) {
-    acts_.reset();  // release a smaller arena before sizing the new one
-    if (auto_layout()) attention_->prepare_workspace(be_, cfg_.n_layers, shape);
-    be_.prepare_matmul(cfg_.dim, cfg_.vocab_size, cfg_.logits_row_stride());  // the output layer's scratch
-    acts_ = std::make_unique<Activations>(be_, cfg_, B, T, resolve_recompute(B, T));
+  try {
+    attention_->reserve(be_, cfg_.n_layers, shape);
+    if (!acts_ || acts_->max_tokens() < B * T) {
+      acts_.reset();  // release a smaller arena before sizing the new one
+      if (auto_layout()) attention_->prepare_workspace(be_, cfg_.n_layers, shape);
+      be_.prepare_matmul(cfg_.dim, cfg_.vocab_size, cfg_.logits_row_stride());  // the output layer's scratch
+      acts_ = std::make_unique<Activations>(be_, cfg_, B, T, resolve_recompute(B, T));
+    }
+  } catch (const OutOfMemory& e) {  // name the settings that size a batch's buffers
+    throw OutOfMemory("a batch of " + std::to_string(B) + " x " + std::to_string(T) +
+                             " tokens (data.micro_batch x data.seq_len; training.recompute can shrink its "
+                             "activations) does not fit: " + e.what());
   }
 }
 
