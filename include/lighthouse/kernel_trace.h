@@ -54,6 +54,8 @@ void write_chrome_trace(const std::vector<TraceEvent>& events, const std::string
 // Throws as write_chrome_trace would if the file could not be written there, without touching
 // `path` itself: for callers to find a bad path before the work they trace, not after.
 void check_trace_path(const std::string& path);
+// Throws "<flag> records GPU work: it needs <what>" unless the work runs on a CUDA device.
+void check_trace_device(bool on_cuda, const std::string& flag, const std::string& what);
 // A readable kernel name: demangled, return type, parameter list and template arguments dropped
 // ("void lh::cuda::(anonymous namespace)::ce_backward<true>(...)" -> "lh::cuda::ce_backward").
 std::string short_kernel_name(const char* name);

@@ -14,7 +14,7 @@ namespace lh {
 
 nlohmann::json bench_train(Backend& be, const Config& cfg, const TrainBenchOptions& o) {
   if (!o.trace_path.empty()) {  // found out now, not after the steps have run
-    if (be.device() != Device::CUDA) throw std::runtime_error("bench train --trace records GPU work: it needs a CUDA device");
+    check_trace_device(be.device() == Device::CUDA, "bench train --trace", "a CUDA device");
     check_trace_path(o.trace_path);
   }
   const int B = cfg.data.micro_batch, T = cfg.data.seq_len, accum = cfg.grad_accum_steps(1);

@@ -1,6 +1,7 @@
 // lighthouse bench attention|lighthouse|kernels|gemm|train ... : timings as JSON (stdout summary,
 // --out file).
 #include <fstream>
+#include <vector>
 
 #include "cli/commands.h"
 #include "cli/validators.h"
@@ -24,6 +25,17 @@ void write_result(const nlohmann::json& j, const std::string& path) {
   out << j.dump(2) << "\n";
   if (!out) throw std::runtime_error(path + ": cannot write the benchmark result");
 }
+
+// The options both layer benchmarks take: the sequence lengths, the head layout and the timed runs.
+void add_layer_shape(CLI::App* cmd, std::vector<int>& seq_lens, int& heads, int& kv_heads, int& head_dim, int& iters) {
+  cmd->add_option("--seq-lens", seq_lens, "Sequence lengths (space or comma separated)")
+      ->delimiter(',')
+      ->check(lh::cli::whole_at_least(1));
+  cmd->add_option("--heads", heads)->check(lh::cli::whole_at_least(1));
+  cmd->add_option("--kv-heads", kv_heads)->check(lh::cli::whole_at_least(1));
+  cmd->add_option("--head-dim", head_dim)->check(lh::cli::whole_at_least(1));
+  cmd->add_option("--iters", iters)->check(lh::cli::whole_at_least(1));
+}
 }  // namespace
 
 void register_bench_command(CLI::App& app) {
@@ -35,14 +47,9 @@ void register_bench_command(CLI::App& app) {
   cmd->add_option("--out", a->out, "Write the results as JSON here");
 
   CLI::App* att = cmd->add_subcommand("attention", "Dense causal attention forward / forward+backward of one layer");
-  att->add_option("--seq-lens", a->attention.seq_lens, "Sequence lengths (space or comma separated)")
-      ->delimiter(',')
-      ->check(lh::cli::whole_at_least(1));
+  add_layer_shape(att, a->attention.seq_lens, a->attention.heads, a->attention.kv_heads, a->attention.head_dim,
+                  a->attention.iters);
   att->add_option("--batch", a->attention.batch)->check(lh::cli::whole_at_least(1));
-  att->add_option("--heads", a->attention.heads)->check(lh::cli::whole_at_least(1));
-  att->add_option("--kv-heads", a->attention.kv_heads)->check(lh::cli::whole_at_least(1));
-  att->add_option("--head-dim", a->attention.head_dim)->check(lh::cli::whole_at_least(1));
-  att->add_option("--iters", a->attention.iters)->check(lh::cli::whole_at_least(1));
   att->add_flag("!--non-deterministic", a->attention.deterministic,
                 "Use the atomic (non-reproducible) attention backward");
   att->callback([a] {
@@ -51,19 +58,14 @@ void register_bench_command(CLI::App& app) {
   });
 
   CLI::App* lhb = cmd->add_subcommand("lighthouse", "Lighthouse attention layer forward+backward, per stage, vs dense");
-  lhb->add_option("--seq-lens", a->lighthouse.seq_lens, "Sequence lengths (space or comma separated)")
-      ->delimiter(',')
-      ->check(lh::cli::whole_at_least(1));
-  lhb->add_option("--heads", a->lighthouse.heads)->check(lh::cli::whole_at_least(1));
-  lhb->add_option("--kv-heads", a->lighthouse.kv_heads)->check(lh::cli::whole_at_least(1));
-  lhb->add_option("--head-dim", a->lighthouse.head_dim)->check(lh::cli::whole_at_least(1));
+  add_layer_shape(lhb, a->lighthouse.seq_lens, a->lighthouse.heads, a->lighthouse.kv_heads, a->lighthouse.head_dim,
+                  a->lighthouse.iters);
   lhb->add_option("--levels", a->lighthouse.levels)->check(lh::cli::whole_at_least(1));
   lhb->add_option("--pooling", a->lighthouse.pooling)->check(lh::cli::whole_at_least(1));
   lhb->add_option("--topk", a->lighthouse.topk)->check(lh::cli::whole_at_least(1));
   lhb->add_option("--max-dense-len", a->lighthouse.max_dense_len,
                   "Time dense attention only up to this sequence length (its cost grows as N^2)")
       ->check(lh::cli::whole_at_least(0));
-  lhb->add_option("--iters", a->lighthouse.iters)->check(lh::cli::whole_at_least(1));
   lhb->add_flag("!--non-deterministic", a->lighthouse.deterministic,
                 "cuDNN's atomic attention backward (faster; the deterministic one needs O(S^2) workspace per head, "
                 "split into kv-head groups and key chunks above its limit)");

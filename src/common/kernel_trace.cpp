@@ -162,6 +162,10 @@ void write_chrome_trace(const std::vector<TraceEvent>& events, const std::string
   }
 }
 
+void check_trace_device(bool on_cuda, const std::string& flag, const std::string& what) {
+  if (!on_cuda) throw std::runtime_error(flag + " records GPU work: it needs " + what);
+}
+
 void check_trace_path(const std::string& path) {
   namespace fs = std::filesystem;
   std::error_code ec;

@@ -64,8 +64,8 @@ void print_progress(int step, int total, const std::string& phase, double loss, 
 TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Communicator* comm) {
   const int world_size = comm ? comm->world_size() : 1, rank = comm ? comm->rank() : 0;
   const bool root = rank == 0;
-  if (!opt.trace_path.empty() && be.device() != Device::CUDA)
-    throw std::runtime_error("--trace records GPU work: it needs training.device cuda (or auto with a GPU)");
+  if (!opt.trace_path.empty())
+    check_trace_device(be.device() == Device::CUDA, "--trace", "training.device cuda (or auto with a GPU)");
   StepTrace trace(opt.trace_path, opt.trace_from, opt.trace_steps, rank);
   std::optional<DataParallel> dp;
   if (world_size > 1) dp.emplace(*comm, be, cfg.model, size_t(cfg.training.grad_bucket_mb * double(1 << 20)));
