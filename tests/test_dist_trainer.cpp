@@ -5,6 +5,8 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstdint>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -15,26 +17,39 @@
 
 namespace {
 
-// Trains `cfg` with `world` ranks (threads), each with its own CPU backend; returns rank 0's summary.
-lh::TrainSummary train_ranks(const lh::Config& cfg, int world, lh::TrainOptions opt) {
+// Trains `cfg` with `world` ranks (threads), each with its own CPU backend (rank r limited to
+// memory_limits[r] bytes where given); returns rank 0's summary. With `errors`, each rank's
+// exception message lands there ("" if none) instead of being rethrown.
+lh::TrainSummary train_ranks(const lh::Config& cfg, int world, lh::TrainOptions opt,
+                             const std::vector<size_t>& memory_limits = {}, std::vector<std::string>* errors = nullptr) {
   opt.quiet = true;
   auto group = std::make_shared<lh::testing::ThreadGroup>(world);
   std::vector<lh::TrainSummary> out(world);
   std::vector<std::thread> threads;
-  std::vector<std::exception_ptr> errors(world);
+  std::vector<std::exception_ptr> failures(world);
   for (int r = 0; r < world; ++r)
     threads.emplace_back([&, r] {
       try {
-        auto be = lh::make_cpu_backend();
+        auto be = lh::make_cpu_backend(lh::DType::F32, size_t(r) < memory_limits.size() ? memory_limits[r] : SIZE_MAX);
         lh::testing::ThreadCommunicator comm(group, r);
         out[r] = lh::train(cfg, *be, opt, &comm);
       } catch (...) {
-        errors[r] = std::current_exception();
+        failures[r] = std::current_exception();
       }
     });
   for (auto& t : threads) t.join();
-  for (auto& e : errors)
-    if (e) std::rethrow_exception(e);
+  for (int r = 0; r < world; ++r) {
+    if (!failures[r]) {
+      if (errors) errors->push_back("");
+      continue;
+    }
+    if (!errors) std::rethrow_exception(failures[r]);
+    try {
+      std::rethrow_exception(failures[r]);
+    } catch (const std::exception& e) {
+      errors->push_back(e.what());
+    }
+  }
   return out[0];
 }
 
@@ -97,4 +112,22 @@ TEST_CASE("data parallel on threads: 2 ranks follow 1 rank and resume exactly", 
     REQUIRE(l.size() == size_t(N));
     for (int i = 0; i < N; ++i) CHECK(std::abs(l[i] - l2[i]) < 1e-4 * l2[i]);
   }
+}
+
+TEST_CASE("data parallel on threads: a rank whose device cannot hold the run stops every rank before step 1",
+          "[cpu][dist][train]") {
+  lh::testing::TempDir dir;
+  lh::Config cfg = dp_run(dir.path(), 4);
+  cfg.training.recompute = lh::Recompute::kNone;  // what the run needs does not adapt to the memory left
+  lh::TrainOptions dry;
+  dry.dry_run = true;
+  const lh::TrainSummary plan = train_ranks(cfg, 2, dry);
+  REQUIRE(plan.memory.size() == 1);
+  // Rank 1 is one byte short. Without agreement, rank 0 would wait for it in its first collective.
+  std::vector<std::string> errors;
+  train_ranks(cfg, 2, {}, {SIZE_MAX, plan.memory[0].held_bytes - 1}, &errors);
+  REQUIRE(errors.size() == 2);
+  CHECK_THAT(errors[0], Catch::Contains("another rank's device cannot hold this run"));
+  CHECK_THAT(errors[1], Catch::Contains("the run's attention (dense, steps 1-4) does not fit"));
+  CHECK_FALSE(std::filesystem::exists(dir.path() / "run" / "metrics.jsonl"));
 }

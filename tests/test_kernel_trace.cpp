@@ -221,5 +221,11 @@ TEST_CASE("kernel trace: training traces name a file per rank and refuse bad set
   if (lh::cuda_device_count() == 0) {
     lh::StepTrace cpu(path, 1, 1, 0);
     CHECK_THROWS_WITH(cpu.before_step(1), Catch::Contains("no CUDA device"));
+    // On a rank of a data-parallel run the failure is a warning, and the run goes on untraced.
+    lh::StepTrace rank1(path, 1, 1, 1, /*failures_fatal=*/false);
+    CHECK_NOTHROW(rank1.before_step(1));
+    CHECK_NOTHROW(rank1.after_step(1));
+    rank1.finish();
+    CHECK_FALSE(std::filesystem::exists(lh::StepTrace::path_for_rank(path, 1)));
   }
 }

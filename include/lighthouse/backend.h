@@ -90,6 +90,11 @@ class Backend {
   // accounts for it (cuDNN plans on CUDA). No-ops on the CPU.
   virtual void prepare_attention(int /*B*/, int /*T*/, int /*H*/, int /*Hkv*/, int /*D*/) {}
   virtual void prepare_lighthouse_sdpa(int /*BH*/, int /*S*/, int /*D*/) {}
+  // The attention library's workspace held now (it only grows while calls need more), and its
+  // release (plans stay cached): the trainer's memory check before step 1 lays out every phase
+  // from the same start, and must not leave the largest phase's workspace to the first.
+  virtual size_t attention_workspace_bytes() const { return 0; }
+  virtual void release_attention_workspace() {}
   // Takes now the scratch that matmuls of this shape and row stride will need (CUDA: the output
   // layer's zero-padded weight copy when ld > OC), for the same reason. A no-op on the CPU.
   virtual void prepare_matmul(int /*IC*/, int /*OC*/, int /*ld*/) {}

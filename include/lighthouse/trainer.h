@@ -1,8 +1,10 @@
 // The training loop: phases of attention backends, gradient accumulation, AdamW with a schedule,
 // validation, metrics, checkpoints and resume.
 #pragma once
+#include <cstddef>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "lighthouse/backend.h"
 #include "lighthouse/config.h"
@@ -17,6 +19,23 @@ struct TrainOptions {
   // this Chrome trace file, one per rank (src/train/step_trace.h); empty: none. CUDA only.
   std::string trace_path = {};
   int trace_from = 3, trace_steps = 2;
+  // Check the config, the data, the checkpoint to resume (with resume) and that every phase left
+  // fits the device's memory, then return without training or writing to logging.dir.
+  bool dry_run = false;
+};
+
+// What one attention phase of a run holds on the device, laid out before the first step
+// (src/train/memory_check.h).
+struct PhaseMemory {
+  int index = 0;                 // into attention.phases (0 where the config has none)
+  std::string attention;         // the phase's backend name
+  int first_step = 0, last_step = 0;  // numbered from 1, both included
+  std::string recompute;         // what training.recompute resolved to for this phase
+  size_t activation_bytes = 0;   // the activation arena
+  size_t attention_bytes = 0;    // the attention backend's buffers (saved state, work buffers)
+  size_t workspace_bytes = 0;    // the attention library's workspace
+  size_t held_bytes = 0;         // every buffer of the backend with this phase laid out, workspace included
+  size_t spare_bytes = 0;        // what the backend could still allocate; SIZE_MAX where it sees no limit
 };
 
 struct TrainSummary {
@@ -27,6 +46,7 @@ struct TrainSummary {
   double tokens_per_s = 0.0;     // over the steps this process ran
   std::string last_checkpoint;   // the newest checkpoint of the run (written or resumed from); empty if none
   bool interrupted = false;      // stopped early by SIGINT/SIGTERM (a checkpoint was written)
+  std::vector<PhaseMemory> memory;  // the phases this call had left to run, as laid out before its first step
 };
 
 class Communicator;

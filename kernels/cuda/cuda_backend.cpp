@@ -86,6 +86,11 @@ class CudaBackend final : public Backend {
     sdpa_.prepare(cuda::fused_qkv_shape(B, T, H, Hkv, D));
   }
   void prepare_lighthouse_sdpa(int BH, int S, int D) override { sdpa_.prepare(packed_shape(BH, S, D)); }
+  size_t attention_workspace_bytes() const override { return sdpa_.workspace_bytes(); }
+  void release_attention_workspace() override {
+    synchronize();  // calls in flight may still read it
+    sdpa_.release_workspace();
+  }
   void prepare_matmul(int IC, int OC, int ld) override {
     if (ld > OC) scratch_bytes(padded_weight_bytes(IC, ld));
   }

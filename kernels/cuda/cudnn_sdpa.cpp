@@ -12,6 +12,7 @@
 #include "cudnn_engine_choice.h"
 #include "flash_backward.h"
 #include "kernels.h"
+#include "lighthouse/backend.h"  // OutOfMemory
 
 namespace lh::cuda {
 namespace {
@@ -250,6 +251,12 @@ void CudnnSdpa::fill_workspace(void* ws, size_t bytes, cudaStream_t stream) cons
   if (workspace_fill_ >= 0 && bytes) LH_CUDA_CHECK(cudaMemsetAsync(ws, workspace_fill_, bytes, stream));
 }
 
+void CudnnSdpa::release_workspace() {
+  if (workspace_) LH_CUDA_CHECK(cudaFree(workspace_));
+  workspace_ = nullptr;
+  workspace_bytes_ = 0;
+}
+
 void* CudnnSdpa::workspace(size_t bytes) {
   if (bytes > workspace_bytes_) {
     if (workspace_) LH_CUDA_CHECK(cudaFree(workspace_));
@@ -258,7 +265,7 @@ void* CudnnSdpa::workspace(size_t bytes) {
       cudaGetLastError();
       workspace_ = nullptr;
       workspace_bytes_ = 0;
-      throw std::runtime_error("cuDNN attention: cannot allocate its workspace of " + std::to_string(bytes >> 20) +
+      throw OutOfMemory("cuDNN attention: cannot allocate its workspace of " + std::to_string(bytes >> 20) +
                                " MiB (out of device memory)" +
                                (deterministic_ ? "; the deterministic backward's workspace grows with seq_len^2: "
                                                  "set training.recompute to auto (or full) to leave it room, "

@@ -96,6 +96,9 @@ class CudnnSdpa {
   // the whole call is over the limit) and grows the workspace to what they need, so that memory
   // planning sees it as taken. Returns that workspace in bytes.
   size_t prepare(const SdpaShape& shape);
+  // The workspace held now, and its release (the next call or prepare takes what it needs again).
+  size_t workspace_bytes() const { return workspace_bytes_; }
+  void release_workspace();
 
   // o = softmax(q k^T * scale + causal mask) v; stats [b, hq, s] = log-sum-exp per row (fp32).
   void forward(const SdpaShape& shape, const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,

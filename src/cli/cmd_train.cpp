@@ -1,4 +1,4 @@
-// lighthouse train [--config FILE] [--resume] [--set key=value ...]
+// lighthouse train [--config FILE] [--resume] [--dry-run] [--set key=value ...]
 #include <chrono>
 #include <cstdlib>
 
@@ -16,6 +16,7 @@ struct TrainArgs {
   std::string config;
   bool resume = false;
   bool quiet = false;
+  bool dry_run = false;
   int stop_at = -1;
   std::string trace;
   int trace_from = 3, trace_steps = 2;
@@ -57,7 +58,16 @@ void run_train(const TrainArgs& a) {
   }
   lh::TrainOptions options{resume, a.quiet, a.stop_at};
   options.trace_path = a.trace, options.trace_from = a.trace_from, options.trace_steps = a.trace_steps;
+  options.dry_run = a.dry_run;
   const lh::TrainSummary s = lh::train(cfg, *backend, options, comm.get());
+  if (a.dry_run) {
+    const std::string memory = s.memory.empty() ? "nothing is left to train"
+                                                : fmt::format("the memory of {} attention phase{}", s.memory.size(),
+                                                              s.memory.size() == 1 ? "" : "s");
+    spdlog::info("dry run: checked the config, the data{} and {}; nothing was trained or written to {}",
+                 s.last_checkpoint.empty() ? "" : ", the checkpoint " + s.last_checkpoint, memory, cfg.logging.dir);
+    return;
+  }
   if (s.steps_run == 0) {
     spdlog::info("done: step {}, nothing to train in this call | last checkpoint {}", s.steps_done,
                  s.last_checkpoint.empty() ? "none" : s.last_checkpoint);
@@ -80,6 +90,10 @@ void register_train_command(CLI::App& app) {
   cmd->add_option("--stop-at", args->stop_at, "Checkpoint and exit after this many steps (for job time limits; a run already there trains nothing)")
       ->check(lh::cli::whole_at_least(1));
   cmd->add_flag("-q,--quiet", args->quiet, "No per-step progress lines");
+  cmd->add_flag("--dry-run", args->dry_run,
+                "Check the config, the data, the checkpoint to resume and that every attention phase left fits the "
+                "device's memory (each is laid out once, as every run does before its first step); print what each "
+                "holds; train and write nothing");
   cmd->add_option("--trace", args->trace,
                   "Record the GPU kernels, copies and memsets of some steps (CUPTI) into this Chrome trace file "
                   "(rank r > 0 of a data-parallel run: the rank before the extension, t.json -> t.rank<r>.json) and log where "

@@ -145,6 +145,12 @@ void LlamaModel::ensure_capacity(int B, int T) {
   }
 }
 
+void LlamaModel::release_batch_buffers() {
+  acts_.reset();
+  attention_.reset();
+  be_.release_attention_workspace();
+}
+
 std::vector<Recompute> LlamaModel::resolve_recompute(int B, int T) const {
   if (!per_layer_recompute_.empty()) return per_layer_recompute_;
   std::vector<Recompute> modes(size_t(cfg_.n_layers), recompute_ == Recompute::kAuto ? Recompute::kNone : recompute_);

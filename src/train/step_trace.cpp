@@ -15,8 +15,9 @@ std::string StepTrace::path_for_rank(const std::string& path, int rank) {
   return (p.parent_path() / (p.stem().string() + ".rank" + std::to_string(rank) + p.extension().string())).string();
 }
 
-StepTrace::StepTrace(std::string path, int first, int count, int rank)
-    : path_(path.empty() ? path : path_for_rank(path, rank)), first_(first), last_(first), rank_(rank) {
+StepTrace::StepTrace(std::string path, int first, int count, int rank, bool failures_fatal)
+    : path_(path.empty() ? path : path_for_rank(path, rank)), first_(first), last_(first), rank_(rank),
+      failures_fatal_(failures_fatal) {
   if (path_.empty()) return;
   if (first < 1) throw std::runtime_error("--trace-from must be a step number >= 1, got " + std::to_string(first));
   if (count < 1) throw std::runtime_error("--trace-steps must be >= 1, got " + std::to_string(count));
@@ -39,17 +40,30 @@ void StepTrace::before_step(int step) {
   started_ = true;
   std::string why;
   tracer_ = KernelTracer::start(&why);
-  if (!tracer_) throw std::runtime_error("--trace: " + why);
+  if (!tracer_) fail("--trace: " + why);
 }
 
 void StepTrace::after_step(int step) {
-  if (tracer_ && step == last_) write();
+  if (tracer_ && step == last_) write_or_fail();
+}
+
+void StepTrace::write_or_fail() {
+  try {
+    write();
+  } catch (const std::exception& e) {
+    fail(std::string("--trace: ") + e.what());
+  }
+}
+
+void StepTrace::fail(const std::string& why) {
+  if (failures_fatal_) throw std::runtime_error(why);
+  spdlog::warn("{} (rank {}: training goes on without this trace)", why, rank_);
 }
 
 void StepTrace::finish() {
   if (!path_.empty() && !started_ && rank_ == 0)  // a resume past the range, or a run that ends before it
     spdlog::warn("--trace: step {} was not run by this process; no trace written", first_);
-  write();
+  write_or_fail();
 }
 
 void StepTrace::write() {

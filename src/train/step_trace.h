@@ -15,8 +15,11 @@ class StepTrace {
   // on rank 0 and `path` with ".rank<r>" before its extension on rank r. An empty path traces
   // nothing. Throws std::runtime_error naming the culprit if the path cannot be written or count
   // or first is below 1; writes no file until the trace (the path check may create missing parent
-  // directories, as the write would).
-  StepTrace(std::string path, int first, int count, int rank);
+  // directories, as the write would). A trace that cannot start or be written later throws where
+  // failures_fatal (one process: nothing is lost yet), and is only a warning otherwise: on one rank
+  // of a data-parallel run, an exception would leave the other ranks waiting in their next
+  // collective until it timed out.
+  StepTrace(std::string path, int first, int count, int rank, bool failures_fatal = true);
   ~StepTrace();
   void before_step(int step);  // starts the trace at the first traced step
   void after_step(int step);   // stops, writes and logs after the last one
@@ -29,9 +32,12 @@ class StepTrace {
 
  private:
   void write();  // stops, writes and logs a running trace; nothing otherwise
+  void write_or_fail();  // write(), its errors passed to fail()
+  void fail(const std::string& why);  // throws or warns, as failures_fatal says
 
   std::string path_;
   int first_, last_, rank_;
+  bool failures_fatal_;
   bool started_ = false;
   std::unique_ptr<KernelTracer> tracer_;
 };

@@ -1,5 +1,6 @@
 #include "lighthouse/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -20,6 +21,7 @@
 #include "lighthouse/schedule.h"
 #include "lighthouse/dist.h"
 #include "train/data_parallel.h"
+#include "train/memory_check.h"
 #include "train/metrics.h"
 #include "train/resume_changes.h"
 #include "train/step_trace.h"
@@ -59,6 +61,22 @@ void print_progress(int step, int total, const std::string& phase, double loss, 
   std::fflush(stdout);
 }
 
+// check_phases_fit on every rank. Ranks agree on the outcome, so that one whose device is short
+// does not leave the others waiting in the first collective until it times out.
+std::vector<PhaseMemory> check_memory(LlamaModel& model, const Config& cfg, int from_step, DataParallel* dp) {
+  if (!dp) return check_phases_fit(model, cfg, from_step);
+  std::vector<PhaseMemory> plan;
+  std::string failure;
+  try {
+    plan = check_phases_fit(model, cfg, from_step);
+  } catch (const OutOfMemory& e) {
+    failure = e.what();
+  }
+  if (dp->mean(failure.empty() ? 0.0 : 1.0) > 0.0)
+    throw OutOfMemory(failure.empty() ? "another rank's device cannot hold this run (its log says which phase)" : failure);
+  return plan;
+}
+
 }  // namespace
 
 TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Communicator* comm) {
@@ -66,13 +84,12 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
   const bool root = rank == 0;
   if (!opt.trace_path.empty())
     check_trace_device(be.device() == Device::CUDA, "--trace", "training.device cuda (or auto with a GPU)");
-  StepTrace trace(opt.trace_path, opt.trace_from, opt.trace_steps, rank);
+  StepTrace trace(opt.trace_path, opt.trace_from, opt.trace_steps, rank, /*failures_fatal=*/world_size == 1);
   std::optional<DataParallel> dp;
   if (world_size > 1) dp.emplace(*comm, be, cfg.model, size_t(cfg.training.grad_bucket_mb * double(1 << 20)));
   const int B = cfg.data.micro_batch, T = cfg.data.seq_len;
   const int accum = cfg.grad_accum_steps(world_size);
   const std::string& run_dir = cfg.logging.dir;
-  fs::create_directories(run_dir);
 
   data::DataLoader train_data(data::resolve_shards(cfg.data.train), cfg.model.vocab_size, T, B, rank, world_size,
                               cfg.training.seed, /*shuffle=*/true);
@@ -142,27 +159,34 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
   if (past_stop_at)
     spdlog::info("checkpoint step {} is already at or past --stop-at {}; nothing to train", state.step,
                  opt.stop_at_step);
+  const size_t tokens_per_step = size_t(B) * T * accum * world_size;
+  spdlog::info("model: {} parameters | backend {} | {} tokens/step ({} x {} x {} accum x {} ranks) | {} train windows",
+               model.layout().total(), be.name(), tokens_per_step, B, T, accum, world_size,
+               train_data.windows_per_epoch());
+  if (root && val_data && validation_batches(*val_data, cfg.training.eval_batches) < cfg.training.eval_batches)
+    spdlog::warn("training.eval_batches = {}, but the validation shards hold {} batches of {} x {}{}: each "
+                 "validation pass scores those", cfg.training.eval_batches,
+                 validation_batches(*val_data, cfg.training.eval_batches), B, T, world_size > 1 ? " per rank" : "");
+  TrainSummary summary;
+  summary.last_checkpoint = resumed_from;
+  summary.steps_done = state.step;
+  if (!past_stop_at) summary.memory = check_memory(model, cfg, state.step, dp ? &*dp : nullptr);
+  if (root)
+    for (const PhaseMemory& m : summary.memory)
+      spdlog::info("memory: {}", describe(m, cfg.attention.phases.size()));
+  if (opt.dry_run) return summary;  // nothing written
+
+  fs::create_directories(run_dir);
   std::optional<MetricsLog> metrics;  // rank 0 only
   if (root) {
     // The config that runs; a call that trains nothing leaves the last run's in place.
     if (state.step < cfg.training.steps && !past_stop_at)
       ckpt::write_file_atomic((fs::path(run_dir) / "config.json").string(), cfg.to_json().dump(2) + "\n");
     metrics.emplace((fs::path(run_dir) / "metrics.jsonl").string(), state.step);
-    if (val_data && validation_batches(*val_data, cfg.training.eval_batches) < cfg.training.eval_batches)
-      spdlog::warn("training.eval_batches = {}, but the validation shards hold {} batches of {} x {}{}: each "
-                   "validation pass scores those", cfg.training.eval_batches,
-                   validation_batches(*val_data, cfg.training.eval_batches), B, T, world_size > 1 ? " per rank" : "");
   }
   const bool quiet = opt.quiet || !root;
 
-  const size_t tokens_per_step = size_t(B) * T * accum * world_size;
-  spdlog::info("model: {} parameters | backend {} | {} tokens/step ({} x {} x {} accum x {} ranks) | {} train windows",
-               model.layout().total(), be.name(), tokens_per_step, B, T, accum, world_size,
-               train_data.windows_per_epoch());
-
   std::vector<int32_t> inputs(size_t(B) * T), targets(size_t(B) * T);
-  TrainSummary summary;
-  summary.last_checkpoint = resumed_from;
   StopSignals signals;
   const auto start = Clock::now();
   const int first_step = state.step;
@@ -192,7 +216,9 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
       new_layout = true;
       const AttentionPhase& p = cfg.phase_at(step);
       model.set_attention(make_attention(p, cfg.model));
-      if (root && (current_phase >= 0 || step > 0)) spdlog::info("step {}: attention phase {} ({})", step, phase, p.attention);
+      if (root && (current_phase >= 0 || step > 0))  // numbered from 1, as in progress lines
+        spdlog::info("step {}: attention phase {} of {} ({})", step + 1, phase + 1,
+                     std::max<size_t>(cfg.attention.phases.size(), 1), p.attention);
       current_phase = phase;
       state.phase_index = phase;
       state.attention = p.attention;
