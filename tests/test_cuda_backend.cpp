@@ -466,7 +466,14 @@ TEST_CASE("cuda: a short GPU run follows the CPU loss curve, and GPU runs and re
     }
     return n;
   };
-  CHECK(records_with_clock(gpu_dir.path() / "run/metrics.jsonl") > 0);
+  // The sampler reads every 100 ms and a record needs two readings, so this takes a run of about a
+  // second (the 10 steps above take a few ms each once their cuDNN plans are built, which the
+  // memory check before step 1 now does).
+  lh::testing::TempDir timed_dir;
+  lh::Config timed = lh::testing::small_run(timed_dir.path(), 300, "cuda");
+  timed.logging.interval = 100, timed.training.eval_interval = 0, timed.training.checkpoint_interval = 0;
+  lh::train(timed, *gpu, {false, true});
+  CHECK(records_with_clock(timed_dir.path() / "run/metrics.jsonl") > 0);
   CHECK(records_with_clock(cpu_dir.path() / "run/metrics.jsonl") == 0);
 }
 
