@@ -11,7 +11,7 @@ File formats (all little-endian, no padding):
     logits.bin  int32 B, int32 T, int32 V, then B*T*V float32 logits (row-major [B, T, V])
 
 DIR is what Lighthouse exports (config.json + model.safetensors), loaded with
-LlamaForCausalLM.from_pretrained(DIR, torch_dtype=torch.float32, attn_implementation="eager");
+LlamaForCausalLM.from_pretrained(DIR, dtype=torch.float32 (torch_dtype before transformers 4.56), attn_implementation="eager");
 eager attention and float32 keep the reference deterministic and free of fused-kernel rounding.
 
 Prints a JSON summary:
@@ -62,10 +62,14 @@ def read_logits(path):
 def load_model(export_dir, device):
     # Imported lazily so that --help and input validation work without torch installed.
     import torch
+    import transformers
     from transformers import LlamaForCausalLM
 
+    # transformers 4.56 renamed torch_dtype to dtype (the old name warns).
+    major_minor = tuple(int(x) for x in transformers.__version__.split(".")[:2])
+    dtype_key = "dtype" if major_minor >= (4, 56) else "torch_dtype"
     model = LlamaForCausalLM.from_pretrained(
-        export_dir, torch_dtype=torch.float32, attn_implementation="eager")
+        export_dir, attn_implementation="eager", **{dtype_key: torch.float32})
     # .float() as well: transformers versions differ in which dtype keyword they honour.
     model.float().to(device)
     model.eval()

@@ -2,8 +2,8 @@
 # An sbatch example for data-parallel training: one task per GPU, srun starts them all, and each
 # rank reads SLURM_PROCID / SLURM_NTASKS / SLURM_LOCALID itself (docs/distributed.md).
 #   sbatch scripts/launch_slurm.sh configs/my_run.json [extra train arguments...]
-# Until the trainer integration of issue #6 lands, `train` ignores the ranks (each would train
-# alone), so only the dist-check step is meaningful.
+# Before training, every rank lays out each attention phase on its GPU (`train --dry-run` does only
+# that and the other checks), so a run that does not fit stops in its first minute.
 # Adjust the #SBATCH lines to the cluster (partition, account, time). Resume after a time limit by
 # submitting again with --resume; --stop-at or a SIGTERM before the limit writes a checkpoint.
 #SBATCH --job-name=lighthouse

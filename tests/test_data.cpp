@@ -1,6 +1,7 @@
 // Data subsystem tests: shard format, spec resolution, text and synthetic builders, DataLoader.
 #include <catch2/catch.hpp>
 
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -76,11 +77,43 @@ TEST_CASE("shard round trip uses uint16 or uint32 as needed", "[data]") {
   CHECK(view[999] == 65999);
   CHECK(view.max_token() == 65999u);
   CHECK(read_shard(dir / "b.bin") == big);
-  CHECK_FALSE(fs::exists(dir / "b.bin.tmp"));
+  for (const auto& e : fs::directory_iterator(dir.path))  // no temporaries left behind
+    CHECK((e.path().filename() == "a.bin" || e.path().filename() == "b.bin"));
 
   write_shard(dir / "empty.bin", {});
   CHECK(read_shard(dir / "empty.bin").empty());
   CHECK_THROWS_WITH(write_shard(dir / "neg.bin", {1, -2}), Contains("negative"));
+}
+
+TEST_CASE("two processes writing the same shard at once both succeed and leave it whole", "[data]") {
+  // As the ranks of a quickstart under torchrun do: each generates the same data.
+  TempDir dir;
+  const fs::path path = dir / "train_000000.bin";
+  const auto tokens = iota_tokens(1 << 20, 7);
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {  // no Catch2 in the child: its exit status says whether every write succeeded
+    int status = 0;
+    try {
+      for (int i = 0; i < 10; ++i) write_shard(path, tokens);
+    } catch (...) {
+      status = 1;
+    }
+    ::_exit(status);
+  }
+  std::string error;
+  try {
+    for (int i = 0; i < 10; ++i) write_shard(path, tokens);
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  int status = -1;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  CHECK(error.empty());
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(read_shard(path) == tokens);
+  CHECK(std::distance(fs::directory_iterator(dir.path), fs::directory_iterator{}) == 1);
 }
 
 TEST_CASE("read-ahead hints clip to the shard and leave its tokens as they are", "[data]") {

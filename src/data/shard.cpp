@@ -66,7 +66,9 @@ void write_shard(const std::string& path, const std::vector<int32_t>& tokens) {
     throw std::invalid_argument(fmt::format("{}: {} tokens exceed the shard limit", path, tokens.size()));
   header[2] = static_cast<int32_t>(tokens.size());
 
-  const std::string tmp = path + ".tmp";
+  // A temporary of this process's own: ranks that generate the same data at once (the quickstart
+  // under torchrun or `launch`) must not write into each other's file; each renames a whole one.
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (fd < 0) throw io_error("cannot create", tmp);
   try {
