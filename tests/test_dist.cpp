@@ -37,7 +37,8 @@ class ScopedEnv {
       "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "LH_DIST_ENV",
       "SLURM_PROCID", "SLURM_NTASKS", "SLURM_STEP_NUM_TASKS", "SLURM_LOCALID", "SLURM_NODEID",
       "SLURM_NTASKS_PER_NODE", "SLURM_TASKS_PER_NODE", "SLURM_STEP_TASKS_PER_NODE", "SLURM_NNODES",
-      "SLURM_LAUNCH_NODE_IPADDR", "SLURM_STEP_NODELIST", "SLURM_NODELIST", "SLURM_JOB_NODELIST", "SLURM_JOB_ID"};
+      "SLURM_LAUNCH_NODE_IPADDR", "SLURM_STEP_NODELIST", "SLURM_NODELIST", "SLURM_JOB_NODELIST", "SLURM_JOB_ID",
+      "TORCHELASTIC_USE_AGENT_STORE", "LH_RENDEZVOUS_PORT"};
   std::map<std::string, std::string> saved_;
 };
 
@@ -86,6 +87,26 @@ TEST_CASE("dist env: torchrun variables", "[cpu][dist]") {
     e = lh::detect_dist_env();
     CHECK(e.local_rank == 5);
     CHECK(e.local_world_size == 8);
+  }
+  SECTION("under torchrun's agent store the rendezvous takes the next port, which the log says") {
+    env.set("TORCHELASTIC_USE_AGENT_STORE", "True");
+    e = lh::detect_dist_env();
+    CHECK(e.master_port == 29501);
+    CHECK_THAT(e.describe(), Catch::Matchers::Contains("node01:29501 (MASTER_PORT + 1: torchrun's agent holds MASTER_PORT)"));
+    env.set("TORCHELASTIC_USE_AGENT_STORE", "False");  // workers serve the store themselves: MASTER_PORT is free
+    CHECK(lh::detect_dist_env().master_port == 29500);
+    env.set("MASTER_PORT", "65535").set("TORCHELASTIC_USE_AGENT_STORE", "True");
+    expect_env_error("the rendezvous port (MASTER_PORT + 1: torchrun's agent holds MASTER_PORT)=65536 is not a TCP port");
+  }
+  SECTION("LH_RENDEZVOUS_PORT sets the port under any launcher") {
+    env.set("TORCHELASTIC_USE_AGENT_STORE", "True").set("LH_RENDEZVOUS_PORT", "31000");
+    CHECK(lh::detect_dist_env().master_port == 31000);
+    ::unsetenv("RANK");
+    ::unsetenv("WORLD_SIZE");
+    env.set("SLURM_PROCID", "1").set("SLURM_NTASKS", "2").set("SLURM_JOB_ID", "7");
+    CHECK(lh::detect_dist_env().master_port == 31000);
+    env.set("LH_RENDEZVOUS_PORT", "0");
+    expect_env_error("the rendezvous port (LH_RENDEZVOUS_PORT)=0 is not a TCP port");
   }
   SECTION("world size 1 needs no master") {
     env.set("RANK", "0").set("WORLD_SIZE", "1").set("LOCAL_RANK", "0").set("LOCAL_WORLD_SIZE", "1");

@@ -27,7 +27,8 @@ struct DistEnv {
   int local_rank = 0;        // index on this node; the rank uses CUDA device local_rank
   int local_world_size = 1;  // ranks on this node
   std::string master_addr;   // where rank 0 listens for the rendezvous (empty for a single process)
-  int master_port = 0;
+  int master_port = 0;       // the rendezvous port
+  std::string port_note;     // where master_port came from when not MASTER_PORT itself (for messages)
   std::string source = "single";  // "torchrun", "slurm" or "single": where the values came from
 
   bool distributed() const { return world_size > 1; }
@@ -39,8 +40,10 @@ struct DistEnv {
 // Reads, in order of precedence: torchrun-style variables (RANK, WORLD_SIZE, LOCAL_RANK,
 // LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT; used when RANK or WORLD_SIZE is set), then Slurm
 // (SLURM_PROCID with SLURM_NTASKS), else a single process. LH_DIST_ENV=single|torchrun|slurm forces
-// a source (e.g. `single` inside an sbatch script that runs one process without srun). Throws
-// DistError naming the variable on malformed or inconsistent values.
+// a source (e.g. `single` inside an sbatch script that runs one process without srun). Under
+// torchrun's agent store (TORCHELASTIC_USE_AGENT_STORE=True) the agent holds MASTER_PORT, so the
+// rendezvous uses MASTER_PORT + 1; LH_RENDEZVOUS_PORT sets the port outright under any launcher.
+// Throws DistError naming the variable on malformed or inconsistent values.
 DistEnv detect_dist_env();
 
 // A TCP port on 127.0.0.1 that was free a moment ago (the kernel picks it); for local launches.

@@ -93,6 +93,12 @@ DistEnv from_torchrun() {
     if (!addr) throw DistError("MASTER_ADDR is not set (needed when WORLD_SIZE > 1)");
     e.master_addr = *addr;
     e.master_port = require_int("MASTER_PORT", "needed when WORLD_SIZE > 1");
+    // torchrun's agent serves its own TCP store on MASTER_PORT (its workers connect to it), so the
+    // rendezvous takes the next port; every rank derives the same one.
+    if (get("TORCHELASTIC_USE_AGENT_STORE").value_or("") == "True") {
+      e.master_port += 1;
+      e.port_note = "MASTER_PORT + 1: torchrun's agent holds MASTER_PORT";
+    }
   }
   return e;
 }
@@ -162,7 +168,8 @@ void validate(const DistEnv& e) {
     fail(std::string(local) + "=" + std::to_string(e.local_rank) + " is outside [0, " + local_world + "=" +
          std::to_string(e.local_world_size) + ")");
   if (e.world_size > 1 && (e.master_port < 1 || e.master_port > 65535))
-    fail("MASTER_PORT=" + std::to_string(e.master_port) + " is not a TCP port (1..65535)");
+    fail((e.port_note.empty() ? "MASTER_PORT" : "the rendezvous port (" + e.port_note + ")") + "=" +
+         std::to_string(e.master_port) + " is not a TCP port (1..65535)");
 }
 
 }  // namespace
@@ -171,6 +178,7 @@ std::string DistEnv::describe() const {
   std::string s = "rank " + std::to_string(rank) + "/" + std::to_string(world_size) + " (local " +
                   std::to_string(local_rank) + "/" + std::to_string(local_world_size) + ") via " + source;
   if (distributed()) s += ", master " + master_addr + ":" + std::to_string(master_port);
+  if (distributed() && !port_note.empty()) s += " (" + port_note + ")";
   return s;
 }
 
@@ -186,6 +194,8 @@ DistEnv detect_dist_env() {
   else if (mode == "slurm") e = from_slurm();
   else if (mode != "single")
     throw DistError("LH_DIST_ENV='" + mode + "' is not one of auto, single, torchrun, slurm");
+  if (e.distributed())
+    if (auto port = get_int("LH_RENDEZVOUS_PORT")) e.master_port = *port, e.port_note = "LH_RENDEZVOUS_PORT";
   validate(e);
   return e;
 }
