@@ -2,8 +2,9 @@
 # Data-parallel checks on a machine with N GPUs (GPUS, default 2): one config on 1 GPU and on N GPUs
 # with the same global batch follows the same loss curve (bf16 tolerance); two N-GPU runs are
 # identical; an N-GPU run stopped and resumed is bit-exact; an N-GPU checkpoint resumes on 1 GPU
-# (the optimizer state is resharded) and follows the N-GPU curve. Writes under WORK_DIR and ends
-# with a verdict line.
+# (the optimizer state is resharded) and follows the N-GPU curve; where torch is installed, the same
+# N-GPU run under torchrun gives the same weights as under `lighthouse launch`. Writes under WORK_DIR
+# and ends with a verdict line.
 #   [GPUS=4] scripts/dp_check.sh [WORK_DIR]
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,7 +33,14 @@ run2 two_c --stop-at 15
 run2 two_c --resume
 run2 two_to_one --stop-at 15
 run1 two_to_one --resume
-python3 - "$gpus" <<'PY'
+# torchrun execs the binary (--no-python); its agent holds MASTER_PORT, so the rendezvous takes the next.
+torchrun=0
+if python3 -c "import torch.distributed.run" 2>/dev/null; then
+  torchrun=1
+  python3 -m torch.distributed.run --nproc-per-node "$gpus" --no-python "$bin" train --config dp.json --quiet \
+    --set logging.dir=runs/torchrun
+fi
+python3 - "$gpus" "$torchrun" <<'PY'
 import json, sys
 def losses(run):
     return [json.loads(l)["loss"] for l in open(f"runs/{run}/metrics.jsonl") if '"loss"' in l]
@@ -50,7 +58,14 @@ print(f"1 GPU vs {n} GPUs: worst relative loss difference {worst:.2e} over {len(
 print(f"two {n}-GPU runs identical: {same_runs}; {n}-GPU resume bit-exact (losses): {resume_exact}; final weights: {weights_exact}")
 print(f"{n}-GPU checkpoint resumed on 1 GPU: {len(d)} steps, worst relative difference to the {n}-GPU run "
       f"{max(abs(x - y) / x for x, y in zip(a, d)):.2e}: {'ok' if resharded else 'FAIL'}")
-ok = worst < 0.02 and same_runs and resume_exact and weights_exact and resharded
+torchrun_same = True
+if sys.argv[2] == "1":
+    torchrun_same = open("runs/two_a/step_00000030/model.safetensors", "rb").read() == \
+                    open("runs/torchrun/step_00000030/model.safetensors", "rb").read()
+    print(f"{n}-GPU run under torchrun gives the weights of `lighthouse launch`: {torchrun_same}")
+else:
+    print("torchrun: not checked (no torch here)")
+ok = worst < 0.02 and same_runs and resume_exact and weights_exact and resharded and torchrun_same
 print("DP CHECK", "PASS" if ok else "FAIL")
 sys.exit(0 if ok else 1)
 PY
