@@ -66,6 +66,13 @@ TEST_CASE("cli: unknown subcommands and flags are errors", "[cpu][cli]") {
   CHECK_THAT(heads.output, Catch::Contains("--kv-heads (4) must divide --heads (2)"));
 }
 
+TEST_CASE("cli: --version names the commit and the CUDA and cuDNN versions of the build", "[cpu][cli]") {
+  const auto r = run_lighthouse("--version");
+  CHECK(r.code == 0);
+  CHECK_THAT(r.output, Catch::StartsWith("lighthouse ") && Catch::Contains(", built against CUDA ") &&
+                           Catch::Contains(" and cuDNN "));
+}
+
 TEST_CASE("cli: bad configs and overrides name the culprit", "[cpu][cli]") {
   lh::testing::TempDir dir;
   write(dir.path() / "bad.json", R"({"model": {"dimm": 64}, "data": {"train": ["x.bin"]}})");
@@ -125,9 +132,18 @@ TEST_CASE("cli: data, train, resume, eval and export on a tiny model", "[cpu][cl
   CHECK(r.code == 0);
   CHECK_THAT(r.output, Catch::Contains("already at or past --stop-at 1") && Catch::Contains("nothing to train in this call"));
   CHECK_FALSE(fs::exists(dir.path() / "runs/tiny/step_00000003"));
+  // The checkpoint records what wrote it; a resume by another build says so, and goes on.
+  {
+    const fs::path state_file = dir.path() / "runs/tiny/step_00000002/state.json";
+    nlohmann::json state = nlohmann::json::parse(std::ifstream(state_file));
+    REQUIRE(state["provenance"]["backend"] == "cpu");
+    state["provenance"]["lighthouse"] = "0123456789ab";
+    std::ofstream(state_file) << state.dump();
+  }
   r = run_lighthouse("train --config tiny.json --resume", dir.path());
   REQUIRE(r.code == 0);
   CHECK_THAT(r.output, Catch::Contains("resumed") && Catch::Contains("ETA"));
+  CHECK_THAT(r.output, Catch::Contains("was written by other software or hardware (lighthouse 0123456789ab -> "));
   CHECK(fs::exists(dir.path() / "runs/tiny/step_00000004/model.safetensors"));
   CHECK(fs::exists(dir.path() / "runs/tiny/metrics.jsonl"));
 

@@ -10,6 +10,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -90,6 +91,9 @@ class Backend {
   // accounts for it (cuDNN plans on CUDA). No-ops on the CPU.
   virtual void prepare_attention(int /*B*/, int /*T*/, int /*H*/, int /*Hkv*/, int /*D*/) {}
   virtual void prepare_lighthouse_sdpa(int /*BH*/, int /*S*/, int /*D*/) {}
+  // Versions of what the backend runs on, for checkpoints' provenance (lighthouse/provenance.h):
+  // e.g. {"cuda_runtime": "13.0", "cudnn": "9.14.0"}; empty on the CPU.
+  virtual std::map<std::string, std::string> runtime_versions() const { return {}; }
   // The attention library's workspace held now (it only grows while calls need more), and its
   // release (plans stay cached): the trainer's memory check before step 1 lays out every phase
   // from the same start, and must not leave the largest phase's workspace to the first.

@@ -35,6 +35,7 @@ struct CheckpointInfo {
   std::string path;
   Config config;
   TrainState state;
+  nlohmann::json provenance;  // what wrote it (lighthouse/provenance.h); null for older checkpoints
 };
 
 // AdamW's moments for the whole layout (device views of at least layout.total() elements) and its

@@ -86,6 +86,21 @@ class CudaBackend final : public Backend {
     sdpa_.prepare(cuda::fused_qkv_shape(B, T, H, Hkv, D));
   }
   void prepare_lighthouse_sdpa(int BH, int S, int D) override { sdpa_.prepare(packed_shape(BH, S, D)); }
+  std::map<std::string, std::string> runtime_versions() const override {
+    int runtime = 0, driver = 0;
+    LH_CUDA_CHECK(cudaRuntimeGetVersion(&runtime));
+    LH_CUDA_CHECK(cudaDriverGetVersion(&driver));
+    // CUDA encodes 1000 * major + 10 * minor; cuDNN and cuBLASLt 10000 * major + 100 * minor + patch.
+    auto cuda_version = [](int v) { return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10); };
+    auto library_version = [](size_t v) {
+      return std::to_string(v / 10000) + "." + std::to_string(v % 10000 / 100) + "." + std::to_string(v % 100);
+    };
+    cudaDeviceProp prop{};
+    LH_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_));
+    return {{"gpu", std::string(prop.name) + " (sm_" + std::to_string(prop.major * 10 + prop.minor) + ")"},
+            {"cuda_runtime", cuda_version(runtime)}, {"cuda_driver", cuda_version(driver)},
+            {"cudnn", library_version(cudnnGetVersion())}, {"cublaslt", library_version(cublasLtGetVersion())}};
+  }
   size_t attention_workspace_bytes() const override { return sdpa_.workspace_bytes(); }
   void release_attention_workspace() override {
     synchronize();  // calls in flight may still read it

@@ -9,6 +9,7 @@
 
 #include "lighthouse/checkpoint_dir.h"
 #include "lighthouse/checksum.h"
+#include "lighthouse/provenance.h"
 #include "lighthouse/safetensors.h"
 
 namespace lh {
@@ -118,6 +119,7 @@ std::string save_checkpoint(const std::string& run_dir, const Config& config, co
   j["optimizer_steps"] = optimizer.steps;
   j["dtype"] = dtype_name(dt);
   j["config"] = config.to_json();
+  j["provenance"] = provenance(be);
   for (const char* f : {kModelFile, kOptimizerFile})
     j["checksums"][f] = checksum_hex(checksum_file((dir / f).string()));
   ckpt::write_file_atomic((dir / kStateFile).string(), j.dump(2) + "\n");
@@ -151,6 +153,7 @@ CheckpointInfo read_checkpoint_info(const std::string& dir) {
       throw std::invalid_argument("phase_index " + std::to_string(info.state.phase_index) + " but the config has " +
                                   std::to_string(phases) + " attention phase(s)");
     if (!j.contains("checksums") || !j.at("checksums").is_object()) throw std::invalid_argument("no checksums");
+    info.provenance = j.value("provenance", nlohmann::json());
   } catch (const ConfigError& e) {
     throw CheckpointError(state_path + ": stored config is invalid: " + e.what());
   } catch (const std::exception& e) {

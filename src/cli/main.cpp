@@ -7,11 +7,13 @@
 #include <spdlog/spdlog.h>
 
 #include "cli/commands.h"
+#include "lighthouse/provenance.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"lighthouse: Llama-3 pretraining with Lighthouse attention"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Show help for every subcommand");
+  app.set_version_flag("--version", lh::build_description());
   register_data_command(app);
   register_train_command(app);
   register_eval_command(app);

@@ -17,6 +17,7 @@
 #include "lighthouse/gpu_monitor.h"
 #include "lighthouse/model.h"
 #include "lighthouse/optimizer.h"
+#include "lighthouse/provenance.h"
 #include "lighthouse/rng.h"
 #include "lighthouse/schedule.h"
 #include "lighthouse/dist.h"
@@ -147,6 +148,10 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
                        "saving step {} again replaces it", skipped, *newest, step);
       if (root)
         for (const std::string& change : resume_changes(info.config, cfg, state.step)) spdlog::warn("resume: {}", change);
+      if (root)
+        if (const auto changes = provenance_changes(info.provenance, provenance(be)); !changes.empty())
+          spdlog::warn("resume: {} was written by other software or hardware ({}); the bits can differ from an "
+                       "uninterrupted run", *newest, fmt::format("{}", fmt::join(changes, ", ")));
     } else {
       spdlog::warn("no complete checkpoint in {}: starting the run", run_dir);
     }
