@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "lighthouse/provenance.h"
 #include "support/run_binary.h"
 #include "support/temp_dir.h"
 
@@ -71,6 +72,17 @@ TEST_CASE("cli: --version names the commit and the CUDA and cuDNN versions of th
   CHECK(r.code == 0);
   CHECK_THAT(r.output, Catch::StartsWith("lighthouse ") && Catch::Contains(", built against CUDA ") &&
                            Catch::Contains(" and cuDNN "));
+}
+
+TEST_CASE("cli: benchmark results record the build and backend that produced them", "[cpu][cli]") {
+  lh::testing::TempDir dir;
+  const auto r = run_lighthouse("bench --device cpu --out a.json attention --seq-lens 64 --heads 2 --kv-heads 1 "
+                                "--head-dim 16 --iters 1", dir.path());
+  INFO(r.output);
+  REQUIRE(r.code == 0);
+  const nlohmann::json j = nlohmann::json::parse(std::ifstream(dir.path() / "a.json"));
+  CHECK(j.at("provenance").at("backend") == "cpu");
+  CHECK(j.at("provenance").at("lighthouse") == lh::build_commit());
 }
 
 TEST_CASE("cli: bad configs and overrides name the culprit", "[cpu][cli]") {

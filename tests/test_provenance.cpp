@@ -7,6 +7,7 @@
 #include "lighthouse/checkpoint.h"
 #include "lighthouse/provenance.h"
 #include "lighthouse/trainer.h"
+#include "support/gpu.h"
 #include "support/small_run.h"
 #include "support/temp_dir.h"
 
@@ -40,4 +41,17 @@ TEST_CASE("provenance: a resume's changes name each differing key, in key order"
   CHECK(lh::provenance_changes(saved, now) == expected);
   // Checkpoints from before provenance was recorded: nothing to compare.
   CHECK(lh::provenance_changes(json(), now).empty());
+}
+
+TEST_CASE("provenance on the GPU names the device and the CUDA, cuDNN and cuBLASLt versions", "[gpu][checkpoint]") {
+  LH_SKIP_WITHOUT_GPU();
+  auto gpu = lh::make_cuda_backend();
+  const json p = lh::provenance(*gpu);
+  INFO(p.dump());
+  CHECK(p.at("backend") == "cuda");
+  CHECK_THAT(p.at("gpu").get<std::string>(), Catch::Matchers::Contains(" (sm_"));
+  const std::regex version("[0-9]+\\.[0-9]+(\\.[0-9]+)?");
+  for (const char* key : {"cuda_runtime", "cuda_driver", "cudnn", "cublaslt"})
+    CHECK(std::regex_match(p.at(key).get<std::string>(), version));
+  CHECK(p.at("cudnn").get<std::string>().rfind("9.", 0) == 0);  // the cuDNN 9 this build needs
 }

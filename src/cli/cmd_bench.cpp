@@ -7,6 +7,7 @@
 #include "cli/validators.h"
 #include "lighthouse/bench.h"
 #include "lighthouse/device.h"
+#include "lighthouse/provenance.h"
 #include "lighthouse/trainer.h"
 
 namespace {
@@ -19,8 +20,11 @@ struct BenchArgs {
   lh::GemmBenchOptions gemm;
 };
 
-void write_result(const nlohmann::json& j, const std::string& path) {
+// The result with what produced it (the build's commit; the device and library versions where a
+// backend ran it), so that a number in docs/benchmarks.md can be traced to its build.
+void write_result(nlohmann::json j, const std::string& path, const lh::Backend* backend) {
   if (path.empty()) return;
+  j["provenance"] = backend ? lh::provenance(*backend) : nlohmann::json{{"lighthouse", lh::build_commit()}};
   std::ofstream out(path);
   out << j.dump(2) << "\n";
   if (!out) throw std::runtime_error(path + ": cannot write the benchmark result");
@@ -54,7 +58,7 @@ void register_bench_command(CLI::App& app) {
                 "Use the atomic (non-reproducible) attention backward");
   att->callback([a] {
     auto be = lh::make_backend(a->device, "--device");
-    write_result(lh::bench_attention(*be, a->attention), a->out);
+    write_result(lh::bench_attention(*be, a->attention), a->out, be.get());
   });
 
   CLI::App* lhb = cmd->add_subcommand("lighthouse", "Lighthouse attention layer forward+backward, per stage, vs dense");
@@ -71,7 +75,7 @@ void register_bench_command(CLI::App& app) {
                 "split into kv-head groups and key chunks above its limit)");
   lhb->callback([a] {
     auto be = lh::make_backend(a->device, "--device");
-    write_result(lh::bench_lighthouse(*be, a->lighthouse), a->out);
+    write_result(lh::bench_lighthouse(*be, a->lighthouse), a->out, be.get());
   });
 
   CLI::App* kern = cmd->add_subcommand("kernels", "Achieved bandwidth of the memory-bound CUDA kernels vs a device copy");
@@ -98,7 +102,7 @@ void register_bench_command(CLI::App& app) {
     if (lh::cuda_device_count() == 0)
       throw std::runtime_error("bench gemm times cuBLASLt and needs a CUDA device; none is present");
     const lh::Config cfg = lh::Config::load_file(a->config, a->overrides);
-    write_result(lh::bench_gemms(cfg, a->gemm), a->out);
+    write_result(lh::bench_gemms(cfg, a->gemm), a->out, nullptr);
   });
 
   CLI::App* tr = cmd->add_subcommand("train", "Training steps of a config on random tokens (tokens/s, MFU)");
@@ -115,6 +119,6 @@ void register_bench_command(CLI::App& app) {
   tr->callback([a] {
     const lh::Config cfg = lh::Config::load_file(a->config, a->overrides);
     auto be = lh::make_backend(a->device, "--device");
-    write_result(lh::bench_train(*be, cfg, a->train), a->out);
+    write_result(lh::bench_train(*be, cfg, a->train), a->out, be.get());
   });
 }
