@@ -127,7 +127,7 @@ TEST_CASE("data parallel on threads: a rank whose device cannot hold the run sto
   std::vector<std::string> errors;
   train_ranks(cfg, 2, {}, {SIZE_MAX, plan.memory[0].held_bytes - 1}, &errors);
   REQUIRE(errors.size() == 2);
-  CHECK_THAT(errors[0], Catch::Contains("another rank's device cannot hold this run"));
+  CHECK_THAT(errors[0], Catch::Contains("another rank failed its memory check before the first step"));
   CHECK_THAT(errors[1], Catch::Contains("the run's attention (dense, steps 1-4) does not fit"));
   CHECK_FALSE(std::filesystem::exists(dir.path() / "run" / "metrics.jsonl"));
 }

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <exception>
 #include <filesystem>
 #include <optional>
 
@@ -63,18 +64,22 @@ void print_progress(int step, int total, const std::string& phase, double loss, 
 }
 
 // check_phases_fit on every rank. Ranks agree on the outcome, so that one whose device is short
-// does not leave the others waiting in the first collective until it times out.
+// (or whose check fails otherwise, e.g. building a cuDNN plan) does not leave the others waiting in
+// the first collective until it times out. The failing rank reports its own error.
 std::vector<PhaseMemory> check_memory(LlamaModel& model, const Config& cfg, int from_step, DataParallel* dp) {
   if (!dp) return check_phases_fit(model, cfg, from_step);
   std::vector<PhaseMemory> plan;
-  std::string failure;
+  std::exception_ptr failure;
   try {
     plan = check_phases_fit(model, cfg, from_step);
-  } catch (const OutOfMemory& e) {
-    failure = e.what();
+  } catch (...) {
+    failure = std::current_exception();
   }
-  if (dp->mean(failure.empty() ? 0.0 : 1.0) > 0.0)
-    throw OutOfMemory(failure.empty() ? "another rank's device cannot hold this run (its log says which phase)" : failure);
+  if (dp->mean(failure ? 1.0 : 0.0) > 0.0) {
+    if (failure) std::rethrow_exception(failure);
+    throw std::runtime_error("another rank failed its memory check before the first step (its log says which "
+                             "phase and why)");
+  }
   return plan;
 }
 
