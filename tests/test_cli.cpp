@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <sys/wait.h>
@@ -83,6 +84,49 @@ TEST_CASE("cli: benchmark results record the build and backend that produced the
   const nlohmann::json j = nlohmann::json::parse(std::ifstream(dir.path() / "a.json"));
   CHECK(j.at("provenance").at("backend") == "cpu");
   CHECK(j.at("provenance").at("lighthouse") == lh::build_commit());
+}
+
+TEST_CASE("cli: train --dry-run checks and writes nothing; --device-memory caps the device", "[cpu][cli]") {
+  lh::testing::TempDir dir;
+  write(dir.path() / "tiny.json", kTinyConfig);
+  REQUIRE(run_lighthouse("data synthetic --task toy --out data --length 33 --train-samples 64 --val-samples 8",
+                         dir.path()).code == 0);
+  auto r = run_lighthouse("train --config tiny.json --dry-run", dir.path());
+  INFO(r.output);
+  CHECK(r.code == 0);
+  CHECK_THAT(r.output, Catch::Contains("memory: phase 1 of 1 (dense, steps 1-4): recompute"));
+  CHECK_THAT(r.output, Catch::Contains("dry run: checked the config, the data and the memory of 1 attention phase; "
+                                       "nothing was trained or written to runs/tiny"));
+  CHECK_FALSE(fs::exists(dir.path() / "runs"));
+  // 0.0005 GiB (536,870 bytes) holds the tiny model and its optimizer (~380 KiB) but not its batch's
+  // activations (~250 KiB without recomputation): refused before step 1, naming the phase.
+  r = run_lighthouse("train --config tiny.json --device-memory 0.0005 --set training.recompute=none", dir.path());
+  CHECK(r.code != 0);
+  CHECK_THAT(r.output, Catch::Contains("the run's attention (dense, steps 1-4) does not fit (found before the first "
+                                       "step)") && Catch::Contains("limit of 536870"));
+  CHECK_FALSE(fs::exists(dir.path() / "runs/tiny/metrics.jsonl"));
+  r = run_lighthouse("train --config tiny.json --device-memory -1", dir.path());
+  CHECK(r.code != 0);
+  CHECK_THAT(r.output, Catch::Contains("--device-memory"));
+}
+
+TEST_CASE("cli: quickstarts started at once generate their data once", "[cpu][cli]") {
+  // As the ranks of `torchrun ... lighthouse train` do: each finds the data missing.
+  lh::testing::TempDir dir;
+  lh::testing::CliResult a, b;
+  std::thread first([&] { a = run_lighthouse("train --dry-run", dir.path()); });
+  std::thread second([&] { b = run_lighthouse("train --dry-run", dir.path()); });
+  first.join();
+  second.join();
+  INFO(a.output << "\n----\n" << b.output);
+  CHECK(a.code == 0);
+  CHECK(b.code == 0);
+  auto count = [](const std::string& s, const std::string& what) {
+    size_t n = 0;
+    for (size_t at = s.find(what); at != std::string::npos; at = s.find(what, at + 1)) ++n;
+    return n;
+  };
+  CHECK(count(a.output + b.output, "generating the quickstart's toy-language data") == 1);
 }
 
 TEST_CASE("cli: bad configs and overrides name the culprit", "[cpu][cli]") {

@@ -777,3 +777,27 @@ TEST_CASE("cuda: lighthouse -> dense training follows the CPU and resumes bit-ex
   const std::string last = "run/step_00000006/model.safetensors";
   CHECK(lh::testing::file_bytes(gpu_dir.path() / last) == lh::testing::file_bytes(gpu_split.path() / last));
 }
+
+TEST_CASE("cuda: limit_memory (--device-memory) makes the device end at the cap", "[gpu][cuda]") {
+  LH_SKIP_WITHOUT_GPU();
+  auto gpu = lh::make_cuda_backend();
+  size_t free_bytes = 0, total_bytes = 0;
+  REQUIRE(cudaMemGetInfo(&free_bytes, &total_bytes) == cudaSuccess);
+  const size_t GiB = size_t(1) << 30, used = total_bytes - free_bytes;
+  gpu->limit_memory(used + 4 * GiB);  // 4 GiB left under the cap
+  // Planning sees the cap less its margin of at least 1 GiB (a capped device this small: 1 GiB).
+  CHECK(gpu->allocatable_bytes() <= 3 * GiB);
+  CHECK(gpu->allocatable_bytes() >= 3 * GiB - 64 * (size_t(1) << 20));
+  lh::Buffer fits = gpu->allocate(lh::DType::F32, GiB / 4);  // 1 GiB
+  CHECK_THROWS_AS(gpu->allocate(lh::DType::F32, GiB), lh::OutOfMemory);  // 4 GiB more: past the cap
+  try {
+    gpu->allocate(lh::DType::F32, GiB);
+  } catch (const lh::OutOfMemory& e) {
+    CHECK_THAT(e.what(), Catch::Matchers::Contains("--device-memory cap"));
+  }
+  // cuDNN's workspace limit becomes a quarter of the capped device, as on a card that small: the
+  // deterministic backward at 64K (8 GiB of workspace per head uncapped) takes key chunks instead.
+  CHECK_NOTHROW(gpu->prepare_attention(1, 65536, 8, 8, 128));
+  CHECK(gpu->attention_workspace_bytes() > 0);
+  CHECK(gpu->attention_workspace_bytes() <= (used + 4 * GiB) / 4);
+}

@@ -84,7 +84,7 @@ TEST_CASE("every attention phase is laid out before the first step, and one that
     CHECK_FALSE(fs::exists(run / "metrics.jsonl"));  // nothing trained
     CHECK_FALSE(fs::exists(run / "config.json"));
   }
-  SECTION("a run resumed past the phase that does not fit checks only what is left") {
+  SECTION("a resumed run checks only the phases it has left") {
     auto be = lh::make_cpu_backend();
     lh::TrainOptions stop;
     stop.quiet = true, stop.stop_at_step = boundary + 1;  // into the Lighthouse phase

@@ -28,6 +28,9 @@ struct OutOfMemory : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// "1.25 GiB", "3.0 MiB", "16.0 KiB": GiB for what a GPU holds, smaller units for small models.
+std::string format_bytes(size_t bytes);
+
 // An owning allocation on a backend's device; frees itself.
 class Buffer {
  public:
@@ -86,6 +89,11 @@ class Backend {
   // Bytes further Buffers may take: free device memory less a margin for what libraries allocate
   // later on their own. SIZE_MAX where the backend sees no limit (CPU).
   virtual size_t allocatable_bytes() const { return SIZE_MAX; }
+  // Behave as a device of `bytes` in all (`--device-memory`: planning for a smaller card on a larger
+  // one): allocations that would pass it fail as out of memory, and allocatable_bytes() counts from
+  // it. CUDA counts what the device holds in all (context, libraries, other processes); the CPU
+  // counts its Buffers, as make_cpu_backend's memory_limit does.
+  virtual void limit_memory(size_t bytes) = 0;
   // Prepares attention calls of this shape (attention_* on fused qkv; lighthouse_sdpa_* on packed
   // [BH, S, D]) and takes the library workspace they need now, so that allocatable_bytes() already
   // accounts for it (cuDNN plans on CUDA). No-ops on the CPU.

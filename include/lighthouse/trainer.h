@@ -34,7 +34,8 @@ struct PhaseMemory {
   size_t activation_bytes = 0;   // the activation arena
   size_t attention_bytes = 0;    // the attention backend's buffers (saved state, work buffers)
   size_t workspace_bytes = 0;    // the attention library's workspace
-  size_t held_bytes = 0;         // every buffer of the backend with this phase laid out, workspace included
+  size_t held_bytes = 0;         // the backend's Buffers with this phase laid out, plus the attention workspace
+                                 // (small library and kernel scratch not counted)
   size_t spare_bytes = 0;        // what the backend could still allocate; SIZE_MAX where it sees no limit
 };
 

@@ -145,6 +145,7 @@ class CpuBackend final : public Backend {
 
  public:
   explicit CpuBackend(size_t memory_limit) : memory_limit_(memory_limit) {}
+  void limit_memory(size_t bytes) override { memory_limit_ = bytes; }
   size_t allocatable_bytes() const override {
     if (memory_limit_ == SIZE_MAX) return SIZE_MAX;  // no limit (Backend::allocatable_bytes)
     return memory_limit_ > bytes_in_use() ? memory_limit_ - bytes_in_use() : 0;

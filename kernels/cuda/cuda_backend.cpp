@@ -16,6 +16,7 @@
 #include "cuda_check.h"
 #include "cudnn_sdpa.h"
 #include "kernels.h"
+#include "memory_cap.h"
 #include "lighthouse_kernels.h"
 #include "lighthouse/backend.h"
 #include "lighthouse/device.h"
@@ -74,9 +75,13 @@ class CudaBackend final : public Backend {
   void set_attention_backward(AttentionBackward b) override {
     sdpa_.set_flash_backward(b != AttentionBackward::kCudnn, b == AttentionBackward::kAuto ? cuda::kFlashAutoMinLength : 0);
   }
+  void limit_memory(size_t bytes) override {
+    cap_.bytes = bytes;
+    sdpa_.set_memory_cap(cap_);
+  }
   size_t allocatable_bytes() const override {
     size_t free_bytes = 0, total_bytes = 0;
-    LH_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    cap_.info(&free_bytes, &total_bytes);
     // cuDNN's workspace is already taken (prepare_attention); the margin is for what is allocated
     // lazily later (cuBLASLt and kernel scratch, communicator buffers) and for fragmentation.
     const size_t margin = std::max(size_t(1) << 30, total_bytes / 64);
@@ -308,6 +313,7 @@ class CudaBackend final : public Backend {
 
  protected:
   void* raw_alloc(size_t bytes) override {
+    cap_.check(bytes);
     void* p = nullptr;
     LH_CUDA_CHECK(cudaMalloc(&p, bytes));
     return p;
@@ -353,7 +359,13 @@ class CudaBackend final : public Backend {
       synchronize();  // the old scratch may still be in use by queued kernels
       if (scratch_) LH_CUDA_CHECK(cudaFree(scratch_));
       scratch_ = nullptr;
-      LH_CUDA_CHECK(cudaMalloc(&scratch_, bytes));
+      scratch_size_ = 0;
+      cap_.check(bytes);
+      if (cudaMalloc(&scratch_, bytes) != cudaSuccess) {
+        cudaGetLastError();
+        scratch_ = nullptr;
+        throw OutOfMemory("CUDA kernel scratch: cannot allocate " + std::to_string(bytes >> 20) + " MiB");
+      }
       scratch_size_ = bytes;
     }
     return scratch_;
@@ -379,6 +391,7 @@ class CudaBackend final : public Backend {
   cuda::CudnnSdpa sdpa_;
   void* scratch_ = nullptr;
   size_t scratch_size_ = 0;
+  cuda::MemoryCap cap_;  // limit_memory
   double* reduce_result_ = nullptr;
   std::map<std::tuple<int, int, double>, Buffer> rope_tables_;
 };

@@ -251,6 +251,13 @@ void CudnnSdpa::fill_workspace(void* ws, size_t bytes, cudaStream_t stream) cons
   if (workspace_fill_ >= 0 && bytes) LH_CUDA_CHECK(cudaMemsetAsync(ws, workspace_fill_, bytes, stream));
 }
 
+void CudnnSdpa::set_memory_cap(const MemoryCap& cap) {
+  cap_ = cap;
+  size_t free_bytes = 0, total_bytes = 0;
+  cap_.info(&free_bytes, &total_bytes);
+  if (!std::getenv("LH_CUDNN_WORKSPACE_LIMIT_MB")) set_workspace_limit(total_bytes / 4);
+}
+
 void CudnnSdpa::release_workspace() {
   if (workspace_) LH_CUDA_CHECK(cudaFree(workspace_));
   workspace_ = nullptr;
@@ -261,6 +268,8 @@ void* CudnnSdpa::workspace(size_t bytes) {
   if (bytes > workspace_bytes_) {
     if (workspace_) LH_CUDA_CHECK(cudaFree(workspace_));
     workspace_ = nullptr;
+    workspace_bytes_ = 0;
+    cap_.check(bytes);
     if (cudaMalloc(&workspace_, bytes) != cudaSuccess) {
       cudaGetLastError();
       workspace_ = nullptr;

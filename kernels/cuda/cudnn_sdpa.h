@@ -19,6 +19,7 @@
 
 #include "cudnn_graph.h"
 #include "kernels.h"  // round_up_scratch
+#include "memory_cap.h"
 
 namespace lh::cuda {
 
@@ -96,6 +97,10 @@ class CudnnSdpa {
   // the whole call is over the limit) and grows the workspace to what they need, so that memory
   // planning sees it as taken. Returns that workspace in bytes.
   size_t prepare(const SdpaShape& shape);
+  // An emulated smaller device (memory_cap.h) that workspace allocations must stay under; the
+  // workspace limit becomes a quarter of it, as on a card of that size (unless
+  // LH_CUDNN_WORKSPACE_LIMIT_MB sets it).
+  void set_memory_cap(const MemoryCap& cap);
   // The workspace held now, and its release (the next call or prepare takes what it needs again).
   size_t workspace_bytes() const { return workspace_bytes_; }
   void release_workspace();
@@ -142,6 +147,7 @@ class CudnnSdpa {
   std::map<SdpaShape, int64_t> kv_chunk_widths_;
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;
+  MemoryCap cap_;
   size_t workspace_limit_;
   bool deterministic_ = true;
   bool flash_backward_ = false;

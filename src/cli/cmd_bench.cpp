@@ -13,6 +13,7 @@
 namespace {
 struct BenchArgs {
   std::string device = "auto", out, config;
+  double device_memory_gib = 0;  // bench train --device-memory
   std::vector<std::string> overrides;
   lh::AttentionBenchOptions attention;
   lh::LighthouseBenchOptions lighthouse;
@@ -22,9 +23,9 @@ struct BenchArgs {
 
 // The result with what produced it (the build's commit; the device and library versions where a
 // backend ran it), so that a number in docs/benchmarks.md can be traced to its build.
-void write_result(nlohmann::json j, const std::string& path, const lh::Backend* backend) {
+void write_result(nlohmann::json j, const std::string& path, const lh::Backend& backend) {
   if (path.empty()) return;
-  j["provenance"] = backend ? lh::provenance(*backend) : nlohmann::json{{"lighthouse", lh::build_commit()}};
+  j["provenance"] = lh::provenance(backend);
   std::ofstream out(path);
   out << j.dump(2) << "\n";
   if (!out) throw std::runtime_error(path + ": cannot write the benchmark result");
@@ -58,7 +59,7 @@ void register_bench_command(CLI::App& app) {
                 "Use the atomic (non-reproducible) attention backward");
   att->callback([a] {
     auto be = lh::make_backend(a->device, "--device");
-    write_result(lh::bench_attention(*be, a->attention), a->out, be.get());
+    write_result(lh::bench_attention(*be, a->attention), a->out, *be);
   });
 
   CLI::App* lhb = cmd->add_subcommand("lighthouse", "Lighthouse attention layer forward+backward, per stage, vs dense");
@@ -75,7 +76,7 @@ void register_bench_command(CLI::App& app) {
                 "split into kv-head groups and key chunks above its limit)");
   lhb->callback([a] {
     auto be = lh::make_backend(a->device, "--device");
-    write_result(lh::bench_lighthouse(*be, a->lighthouse), a->out, be.get());
+    write_result(lh::bench_lighthouse(*be, a->lighthouse), a->out, *be);
   });
 
   CLI::App* kern = cmd->add_subcommand("kernels", "Achieved bandwidth of the memory-bound CUDA kernels vs a device copy");
@@ -102,7 +103,8 @@ void register_bench_command(CLI::App& app) {
     if (lh::cuda_device_count() == 0)
       throw std::runtime_error("bench gemm times cuBLASLt and needs a CUDA device; none is present");
     const lh::Config cfg = lh::Config::load_file(a->config, a->overrides);
-    write_result(lh::bench_gemms(cfg, a->gemm), a->out, nullptr);
+    const auto device = lh::make_backend("cuda", "--device");  // for the result's provenance (cuBLASLt's version)
+    write_result(lh::bench_gemms(cfg, a->gemm), a->out, *device);
   });
 
   CLI::App* tr = cmd->add_subcommand("train", "Training steps of a config on random tokens (tokens/s, MFU)");
@@ -116,9 +118,11 @@ void register_bench_command(CLI::App& app) {
                  "Record the timed steps' GPU kernels, copies and memsets (CUPTI) into this Chrome trace file "
                  "(chrome://tracing, ui.perfetto.dev) and print the GPU's idle time and the time per kernel; "
                  "tracing slows the steps slightly");
+  lh::cli::add_device_memory_option(tr, a->device_memory_gib);
   tr->callback([a] {
     const lh::Config cfg = lh::Config::load_file(a->config, a->overrides);
     auto be = lh::make_backend(a->device, "--device");
-    write_result(lh::bench_train(*be, cfg, a->train), a->out, be.get());
+    if (a->device_memory_gib > 0) be->limit_memory(lh::cli::gib_to_bytes(a->device_memory_gib));
+    write_result(lh::bench_train(*be, cfg, a->train), a->out, *be);
   });
 }

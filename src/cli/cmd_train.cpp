@@ -18,6 +18,7 @@ struct TrainArgs {
   bool quiet = false;
   bool dry_run = false;
   int stop_at = -1;
+  double device_memory_gib = 0;
   std::string trace;
   int trace_from = 3, trace_steps = 2;
   std::vector<std::string> overrides;
@@ -56,6 +57,7 @@ void run_train(const TrainArgs& a) {
   } else {
     backend = lh::make_backend(cfg.training.device);
   }
+  if (a.device_memory_gib > 0) backend->limit_memory(lh::cli::gib_to_bytes(a.device_memory_gib));
   lh::TrainOptions options{resume, a.quiet, a.stop_at};
   options.trace_path = a.trace, options.trace_from = a.trace_from, options.trace_steps = a.trace_steps;
   options.dry_run = a.dry_run;
@@ -90,6 +92,7 @@ void register_train_command(CLI::App& app) {
   cmd->add_option("--stop-at", args->stop_at, "Checkpoint and exit after this many steps (for job time limits; a run already there trains nothing)")
       ->check(lh::cli::whole_at_least(1));
   cmd->add_flag("-q,--quiet", args->quiet, "No per-step progress lines");
+  lh::cli::add_device_memory_option(cmd, args->device_memory_gib);
   cmd->add_flag("--dry-run", args->dry_run,
                 "Check the config, the data, the checkpoint to resume and that every attention phase left fits the "
                 "device's memory (each is laid out once, as every run does before its first step); print what each "

@@ -1,6 +1,13 @@
 #include "cli/quickstart.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
+#include <stdexcept>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -26,6 +33,18 @@ void ensure_quickstart_data(const Config& config) {
   const bool own_train = config.data.train == defaults.data.train;
   const bool own_val = !config.data.val.empty() && config.data.val == defaults.data.val;
   if (!own_train && !own_val) return;
+  // The ranks of a quickstart under torchrun or `launch` all get here: one generates while the
+  // others wait on the lock, then find the data there.
+  std::filesystem::create_directories(std::filesystem::path(kDataDir).parent_path());
+  const std::string lock_path = std::string(kDataDir) + ".lock";
+  const int lock = ::open(lock_path.c_str(), O_CREAT | O_RDWR, 0644);
+  if (lock < 0) throw std::runtime_error(lock_path + ": cannot create the quickstart's lock file: " + std::strerror(errno));
+  struct Unlock {
+    int fd;
+    ~Unlock() { ::close(fd); }  // closing releases the lock
+  } unlock{lock};
+  if (::flock(lock, LOCK_EX) != 0)
+    throw std::runtime_error(lock_path + ": cannot lock the quickstart data: " + std::strerror(errno));
   try {
     if (own_train) data::resolve_shards(config.data.train);
     if (own_val) data::resolve_shards(config.data.val);

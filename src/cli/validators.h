@@ -69,4 +69,14 @@ inline CLI::Validator unsigned_64() {
       "UINT64");
 }
 
+// `--device-memory GIB` (train, bench train): the backend behaves as a device of that size
+// (Backend::limit_memory), e.g. 79.6 for an 80 GB H100 on a larger card. 0 (the default): the whole device.
+inline void add_device_memory_option(CLI::App* cmd, double& gib) {
+  cmd->add_option("--device-memory", gib,
+                  "Behave as a device of this many GiB (e.g. 79.6 for an 80 GB H100 on a larger card): allocations past "
+                  "it fail, and recompute auto plans within it. 0: the whole device")
+      ->check(number_above(0, /*or_equal=*/true));
+}
+inline size_t gib_to_bytes(double gib) { return size_t(gib * double(1ull << 30)); }
+
 }  // namespace lh::cli

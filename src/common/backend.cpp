@@ -33,6 +33,15 @@ void Buffer::release() {
   }
 }
 
+std::string format_bytes(size_t bytes) {
+  const double kib = bytes / 1024.0, mib = kib / 1024.0, gib = mib / 1024.0;
+  char text[32];
+  if (gib >= 1.0) std::snprintf(text, sizeof text, "%.2f GiB", gib);
+  else if (mib >= 1.0) std::snprintf(text, sizeof text, "%.1f MiB", mib);
+  else std::snprintf(text, sizeof text, "%.1f KiB", kib);
+  return text;
+}
+
 Buffer Backend::allocate(DType dtype, size_t numel) {
   Tensor t{nullptr, dtype, numel};
   if (numel > 0) {
@@ -40,11 +49,9 @@ Buffer Backend::allocate(DType dtype, size_t numel) {
       t.data = raw_alloc(t.bytes());
     } catch (const std::exception& e) {  // say how much, next to what is held already
       const bool host_oom = dynamic_cast<const std::bad_alloc*>(&e) != nullptr;
-      char msg[256];
-      std::snprintf(msg, sizeof msg, "%s: cannot allocate %.2f GiB (%zu %s elements) with %.2f GiB held already: ",
-                    name().c_str(), t.bytes() / double(1ull << 30), numel, dtype_name(dtype),
-                    bytes_in_use_ / double(1ull << 30));
-      throw OutOfMemory(msg + (host_oom ? std::string("out of memory") : std::string(e.what())));
+      throw OutOfMemory(name() + ": cannot allocate " + format_bytes(t.bytes()) + " (" + std::to_string(numel) + " " +
+                        dtype_name(dtype) + " elements) with " + format_bytes(bytes_in_use_) + " held already: " +
+                        (host_oom ? std::string("out of memory") : std::string(e.what())));
     }
     bytes_in_use_ += t.bytes();
     peak_bytes_ = std::max(peak_bytes_, bytes_in_use_);

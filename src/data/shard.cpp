@@ -66,11 +66,12 @@ void write_shard(const std::string& path, const std::vector<int32_t>& tokens) {
     throw std::invalid_argument(fmt::format("{}: {} tokens exceed the shard limit", path, tokens.size()));
   header[2] = static_cast<int32_t>(tokens.size());
 
-  // A temporary of this process's own: ranks that generate the same data at once (the quickstart
-  // under torchrun or `launch`) must not write into each other's file; each renames a whole one.
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  // A temporary of this writer's own (mkstemp: unique even across nodes of a shared filesystem):
+  // writers of the same shard at once must not write into each other's file; each renames a whole one.
+  std::string tmp = path + ".tmp.XXXXXX";
+  const int fd = ::mkstemp(tmp.data());
   if (fd < 0) throw io_error("cannot create", tmp);
+  ::fchmod(fd, 0644);  // mkstemp's 0600 would keep other users from reading the shard
   try {
     write_all(fd, header.data(), kShardHeaderBytes, tmp);
     if (narrow) {

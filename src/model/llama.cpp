@@ -128,13 +128,14 @@ void LlamaModel::ensure_capacity(int B, int T) {
                                 std::to_string(cfg_.max_seq_len));
   if (!attention_) throw std::logic_error("LlamaModel: no attention backend set");
   // The attention backend's buffers first: they count against what recompute auto may use, and
-  // so does the library workspace it will need, which it takes now only for auto's sake.
+  // so does the library workspace it will need, which it takes now (in every mode, so that the
+  // memory check before step 1 sees it too).
   const AttentionShape shape{B, T, cfg_.n_heads, cfg_.n_kv_heads, cfg_.head_dim()};
   try {
     attention_->reserve(be_, cfg_.n_layers, shape);
     if (!acts_ || acts_->max_tokens() < B * T) {
       acts_.reset();  // release a smaller arena before sizing the new one
-      if (auto_layout()) attention_->prepare_workspace(be_, cfg_.n_layers, shape);
+      attention_->prepare_workspace(be_, cfg_.n_layers, shape);
       be_.prepare_matmul(cfg_.dim, cfg_.vocab_size, cfg_.logits_row_stride());  // the output layer's scratch
       acts_ = std::make_unique<Activations>(be_, cfg_, B, T, resolve_recompute(B, T));
     }

@@ -9,14 +9,6 @@
 
 namespace lh {
 namespace {
-// GiB for what a GPU holds, MiB or KiB for small models (tests, the quickstart).
-std::string format_bytes(size_t bytes) {
-  const double kib = bytes / 1024.0, mib = kib / 1024.0, gib = mib / 1024.0;
-  if (gib >= 1.0) return fmt::format("{:.2f} GiB", gib);
-  if (mib >= 1.0) return fmt::format("{:.1f} MiB", mib);
-  return fmt::format("{:.1f} KiB", kib);
-}
-
 std::string phase_name(const Config& cfg, const PhaseMemory& m) {
   const std::string steps = fmt::format("{}, steps {}-{}", m.attention, m.first_step, m.last_step);
   if (cfg.attention.phases.empty()) return "the run's attention (" + steps + ")";

@@ -90,7 +90,9 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
   const bool root = rank == 0;
   if (!opt.trace_path.empty())
     check_trace_device(be.device() == Device::CUDA, "--trace", "training.device cuda (or auto with a GPU)");
-  StepTrace trace(opt.trace_path, opt.trace_from, opt.trace_steps, rank, /*failures_fatal=*/world_size == 1);
+  // A dry run traces nothing, and must not create the trace's directory either.
+  StepTrace trace(opt.dry_run ? std::string() : opt.trace_path, opt.trace_from, opt.trace_steps, rank,
+                  /*failures_fatal=*/world_size == 1);
   std::optional<DataParallel> dp;
   if (world_size > 1) dp.emplace(*comm, be, cfg.model, size_t(cfg.training.grad_bucket_mb * double(1 << 20)));
   const int B = cfg.data.micro_batch, T = cfg.data.seq_len;
@@ -180,7 +182,8 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
   TrainSummary summary;
   summary.last_checkpoint = resumed_from;
   summary.steps_done = state.step;
-  if (!past_stop_at) summary.memory = check_memory(model, cfg, state.step, dp ? &*dp : nullptr);
+  // A dry run checks what the run has left even where this call would stop at once (--stop-at).
+  if (!past_stop_at || opt.dry_run) summary.memory = check_memory(model, cfg, state.step, dp ? &*dp : nullptr);
   if (root)
     for (const PhaseMemory& m : summary.memory)
       spdlog::info("memory: {}", describe(m, cfg.attention.phases.size()));
@@ -225,6 +228,9 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
     if (phase != current_phase) {
       new_layout = true;
       const AttentionPhase& p = cfg.phase_at(step);
+      // The new phase starts from the memory the check before step 1 laid it out from: without the
+      // last phase's buffers and library workspace (which otherwise only grows).
+      model.release_batch_buffers();
       model.set_attention(make_attention(p, cfg.model));
       if (root && (current_phase >= 0 || step > 0))  // numbered from 1, as in progress lines
         spdlog::info("step {}: attention phase {} of {} ({})", step + 1, phase + 1,

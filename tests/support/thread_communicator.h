@@ -2,10 +2,12 @@
 // so the data-parallel trainer can be checked without GPUs or NCCL. Every collective is two or
 // three barriers around plain loops in rank order, which makes it deterministic.
 #pragma once
+#include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <vector>
 
 #include "lighthouse/dist.h"
@@ -23,8 +25,9 @@ class ThreadGroup {
       arrived_ = 0;
       ++generation_;
       cv_.notify_all();
-    } else {
-      cv_.wait(lock, [&] { return generation_ != generation; });
+    } else if (!cv_.wait_for(lock, std::chrono::seconds(120), [&] { return generation_ != generation; })) {
+      // A rank that left without its collective fails the test instead of hanging it.
+      throw std::runtime_error("thread communicator: the other ranks did not reach a collective within 120 s");
     }
   }
   std::vector<const void*>& slots() { return slots_; }
