@@ -16,8 +16,8 @@
 #include "cuda_check.h"
 #include "cudnn_sdpa.h"
 #include "kernels.h"
-#include "memory_cap.h"
 #include "lighthouse_kernels.h"
+#include "memory_cap.h"
 #include "lighthouse/backend.h"
 #include "lighthouse/device.h"
 #include "lighthouse/ops/cpu_reference.h"
@@ -364,7 +364,7 @@ class CudaBackend final : public Backend {
       if (cudaMalloc(&scratch_, bytes) != cudaSuccess) {
         cudaGetLastError();
         scratch_ = nullptr;
-        throw OutOfMemory("CUDA kernel scratch: cannot allocate " + std::to_string(bytes >> 20) + " MiB");
+        throw OutOfMemory("CUDA kernel scratch: cannot allocate " + format_bytes(bytes));
       }
       scratch_size_ = bytes;
     }
