@@ -86,7 +86,7 @@ TEST_CASE("cli: benchmark results record the build and backend that produced the
   CHECK(j.at("provenance").at("lighthouse") == lh::build_commit());
 }
 
-TEST_CASE("cli: train --dry-run checks and writes nothing; --device-memory caps the device", "[cpu][cli]") {
+TEST_CASE("cli: train --dry-run checks and writes nothing, and --device-memory caps the device", "[cpu][cli]") {
   lh::testing::TempDir dir;
   write(dir.path() / "tiny.json", kTinyConfig);
   REQUIRE(run_lighthouse("data synthetic --task toy --out data --length 33 --train-samples 64 --val-samples 8",
