@@ -172,6 +172,37 @@ TEST_CASE("kernel trace: CUPTI records the kernels and memsets of GPU work", "[g
   CHECK(own[0].kind == lh::TraceEvent::Kind::kMemset);
 }
 
+TEST_CASE("kernel trace: a data-parallel rank's trace failures are warnings, a single process's are errors",
+          "[gpu]") {
+  LH_SKIP_WITHOUT_GPU();
+  auto gpu = lh::make_cuda_backend();
+  lh::Buffer x = gpu->allocate(lh::DType::F32, 1 << 20);
+  lh::testing::TempDir dir;
+  const std::filesystem::path sub = dir.path() / "sub";
+  for (const bool fatal : {false, true}) {
+    INFO("failures_fatal " << fatal);
+    {  // CUPTI already taken (as by a profiler): the trace cannot start.
+      std::string why;
+      std::unique_ptr<lh::KernelTracer> other = lh::KernelTracer::start(&why);
+      REQUIRE(other != nullptr);
+      lh::StepTrace trace((sub / "a.json").string(), 1, 1, /*rank=*/1, fatal);
+      if (fatal) CHECK_THROWS_WITH(trace.before_step(1), Catch::Contains("--trace"));
+      else CHECK_NOTHROW(trace.before_step(1));
+    }
+    {  // The trace runs, but its file cannot be written: the directory became a file meanwhile.
+      lh::StepTrace trace((sub / "b.json").string(), 1, 1, /*rank=*/1, fatal);
+      trace.before_step(1);
+      gpu->fill_zero(x.view());
+      gpu->synchronize();
+      std::filesystem::remove_all(sub);
+      std::ofstream(sub) << "not a directory";
+      if (fatal) CHECK_THROWS_WITH(trace.after_step(1), Catch::Contains("--trace"));
+      else CHECK_NOTHROW(trace.after_step(1));
+      std::filesystem::remove(sub);
+    }
+  }
+}
+
 TEST_CASE("kernel trace: training traces name a file per rank and refuse bad settings up front", "[cpu]") {
   CHECK(lh::StepTrace::path_for_rank("t.json", 0) == "t.json");
   CHECK(lh::StepTrace::path_for_rank("runs/t.json", 2) == "runs/t.rank2.json");
