@@ -95,7 +95,13 @@ TEST_CASE("load_file", "[config]") {
   expect_error([&] { Config::load_file(twice); }, twice, "\"model\" appears twice");
   const std::string nested_twice = write_temp_file("nested_twice.json", R"({"model":{"dim":64,"n_layers":2,"dim":32}})");
   expect_error([&] { Config::load_file(nested_twice); }, nested_twice, "\"dim\" appears twice in the object under \"model\"");
-  expect_error([&] { Config::load_file(twice); }, twice, "in the top-level object");
+  expect_error([&] { Config::load_file(twice); }, twice, "in the top-level object (again at line 1)");
+  // The line of the second one, past comments, strings that hold quotes and colons, and values
+  // that look like keys.
+  const std::string lines = write_temp_file("lines.json",
+      "// a \"comment\": with a colon\n{\n  \"data\": {\"train\": [\"a:\\\"b\"]},  /* \"model\": {} */\n"
+      "  \"model\": {\"dim\": 64,\n    \"init_std\": 0.02},\n\n  \"model\": {}\n}\n");
+  expect_error([&] { Config::load_file(lines); }, lines, "\"model\" appears twice in the top-level object (again at line 7)");
   const std::string same_key_apart =
       write_temp_file("apart.json", R"({"data":{"train":["a"], "val":[]},"model":{"dim":64},"training":{"steps":3}})");
   CHECK(Config::load_file(same_key_apart).training.steps == 3);  // equal names in different objects are fine

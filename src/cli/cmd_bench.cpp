@@ -13,7 +13,7 @@
 namespace {
 struct BenchArgs {
   std::string device = "auto", out, config;
-  double device_memory_gib = 0;  // bench train --device-memory
+  double device_memory_gib = 0;  // --device-memory of attention, lighthouse, train
   std::vector<std::string> overrides;
   lh::AttentionBenchOptions attention;
   lh::LighthouseBenchOptions lighthouse;
@@ -41,6 +41,13 @@ void add_layer_shape(CLI::App* cmd, std::vector<int>& seq_lens, int& heads, int&
   cmd->add_option("--head-dim", head_dim)->check(lh::cli::whole_at_least(1));
   cmd->add_option("--iters", iters)->check(lh::cli::whole_at_least(1));
 }
+
+// The backend of --device, as large as --device-memory says (the whole device by default).
+std::unique_ptr<lh::Backend> bench_backend(const BenchArgs& a) {
+  auto be = lh::make_backend(a.device, "--device");
+  if (a.device_memory_gib > 0) be->limit_memory(lh::cli::gib_to_bytes(a.device_memory_gib));
+  return be;
+}
 }  // namespace
 
 void register_bench_command(CLI::App& app) {
@@ -57,8 +64,9 @@ void register_bench_command(CLI::App& app) {
   att->add_option("--batch", a->attention.batch)->check(lh::cli::whole_at_least(1));
   att->add_flag("!--non-deterministic", a->attention.deterministic,
                 "Use the atomic (non-reproducible) attention backward");
+  lh::cli::add_device_memory_option(att, a->device_memory_gib);
   att->callback([a] {
-    auto be = lh::make_backend(a->device, "--device");
+    auto be = bench_backend(*a);
     write_result(lh::bench_attention(*be, a->attention), a->out, *be);
   });
 
@@ -74,8 +82,9 @@ void register_bench_command(CLI::App& app) {
   lhb->add_flag("!--non-deterministic", a->lighthouse.deterministic,
                 "cuDNN's atomic attention backward (faster; the deterministic one needs O(S^2) workspace per head, "
                 "split into kv-head groups and key chunks above its limit)");
+  lh::cli::add_device_memory_option(lhb, a->device_memory_gib);
   lhb->callback([a] {
-    auto be = lh::make_backend(a->device, "--device");
+    auto be = bench_backend(*a);
     write_result(lh::bench_lighthouse(*be, a->lighthouse), a->out, *be);
   });
 
@@ -121,8 +130,7 @@ void register_bench_command(CLI::App& app) {
   lh::cli::add_device_memory_option(tr, a->device_memory_gib);
   tr->callback([a] {
     const lh::Config cfg = lh::Config::load_file(a->config, a->overrides);
-    auto be = lh::make_backend(a->device, "--device");
-    if (a->device_memory_gib > 0) be->limit_memory(lh::cli::gib_to_bytes(a->device_memory_gib));
+    auto be = bench_backend(*a);
     write_result(lh::bench_train(*be, cfg, a->train), a->out, *be);
   });
 }

@@ -69,7 +69,7 @@ inline CLI::Validator unsigned_64() {
       "UINT64");
 }
 
-// `--device-memory GIB` (train, bench train): the backend behaves as a device of that size
+// `--device-memory GIB` (train; bench attention, lighthouse, train): the backend behaves as a device of that size
 // (Backend::limit_memory), e.g. 79.6 for an 80 GB H100 on a larger card. 0 (the default): the whole device.
 inline void add_device_memory_option(CLI::App* cmd, double& gib) {
   cmd->add_option("--device-memory", gib,

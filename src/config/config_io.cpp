@@ -65,28 +65,53 @@ std::vector<Segment> split_key(const std::string& key, const std::string& assign
   return segs;
 }
 
-// The deepest nesting of arrays and objects, outside strings and comments (ended as nlohmann ends
-// them): dump() and copies of a parsed document recurse, so a config nested a hundred thousand
-// levels deep would overflow the stack.
-size_t nesting_depth(const std::string& text) {
-  size_t depth = 0, deepest = 0;
-  for (size_t i = 0; i < text.size(); ++i) {
+// One pass over a config's text, outside strings and comments (ended as nlohmann ends them): the
+// deepest nesting of arrays and objects (dump() and copies of a parsed document recurse, so a
+// config nested a hundred thousand levels deep would overflow the stack), and the line of every
+// object key in document order (the parser's callback, which finds duplicate keys, sees no
+// positions; its n-th key event is the n-th key here).
+struct TextScan {
+  size_t deepest = 0;
+  std::vector<size_t> key_lines;
+};
+
+TextScan scan_json_text(const std::string& text) {
+  TextScan scan;
+  size_t depth = 0, line = 1;
+  // Skips whitespace and comments from i; returns the index of the next other character.
+  auto skip_blank = [&](size_t i) {
+    while (i < text.size()) {
+      if (text[i] == '\n') {
+        ++line, ++i;
+      } else if (std::isspace(static_cast<unsigned char>(text[i]))) {
+        ++i;
+      } else if (text.compare(i, 2, "//") == 0) {
+        i = std::min(text.size(), text.find_first_of(std::string("\n\r\0", 3), i));
+      } else if (text.compare(i, 2, "/*") == 0) {
+        const size_t close = std::min(text.size(), text.find("*/", i + 2));
+        line += size_t(std::count(text.begin() + std::ptrdiff_t(i), text.begin() + std::ptrdiff_t(close), '\n'));
+        i = std::min(text.size(), close + 2);
+      } else {
+        break;
+      }
+    }
+    return i;
+  };
+  for (size_t i = skip_blank(0); i < text.size(); i = skip_blank(i)) {
     const char c = text[i];
     if (c == '"') {
+      const size_t string_line = line;
       for (++i; i < text.size() && text[i] != '"'; ++i)
         if (text[i] == '\\') ++i;
-    } else if (c == '/' && i + 1 < text.size() && text[i + 1] == '/') {
-      i = std::min(text.size(), text.find_first_of(std::string("\n\r\0", 3), i));
-    } else if (c == '/' && i + 1 < text.size() && text[i + 1] == '*') {
-      const size_t close = text.find("*/", i + 2);
-      i = close == std::string::npos ? text.size() : close + 1;
-    } else if (c == '[' || c == '{') {
-      deepest = std::max(deepest, ++depth);
-    } else if ((c == ']' || c == '}') && depth > 0) {
-      --depth;
+      i = skip_blank(i + 1);
+      if (i < text.size() && text[i] == ':') scan.key_lines.push_back(string_line);
+      continue;
     }
+    if (c == '[' || c == '{') scan.deepest = std::max(scan.deepest, ++depth);
+    else if ((c == ']' || c == '}') && depth > 0) --depth;
+    ++i;
   }
-  return deepest;
+  return scan;
 }
 
 constexpr size_t kMaxNesting = 256;
@@ -98,7 +123,8 @@ json Config::load_json_file(const std::string& path) {
   std::stringstream buf;
   buf << in.rdbuf();
   const std::string text = buf.str();
-  if (nesting_depth(text) > kMaxNesting)
+  const TextScan scan = scan_json_text(text);
+  if (scan.deepest > kMaxNesting)
     throw ConfigError(path, "arrays and objects nested more than " + std::to_string(kMaxNesting) + " levels deep");
   // A key given twice in one object would silently keep only its last value (a whole section,
   // perhaps): refused. Per open object: its keys so far, and the key it stands under (the last key
@@ -108,6 +134,7 @@ json Config::load_json_file(const std::string& path) {
     std::string under, last_key;
   };
   std::vector<OpenObject> open;
+  size_t keys_seen = 0;
   const json::parser_callback_t no_duplicates = [&](int, json::parse_event_t event, json& parsed) {
     if (event == json::parse_event_t::object_start) {
       std::string under = open.empty() ? "" : open.back().under;
@@ -118,10 +145,14 @@ json Config::load_json_file(const std::string& path) {
       open.pop_back();
     } else if (event == json::parse_event_t::key) {
       const std::string key = parsed.get<std::string>();
+      const size_t index = keys_seen++;
       if (!open.back().keys.insert(key).second)
         throw ConfigError(path, "key \"" + key + "\" appears twice in " +
                                     (open.back().under.empty() ? std::string("the top-level object")
-                                                               : "the object under \"" + open.back().under + "\""));
+                                                               : "the object under \"" + open.back().under + "\"") +
+                                    (index < scan.key_lines.size()
+                                         ? " (again at line " + std::to_string(scan.key_lines[index]) + ")"
+                                         : std::string()));
       open.back().last_key = key;
     }
     return true;
@@ -202,7 +233,7 @@ void Config::apply_override(json& j, const std::string& assignment) {
   if (key.empty()) throw ConfigError(assignment, "malformed override: empty key before '='");
   const std::vector<Segment> segs = split_key(key, assignment);
 
-  if (nesting_depth(assignment.substr(eq + 1)) > kMaxNesting)
+  if (scan_json_text(assignment.substr(eq + 1)).deepest > kMaxNesting)
     throw ConfigError(key, "the --set value is nested more than " + std::to_string(kMaxNesting) + " levels deep");
   json value = json::parse(assignment.substr(eq + 1), nullptr, /*allow_exceptions=*/false);
   if (value.is_discarded()) value = trim(assignment.substr(eq + 1));  // not JSON: a plain string
