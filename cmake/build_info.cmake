@@ -9,10 +9,12 @@ if(GIT_FOUND)
                   OUTPUT_VARIABLE head RESULT_VARIABLE rc OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
   if(rc EQUAL 0)
     set(commit ${head})
-    # Modified or new (not ignored) files: the binary is not exactly that commit (new sources are
-    # compiled in by the CMake globs). No optional locks: a build must not write .git/index. A
-    # failed status counts as changes rather than as a clean tree.
+    # Modified or new (not ignored) files where the build reads them: the binary is not exactly
+    # that commit (new sources are compiled in by the CMake globs). Outputs of the README's
+    # commands elsewhere (an export, a plot) do not count. No optional locks: a build must not
+    # write .git/index. A failed status counts as changes rather than as a clean tree.
     execute_process(COMMAND ${GIT_EXECUTABLE} --no-optional-locks -C ${SOURCE_DIR} status --porcelain
+                            -- CMakeLists.txt cmake configs include kernels src tests
                     OUTPUT_VARIABLE changes RESULT_VARIABLE status_rc OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
     if(NOT status_rc EQUAL 0 OR NOT changes STREQUAL "")
       set(dirty 1)

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <array>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -10,7 +11,10 @@
 #include <thread>
 #include <vector>
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
@@ -105,17 +109,28 @@ TEST_CASE("cli: train --dry-run checks and writes nothing, and --device-memory c
   CHECK_THAT(r.output, Catch::Contains("the run's attention (dense, steps 1-4) does not fit (found before the first "
                                        "step)") && Catch::Contains("limit of 536870"));
   CHECK_FALSE(fs::exists(dir.path() / "runs/tiny/metrics.jsonl"));
-  r = run_lighthouse("train --config tiny.json --device-memory -1", dir.path());
-  CHECK(r.code != 0);
-  CHECK_THAT(r.output, Catch::Contains("--device-memory"));
+  for (const char* bad : {"-1", "1e-9", "2e6", "x"}) {
+    r = run_lighthouse(std::string("train --config tiny.json --device-memory ") + bad, dir.path());
+    CHECK(r.code != 0);
+    CHECK_THAT(r.output, Catch::Contains("--device-memory"));
+  }
 }
 
 TEST_CASE("cli: quickstarts started at once generate their data once", "[cpu][cli]") {
-  // As the ranks of `torchrun ... lighthouse train` do: each finds the data missing.
+  // As the ranks of `torchrun ... lighthouse train` do: each finds the data missing. The test holds
+  // the quickstart's lock while both start, so that both find the data missing and then wait;
+  // without the lock each would generate it.
   lh::testing::TempDir dir;
+  fs::create_directories(dir.path() / "data");
+  // Close-on-exec: a copy inherited by the children would hold the lock for them.
+  const int lock = ::open((dir.path() / "data/quickstart.lock").c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
+  REQUIRE(lock >= 0);
+  REQUIRE(::flock(lock, LOCK_EX) == 0);
   lh::testing::CliResult a, b;
-  std::thread first([&] { a = run_lighthouse("train --dry-run", dir.path()); });
-  std::thread second([&] { b = run_lighthouse("train --dry-run", dir.path()); });
+  std::thread first([&] { a = lh::testing::run_lighthouse_unchecked("train --dry-run", dir.path()); });
+  std::thread second([&] { b = lh::testing::run_lighthouse_unchecked("train --dry-run", dir.path()); });
+  std::this_thread::sleep_for(std::chrono::seconds(1));  // both reach the lock
+  ::close(lock);
   first.join();
   second.join();
   INFO(a.output << "\n----\n" << b.output);

@@ -192,12 +192,14 @@ TEST_CASE("kernel trace: a data-parallel rank's trace failures are warnings, a s
     {  // The trace runs, but its file cannot be written: the directory became a file meanwhile.
       lh::StepTrace trace((sub / "b.json").string(), 1, 1, /*rank=*/1, fatal);
       trace.before_step(1);
+      REQUIRE(trace.tracing());  // else the write below would not be reached
       gpu->fill_zero(x.view());
       gpu->synchronize();
       std::filesystem::remove_all(sub);
       std::ofstream(sub) << "not a directory";
       if (fatal) CHECK_THROWS_WITH(trace.after_step(1), Catch::Contains("--trace"));
       else CHECK_NOTHROW(trace.after_step(1));
+      CHECK_FALSE(trace.tracing());  // stopped either way
       std::filesystem::remove(sub);
     }
   }

@@ -82,11 +82,12 @@ class LlamaModel {
   std::string recompute_summary() const;
   size_t activation_bytes() const;
   const AttentionOp& attention() const { return *attention_; }
-  // Lays out now what batches of up to B x T tokens need (activations, the attention backend's
-  // state, the library workspace), as the first forward of that size would; throws OutOfMemory
-  // naming the settings when it does not fit. release_batch_buffers() frees all of it and the
-  // attention backend (set one again before the next forward).
-  void reserve_batch(int B, int T) { ensure_capacity(B, T); }
+  // Lays out now what training batches of up to B x T tokens need (activations, the attention
+  // backend's state, the library workspace of forward and backward), as the first training step of
+  // that size would; throws OutOfMemory naming the settings when it does not fit.
+  // release_batch_buffers() frees all of it and the attention backend (set one again before the
+  // next forward).
+  void reserve_batch(int B, int T);
   void release_batch_buffers();
 
   // Forward pass on host token ids [B*T]. With targets, returns the mean cross-entropy (nats) and

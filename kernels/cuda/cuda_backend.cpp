@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <stdexcept>
@@ -76,6 +77,11 @@ class CudaBackend final : public Backend {
     sdpa_.set_flash_backward(b != AttentionBackward::kCudnn, b == AttentionBackward::kAuto ? cuda::kFlashAutoMinLength : 0);
   }
   void limit_memory(size_t bytes) override {
+    size_t free_bytes = 0, total_bytes = 0;
+    LH_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    if (bytes >= total_bytes)
+      std::fprintf(stderr, "warning: --device-memory %s is not below %s's %s: it changes nothing\n",
+                   format_bytes(bytes).c_str(), name().c_str(), format_bytes(total_bytes).c_str());
     cap_.bytes = bytes;
     sdpa_.set_memory_cap(cap_);
   }
@@ -313,7 +319,7 @@ class CudaBackend final : public Backend {
 
  protected:
   void* raw_alloc(size_t bytes) override {
-    cap_.check(bytes);
+    cap_.check(bytes, "buffer");
     void* p = nullptr;
     LH_CUDA_CHECK(cudaMalloc(&p, bytes));
     return p;
@@ -360,7 +366,7 @@ class CudaBackend final : public Backend {
       if (scratch_) LH_CUDA_CHECK(cudaFree(scratch_));
       scratch_ = nullptr;
       scratch_size_ = 0;
-      cap_.check(bytes);
+      cap_.check(bytes, "CUDA kernel scratch");
       if (cudaMalloc(&scratch_, bytes) != cudaSuccess) {
         cudaGetLastError();
         scratch_ = nullptr;

@@ -269,7 +269,7 @@ void* CudnnSdpa::workspace(size_t bytes) {
     if (workspace_) LH_CUDA_CHECK(cudaFree(workspace_));
     workspace_ = nullptr;
     workspace_bytes_ = 0;
-    cap_.check(bytes);
+    cap_.check(bytes, "cuDNN attention workspace (LH_CUDNN_WORKSPACE_LIMIT_MB makes its calls smaller)");
     if (cudaMalloc(&workspace_, bytes) != cudaSuccess) {
       cudaGetLastError();
       workspace_ = nullptr;

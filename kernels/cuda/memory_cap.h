@@ -23,14 +23,17 @@ struct MemoryCap {
     *free_bytes = bytes > used ? std::min(*free_bytes, bytes - used) : 0;
     *total_bytes = bytes;
   }
-  // Throws OutOfMemory, naming the cap, when `request` more bytes would not fit under it.
-  void check(size_t request) const {
+  // Throws OutOfMemory, naming what asked (`what`) and the cap, when `request` more bytes would
+  // not fit under it.
+  void check(size_t request, const std::string& what) const {
     if (bytes == 0) return;
     size_t free_bytes = 0, total_bytes = 0;
-    info(&free_bytes, &total_bytes);
-    if (request <= free_bytes) return;
-    throw OutOfMemory(format_bytes(request) + " more would pass the --device-memory cap of " + format_bytes(bytes) +
-                      " (" + format_bytes(free_bytes) + " free under it)");
+    LH_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    const size_t used = total_bytes - free_bytes;
+    if (bytes < total_bytes && used + request > bytes)
+      throw OutOfMemory(what + ": " + format_bytes(request) + " more would pass the --device-memory cap of " +
+                        format_bytes(bytes) + " (the device holds " + format_bytes(used) +
+                        ", other processes' memory included)");
   }
 };
 

@@ -33,24 +33,36 @@ void ensure_quickstart_data(const Config& config) {
   const bool own_train = config.data.train == defaults.data.train;
   const bool own_val = !config.data.val.empty() && config.data.val == defaults.data.val;
   if (!own_train && !own_val) return;
+  auto present = [&] {
+    try {
+      if (own_train) data::resolve_shards(config.data.train);
+      if (own_val) data::resolve_shards(config.data.val);
+      return true;
+    } catch (const std::exception&) {
+      return false;
+    }
+  };
+  if (present()) return;
   // The ranks of a quickstart under torchrun or `launch` all get here: one generates while the
-  // others wait on the lock, then find the data there.
+  // others wait on the lock, then find the data there. Where the filesystem has no locks, each
+  // generates on its own (shard files are replaced whole, so that still gives whole shards).
   std::filesystem::create_directories(std::filesystem::path(kDataDir).parent_path());
   const std::string lock_path = std::string(kDataDir) + ".lock";
-  const int lock = ::open(lock_path.c_str(), O_CREAT | O_RDWR, 0644);
-  if (lock < 0) throw std::runtime_error(lock_path + ": cannot create the quickstart's lock file: " + std::strerror(errno));
+  const int lock = ::open(lock_path.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
   struct Unlock {
     int fd;
-    ~Unlock() { ::close(fd); }  // closing releases the lock
+    ~Unlock() {
+      if (fd >= 0) ::close(fd);  // closing releases the lock
+    }
   } unlock{lock};
-  if (::flock(lock, LOCK_EX) != 0)
-    throw std::runtime_error(lock_path + ": cannot lock the quickstart data: " + std::strerror(errno));
-  try {
-    if (own_train) data::resolve_shards(config.data.train);
-    if (own_val) data::resolve_shards(config.data.val);
-    return;  // already there
-  } catch (const std::exception&) {
-  }
+  int locked = -1;
+  if (lock >= 0)
+    do locked = ::flock(lock, LOCK_EX);
+    while (locked != 0 && errno == EINTR);
+  if (locked != 0)
+    spdlog::warn("{}: cannot lock the quickstart data ({}); generating it without the lock", lock_path,
+                 std::strerror(errno));
+  if (present()) return;  // another process made it while this one waited
   data::SyntheticOptions o;
   o.task = data::SyntheticTask::Toy;
   o.length = config.data.seq_len + 1;

@@ -73,9 +73,19 @@ inline CLI::Validator unsigned_64() {
 // (Backend::limit_memory), e.g. 79.6 for an 80 GB H100 on a larger card. 0 (the default): the whole device.
 inline void add_device_memory_option(CLI::App* cmd, double& gib) {
   cmd->add_option("--device-memory", gib,
-                  "Behave as a device of this many GiB (e.g. 79.6 for an 80 GB H100 on a larger card): allocations past "
-                  "it fail, and recompute auto plans within it. 0: the whole device")
-      ->check(number_above(0, /*or_equal=*/true));
+                  "Behave as a device of this many GiB (e.g. 79.6 for an 80 GB H100 on a larger card; what other "
+                  "processes hold on the GPU counts against it): allocations past it fail, and recompute auto plans "
+                  "within it. 0: the whole device")
+      ->check(CLI::Validator(
+          [](std::string& s) -> std::string {
+            const std::string range = number_above(0, /*or_equal=*/true, /*max=*/1e6)(s);
+            if (!range.empty()) return range;
+            const double v = std::strtod(s.c_str(), nullptr);
+            // Tiny caps are for tests on tiny models; one below 1 KiB would round to no cap at all.
+            if (v > 0 && v < 1.0 / (1 << 20)) return "must be 0 (the whole device) or at least 1 KiB (1/1048576 GiB), got " + s;
+            return {};
+          },
+          "GiB: 0 or 1/1048576 .. 1e6"));
 }
 inline size_t gib_to_bytes(double gib) { return size_t(gib * double(1ull << 30)); }
 

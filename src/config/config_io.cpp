@@ -77,7 +77,11 @@ struct TextScan {
 
 TextScan scan_json_text(const std::string& text) {
   TextScan scan;
-  size_t depth = 0, line = 1;
+  size_t line = 1;
+  // Open containers ('{' or '['), and the last token outside strings: a string is a key where
+  // the parser reads one, first in an object or after a comma in it (before any ':' is checked).
+  std::vector<char> open;
+  char previous = 0;
   // Skips whitespace and comments from i; returns the index of the next other character.
   auto skip_blank = [&](size_t i) {
     while (i < text.size()) {
@@ -100,15 +104,16 @@ TextScan scan_json_text(const std::string& text) {
   for (size_t i = skip_blank(0); i < text.size(); i = skip_blank(i)) {
     const char c = text[i];
     if (c == '"') {
-      const size_t string_line = line;
+      if (!open.empty() && open.back() == '{' && (previous == '{' || previous == ',')) scan.key_lines.push_back(line);
       for (++i; i < text.size() && text[i] != '"'; ++i)
         if (text[i] == '\\') ++i;
-      i = skip_blank(i + 1);
-      if (i < text.size() && text[i] == ':') scan.key_lines.push_back(string_line);
-      continue;
+    } else if (c == '[' || c == '{') {
+      open.push_back(c);
+      scan.deepest = std::max(scan.deepest, open.size());
+    } else if ((c == ']' || c == '}') && !open.empty()) {
+      open.pop_back();
     }
-    if (c == '[' || c == '{') scan.deepest = std::max(scan.deepest, ++depth);
-    else if ((c == ']' || c == '}') && depth > 0) --depth;
+    previous = c;
     ++i;
   }
   return scan;

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <random>
 #include <regex>
 #include <stdexcept>
 #include <utility>
@@ -66,12 +67,18 @@ void write_shard(const std::string& path, const std::vector<int32_t>& tokens) {
     throw std::invalid_argument(fmt::format("{}: {} tokens exceed the shard limit", path, tokens.size()));
   header[2] = static_cast<int32_t>(tokens.size());
 
-  // A temporary of this writer's own (mkstemp: unique even across nodes of a shared filesystem):
-  // writers of the same shard at once must not write into each other's file; each renames a whole one.
-  std::string tmp = path + ".tmp.XXXXXX";
-  const int fd = ::mkstemp(tmp.data());
+  // A temporary of this writer's own (a random name created exclusively: unique even across the
+  // nodes of a shared filesystem): writers of the same shard at once must not write into each
+  // other's file; each renames a whole one. Mode 0644 under the umask, as the shard's own.
+  std::random_device entropy;
+  std::string tmp;
+  int fd = -1;
+  for (int attempt = 0; fd < 0 && attempt < 100; ++attempt) {
+    tmp = fmt::format("{}.tmp.{:08x}{:08x}", path, entropy(), entropy());
+    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
+    if (fd < 0 && errno != EEXIST) break;
+  }
   if (fd < 0) throw io_error("cannot create", tmp);
-  ::fchmod(fd, 0644);  // mkstemp's 0600 would keep other users from reading the shard
   try {
     write_all(fd, header.data(), kShardHeaderBytes, tmp);
     if (narrow) {

@@ -29,6 +29,7 @@ class StepTrace {
 
   static std::string path_for_rank(const std::string& path, int rank);
   int last_step() const { return last_; }  // the last traced step
+  bool tracing() const { return tracer_ != nullptr; }  // a trace was started and is not written yet
 
  private:
   void write();  // stops, writes and logs a running trace; nothing otherwise

@@ -20,13 +20,18 @@ class ThreadGroup {
   int world() const { return world_; }
   void barrier() {
     std::unique_lock<std::mutex> lock(mu_);
+    if (broken_) throw std::runtime_error("thread communicator: an earlier collective timed out");
     const long generation = generation_;
     if (++arrived_ == world_) {
       arrived_ = 0;
       ++generation_;
       cv_.notify_all();
-    } else if (!cv_.wait_for(lock, std::chrono::seconds(120), [&] { return generation_ != generation; })) {
-      // A rank that left without its collective fails the test instead of hanging it.
+    } else if (!cv_.wait_for(lock, std::chrono::seconds(120), [&] { return generation_ != generation || broken_; }) ||
+               broken_) {
+      // A rank that left without its collective fails the test instead of hanging it; every later
+      // collective of the group fails too.
+      broken_ = true;
+      cv_.notify_all();
       throw std::runtime_error("thread communicator: the other ranks did not reach a collective within 120 s");
     }
   }
@@ -38,6 +43,7 @@ class ThreadGroup {
   std::condition_variable cv_;
   int arrived_ = 0;
   long generation_ = 0;
+  bool broken_ = false;
   std::vector<const void*> slots_;  // each rank's published buffer for the current collective
 };
 
