@@ -102,11 +102,12 @@ class Backend {
   // Versions of what the backend runs on, for checkpoints' provenance (lighthouse/provenance.h):
   // e.g. {"cuda_runtime": "13.0", "cudnn": "9.14.0"}; empty on the CPU.
   virtual std::map<std::string, std::string> runtime_versions() const { return {}; }
-  // The attention library's workspace held now (it only grows while calls need more), and its
-  // release (plans stay cached): the trainer's memory check before step 1 lays out every phase
-  // from the same start, and must not leave the largest phase's workspace to the first.
+  // The attention library's workspace held now (it only grows while calls need more), and the
+  // release of it and of the kernels' scratch (plans stay cached; both are taken again when needed):
+  // the trainer's memory check before step 1 lays out every phase from the same start, and a
+  // phase switch starts the next phase from there too.
   virtual size_t attention_workspace_bytes() const { return 0; }
-  virtual void release_attention_workspace() {}
+  virtual void release_scratch() {}
   // Takes now the scratch that matmuls of this shape and row stride will need (CUDA: the output
   // layer's zero-padded weight copy when ld > OC), for the same reason. A no-op on the CPU.
   virtual void prepare_matmul(int /*IC*/, int /*OC*/, int /*ld*/) {}

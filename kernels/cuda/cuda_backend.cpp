@@ -113,9 +113,12 @@ class CudaBackend final : public Backend {
             {"cudnn", library_version(cudnnGetVersion())}, {"cublaslt", library_version(cublasLtGetVersion())}};
   }
   size_t attention_workspace_bytes() const override { return sdpa_.workspace_bytes(); }
-  void release_attention_workspace() override {
-    synchronize();  // calls in flight may still read it
+  void release_scratch() override {
+    synchronize();  // calls in flight may still use them
     sdpa_.release_workspace();
+    if (scratch_) LH_CUDA_CHECK(cudaFree(scratch_));
+    scratch_ = nullptr;
+    scratch_size_ = 0;
   }
   void prepare_matmul(int IC, int OC, int ld) override {
     if (ld > OC) scratch_bytes(padded_weight_bytes(IC, ld));

@@ -162,7 +162,7 @@ void LlamaModel::reserve_batch(int B, int T) {
 void LlamaModel::release_batch_buffers() {
   acts_.reset();
   attention_.reset();
-  be_.release_attention_workspace();
+  be_.release_scratch();
 }
 
 std::vector<Recompute> LlamaModel::resolve_recompute(int B, int T) const {
