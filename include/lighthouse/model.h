@@ -87,7 +87,7 @@ class LlamaModel {
   // that size would; throws OutOfMemory naming the settings when it does not fit.
   // release_batch_buffers() frees all of it and the attention backend (set one again before the
   // next forward).
-  void reserve_batch(int B, int T);
+  void reserve_batch(int B, int T) { ensure_capacity(B, T, /*backward_workspace=*/true); }
   void release_batch_buffers();
 
   // Forward pass on host token ids [B*T]. With targets, returns the mean cross-entropy (nats) and
@@ -108,7 +108,10 @@ class LlamaModel {
 
  private:
   struct Activations;
-  void ensure_capacity(int B, int T);
+  // Lays out the buffers for batches up to B x T (the first forward of a larger shape does);
+  // backward_workspace takes the attention library's workspace for training in every recompute
+  // mode (auto always takes it first, since the layout depends on what is left).
+  void ensure_capacity(int B, int T, bool backward_workspace = false);
   std::vector<Recompute> resolve_recompute(int B, int T) const;
   // Whether recompute auto chooses the layout (no per-layer modes were set).
   bool auto_layout() const { return recompute_ == Recompute::kAuto && per_layer_recompute_.empty(); }

@@ -122,21 +122,20 @@ void LlamaModel::set_recompute(const std::vector<Recompute>& per_layer) {
 
 void LlamaModel::zero_grads() { be_.fill_zero(grads_.view()); }
 
-void LlamaModel::ensure_capacity(int B, int T) {
+void LlamaModel::ensure_capacity(int B, int T, bool backward_workspace) {
   if (T > cfg_.max_seq_len)
     throw std::invalid_argument("sequence length " + std::to_string(T) + " exceeds model.max_seq_len " +
                                 std::to_string(cfg_.max_seq_len));
   if (!attention_) throw std::logic_error("LlamaModel: no attention backend set");
   // The attention backend's buffers first: they count against what recompute auto may use, and
-  // so does the library workspace it will need, which it takes now only for auto's sake (a
-  // forward-only pass, eval's, would take the backward's workspace for nothing; reserve_batch
-  // takes it in every mode).
+  // so does the library workspace it will need, which it takes now for auto's sake or when asked
+  // (reserve_batch); a forward-only pass, eval's, would take the backward's workspace for nothing.
   const AttentionShape shape{B, T, cfg_.n_heads, cfg_.n_kv_heads, cfg_.head_dim()};
   try {
     attention_->reserve(be_, cfg_.n_layers, shape);
     if (!acts_ || acts_->max_tokens() < B * T) {
       acts_.reset();  // release a smaller arena before sizing the new one
-      if (auto_layout()) attention_->prepare_workspace(be_, cfg_.n_layers, shape);
+      if (auto_layout() || backward_workspace) attention_->prepare_workspace(be_, cfg_.n_layers, shape);
       be_.prepare_matmul(cfg_.dim, cfg_.vocab_size, cfg_.logits_row_stride());  // the output layer's scratch
       acts_ = std::make_unique<Activations>(be_, cfg_, B, T, resolve_recompute(B, T));
     }
@@ -144,18 +143,6 @@ void LlamaModel::ensure_capacity(int B, int T) {
     throw OutOfMemory("a batch of " + std::to_string(B) + " x " + std::to_string(T) +
                              " tokens (data.micro_batch x data.seq_len; training.recompute can shrink its "
                              "activations) does not fit: " + e.what());
-  }
-}
-
-void LlamaModel::reserve_batch(int B, int T) {
-  ensure_capacity(B, T);
-  if (auto_layout()) return;  // the workspace came first, for the layout's sake
-  try {
-    attention_->prepare_workspace(be_, cfg_.n_layers, {B, T, cfg_.n_heads, cfg_.n_kv_heads, cfg_.head_dim()});
-  } catch (const OutOfMemory& e) {
-    throw OutOfMemory("a batch of " + std::to_string(B) + " x " + std::to_string(T) +
-                      " tokens (data.micro_batch x data.seq_len) leaves no room for the attention library's "
-                      "workspace: " + e.what());
   }
 }
 

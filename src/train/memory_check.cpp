@@ -40,7 +40,8 @@ std::vector<PhaseMemory> check_phases_fit(LlamaModel& model, const Config& cfg, 
     }
     m.recompute = model.recompute_summary();
     m.activation_bytes = model.activation_bytes();
-    m.attention_bytes = be.bytes_in_use() - before - std::min(be.bytes_in_use() - before, m.activation_bytes);
+    const size_t laid_out = be.bytes_in_use() - before;
+    m.attention_bytes = laid_out - std::min(laid_out, m.activation_bytes);
     m.workspace_bytes = be.attention_workspace_bytes();
     m.held_bytes = be.bytes_in_use() + m.workspace_bytes;
     m.spare_bytes = be.allocatable_bytes();

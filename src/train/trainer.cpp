@@ -153,12 +153,12 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
         if (root && step > state.step)
           spdlog::warn("resume: {} has no state.json (damaged?), so the run continues from the older {}; "
                        "saving step {} again replaces it", skipped, *newest, step);
-      if (root)
+      if (root) {
         for (const std::string& change : resume_changes(info.config, cfg, state.step)) spdlog::warn("resume: {}", change);
-      if (root)
         if (const auto changes = provenance_changes(info.provenance, provenance(be)); !changes.empty())
           spdlog::warn("resume: {} was written by other software or hardware ({}); the bits can differ from an "
-                       "uninterrupted run", *newest, fmt::format("{}", fmt::join(changes, ", ")));
+                       "uninterrupted run", *newest, fmt::join(changes, ", "));
+      }
     } else {
       spdlog::warn("no complete checkpoint in {}: starting the run", run_dir);
     }
