@@ -66,9 +66,16 @@ std::vector<std::pair<int, std::string>> incomplete_checkpoints(const std::strin
 // incomplete step_* directories, are never touched.
 void prune_checkpoints(const std::string& run_dir, int keep_last);
 
-// Small files (metrics, exported configs): writes a sibling .tmp-* file, fsyncs, renames over
-// `path`, fsyncs the parent. Readers see the old or the new contents, never a torn file.
+// Whole files (metrics, exported configs, traces, token shards): writes a sibling .tmp-* file of
+// this writer's own, fsyncs, renames over `path`, fsyncs the parent. Readers see the old or the new
+// contents, never a torn file; writers of one path at once each rename a whole file. The second
+// form writes its parts one after another (a header, then a payload) without joining them.
 void write_file_atomic(const std::string& path, const std::string& contents);
+struct FilePart {
+  const void* data;
+  size_t bytes;
+};
+void write_file_atomic(const std::string& path, const std::vector<FilePart>& parts);
 // The prefix of the temporary names above (".tmp-"), followed by the final name.
 std::string temporary_prefix();
 

@@ -223,14 +223,29 @@ void prune_checkpoints(const std::string& run_dir, int keep_last) {
 std::string temporary_prefix() { return kTmpPrefix; }
 
 void write_file_atomic(const std::string& path, const std::string& contents) {
+  write_file_atomic(path, {{contents.data(), contents.size()}});
+}
+
+void write_file_atomic(const std::string& path, const std::vector<FilePart>& parts) {
   const std::string parent = parent_of(path);
   fs::create_directories(parent);
-  const std::string name = tmp_name(fs::path(path).filename().string());
-  const std::string tmp = (fs::path(parent) / name).string();
+  // The pid and sequence number make the name unique on one machine; where another machine's
+  // writer (same pid, shared filesystem) took it, the next number is tried.
+  std::string name, tmp;
+  detail::Fd fd;
+  for (int attempt = 0;; ++attempt) {
+    name = tmp_name(fs::path(path).filename().string());
+    tmp = (fs::path(parent) / name).string();
+    const int raw = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (raw >= 0) {
+      fd = detail::Fd(raw);
+      break;
+    }
+    if (errno != EEXIST || attempt == 100) detail::throw_errno("cannot create", tmp, errno);
+  }
   mark_live(name, true);
   try {
-    detail::Fd fd = detail::open_or_throw(tmp, O_WRONLY | O_CREAT | O_EXCL);
-    detail::write_all(fd.get(), contents.data(), contents.size(), tmp);
+    for (const FilePart& part : parts) detail::write_all(fd.get(), part.data, part.bytes, tmp);
     detail::fsync_fd(fd.get(), tmp);
     fd.close_checked(tmp);
     rename_or_throw(tmp, path);

@@ -12,12 +12,13 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <random>
 #include <regex>
 #include <stdexcept>
 #include <utility>
 
 #include <fmt/format.h>
+
+#include "lighthouse/checkpoint_dir.h"  // write_file_atomic
 
 namespace fs = std::filesystem;
 
@@ -28,20 +29,6 @@ constexpr uint32_t kMaxU16Token = 0xFFFF;
 
 std::runtime_error io_error(const std::string& what, const std::string& path) {
   return std::runtime_error(fmt::format("{}: {}: {}", path, what, std::strerror(errno)));
-}
-
-// Writes all of `bytes`, retrying short writes (which POSIX allows for large buffers).
-void write_all(int fd, const void* data, size_t bytes, const std::string& path) {
-  const auto* p = static_cast<const char*>(data);
-  while (bytes > 0) {
-    const ssize_t n = ::write(fd, p, bytes);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      throw io_error("write failed", path);
-    }
-    p += n;
-    bytes -= static_cast<size_t>(n);
-  }
 }
 
 template <typename T>
@@ -67,34 +54,13 @@ void write_shard(const std::string& path, const std::vector<int32_t>& tokens) {
     throw std::invalid_argument(fmt::format("{}: {} tokens exceed the shard limit", path, tokens.size()));
   header[2] = static_cast<int32_t>(tokens.size());
 
-  // A temporary of this writer's own (a random name created exclusively: unique even across the
-  // nodes of a shared filesystem): writers of the same shard at once must not write into each
-  // other's file; each renames a whole one. Mode 0644 under the umask, as the shard's own.
-  std::random_device entropy;
-  std::string tmp;
-  int fd = -1;
-  for (int attempt = 0; fd < 0 && attempt < 100; ++attempt) {
-    tmp = fmt::format("{}.tmp.{:08x}{:08x}", path, entropy(), entropy());
-    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
-    if (fd < 0 && errno != EEXIST) break;
+  // Atomic, and safe when several processes write the same shard at once (the quickstart's ranks).
+  if (narrow) {
+    const auto data = narrow_tokens<uint16_t>(tokens);
+    ckpt::write_file_atomic(path, {{header.data(), kShardHeaderBytes}, {data.data(), data.size() * sizeof(uint16_t)}});
+  } else {
+    ckpt::write_file_atomic(path, {{header.data(), kShardHeaderBytes}, {tokens.data(), tokens.size() * sizeof(int32_t)}});
   }
-  if (fd < 0) throw io_error("cannot create", tmp);
-  try {
-    write_all(fd, header.data(), kShardHeaderBytes, tmp);
-    if (narrow) {
-      const auto data = narrow_tokens<uint16_t>(tokens);
-      write_all(fd, data.data(), data.size() * sizeof(uint16_t), tmp);
-    } else {
-      write_all(fd, tokens.data(), tokens.size() * sizeof(int32_t), tmp);
-    }
-    if (::fsync(fd) != 0) throw io_error("fsync failed", tmp);
-  } catch (...) {
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    throw;
-  }
-  if (::close(fd) != 0) throw io_error("close failed", tmp);
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) throw io_error("cannot rename temporary to", path);
 }
 
 ShardView::~ShardView() {
