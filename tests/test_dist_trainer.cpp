@@ -4,12 +4,14 @@
 // gradient reduction runs bucket by bucket during backward, as on GPUs.
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "lighthouse/model.h"
 #include "lighthouse/trainer.h"
 #include "support/small_run.h"
 #include "support/temp_dir.h"
@@ -127,7 +129,27 @@ TEST_CASE("data parallel on threads: a rank whose device cannot hold the run sto
   std::vector<std::string> errors;
   train_ranks(cfg, 2, {}, {SIZE_MAX, plan.memory[0].held_bytes - 1}, &errors);
   REQUIRE(errors.size() == 2);
-  CHECK_THAT(errors[0], Catch::Contains("another rank failed its memory check before the first step"));
+  CHECK_THAT(errors[0], Catch::Contains("another rank failed before the first step"));
   CHECK_THAT(errors[1], Catch::Contains("the run's attention (dense, steps 1-4) does not fit"));
+  CHECK_FALSE(std::filesystem::exists(dir.path() / "run" / "metrics.jsonl"));
+}
+
+TEST_CASE("data parallel on threads: a rank that fails earlier in its set-up stops every rank too",
+          "[cpu][dist][train]") {
+  lh::testing::TempDir dir;
+  const lh::Config cfg = dp_run(dir.path(), 4);
+  // Rank 1 can hold its gradient shard (the data-parallel state, allocated first) but not the
+  // model's parameters: its set-up fails long before the memory check, while rank 0's succeeds.
+  const size_t params = lh::ParamLayout(cfg.model).total() * sizeof(float);
+  const size_t rank1_limit = params / 2 + (64 << 10);
+  REQUIRE(rank1_limit < params);
+  std::vector<std::string> errors;
+  const auto t0 = std::chrono::steady_clock::now();
+  train_ranks(cfg, 2, {}, {SIZE_MAX, rank1_limit}, &errors);
+  REQUIRE(errors.size() == 2);
+  CHECK_THAT(errors[0], Catch::Contains("another rank failed before the first step"));
+  CHECK_THAT(errors[1], Catch::Contains("out of memory"));
+  // Agreement, not the thread communicator's timeout, ended rank 0's wait.
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(20));
   CHECK_FALSE(std::filesystem::exists(dir.path() / "run" / "metrics.jsonl"));
 }

@@ -46,7 +46,8 @@ struct DistEnv {
 // Throws DistError naming the variable on malformed or inconsistent values.
 DistEnv detect_dist_env();
 
-// A TCP port on 127.0.0.1 that was free a moment ago (the kernel picks it); for local launches.
+// A TCP port that was free on every IPv4 interface a moment ago (the kernel picks it); for local
+// launches and tests.
 int find_free_port();
 
 // ---- rendezvous (src/dist/rendezvous.cpp) --------------------------------------------------------

@@ -179,7 +179,10 @@ int find_free_port() {
   tcp::Socket s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  // Probe the address the rendezvous listens on (listen_any, every interface): a port free on
+  // loopback alone can still be bound on another interface (NCCL's bootstrap sockets, say), and
+  // rank 0's listen on it then fails with "Address already in use".
+  addr.sin_addr.s_addr = htonl(INADDR_ANY);
   addr.sin_port = 0;  // the kernel picks an unused ephemeral port
   socklen_t len = sizeof(addr);
   if (!s.valid() || ::bind(s.fd(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||

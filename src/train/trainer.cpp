@@ -63,25 +63,34 @@ void print_progress(int step, int total, const std::string& phase, double loss, 
   std::fflush(stdout);
 }
 
-// check_phases_fit on every rank. Ranks agree on the outcome, so that one whose device is short
-// (or whose check fails otherwise, e.g. building a cuDNN plan) does not leave the others waiting in
-// the first collective until it times out. The failing rank reports its own error.
-std::vector<PhaseMemory> check_memory(LlamaModel& model, const Config& cfg, int from_step, DataParallel* dp) {
-  if (!dp) return check_phases_fit(model, cfg, from_step);
-  std::vector<PhaseMemory> plan;
-  std::exception_ptr failure;
-  try {
-    plan = check_phases_fit(model, cfg, from_step);
-  } catch (...) {
-    failure = std::current_exception();
+// Until the first step each rank prepares alone: its data shards, its model and optimizer, the
+// checkpoint it resumes from, the memory check. One whose preparation fails (a shard or checkpoint
+// it cannot read, a device too small) must not leave the others waiting in the first collective
+// until it times out, so the ranks agree on the outcome in one collective: the failing rank while
+// its exception unwinds the stack (in this destructor), the others in all_succeeded(), which then
+// throws. The failing rank reports its own error.
+class SetupAgreement {
+ public:
+  explicit SetupAgreement(DataParallel* dp) : dp_(dp) {}
+  SetupAgreement(const SetupAgreement&) = delete;
+  SetupAgreement& operator=(const SetupAgreement&) = delete;
+  ~SetupAgreement() {
+    if (!dp_ || agreed_) return;
+    try {
+      dp_->mean(1.0);
+    } catch (...) {  // the collective failed too: this rank's own error still propagates
+    }
   }
-  if (dp->mean(failure ? 1.0 : 0.0) > 0.0) {
-    if (failure) std::rethrow_exception(failure);
-    throw std::runtime_error("another rank failed its memory check before the first step (its log says which "
-                             "phase and why)");
+  void all_succeeded() {
+    agreed_ = true;
+    if (dp_ && dp_->mean(0.0) > 0.0)
+      throw std::runtime_error("another rank failed before the first step (its log says why)");
   }
-  return plan;
-}
+
+ private:
+  DataParallel* dp_;
+  bool agreed_ = false;
+};
 
 }  // namespace
 
@@ -95,6 +104,7 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
                   /*failures_fatal=*/world_size == 1);
   std::optional<DataParallel> dp;
   if (world_size > 1) dp.emplace(*comm, be, cfg.model, size_t(cfg.training.grad_bucket_mb * double(1 << 20)));
+  SetupAgreement setup(dp ? &*dp : nullptr);
   const int B = cfg.data.micro_batch, T = cfg.data.seq_len;
   const int accum = cfg.grad_accum_steps(world_size);
   const std::string& run_dir = cfg.logging.dir;
@@ -183,7 +193,8 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
   summary.last_checkpoint = resumed_from;
   summary.steps_done = state.step;
   // A dry run checks what the run has left even where this call would stop at once (--stop-at).
-  if (!past_stop_at || opt.dry_run) summary.memory = check_memory(model, cfg, state.step, dp ? &*dp : nullptr);
+  if (!past_stop_at || opt.dry_run) summary.memory = check_phases_fit(model, cfg, state.step);
+  setup.all_succeeded();
   if (root)
     for (const PhaseMemory& m : summary.memory)
       spdlog::info("memory: {}", describe(m, cfg.attention.phases.size()));
