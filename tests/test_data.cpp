@@ -226,11 +226,19 @@ TEST_CASE("text shards: deterministic val split and EOD after every document", "
   }
   fs::create_directories(dir / "out");
   write_shard(dir / "out/train_000099.bin", {1});  // stale shard of an earlier build
+  // Temporaries of shard writes: a crashed writer's (its pid above any pid_max: dead) goes; one of
+  // a live process (pid 1) and files that are not shard temporaries stay.
+  const std::vector<std::string> dead = {".tmp-train_000003.bin-999999999-0", ".tmp-val_000000.bin-999999999-4"};
+  const std::vector<std::string> kept = {".tmp-train_000001.bin-1-0", ".tmp-notes.txt-999999999-0", "notes.txt"};
+  for (const auto& name : dead) write_text(dir / ("out/" + name), "x");
+  for (const auto& name : kept) write_text(dir / ("out/" + name), "x");
   const auto st = build_text_shards({dir / "in"}, dir / "out", 0.2, 16);
   CHECK(st.documents == 10);
   CHECK(st.val_documents == 2);
   CHECK(st.train_documents == 8);
   CHECK_FALSE(fs::exists(dir / "out/train_000099.bin"));
+  for (const auto& name : dead) CHECK_FALSE(fs::exists(dir / ("out/" + name)));
+  for (const auto& name : kept) CHECK(fs::exists(dir / ("out/" + name)));
 
   auto concat = [](const std::vector<std::string>& paths) {
     std::vector<int32_t> all;

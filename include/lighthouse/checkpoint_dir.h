@@ -65,6 +65,9 @@ std::vector<std::pair<int, std::string>> incomplete_checkpoints(const std::strin
 // other live processes are left alone (they may be saving right now). Other entries, including
 // incomplete step_* directories, are never touched.
 void prune_checkpoints(const std::string& run_dir, int keep_last);
+// The stale-entry rule above alone, for the .tmp-* entries of `dir` whose final name starts with
+// `final_prefix` ("" for all): what a crashed writer of those names left behind.
+void remove_stale_temporaries(const std::string& dir, const std::string& final_prefix);
 
 // Whole files (metrics, exported configs, traces, token shards): writes a sibling .tmp-* file of
 // this writer's own, fsyncs, renames over `path`, fsyncs the parent. Readers see the old or the new

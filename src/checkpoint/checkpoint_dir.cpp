@@ -212,9 +212,15 @@ void prune_checkpoints(const std::string& run_dir, int keep_last) {
     }
     fsync_path(run_dir);
   }
-  for (const auto& e : fs::directory_iterator(run_dir)) {
+  remove_stale_temporaries(run_dir, "");
+}
+
+void remove_stale_temporaries(const std::string& dir, const std::string& final_prefix) {
+  if (!fs::is_directory(dir)) return;
+  const std::string start = kTmpPrefix + final_prefix;
+  for (const auto& e : fs::directory_iterator(dir)) {
     const std::string name = e.path().filename().string();
-    if (name.rfind(kTmpPrefix, 0) != 0 || is_live(name)) continue;
+    if (name.rfind(start, 0) != 0 || is_live(name)) continue;
     const long pid = owner_pid(name);
     if (pid == static_cast<long>(::getpid()) || !process_alive(pid)) fs::remove_all(e.path());
   }

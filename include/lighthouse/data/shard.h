@@ -96,7 +96,8 @@ class ShardSequenceWriter {
 };
 
 // Removes out_dir/<prefix>_NNNNNN.bin files (only names of exactly that shape), so that rebuilding
-// a dataset in place never leaves shards of an earlier, larger build behind.
+// a dataset in place never leaves shards of an earlier, larger build behind, and the temporaries of
+// such shards that a crashed writer left (ckpt::remove_stale_temporaries: live writers' stay).
 void remove_stale_shards(const std::string& out_dir, const std::string& prefix);
 
 // Byte-level encoding helpers shared by the text and synthetic generators and by evaluators.
