@@ -445,8 +445,7 @@ void level0_norm(float* score, const bf16* src, int Hx, int rows, int D, int64_t
   const size_t smem = size_t(kNormRows) * norm_row_stride(D) * sizeof(bf16);
   const bool heads_fastest = sx < st;  // heads are closer together than positions (qkv rows)
   auto launch = [&](auto kernel) {
-    if (smem > 48 * 1024)  // large head dims: opt in to more than the default dynamic shared memory
-      LH_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    allow_dynamic_shared_memory(kernel, smem);  // large head dims (184 and up with the row table)
     kernel<<<unsigned(blocks), kNormRows, smem, s>>>(score, src, Hx, rows, D, sb, sx, st, g);
   };
   if (heads_fastest) launch(level0_norm_kernel<true>);

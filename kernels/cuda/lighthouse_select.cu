@@ -123,10 +123,11 @@ __device__ __forceinline__ int32_t decode_key(const DevGeo& g, uint64_t v, int64
 }
 
 __device__ void bitonic_sort(uint64_t* buf, int n) {
-  for (int k = 2; k <= n; k <<= 1)
-    for (int j = k >> 1; j > 0; j >>= 1) {
+  // Unsigned k: for n = 2^30 an int k would overflow after its last round and never end the loop.
+  for (unsigned k = 2; k <= unsigned(n); k <<= 1)
+    for (unsigned j = k >> 1; j > 0; j >>= 1) {
       for (int i = threadIdx.x; i < n; i += kThreads) {
-        const int ixj = i ^ j;
+        const int ixj = i ^ int(j);
         if (ixj > i) {
           const uint64_t a = buf[i], b = buf[ixj];
           if ((a > b) == ((i & k) == 0)) buf[i] = b, buf[ixj] = a;
@@ -216,9 +217,7 @@ void lighthouse_select(int32_t* idx, const float* sq, const float* sk, int B, in
   const DevGeo g = detail::make_dev_geo(geo);
   const Plan pl = plan_for(geo);
   if (!pl.shared_bytes && !scratch) throw std::logic_error("lighthouse select: scratch buffer missing");
-  if (pl.shared_bytes > 48 * 1024)
-    LH_CUDA_CHECK(cudaFuncSetAttribute(select_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       int(pl.shared_bytes)));
+  allow_dynamic_shared_memory(select_kernel, pl.shared_bytes);
   const size_t blocks = size_t(B) * H * geo.tiles();
   select_kernel<<<unsigned(blocks), kThreads, pl.shared_bytes, s>>>(
       idx, sq, sk, H, Hkv, geo.tiles(), geo.coarse_per_tile(), pl.E, pl.E2, g,
