@@ -118,6 +118,9 @@ TEST_CASE("prune keeps the newest k and removes stale temporaries only", "[check
   fs::create_directories(run / "step_00000060");  // incomplete: never touched by prune
   // Owner pid above any pid_max: certainly dead, so this is a crashed writer's leftover.
   fs::create_directories(run / ".tmp-step_00000070-999999999");
+  // The user's own .tmp-* entries, without a pid or with a dead one, are not the run's to delete.
+  fs::create_directories(run / ".tmp-cache");
+  std::ofstream(run / ".tmp-notes.txt-999999999-0") << "precious";
   StagedDir in_progress((run / checkpoint_name(80)).string());  // ours and live: must survive
 
   prune_checkpoints(run.string(), 0);  // 0 keeps every checkpoint
@@ -132,7 +135,9 @@ TEST_CASE("prune keeps the newest k and removes stale temporaries only", "[check
   CHECK(get(run / "step_00000050" / "model.bin") == "50");
   CHECK(fs::exists(run / "step_00000060"));
   CHECK(fs::exists(in_progress.path()));
-  CHECK(count_tmp(run) == 1);  // only the live staging dir
+  CHECK(fs::exists(run / ".tmp-cache"));
+  CHECK(fs::exists(run / ".tmp-notes.txt-999999999-0"));
+  CHECK(count_tmp(run) == 3);  // the live staging dir and the user's two
   CHECK_THROWS_AS(prune_checkpoints(run.string(), -1), std::invalid_argument);
 }
 

@@ -6,7 +6,10 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <sstream>
+
+#include <nlohmann/json.hpp>
 
 #include "lighthouse/checkpoint.h"
 #include "lighthouse/checkpoint_dir.h"
@@ -134,7 +137,30 @@ TEST_CASE("damaged or mismatching checkpoints are refused without touching the m
     lh::ModelConfig other = cfg.model;
     other.ffn_hidden = 96;
     lh::LlamaModel wrong(other, *be);
-    CHECK_THROWS_WITH(lh::load_checkpoint_weights(ckpt.string(), wrong), Catch::Contains("model section differs"));
+    CHECK_THROWS_WITH(lh::load_checkpoint_weights(ckpt.string(), wrong),
+                      Catch::Contains("another architecture") && Catch::Contains("model.ffn_hidden 64 -> 96"));
+  }
+  SECTION("settings that hold no weights may differ (a longer context, another RoPE base)") {
+    lh::ModelConfig longer = cfg.model;
+    longer.max_seq_len *= 4;
+    longer.rope_theta *= 50;
+    lh::LlamaModel extended(longer, *be);
+    CHECK(lh::load_checkpoint_weights(ckpt.string(), extended).state.step == 5);
+  }
+  SECTION("state values out of range are refused before anything changes") {
+    nlohmann::json state = nlohmann::json::parse(std::ifstream(ckpt / "state.json"));
+    std::string needle;
+    SECTION("negative optimizer steps") { state["optimizer_steps"] = -7, needle = "optimizer_steps"; }
+    SECTION("optimizer steps past int") { state["optimizer_steps"] = (int64_t(1) << 33) + 3, needle = "optimizer_steps"; }
+    SECTION("a negative loader epoch") { state["state"]["loader"]["epoch"] = -1, needle = "loader.epoch"; }
+    SECTION("a format of the wrong type") { state["format"] = 5, needle = "format key"; }
+    SECTION("a version of the wrong type") { state["version"] = "1", needle = "format version"; }
+    std::ofstream(ckpt / "state.json") << state.dump(2);
+    lh::AdamW opt(cfg.optimizer, model.layout(), *be);
+    CHECK_THROWS_WITH(lh::load_checkpoint(ckpt.string(), model, &opt),
+                      Catch::Contains("state.json") || Catch::Contains(ckpt.string()));
+    CHECK_THROWS_WITH(lh::load_checkpoint(ckpt.string(), model, &opt), Catch::Contains(needle));
+    CHECK(unchanged());
   }
   SECTION("a truncated state.json is refused") {
     std::ofstream(ckpt / "state.json") << "{\"format\": \"lighthouse-check";
@@ -155,6 +181,30 @@ TEST_CASE("a fresh run refuses a run directory that holds checkpoints", "[cpu][t
   const lh::Config cfg = lh::testing::small_run(dir.path(), 5);
   lh::train(cfg, *be, {false, true});
   CHECK_THROWS_WITH(lh::train(cfg, *be, {false, true}), Catch::Contains("--resume"));
+}
+
+TEST_CASE("a run whose checkpoints are all damaged is not started over", "[cpu][train]") {
+  lh::testing::TempDir dir;
+  auto be = lh::make_cpu_backend();
+  lh::Config cfg = lh::testing::small_run(dir.path(), 4);
+  cfg.training.checkpoint_interval = 2;
+  lh::train(cfg, *be, {false, true});
+  const fs::path run = dir.path() / "run";
+  for (int step : {2, 4}) fs::remove(run / lh::ckpt::checkpoint_name(step) / "state.json");
+  const auto metrics_lines = [&] {
+    std::ifstream in(run / "metrics.jsonl");
+    return std::count(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>(), '\n');
+  };
+  const auto before = metrics_lines();
+  REQUIRE(before >= 4);
+  for (bool resume : {true, false}) {
+    INFO("resume " << resume);
+    CHECK_THROWS_WITH(lh::train(cfg, *be, {resume, true}),
+                      Catch::Contains("without a state.json") && Catch::Contains("step_00000004") &&
+                          Catch::Contains("step_00000002"));
+  }
+  CHECK(metrics_lines() == before);  // the run's history is kept
+  CHECK(fs::exists(run / "step_00000004" / "model.safetensors"));
 }
 
 TEST_CASE("learning-rate schedules", "[cpu][train]") {
@@ -222,6 +272,17 @@ TEST_CASE("a resume says what a changed config does to the next steps", "[cpu][t
   const std::vector<std::string> windows = lh::resume_changes(then, wider, 20);
   REQUIRE(windows.size() == 1);
   CHECK_THAT(windows[0], Catch::Contains("data.seq_len 32 -> 16"));
+  lh::Config extended = then;  // a longer context with another RoPE base, other data, another seed
+  extended.model.max_seq_len *= 2;
+  extended.model.rope_theta = 500000.0;
+  extended.data.train = {"other_*.bin"};
+  extended.training.seed += 1;
+  const std::vector<std::string> moved = lh::resume_changes(then, extended, 20);
+  REQUIRE(moved.size() == 4);
+  CHECK_THAT(moved[0], Catch::Contains("model.max_seq_len"));
+  CHECK_THAT(moved[1], Catch::Contains("model.rope_theta 10000 -> 500000"));
+  CHECK_THAT(moved[2], Catch::Contains("data.train differs"));
+  CHECK_THAT(moved[3], Catch::Contains("training.seed"));
   CHECK(lh::resume_changes(then, longer, 80).empty());  // nothing left to train: no lr to speak of
 }
 

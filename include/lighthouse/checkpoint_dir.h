@@ -60,14 +60,15 @@ std::vector<std::pair<int, std::string>> incomplete_checkpoints(const std::strin
 
 // Keeps the newest keep_last complete checkpoints (0 = keep all) and deletes the older ones; each
 // is first renamed to a .tmp-* name so a crash mid-delete never leaves a half-deleted directory
-// that still looks complete. Also deletes stale .tmp-* entries: those not in use by this process
-// whose owner pid (from the name) is not a live process, or whose name carries no pid. Entries of
-// other live processes are left alone (they may be saving right now). Other entries, including
-// incomplete step_* directories, are never touched.
+// that still looks complete. Also deletes the stale temporaries a run writes there (checkpoint
+// staging directories, config.json and metrics.jsonl in the making): those not in use by this
+// process whose owner pid (from the name) is not a live process, or whose name carries no pid.
+// Entries of other live processes are left alone (they may be saving right now). Other entries,
+// including other .tmp-* names and incomplete step_* directories, are never touched.
 void prune_checkpoints(const std::string& run_dir, int keep_last);
 // The stale-entry rule above alone, for the .tmp-* entries of `dir` whose final name starts with
-// `final_prefix` ("" for all): what a crashed writer of those names left behind.
-void remove_stale_temporaries(const std::string& dir, const std::string& final_prefix);
+// one of `final_prefixes`: what a crashed writer of those names left behind.
+void remove_stale_temporaries(const std::string& dir, const std::vector<std::string>& final_prefixes);
 
 // Whole files (metrics, exported configs, traces, token shards): writes a sibling .tmp-* file of
 // this writer's own, fsyncs, renames over `path`, fsyncs the parent. Readers see the old or the new

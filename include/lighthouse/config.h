@@ -145,4 +145,11 @@ struct Config {
 bool operator==(const Config& a, const Config& b);
 bool operator!=(const Config& a, const Config& b);
 
+// How two model sections differ, as "model.<key> <then> -> <now>" entries. Architecture: the keys
+// that fix the weights' shapes and what they mean (a checkpoint loads only where none differ).
+// Settings: the keys that hold no weights (max_seq_len, rope_theta, norm_eps, init_std), which a
+// resume may change, e.g. to move a run to a longer context.
+std::vector<std::string> architecture_changes(const ModelConfig& then, const ModelConfig& now);
+std::vector<std::string> model_setting_changes(const ModelConfig& then, const ModelConfig& now);
+
 }  // namespace lh

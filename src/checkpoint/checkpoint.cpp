@@ -7,6 +7,9 @@
 #include <fstream>
 #include <vector>
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
 #include "lighthouse/checkpoint_dir.h"
 #include "lighthouse/checksum.h"
 #include "lighthouse/provenance.h"
@@ -57,8 +60,14 @@ TrainState state_from_json(const nlohmann::json& j) {
   s.step = get_int("step");
   s.phase_index = get_int("phase_index");
   s.attention = j.at("attention").get<std::string>();
-  s.loader.epoch = j.at("loader").at("epoch").get<uint64_t>();
-  s.loader.cursor = j.at("loader").at("cursor").get<uint64_t>();
+  auto get_count = [&](const char* key) {  // get<uint64_t>() would wrap -1 to 2^64 - 1
+    const nlohmann::json& v = j.at("loader").at(key);
+    if (!v.is_number_unsigned())
+      throw std::invalid_argument(std::string("loader.") + key + " must be a whole number >= 0, got " + v.dump());
+    return v.get<uint64_t>();
+  };
+  s.loader.epoch = get_count("epoch");
+  s.loader.cursor = get_count("cursor");
   s.rng_state = j.at("rng").get<std::string>();
   s.world_size = get_int("world_size");
   s.tokens_seen = j.at("tokens_seen").get<double>();
@@ -138,9 +147,9 @@ CheckpointInfo read_checkpoint_info(const std::string& dir) {
   } catch (const std::exception& e) {
     throw CheckpointError(state_path + ": not valid JSON (" + e.what() + ")");
   }
-  if (!j.is_object() || j.value("format", "") != kFormat)
+  if (!j.is_object() || !j.contains("format") || j["format"] != kFormat)
     throw CheckpointError(state_path + ": not a lighthouse checkpoint state (format key missing or wrong)");
-  if (j.value("version", 0) != kFormatVersion)
+  if (!j.contains("version") || !j["version"].is_number_integer() || j["version"] != kFormatVersion)
     throw CheckpointError(state_path + ": checkpoint format version " + j.value("version", nlohmann::json()).dump() +
                           " is not supported (expected " + std::to_string(kFormatVersion) + ")");
   CheckpointInfo info;
@@ -180,12 +189,9 @@ CheckpointInfo load_checkpoint(const std::string& dir, LlamaModel& model, Optimi
   CheckpointInfo info = read_checkpoint_info(dir);
   const fs::path root(dir);
   nlohmann::json j = nlohmann::json::parse(std::ifstream((root / kStateFile).string()));
-  Config current;
-  current.model = model.config();
-  const nlohmann::json want_model = current.to_json()["model"], have_model = info.config.to_json()["model"];
-  if (want_model != have_model)
-    throw CheckpointError(dir + ": the checkpoint's model section differs from the config's: checkpoint has " +
-                          have_model.dump() + ", config has " + want_model.dump());
+  if (const std::vector<std::string> changed = architecture_changes(info.config.model, model.config()); !changed.empty())
+    throw CheckpointError(dir + ": the checkpoint holds another architecture than the config's (" +
+                          fmt::format("{}", fmt::join(changed, ", ")) + ")");
   Backend& be = model.backend();
   if (j.value("dtype", "") != dtype_name(be.param_dtype()))
     throw CheckpointError(dir + ": stored as " + j.value("dtype", std::string("?")) + ", the backend works in " +
@@ -213,6 +219,14 @@ CheckpointInfo load_checkpoint(const std::string& dir, LlamaModel& model, Optimi
         file.read("v." + e.name, be.param_dtype(), e.shape, v.data() + e.offset * dtype_size(be.param_dtype()));
       }
     }
+    int optimizer_steps = 0;
+    if (optimizer) {
+      const nlohmann::json& steps = j.at("optimizer_steps");
+      if (!steps.is_number_unsigned() || steps.get<uint64_t>() > uint64_t(INT_MAX))
+        throw CheckpointError(dir + ": optimizer_steps must be a whole number in [0, " + std::to_string(INT_MAX) +
+                              "], got " + steps.dump());
+      optimizer_steps = steps.get<int>();
+    }
     // Everything verified: only now touch the live state.
     be.copy_from_host(model.params(), weights.data());
     model.sync_compute_weights();
@@ -220,7 +234,7 @@ CheckpointInfo load_checkpoint(const std::string& dir, LlamaModel& model, Optimi
       const size_t total = model.layout().total();
       be.copy_from_host(optimizer->m.slice(0, total), m.data());
       be.copy_from_host(optimizer->v.slice(0, total), v.data());
-      optimizer->steps = j.at("optimizer_steps").get<int>();
+      optimizer->steps = optimizer_steps;
     }
   } catch (const CheckpointError&) {
     throw;

@@ -212,15 +212,20 @@ void prune_checkpoints(const std::string& run_dir, int keep_last) {
     }
     fsync_path(run_dir);
   }
-  remove_stale_temporaries(run_dir, "");
+  // Only the names a run writes here: a checkpoint's staging directory, the old copy a re-save
+  // swaps out, a pruned one on its way out, and the run's own files. Other .tmp-* entries (the
+  // user's) are never touched.
+  remove_stale_temporaries(run_dir, {"step_", "old-step_", "del-step_", "config.json", "metrics.jsonl"});
 }
 
-void remove_stale_temporaries(const std::string& dir, const std::string& final_prefix) {
+void remove_stale_temporaries(const std::string& dir, const std::vector<std::string>& final_prefixes) {
   if (!fs::is_directory(dir)) return;
-  const std::string start = kTmpPrefix + final_prefix;
   for (const auto& e : fs::directory_iterator(dir)) {
     const std::string name = e.path().filename().string();
-    if (name.rfind(start, 0) != 0 || is_live(name)) continue;
+    const bool ours = std::any_of(final_prefixes.begin(), final_prefixes.end(), [&](const std::string& prefix) {
+      return name.rfind(kTmpPrefix + prefix, 0) == 0;
+    });
+    if (!ours || is_live(name)) continue;
     const long pid = owner_pid(name);
     if (pid == static_cast<long>(::getpid()) || !process_alive(pid)) fs::remove_all(e.path());
   }

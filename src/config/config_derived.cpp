@@ -3,6 +3,8 @@
 #include <climits>
 #include <cstdint>
 
+#include <fmt/format.h>
+
 #include "lighthouse/config.h"
 
 namespace lh {
@@ -49,6 +51,34 @@ const AttentionPhase& Config::phase_at(int step) const {
     return kDenseForever;
   }
   return attention.phases[phase_index_at(step)];
+}
+
+namespace {
+template <typename T>
+void note_change(std::vector<std::string>& out, const char* key, const T& then, const T& now) {
+  if (then != now) out.push_back(fmt::format("model.{} {} -> {}", key, then, now));
+}
+}  // namespace
+
+std::vector<std::string> architecture_changes(const ModelConfig& then, const ModelConfig& now) {
+  std::vector<std::string> out;
+  note_change(out, "dim", then.dim, now.dim);
+  note_change(out, "n_layers", then.n_layers, now.n_layers);
+  note_change(out, "n_heads", then.n_heads, now.n_heads);
+  note_change(out, "n_kv_heads", then.n_kv_heads, now.n_kv_heads);
+  note_change(out, "ffn_hidden", then.ffn_hidden, now.ffn_hidden);
+  note_change(out, "vocab_size", then.vocab_size, now.vocab_size);
+  note_change(out, "tied_embeddings", then.tied_embeddings, now.tied_embeddings);
+  return out;
+}
+
+std::vector<std::string> model_setting_changes(const ModelConfig& then, const ModelConfig& now) {
+  std::vector<std::string> out;
+  note_change(out, "max_seq_len", then.max_seq_len, now.max_seq_len);
+  note_change(out, "rope_theta", then.rope_theta, now.rope_theta);
+  note_change(out, "norm_eps", then.norm_eps, now.norm_eps);
+  note_change(out, "init_std", then.init_std, now.init_std);
+  return out;
 }
 
 }  // namespace lh

@@ -237,7 +237,7 @@ void remove_stale_shards(const std::string& out_dir, const std::string& prefix) 
     if (entry.is_regular_file() && std::regex_match(entry.path().filename().string(), shape))
       fs::remove(entry.path());
   // And the temporaries of this split's shards that a crashed writer left (write_file_atomic).
-  ckpt::remove_stale_temporaries(out_dir, prefix + "_");
+  ckpt::remove_stale_temporaries(out_dir, {prefix + "_"});
 }
 
 }  // namespace lh::data

@@ -28,6 +28,16 @@ std::vector<std::string> resume_changes(const Config& then, const Config& now, i
                                 changed, next_step + 1, is, was));
     }
   }
+  for (const std::string& change : model_setting_changes(then.model, now.model))
+    out.push_back(change + ": the weights load as they are; the model now computes with the new setting");
+  // The data stream continues by position: over other shards, another batch shape or another seed
+  // it is another stream, which may be intended (a new data mix) but is worth saying.
+  if (then.data.train != now.data.train)
+    out.push_back("data.train differs from the checkpoint's: the data position is kept as a window index over the "
+                  "new shards, so the stream does not continue where the old one stopped");
+  if (then.training.seed != now.training.seed)
+    out.push_back(fmt::format("training.seed {} -> {}: the data order from here on follows the new seed's shuffle",
+                              then.training.seed, now.training.seed));
   if (then.data.seq_len != now.data.seq_len)
     out.push_back(fmt::format(
         "data.seq_len {} -> {}: the data position is kept as a window index over the new {}-token windows, so "

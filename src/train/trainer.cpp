@@ -9,6 +9,8 @@
 #include <filesystem>
 #include <optional>
 
+#include <unistd.h>
+
 #include <spdlog/spdlog.h>
 
 #include "lighthouse/checkpoint.h"
@@ -32,9 +34,18 @@ namespace lh {
 namespace fs = std::filesystem;
 namespace {
 
-// Set by SIGINT/SIGTERM; the loop finishes the current step, checkpoints and returns.
+// Set by SIGINT/SIGTERM; the loop finishes the current step, checkpoints and returns. A second
+// signal (Ctrl-C again during a long validation pass or save) exits at once: checkpoints are
+// written atomically, so the last complete one stays whole.
 volatile std::sig_atomic_t g_stop_requested = 0;
-extern "C" void request_stop(int) { g_stop_requested = 1; }
+extern "C" void request_stop(int sig) {
+  if (g_stop_requested) {
+    static const char kMessage[] = "\nsecond stop request: exiting now; the last complete checkpoint stays\n";
+    [[maybe_unused]] const ssize_t written = ::write(STDERR_FILENO, kMessage, sizeof(kMessage) - 1);
+    ::_exit(128 + sig);
+  }
+  g_stop_requested = 1;
+}
 
 class StopSignals {
  public:
@@ -127,10 +138,23 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
   state.world_size = world_size;
 
   std::string resumed_from;
+  // step_* directories without a state.json: damaged or hand-edited checkpoints whose weights may
+  // still be recoverable. A run that would start over next to them (and later save over them) stops.
+  const auto damaged = ckpt::incomplete_checkpoints(run_dir);
+  const auto refuse_over_damaged = [&](const std::string& what) {
+    std::vector<std::string> names;
+    for (const auto& d : damaged) names.push_back(d.second);
+    return std::runtime_error(fmt::format(
+        "run directory {} holds {} without a state.json ({}: damaged?); {} would start the run over and later save "
+        "over them. Restore their state.json, move them away, or set logging.dir to a new directory",
+        run_dir, damaged.size() == 1 ? "a checkpoint directory" : "checkpoint directories", fmt::join(names, ", "),
+        what));
+  };
   if (!opt.resume) {
     if (auto existing = ckpt::newest_checkpoint(run_dir))
       throw std::runtime_error("run directory " + run_dir + " already holds checkpoints (newest: " + *existing +
                                "); pass --resume to continue it, or set logging.dir to a new directory");
+    if (!damaged.empty()) throw refuse_over_damaged("a new run");
   } else {
     if (auto newest = ckpt::newest_checkpoint(run_dir)) {
       CheckpointInfo info;
@@ -159,10 +183,10 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
       rng.set_state_string(state.rng_state);
       resumed_from = *newest;
       spdlog::info("resumed from {} (step {})", *newest, state.step);
-      for (const auto& [step, skipped] : ckpt::incomplete_checkpoints(run_dir))
+      for (const auto& [step, skipped] : damaged)
         if (root && step > state.step)
-          spdlog::warn("resume: {} has no state.json (damaged?), so the run continues from the older {}; "
-                       "saving step {} again replaces it", skipped, *newest, step);
+          spdlog::warn("resume: {} has no state.json (damaged?), so the run continues from the older {}; a "
+                       "checkpoint saved at step {} would replace it", skipped, *newest, step);
       if (root) {
         for (const std::string& change : resume_changes(info.config, cfg, state.step)) spdlog::warn("resume: {}", change);
         if (const auto changes = provenance_changes(info.provenance, provenance(be)); !changes.empty())
@@ -170,6 +194,7 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
                        "uninterrupted run", *newest, fmt::join(changes, ", "));
       }
     } else {
+      if (!damaged.empty()) throw refuse_over_damaged("--resume without a complete checkpoint");
       spdlog::warn("no complete checkpoint in {}: starting the run", run_dir);
     }
   }
@@ -307,16 +332,18 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
       if (!quiet) std::printf("step %6d | val_loss %.4f\n", state.step, summary.last_val_loss), std::fflush(stdout);
     }
     const int ci = cfg.training.checkpoint_interval;
-    if (last || (ci > 0 && state.step % ci == 0)) save();
+    const bool saved = last || (ci > 0 && state.step % ci == 0);
+    if (saved) save();
     if (!last && state.step == opt.stop_at_step) {
       spdlog::info("stopping at step {} as asked (--stop-at); resume with --resume", state.step);
-      if (!(ci > 0 && state.step % ci == 0)) save();
+      if (!saved) save();
       break;
     }
     const bool stop = dp ? stop_agreed : bool(g_stop_requested);
     if (stop && !last) {
-      spdlog::warn("stop requested: saving a checkpoint at step {} and exiting", state.step);
-      save();
+      spdlog::warn("stop requested: {} step {}; exiting", saved ? "checkpoint already written at" : "saving a checkpoint at",
+                   state.step);
+      if (!saved) save();
       summary.interrupted = true;
       break;
     }
