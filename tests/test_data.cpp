@@ -279,6 +279,31 @@ TEST_CASE("text shards: a single document is split by tokens", "[data]") {
   CHECK_THROWS_WITH(build_text_shards({dir / "missing"}, dir / "o", 0.1), Contains("missing"));
 }
 
+TEST_CASE("text shards: a build that fails leaves the earlier dataset, inputs inside the output are read",
+          "[data]") {
+  TempDir dir;
+  write_text(dir / "data/raw/a.txt", "first document");
+  write_text(dir / "data/raw/b.txt", "second document");
+  // The input directory lies inside the output directory: its text is read, the shards are not.
+  const auto st = build_text_shards({dir / "data/raw"}, dir / "data", 0.5, 8);
+  CHECK(st.documents == 2);
+  const auto before = read_shard(st.train_shards.at(0));
+  const auto again = build_text_shards({dir / "data"}, dir / "data", 0.5, 8);
+  CHECK(again.documents == 2);  // the first build's shards are not documents
+  CHECK(read_shard(again.train_shards.at(0)) == before);
+
+  // A document that cannot be read (the kernel refuses reads of /proc/self/mem at offset 0), last
+  // in the sorted order, fails the build half-way, after shards were written to its staging
+  // directory.
+  fs::create_symlink("/proc/self/mem", dir / "data/raw/z_unreadable");
+  CHECK_THROWS_WITH(build_text_shards({dir / "data/raw"}, dir / "data", 0.0, 4), Contains("z_unreadable"));
+  CHECK(read_shard(dir / "data/train_000000.bin") == before);
+  for (const auto& e : fs::directory_iterator(dir / "data"))
+    CHECK(e.path().filename().string().rfind(".tmp-", 0) != 0);  // no staging directory left
+
+  CHECK_THROWS_WITH(build_text_shards({"/dev/null"}, dir / "o", 0.1), Contains("not a regular file"));
+}
+
 namespace {
 
 // A shard whose token at position p is p, so a window is identified by its first token.

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <regex>
+#include <set>
 #include <stdexcept>
 #include <utility>
 
@@ -230,14 +231,49 @@ std::vector<std::string> ShardSequenceWriter::finish() {
   return paths_;
 }
 
-void remove_stale_shards(const std::string& out_dir, const std::string& prefix) {
-  if (!fs::is_directory(out_dir)) return;
-  const std::regex shape(prefix + "_[0-9]{6}\\.bin");
-  for (const auto& entry : fs::directory_iterator(out_dir))
-    if (entry.is_regular_file() && std::regex_match(entry.path().filename().string(), shape))
-      fs::remove(entry.path());
-  // And the temporaries of this split's shards that a crashed writer left (write_file_atomic).
-  ckpt::remove_stale_temporaries(out_dir, {prefix + "_"});
+namespace {
+// The staging directory's final-name stem; with the shards' own prefixes, the temporaries a build
+// writes (ckpt::remove_stale_temporaries cleans those of dead writers).
+const std::string kStagingStem = "shard-build";
+const std::vector<std::string> kBuildTemporaries = {kStagingStem, "train_", "val_"};
+}  // namespace
+
+bool is_split_shard_name(const std::string& file_name) {
+  static const std::regex shape("(train|val)_[0-9]{6}\\.bin");
+  return std::regex_match(file_name, shape);
+}
+
+ShardBuild::ShardBuild(const std::string& out_dir) : out_dir_(out_dir) {
+  fs::create_directories(out_dir_);
+  ckpt::remove_stale_temporaries(out_dir_, kBuildTemporaries);
+  // A temporary name of the checkpoint writer's form (.tmp-<stem>-<pid>-<n>), created exclusively.
+  for (int attempt = 0; staging_.empty(); ++attempt) {
+    const std::string candidate = (fs::path(out_dir_) / (ckpt::temporary_prefix() + kStagingStem + "-" +
+                                                         std::to_string(::getpid()) + "-" + std::to_string(attempt)))
+                                      .string();
+    if (fs::create_directory(candidate)) staging_ = candidate;
+  }
+}
+
+ShardBuild::~ShardBuild() {
+  std::error_code ignored;
+  fs::remove_all(staging_, ignored);
+}
+
+void ShardBuild::publish(std::vector<std::string>& train, std::vector<std::string>& val) {
+  std::set<std::string> published;
+  for (std::vector<std::string>* split : {&train, &val})
+    for (std::string& path : *split) {
+      const fs::path final_path = fs::path(out_dir_) / fs::path(path).filename();
+      fs::rename(path, final_path);
+      path = final_path.string();
+      published.insert(final_path.filename().string());
+    }
+  for (const auto& entry : fs::directory_iterator(out_dir_)) {
+    const std::string name = entry.path().filename().string();
+    if (entry.is_regular_file() && is_split_shard_name(name) && !published.count(name)) fs::remove(entry.path());
+  }
+  ckpt::fsync_path(out_dir_);
 }
 
 }  // namespace lh::data

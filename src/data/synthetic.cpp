@@ -187,13 +187,12 @@ SyntheticStats generate_synthetic(const SyntheticOptions& o, const std::string& 
   Rng master(o.seed);
   const uint64_t train_seed = master.next_u64();
   const uint64_t val_seed = master.next_u64();
-  std::filesystem::create_directories(out_dir);
-  remove_stale_shards(out_dir, "train");
-  remove_stale_shards(out_dir, "val");
+  ShardBuild build(out_dir);
   SyntheticStats st;
-  st.train_shards = write_split(o, out_dir, "train", o.train_samples, train_seed, &st.train_tokens);
+  st.train_shards = write_split(o, build.staging_dir(), "train", o.train_samples, train_seed, &st.train_tokens);
   if (o.val_samples > 0)
-    st.val_shards = write_split(o, out_dir, "val", o.val_samples, val_seed, &st.val_tokens);
+    st.val_shards = write_split(o, build.staging_dir(), "val", o.val_samples, val_seed, &st.val_tokens);
+  build.publish(st.train_shards, st.val_shards);
   return st;
 }
 

@@ -10,6 +10,9 @@
 
 #include <fmt/format.h>
 
+#include "lighthouse/checkpoint_dir.h"
+#include "lighthouse/data/shard.h"
+
 namespace fs = std::filesystem;
 
 namespace lh::data {
@@ -37,8 +40,20 @@ bool is_inside(const fs::path& path, const fs::path& dir) {
   return end == dir.end();
 }
 
-// Input files, excluding anything under out_dir: rebuilding with out_dir inside an input directory
-// must not ingest the previous build's shards as text.
+// Whether `doc` is what a build writes into out_dir: a shard of a previous build
+// (out_dir/<train|val>_NNNNNN.bin) or anything under a temporary (.tmp-*) entry of out_dir.
+// Rebuilding with out_dir inside an input directory must not ingest those as text; the user's own
+// files in or under out_dir are inputs like any other.
+bool is_build_output(const fs::path& doc, const fs::path& out) {
+  if (!is_inside(doc, out)) return false;
+  const fs::path rel = doc.lexically_relative(out);
+  if (rel.empty() || rel == ".") return false;
+  const std::string first = rel.begin()->string();
+  if (first.rfind(ckpt::temporary_prefix(), 0) == 0) return true;
+  return std::distance(rel.begin(), rel.end()) == 1 && is_split_shard_name(first);
+}
+
+// Input files, excluding what a build writes into out_dir (is_build_output).
 std::vector<std::string> collect_documents(const std::vector<std::string>& inputs,
                                            const std::string& out_dir) {
   fs::path out = fs::weakly_canonical(out_dir);
@@ -50,13 +65,15 @@ std::vector<std::string> collect_documents(const std::vector<std::string>& input
         if (e.is_regular_file()) docs.push_back(e.path().string());
     } else if (fs::is_regular_file(input)) {
       docs.push_back(input);
+    } else if (fs::exists(input)) {
+      throw std::runtime_error(fmt::format("{}: not a regular file or a directory", input));
     } else {
       throw std::runtime_error(fmt::format("{}: no such file or directory", input));
     }
   }
   // Sorted so that the train/val assignment does not depend on directory iteration order.
   docs.erase(std::remove_if(docs.begin(), docs.end(),
-                            [&](const std::string& d) { return is_inside(fs::weakly_canonical(d), out); }),
+                            [&](const std::string& d) { return is_build_output(fs::weakly_canonical(d), out); }),
              docs.end());
   std::sort(docs.begin(), docs.end());
   docs.erase(std::unique(docs.begin(), docs.end()), docs.end());
@@ -66,7 +83,11 @@ std::vector<std::string> collect_documents(const std::vector<std::string>& input
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error(fmt::format("{}: cannot read", path));
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  try {
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  } catch (const std::exception& e) {  // the stream's own message names no file
+    throw std::runtime_error(fmt::format("{}: read error ({})", path, e.what()));
+  }
 }
 
 std::vector<int32_t> document_tokens(const std::string& bytes) {
@@ -95,11 +116,9 @@ TextShardStats build_text_shards(const std::vector<std::string>& inputs, const s
   const std::vector<std::string> docs = collect_documents(inputs, out_dir);
   if (docs.empty()) throw std::runtime_error("no input documents found");
 
-  fs::create_directories(out_dir);
-  remove_stale_shards(out_dir, "train");
-  remove_stale_shards(out_dir, "val");
-  ShardSequenceWriter train(out_dir, "train", shard_tokens);
-  ShardSequenceWriter val(out_dir, "val", shard_tokens);
+  ShardBuild build(out_dir);
+  ShardSequenceWriter train(build.staging_dir(), "train", shard_tokens);
+  ShardSequenceWriter val(build.staging_dir(), "val", shard_tokens);
   TextShardStats stats;
   stats.documents = docs.size();
 
@@ -127,6 +146,7 @@ TextShardStats build_text_shards(const std::vector<std::string>& inputs, const s
     stats.val_shards = val.finish();
     stats.val_tokens = val.tokens_written();
   }
+  build.publish(stats.train_shards, stats.val_shards);
   return stats;
 }
 

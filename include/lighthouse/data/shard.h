@@ -95,10 +95,30 @@ class ShardSequenceWriter {
   uint64_t total_ = 0;
 };
 
-// Removes out_dir/<prefix>_NNNNNN.bin files (only names of exactly that shape), so that rebuilding
-// a dataset in place never leaves shards of an earlier, larger build behind, and the temporaries of
-// such shards that a crashed writer left (ckpt::remove_stale_temporaries: live writers' stay).
-void remove_stale_shards(const std::string& out_dir, const std::string& prefix);
+// A dataset build into out_dir. The splits are written into a staging directory inside out_dir
+// (staging_dir(), a .tmp-* name) and moved into place only by publish(), so a build that fails
+// half-way (an unreadable input, a full disk) leaves out_dir's earlier dataset as it was. Also
+// removes what a crashed build left (its staging directory and shard temporaries, where their
+// writer is no longer alive).
+class ShardBuild {
+ public:
+  explicit ShardBuild(const std::string& out_dir);
+  ~ShardBuild();  // removes the staging directory (empty after publish())
+  ShardBuild(const ShardBuild&) = delete;
+  ShardBuild& operator=(const ShardBuild&) = delete;
+
+  const std::string& staging_dir() const { return staging_; }
+  // Moves the staged shards of both splits into out_dir (one rename each, replacing same-named
+  // shards of an earlier build), rewrites the paths to their final names, and removes the
+  // train_NNNNNN.bin / val_NNNNNN.bin files of an earlier, larger build that were not replaced.
+  void publish(std::vector<std::string>& train, std::vector<std::string>& val);
+
+ private:
+  std::string out_dir_, staging_;
+};
+
+// The names a build publishes: <train|val>_NNNNNN.bin.
+bool is_split_shard_name(const std::string& file_name);
 
 // Byte-level encoding helpers shared by the text and synthetic generators and by evaluators.
 std::vector<int32_t> encode_bytes(const std::string& text);
