@@ -38,7 +38,7 @@ class ScopedEnv {
       "SLURM_PROCID", "SLURM_NTASKS", "SLURM_STEP_NUM_TASKS", "SLURM_LOCALID", "SLURM_NODEID",
       "SLURM_NTASKS_PER_NODE", "SLURM_TASKS_PER_NODE", "SLURM_STEP_TASKS_PER_NODE", "SLURM_NNODES",
       "SLURM_LAUNCH_NODE_IPADDR", "SLURM_STEP_NODELIST", "SLURM_NODELIST", "SLURM_JOB_NODELIST", "SLURM_JOB_ID",
-      "TORCHELASTIC_USE_AGENT_STORE", "LH_RENDEZVOUS_PORT"};
+      "TORCHELASTIC_USE_AGENT_STORE", "LH_RENDEZVOUS_PORT", "LH_DIST_TIMEOUT_S"};
   std::map<std::string, std::string> saved_;
 };
 
@@ -157,6 +157,14 @@ TEST_CASE("dist env: malformed torchrun variables are named", "[cpu][dist]") {
   SECTION("unknown LH_DIST_ENV") {
     env.set("LH_DIST_ENV", "mpi");
     expect_env_error("LH_DIST_ENV='mpi'");
+  }
+  SECTION("collective timeout: whole seconds >= 1") {
+    env.set("LH_DIST_TIMEOUT_S", "30");
+    CHECK(lh::detect_dist_env().collective_timeout == std::chrono::seconds(30));
+    env.set("LH_DIST_TIMEOUT_S", "10m");
+    expect_env_error("LH_DIST_TIMEOUT_S='10m' is not an integer");
+    env.set("LH_DIST_TIMEOUT_S", "0");
+    expect_env_error("LH_DIST_TIMEOUT_S='0' must be at least 1");
   }
 }
 

@@ -183,6 +183,18 @@ TEST_CASE("a fresh run refuses a run directory that holds checkpoints", "[cpu][t
   CHECK_THROWS_WITH(lh::train(cfg, *be, {false, true}), Catch::Contains("--resume"));
 }
 
+TEST_CASE("a resume drops a metrics record torn by a crash", "[cpu][train]") {
+  lh::testing::TempDir dir;
+  auto be = lh::make_cpu_backend();
+  lh::Config cfg = lh::testing::small_run(dir.path(), 4);
+  lh::train(cfg, *be, {false, true});
+  const fs::path metrics = dir.path() / "run" / "metrics.jsonl";
+  std::ofstream(metrics, std::ios::app) << "{\"step\": 5, \"lo";  // the crash came mid-write
+  cfg.training.steps = 6;
+  lh::train(cfg, *be, {true, true});
+  CHECK(lh::testing::losses_in(metrics).size() == 6);  // every line parses again
+}
+
 TEST_CASE("a run whose checkpoints are all damaged is not started over", "[cpu][train]") {
   lh::testing::TempDir dir;
   auto be = lh::make_cpu_backend();

@@ -30,6 +30,9 @@ struct DistEnv {
   int master_port = 0;       // the rendezvous port
   std::string port_note;     // where master_port came from when not MASTER_PORT itself (for messages)
   std::string source = "single";  // "torchrun", "slurm" or "single": where the values came from
+  // How long a collective may wait for the slowest rank before the job is aborted: generous, as a
+  // rank can lag by a validation pass or a checkpoint write. LH_DIST_TIMEOUT_S (whole seconds >= 1).
+  std::chrono::milliseconds collective_timeout = std::chrono::seconds(600);
 
   bool distributed() const { return world_size > 1; }
   std::string describe() const;  // one line for logs, e.g. "rank 3/8 (local 3/4) via slurm, master n1:29500"
@@ -43,7 +46,7 @@ struct DistEnv {
 // a source (e.g. `single` inside an sbatch script that runs one process without srun). Under
 // torchrun's agent store (TORCHELASTIC_USE_AGENT_STORE=True) the agent holds MASTER_PORT, so the
 // rendezvous uses MASTER_PORT + 1; LH_RENDEZVOUS_PORT sets the port outright under any launcher.
-// Throws DistError naming the variable on malformed or inconsistent values.
+// LH_DIST_TIMEOUT_S sets collective_timeout. Throws DistError naming the variable on malformed or inconsistent values.
 DistEnv detect_dist_env();
 
 // A TCP port that was free on every IPv4 interface a moment ago (the kernel picks it); for local

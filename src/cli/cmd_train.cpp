@@ -1,6 +1,4 @@
 // lighthouse train [--config FILE] [--resume] [--dry-run] [--set key=value ...]
-#include <chrono>
-#include <cstdlib>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -24,13 +22,6 @@ struct TrainArgs {
   std::vector<std::string> overrides;
 };
 
-// How long a collective may wait for the slowest rank before the job is aborted; generous because
-// a rank can legitimately lag by a validation pass or a checkpoint write. LH_DIST_TIMEOUT_S overrides.
-std::chrono::milliseconds collective_timeout() {
-  const char* env = std::getenv("LH_DIST_TIMEOUT_S");
-  return std::chrono::seconds(env ? std::atoi(env) : 600);
-}
-
 void run_train(const TrainArgs& a) {
   const bool quickstart = a.config.empty();
   // Syntax errors name the file and line; invalid values the file or the --set they came from.
@@ -53,7 +44,7 @@ void run_train(const TrainArgs& a) {
     if (env.rank != 0) spdlog::set_level(spdlog::level::warn);  // rank 0 speaks for the job
     spdlog::info("data parallel: {}", env.describe());
     backend = lh::make_cuda_backend(env.local_rank);
-    comm = lh::make_nccl_communicator(env, env.local_rank, collective_timeout());
+    comm = lh::make_nccl_communicator(env, env.local_rank, env.collective_timeout);
   } else {
     backend = lh::make_backend(cfg.training.device);
   }

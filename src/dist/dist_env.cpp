@@ -196,6 +196,10 @@ DistEnv detect_dist_env() {
     throw DistError("LH_DIST_ENV='" + mode + "' is not one of auto, single, torchrun, slurm");
   if (e.distributed())
     if (auto port = get_int("LH_RENDEZVOUS_PORT")) e.master_port = *port, e.port_note = "LH_RENDEZVOUS_PORT";
+  if (auto seconds = get_int("LH_DIST_TIMEOUT_S")) {
+    if (*seconds < 1) throw DistError("LH_DIST_TIMEOUT_S='" + std::to_string(*seconds) + "' must be at least 1 (seconds)");
+    e.collective_timeout = std::chrono::seconds(*seconds);
+  }
   validate(e);
   return e;
 }

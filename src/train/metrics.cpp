@@ -8,6 +8,8 @@
 #include <stdexcept>
 #include <vector>
 
+#include <spdlog/spdlog.h>
+
 #include "lighthouse/checkpoint_dir.h"
 
 namespace lh {
@@ -17,12 +19,21 @@ MetricsLog::MetricsLog(const std::string& path, int keep_until_step) : path_(pat
     std::ifstream in(path);
     std::ostringstream kept;
     std::string line;
+    int torn = 0;
     while (std::getline(in, line)) {
       const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-      if (j.is_object() && j.contains("step") && j["step"].is_number() && j["step"].get<int>() > keep_until_step)
+      // A line that is not a JSON object is a record torn by a crash (or a full disk) mid-write:
+      // kept, it would break every reader of the file after the records appended to it.
+      if (!j.is_object()) {
+        torn += line.empty() ? 0 : 1;
         continue;
+      }
+      if (j.contains("step") && j["step"].is_number() && j["step"].get<int>() > keep_until_step) continue;
       kept << line << '\n';
     }
+    if (torn > 0)
+      spdlog::warn("{}: dropped {} line{} that {} not a JSON record (torn by a crash mid-write?)", path, torn,
+                   torn == 1 ? "" : "s", torn == 1 ? "is" : "are");
     ckpt::write_file_atomic(path, kept.str());
   }
   f_ = std::fopen(path.c_str(), "a");
