@@ -240,6 +240,15 @@ TEST_CASE("cli: data, train, resume, eval and export on a tiny model", "[cpu][cl
   CHECK(r.code != 0);  // refused before any evaluation runs
   CHECK_THAT(r.output, Catch::Contains("--passkey-lengths 512") && Catch::Contains("model.max_seq_len 128"));
   CHECK_THAT(r.output, !Catch::Contains("val_loss"));
+  {  // a model without the byte vocabulary has no embedding rows for passkey prompts
+    fs::copy(dir.path() / "runs/tiny/step_00000004", dir.path() / "small_vocab");
+    nlohmann::json state = nlohmann::json::parse(std::ifstream(dir.path() / "small_vocab/state.json"));
+    state["config"]["model"]["vocab_size"] = 100;
+    std::ofstream(dir.path() / "small_vocab/state.json") << state.dump();
+  }
+  r = run_lighthouse("eval --checkpoint small_vocab --passkey-lengths 96", dir.path());
+  CHECK(r.code != 0);
+  CHECK_THAT(r.output, Catch::Contains("--passkey-lengths needs the byte vocabulary") && Catch::Contains("has 100"));
   r = run_lighthouse("eval --checkpoint runs/tiny/step_00000004 --val-batches 1000", dir.path());
   CHECK(r.code == 0);  // the checkpoint is intact; the shards hold fewer batches than asked for
   CHECK_THAT(r.output, Catch::Contains("evaluating 4 rather than 1000") && Catch::Contains("(4 batches"));

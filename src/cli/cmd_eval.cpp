@@ -48,6 +48,12 @@ void run_eval(const EvalArgs& a) {
     throw std::runtime_error("eval: nothing to evaluate: " + a.checkpoint +
                              " was trained without data.val; give --val, --passkey-lengths or --logits-for");
   if (!a.logits_for.empty() && a.logits_out.empty()) throw std::runtime_error("--logits-for needs --logits-out");
+  // Passkey prompts are bytes (0-255) and end-of-document (256): a smaller vocabulary has no row
+  // for them in the embedding table.
+  if (!a.passkey_lengths.empty() && cfg.model.vocab_size <= lh::data::kEndOfDocument)
+    throw std::runtime_error("--passkey-lengths needs the byte vocabulary (model.vocab_size >= " +
+                             std::to_string(lh::data::kEndOfDocument + 1) + "); " + a.checkpoint + " has " +
+                             std::to_string(cfg.model.vocab_size));
   for (int length : a.passkey_lengths) {  // found out now, not after the validation loss
     lh::Rng rng(a.seed);
     const lh::data::PasskeyPrompt p = lh::data::make_passkey_prompt(length, 0.5, lh::data::kDefaultPasskeyDigits, rng);

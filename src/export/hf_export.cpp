@@ -9,6 +9,7 @@
 
 #include "lighthouse/checkpoint.h"
 #include "lighthouse/checkpoint_dir.h"
+#include "lighthouse/data/shard.h"
 #include "lighthouse/host_io.h"
 #include "lighthouse/model.h"
 #include "lighthouse/safetensors.h"
@@ -16,9 +17,6 @@
 namespace lh {
 namespace fs = std::filesystem;
 namespace {
-
-constexpr int kEndOfDocument = 256;  // byte vocab's end-of-document id, used as eos
-
 
 // One exported tensor: rows [row_begin, row_begin + rows) of a [*, cols] parameter.
 struct Piece {
@@ -71,7 +69,9 @@ nlohmann::json hf_llama_config(const ModelConfig& m, DType dtype) {
           {"attention_dropout", 0.0},
           {"initializer_range", m.init_std},
           {"pretraining_tp", 1},
-          {"eos_token_id", kEndOfDocument},
+          // The byte vocabulary's end-of-document id; a smaller vocabulary has none.
+          {"eos_token_id",
+           m.vocab_size > data::kEndOfDocument ? nlohmann::json(data::kEndOfDocument) : nlohmann::json()},
           {"torch_dtype", dtype == DType::BF16 ? "bfloat16" : "float32"},
           {"use_cache", true}};
 }
