@@ -65,6 +65,7 @@ TEST_CASE("malformed configs name the culprit's JSON path", "[config]") {
       {R"({"schedule":{"min_lr":-1e-4}})", "schedule.min_lr", ">= 0"},
       {R"({"schedule":{"decay_fraction":0}})", "schedule.decay_fraction", "(0, 1]"},
       {R"({"schedule":{"decay_fraction":1.5}})", "schedule.decay_fraction", "(0, 1]"},
+      {R"({"model":{"n_layers":2147483647}})", "model", "more than 2^40"},
       {R"({"training":{"steps":0}})", "training.steps", ">= 1"},
       {R"({"training":{"steps":3000000000}})", "training.steps", "32-bit"},
       {R"({"training":{"global_batch":-8}})", "training.global_batch", ">= 0"},

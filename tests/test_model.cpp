@@ -148,6 +148,10 @@ TEST_CASE("parameter layout: names, shapes and one contiguous allocation", "[cpu
   const lh::ParamLayout tied(m);
   CHECK(tied.find("lm_head") == nullptr);
   CHECK(untied.total() - tied.total() == size_t(257 * 64));
+  // The arithmetic count that config validation bounds is the layout's.
+  CHECK(lh::parameter_count(m) == double(tied.total()));
+  m.tied_embeddings = false;
+  CHECK(lh::parameter_count(m) == double(untied.total()));
 }
 
 TEST_CASE("activation recomputation gives bit-identical loss and gradients", "[cpu][model]") {

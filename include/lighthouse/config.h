@@ -145,6 +145,10 @@ struct Config {
 bool operator==(const Config& a, const Config& b);
 bool operator!=(const Config& a, const Config& b);
 
+// The model's parameter count, by arithmetic (ParamLayout lays out exactly this many); a double,
+// so that no configuration overflows it.
+double parameter_count(const ModelConfig& m);
+
 // How two model sections differ, as "model.<key> <then> -> <now>" entries. Architecture: the keys
 // that fix the weights' shapes and what they mean (a checkpoint loads only where none differ).
 // Settings: the keys that hold no weights (max_seq_len, rope_theta, norm_eps, init_std), which a

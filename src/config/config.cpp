@@ -6,6 +6,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include <fmt/format.h>
+
 #include "config/attention_options.h"
 #include "config/json_reader.h"
 #include "lighthouse/config.h"
@@ -76,6 +78,13 @@ ModelConfig parse_model(const json& j) {
   require(m.rope_theta > 0, "model.rope_theta", "must be > 0, got " + num(m.rope_theta));
   require(m.norm_eps > 0, "model.norm_eps", "must be > 0, got " + num(m.norm_eps));
   require(m.init_std > 0, "model.init_std", "must be > 0, got " + num(m.init_std));
+  // Every rank holds all parameters and their gradients (at least 10 bytes each), so 2^40 is far
+  // past any device; checked before anything is laid out per layer (a huge n_layers would
+  // otherwise exhaust host memory building the parameter table).
+  const double params = parameter_count(m);
+  require(params < std::ldexp(1.0, 40), "model",
+          fmt::format("{:.3g} parameters (dim {}, n_layers {}, ffn_hidden {}, vocab_size {}): more than 2^40, past "
+                      "what any device can hold", params, m.dim, m.n_layers, m.ffn_hidden, m.vocab_size));
   return m;
 }
 

@@ -53,6 +53,13 @@ const AttentionPhase& Config::phase_at(int step) const {
   return attention.phases[phase_index_at(step)];
 }
 
+double parameter_count(const ModelConfig& m) {
+  const double C = m.dim, F = m.ffn_hidden, V = m.vocab_size, head = m.dim / m.n_heads;
+  const double q = m.n_heads * head, kv = m.n_kv_heads * head;  // as q_dim(), kv_dim(), without int overflow
+  const double per_layer = 2 * C + (q + 2 * kv) * C + C * q + 3 * F * C;  // norms, wqkv, wo, w_gate_up, w_down
+  return V * C * (m.tied_embeddings ? 1 : 2) + double(m.n_layers) * per_layer + C;
+}
+
 namespace {
 template <typename T>
 void note_change(std::vector<std::string>& out, const char* key, const T& then, const T& now) {
