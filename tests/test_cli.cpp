@@ -64,6 +64,9 @@ TEST_CASE("cli: unknown subcommands and flags are errors", "[cpu][cli]") {
     CHECK_THAT(r.output, Catch::Contains(std::string(negative).substr(0, std::string(negative).find(' '))));
     CHECK_FALSE(fs::exists(dir.path() / "d"));
   }
+  const auto all_val = run_lighthouse("data text --input . --out t --val-fraction 1", dir.path());
+  CHECK(all_val.code != 0);  // training needs some of the documents
+  CHECK_THAT(all_val.output, Catch::Contains("--val-fraction") && Catch::Contains("must be >= 0 and < 1, got 1"));
   const auto single = run_lighthouse("dist-check --nccl", dir.path());  // nothing to check, and it says so
   CHECK(single.code == 0);
   CHECK_THAT(single.output, Catch::Contains("no NCCL collectives were run") && !Catch::Contains("collectives ok"));
@@ -266,9 +269,13 @@ TEST_CASE("cli: data, train, resume, eval and export on a tiny model", "[cpu][cl
   r = run_lighthouse("eval --checkpoint runs/tiny/step_00000004 --logits-for short.bin --logits-out l.bin", dir.path());
   CHECK(r.code != 0);
   CHECK_THAT(r.output, Catch::Contains("short.bin: the header says 100000 x 100000 tokens"));
-  r = run_lighthouse("select --checkpoint runs/tiny/step_00000004 --tokens oov.bin --layer 0 --head 0", dir.path());
+  r = run_lighthouse("select --checkpoint runs/tiny/step_00000004 --tokens oov.bin --layer 0 --head 0 --svg sel.svg", dir.path());
   CHECK(r.code != 0);
   CHECK_THAT(r.output, Catch::Contains("token 999"));
+  r = run_lighthouse("select --checkpoint runs/tiny/step_00000004 --tokens oov.bin --layer 0 --head 0", dir.path());
+  CHECK(r.code != 0);  // nowhere to put the selection: no file appears unasked
+  CHECK_THAT(r.output, Catch::Contains("needs --svg or --out"));
+  CHECK_FALSE(fs::exists(dir.path() / "selection.svg"));
 
   // A checkpoint whose state was edited into nonsense is refused, naming its state file.
   fs::copy(dir.path() / "runs/tiny/step_00000004", dir.path() / "edited", fs::copy_options::recursive);

@@ -35,7 +35,7 @@ void register_text(CLI::App& parent) {
   cmd->add_option("--out,-o", args->out, "Output directory for train_NNNNNN.bin / val_NNNNNN.bin")->required();
   cmd->add_option("--val-fraction", args->val_fraction,
                   "Fraction of documents (evenly spaced in path order) held out for validation")
-      ->capture_default_str()->check(CLI::Range(0.0, 1.0));
+      ->capture_default_str()->check(lh::cli::fraction_below_one());
   cmd->add_option("--shard-tokens", args->shard_tokens, "Maximum tokens per shard")
       ->capture_default_str()->check(lh::cli::whole_at_least(1));
   cmd->callback([args] {

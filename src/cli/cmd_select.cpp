@@ -149,6 +149,8 @@ void from_model(const SelectArgs& a) {
   const lh::LighthouseOptions lo = lh::config_detail::parse_lighthouse_options(opts, "options");
 
   if (a.tokens.empty()) throw std::runtime_error("select --checkpoint needs --tokens (the token file to run)");
+  if (a.svg.empty() && a.out.empty())
+    throw std::runtime_error("select --checkpoint needs --svg or --out (where to put the selection)");
   const lh::cli::TokenBatch batch = lh::cli::read_token_file(a.tokens, m.vocab_size);
   const int T = batch.seq_len;
   const lhl::Geometry g = lo.geometry(T);
@@ -173,12 +175,12 @@ void from_model(const SelectArgs& a) {
   lhl::select(idx.data(), sq.data(), sk.data(), 1, H, Hkv, g);
   const int32_t* row = idx.data() + size_t(a.head) * g.sub_len();
   if (!a.out.empty()) write_indices(a.out, idx);
-  const std::string svg = a.svg.empty() ? "selection.svg" : a.svg;
-  write_svg(svg, row, g,
+  if (a.svg.empty()) return;
+  write_svg(a.svg, row, g,
             a.checkpoint + ": layer " + std::to_string(a.layer) + ", head " + std::to_string(a.head) + ", N = " +
                 std::to_string(T) + ", L = " + std::to_string(g.L) + ", p = " + std::to_string(g.p) + ", k = " +
                 std::to_string(g.k) + ", S = " + std::to_string(g.sub_len()));
-  std::printf("wrote %s (layer %d, head %d, S = %lld of N = %d)\n", svg.c_str(), a.layer, a.head,
+  std::printf("wrote %s (layer %d, head %d, S = %lld of N = %d)\n", a.svg.c_str(), a.layer, a.head,
               (long long)g.sub_len(), T);
 }
 }  // namespace

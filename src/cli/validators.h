@@ -50,6 +50,19 @@ inline CLI::Validator number_above(double min, bool or_equal = false, double max
       "NUMBER " + std::string(bound));
 }
 
+// A fraction in [0, 1): a share that must leave something over (the validation split).
+inline CLI::Validator fraction_below_one() {
+  return CLI::Validator(
+      [](std::string& s) -> std::string {
+        char* end = nullptr;
+        const double v = std::strtod(s.c_str(), &end);
+        if (s.empty() || *end != '\0' || !std::isfinite(v)) return "'" + s + "' is not a finite number";
+        if (v < 0 || v >= 1) return "must be >= 0 and < 1, got " + s;
+        return {};
+      },
+      "NUMBER in [0, 1)");
+}
+
 // Seconds for timeouts and grace periods: a day at most, so that milliseconds fit any integer type.
 constexpr double kMaxSeconds = 86400;
 
