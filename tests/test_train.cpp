@@ -195,6 +195,26 @@ TEST_CASE("a resume drops a metrics record torn by a crash", "[cpu][train]") {
   CHECK(lh::testing::losses_in(metrics).size() == 6);  // every line parses again
 }
 
+TEST_CASE("validation on training shards and an unusable run directory are refused before step 1", "[cpu][train]") {
+  lh::testing::TempDir dir;
+  auto be = lh::make_cpu_backend();
+  lh::TrainOptions dry;
+  dry.dry_run = true;
+  lh::Config cfg = lh::testing::small_run(dir.path(), 4);
+  lh::Config whole_dir = cfg;  // the directory form takes the val_* shards into training as well
+  whole_dir.data.train = {(dir.path() / "data").string()};
+  CHECK_THROWS_WITH(lh::train(whole_dir, *be, dry), Catch::Contains("data.val") && Catch::Contains("val_000000.bin") &&
+                                                        Catch::Contains("is a training shard too"));
+  whole_dir.training.eval_interval = 0;  // no validation: nothing is scored twice
+  CHECK_NOTHROW(lh::train(whole_dir, *be, dry));
+
+  std::ofstream(dir.path() / "a_file") << "x";
+  lh::Config under_file = cfg;
+  under_file.logging.dir = (dir.path() / "a_file" / "run").string();
+  CHECK_THROWS_WITH(lh::train(under_file, *be, dry),
+                    Catch::Contains("logging.dir") && Catch::Contains("a_file is not a directory"));
+}
+
 TEST_CASE("a run whose checkpoints are all damaged is not started over", "[cpu][train]") {
   lh::testing::TempDir dir;
   auto be = lh::make_cpu_backend();

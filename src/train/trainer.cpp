@@ -8,6 +8,7 @@
 #include <exception>
 #include <filesystem>
 #include <optional>
+#include <set>
 
 #include <unistd.h>
 
@@ -80,6 +81,30 @@ void print_progress(int step, int total, const std::string& phase, double loss, 
 // until it times out, so the ranks agree on the outcome in one collective: the failing rank while
 // its exception unwinds the stack (in this destructor), the others in all_succeeded(), which then
 // throws. The failing rank reports its own error.
+// Validation that scores shards the model trains on measures memorisation, not generalisation.
+// (A directory in data.train takes every *.bin inside, the val_* shards of a `data` build too.)
+void check_disjoint(const std::vector<std::string>& train, const std::vector<std::string>& val) {
+  std::set<std::string> trained;
+  for (const std::string& path : train) trained.insert(fs::weakly_canonical(path).string());
+  for (const std::string& path : val)
+    if (trained.count(fs::weakly_canonical(path).string()))
+      throw ConfigError("data.val", path + " is a training shard too (data.train); validation would score data the "
+                                           "model trains on. A directory in data.train takes every *.bin inside: "
+                                           "name the train_*.bin shards instead");
+}
+
+// logging.dir is created at the first step: a path that cannot be (a file on the way, a read-only
+// parent) fails now, dry runs included, naming the key rather than a raw filesystem error later.
+void check_run_dir_usable(const std::string& run_dir) {
+  fs::path probe = fs::absolute(run_dir);
+  while (!fs::exists(probe) && probe.has_parent_path() && probe != probe.parent_path()) probe = probe.parent_path();
+  const auto refuse = [&](const std::string& why) {
+    return ConfigError("logging.dir", run_dir + " cannot hold the run: " + why);
+  };
+  if (!fs::is_directory(probe)) throw refuse(probe.string() + " is not a directory");
+  if (::access(probe.c_str(), W_OK | X_OK) != 0) throw refuse(probe.string() + " is not writable");
+}
+
 class SetupAgreement {
  public:
   explicit SetupAgreement(DataParallel* dp) : dp_(dp) {}
@@ -120,12 +145,16 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
   const int accum = cfg.grad_accum_steps(world_size);
   const std::string& run_dir = cfg.logging.dir;
 
-  data::DataLoader train_data(data::resolve_shards(cfg.data.train), cfg.model.vocab_size, T, B, rank, world_size,
-                              cfg.training.seed, /*shuffle=*/true);
+  const std::vector<std::string> train_shards = data::resolve_shards(cfg.data.train);
+  data::DataLoader train_data(train_shards, cfg.model.vocab_size, T, B, rank, world_size, cfg.training.seed,
+                              /*shuffle=*/true);
   std::optional<data::DataLoader> val_data;  // only where validation runs: a small set must not stop a run without it
-  if (!cfg.data.val.empty() && cfg.training.eval_interval > 0)
-    val_data.emplace(data::resolve_shards(cfg.data.val), cfg.model.vocab_size, T, B, rank, world_size,
-                     cfg.training.seed, /*shuffle=*/false);
+  if (!cfg.data.val.empty() && cfg.training.eval_interval > 0) {
+    const std::vector<std::string> val_shards = data::resolve_shards(cfg.data.val);
+    check_disjoint(train_shards, val_shards);
+    val_data.emplace(val_shards, cfg.model.vocab_size, T, B, rank, world_size, cfg.training.seed, /*shuffle=*/false);
+  }
+  if (root) check_run_dir_usable(run_dir);
 
   LlamaModel model(cfg.model, be, dp ? dp->padded_elements() : 0);
   model.init_weights(cfg.training.seed);  // the same seed on every rank: identical replicas
