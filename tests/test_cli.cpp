@@ -289,6 +289,9 @@ TEST_CASE("cli: data, train, resume, eval and export on a tiny model", "[cpu][cl
   CHECK(r.code != 0);
   CHECK_THAT(r.output, Catch::Contains("edited/state.json") && Catch::Contains("step must be >= 0"));
 
+  r = run_lighthouse("eval --checkpoint runs/tiny", dir.path());
+  CHECK(r.code != 0);
+  CHECK_THAT(r.output, Catch::Contains("a run directory, not a checkpoint; its newest checkpoint is runs/tiny/step_00000004"));
   r = run_lighthouse("eval --checkpoint runs/no_such_dir", dir.path());
   CHECK(r.code != 0);
   CHECK_THAT(r.output, Catch::Contains("no_such_dir"));

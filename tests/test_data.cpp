@@ -441,6 +441,7 @@ TEST_CASE("mqar: exact length and queried values match the listed pairs", "[data
     CHECK(text.find(key + "=" + value + " ") != std::string::npos);
   }
   CHECK_THROWS(make_mqar_sample(64, 10, 0, rng));
+  CHECK_THROWS_WITH(make_mqar_sample(2, 0, 0, rng), Contains("length 2 holds not even one pair"));
 }
 
 TEST_CASE("toy language is far more predictable than its unigram entropy", "[data]") {

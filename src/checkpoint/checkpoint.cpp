@@ -140,7 +140,11 @@ std::string save_checkpoint(const std::string& run_dir, const Config& config, co
 CheckpointInfo read_checkpoint_info(const std::string& dir) {
   const std::string state_path = (fs::path(dir) / kStateFile).string();
   std::ifstream in(state_path);
-  if (!in) throw CheckpointError(dir + ": not a checkpoint (no readable " + kStateFile + ")");
+  if (!in) {
+    if (const auto newest = ckpt::newest_checkpoint(dir))  // a run directory given for one of its checkpoints
+      throw CheckpointError(dir + ": a run directory, not a checkpoint; its newest checkpoint is " + *newest);
+    throw CheckpointError(dir + ": not a checkpoint (no readable " + kStateFile + ")");
+  }
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(in);

@@ -32,6 +32,7 @@ size_t edit_distance(const std::string& a, const std::string& b) {
 }  // namespace
 
 std::string describe(const json& v) {
+  if (v.is_null()) return "null";  // its type name is its text
   std::string text = v.dump();
   if (text.size() > 60) text = text.substr(0, 57) + "...";
   return std::string(v.is_number() ? "number" : v.type_name()) + " " + text;

@@ -107,13 +107,18 @@ MqarSample make_mqar_sample(int length, int num_pairs, int num_queries, Rng& rng
   constexpr int kMaxKeys = kLetters * kLetters * kLetters;     // distinct 3-letter keys
   static_assert(kMqarKeyLen == 3, "kMaxKeys assumes 3-letter keys");
   if (num_pairs < 0 || num_queries < 0) throw std::invalid_argument("mqar pairs/queries must be >= 0");
-  if (num_pairs == 0) num_pairs = num_queries > 0 ? (length - kOverhead - num_queries * kItem) / kItem
-                                                  : (length - kOverhead) / (2 * kItem);
-  if (num_queries == 0) num_queries = num_pairs;
+  const bool fill_pairs = num_pairs == 0, fill_queries = num_queries == 0;  // 0: as many as fit
+  if (fill_pairs) num_pairs = num_queries > 0 ? (length - kOverhead - num_queries * kItem) / kItem
+                                              : (length - kOverhead) / (2 * kItem);
+  if (fill_queries) num_queries = num_pairs;
   if (num_pairs < 1 || num_pairs > kMaxKeys || num_queries > num_pairs ||
-      (num_pairs + num_queries) * kItem + kOverhead > length)
+      (num_pairs + num_queries) * kItem + kOverhead > length) {
+    if (num_pairs < 1 && fill_pairs)
+      throw std::invalid_argument(fmt::format("mqar: length {} holds not even one pair and its query (each item "
+                                              "takes {} tokens, plus {})", length, kItem, kOverhead));
     throw std::invalid_argument(fmt::format("mqar: {} pairs and {} queries do not fit in length {} "
                                             "(each item takes {} tokens)", num_pairs, num_queries, length, kItem));
+  }
   std::vector<std::string> keys, values;
   std::set<std::string> used;
   while (static_cast<int>(keys.size()) < num_pairs) {

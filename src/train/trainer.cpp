@@ -250,6 +250,11 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
   if (!past_stop_at || opt.dry_run) summary.memory = check_phases_fit(model, cfg, state.step);
   setup.all_succeeded();
   if (root)
+    for (size_t i = 1; i < cfg.attention.phases.size(); ++i)
+      if (cfg.attention.phases[i - 1].until_step >= cfg.training.steps)
+        spdlog::warn("attention.phases[{}] ({}) starts after training.steps = {}: it does not run unless a resume "
+                     "extends the run", i, cfg.attention.phases[i].attention, cfg.training.steps);
+  if (root)
     for (const PhaseMemory& m : summary.memory)
       spdlog::info("memory: {}", describe(m, cfg.attention.phases.size()));
   if (opt.dry_run) return summary;  // nothing written
