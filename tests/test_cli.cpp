@@ -2,11 +2,14 @@
 // data -> train -> eval -> export pipeline on a tiny model.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <array>
+#include <csignal>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <thread>
 #include <vector>
@@ -295,4 +298,54 @@ TEST_CASE("cli: data, train, resume, eval and export on a tiny model", "[cpu][cl
   r = run_lighthouse("eval --checkpoint runs/no_such_dir", dir.path());
   CHECK(r.code != 0);
   CHECK_THAT(r.output, Catch::Contains("no_such_dir"));
+}
+
+TEST_CASE("cli: a stop request checkpoints and exits, also when a launcher doubles it", "[cpu][cli]") {
+  lh::testing::TempDir dir;
+  write(dir.path() / "tiny.json", kTinyConfig);
+  REQUIRE(run_lighthouse("data synthetic --task toy --out data --length 33 --train-samples 64 --val-samples 8",
+                         dir.path()).code == 0);
+  const fs::path log = dir.path() / "train.log";
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {  // the child only execs (or _exits): Catch2's state belongs to the parent
+    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0 || ::chdir(dir.path().c_str()) != 0 || ::dup2(fd, 1) < 0 || ::dup2(fd, 2) < 0) ::_exit(126);
+    ::execl(LH_BINARY, LH_BINARY, "train", "--config", "tiny.json", "--set", "training.steps=1000000", "--set",
+            "training.eval_interval=0", "--quiet", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  const fs::path metrics = dir.path() / "runs/tiny/metrics.jsonl";
+  const auto records = [&] {
+    std::ifstream in(metrics);
+    return std::count(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>(), '\n');
+  };
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (records() < 3 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  // What a terminal's Ctrl-C gives each rank under a launcher: SIGINT, and the launcher's SIGTERM
+  // right after. Together they are one request: finish the step, checkpoint, exit.
+  ::kill(pid, SIGINT);
+  ::kill(pid, SIGTERM);
+  int status = 0;
+  deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (::waitpid(pid, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      FAIL("train did not stop after SIGINT + SIGTERM");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  std::ifstream in(log);
+  const std::string output((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  INFO(output);
+  REQUIRE(WIFEXITED(status));  // not killed by the second signal
+  CHECK(WEXITSTATUS(status) == 1);  // interrupted, so not a finished run
+  CHECK_THAT(output, Catch::Contains("stop requested") && Catch::Contains("interrupted; resume with --resume"));
+  CHECK_THAT(output, !Catch::Contains("second stop request"));
+  bool checkpoint = false;
+  for (const auto& e : fs::directory_iterator(dir.path() / "runs/tiny"))
+    checkpoint |= e.path().filename().string().rfind("step_", 0) == 0 && fs::exists(e.path() / "state.json");
+  CHECK(checkpoint);
 }

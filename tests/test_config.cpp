@@ -65,7 +65,8 @@ TEST_CASE("malformed configs name the culprit's JSON path", "[config]") {
       {R"({"schedule":{"min_lr":-1e-4}})", "schedule.min_lr", ">= 0"},
       {R"({"schedule":{"decay_fraction":0}})", "schedule.decay_fraction", "(0, 1]"},
       {R"({"schedule":{"decay_fraction":1.5}})", "schedule.decay_fraction", "(0, 1]"},
-      {R"({"model":{"n_layers":2147483647}})", "model", "more than 2^40"},
+      {R"({"model":{"n_layers":2147483647}})", "model.n_layers", "must be <= 65536"},
+      {R"({"model":{"dim":65536,"n_heads":512,"n_kv_heads":512,"n_layers":65536}})", "model", "more than 2^40"},
       {R"({"training":{"steps":0}})", "training.steps", ">= 1"},
       {R"({"training":{"steps":3000000000}})", "training.steps", "32-bit"},
       {R"({"training":{"global_batch":-8}})", "training.global_batch", ">= 0"},
@@ -253,4 +254,28 @@ TEST_CASE("attention phases", "[config]") {
   CHECK(c.phase_index_at(5000) == 2);  // the last phase extends to the end
   CHECK(c.phase_at(150).until_step == 200);
   CHECK(c.phase_at(150).options == json::object());
+}
+
+TEST_CASE("every model key is either architecture or a setting a resume may change", "[config]") {
+  // A key in neither list would change silently across a resume.
+  lh::ModelConfig a;
+  const json keys = Config().to_json()["model"];
+  size_t covered = 0;
+  for (const auto& [key, value] : keys.items()) {
+    json changed = keys;
+    // Doubled (flipped), or halved where doubling breaks a rule (n_kv_heads <= n_heads).
+    const double factor = key == "n_kv_heads" ? 0.5 : 2.0;
+    if (value.is_boolean()) changed[key] = !value.get<bool>();
+    else if (value.is_number_integer()) changed[key] = int(value.get<int>() * factor);
+    else changed[key] = value.get<double>() * factor;
+    json whole = minimal();
+    whole["model"] = changed;
+    whole["data"]["seq_len"] = 1;  // valid whatever max_seq_len becomes
+    const lh::ModelConfig b = Config::from_json(whole).model;
+    const size_t n = lh::architecture_changes(a, b).size() + lh::model_setting_changes(a, b).size();
+    INFO(key);
+    CHECK(n == 1);
+    covered += n;
+  }
+  CHECK(covered == keys.size());
 }

@@ -1,6 +1,8 @@
 // Data subsystem tests: shard format, spec resolution, text and synthetic builders, DataLoader.
 #include <catch2/catch.hpp>
 
+#include <chrono>
+
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -226,11 +228,17 @@ TEST_CASE("text shards: deterministic val split and EOD after every document", "
   }
   fs::create_directories(dir / "out");
   write_shard(dir / "out/train_000099.bin", {1});  // stale shard of an earlier build
-  // Temporaries of shard writes: a crashed writer's (its pid above any pid_max: dead) goes; one of
-  // a live process (pid 1) and files that are not shard temporaries stay.
-  const std::vector<std::string> dead = {".tmp-train_000003.bin-999999999-0", ".tmp-val_000000.bin-999999999-4"};
-  const std::vector<std::string> kept = {".tmp-train_000001.bin-1-0", ".tmp-notes.txt-999999999-0", "notes.txt"};
-  for (const auto& name : dead) write_text(dir / ("out/" + name), "x");
+  // Temporaries of shard writes and builds: a crashed writer's (its pid above any pid_max: dead,
+  // untouched for two hours) goes; one of a live process (pid 1), a dead pid's written a moment ago
+  // (maybe another machine's live build) and files that are not build temporaries stay.
+  const std::vector<std::string> dead = {".tmp-train_000003.bin-999999999-0", ".tmp-val_000000.bin-999999999-4",
+                                         ".tmp-shard-build-999999999-0"};
+  const std::vector<std::string> kept = {".tmp-train_000001.bin-1-0", ".tmp-notes.txt-999999999-0", "notes.txt",
+                                         ".tmp-shard-build-999999998-0"};
+  for (const auto& name : dead) {
+    write_text(dir / ("out/" + name), "x");
+    fs::last_write_time(dir / ("out/" + name), fs::file_time_type::clock::now() - std::chrono::hours(2));
+  }
   for (const auto& name : kept) write_text(dir / ("out/" + name), "x");
   const auto st = build_text_shards({dir / "in"}, dir / "out", 0.2, 16);
   CHECK(st.documents == 10);

@@ -7,6 +7,7 @@
 // state.json is the completeness marker (rather than the directory name alone) so that a
 // directory copied in by hand, or half-deleted by something else, is not mistaken for a checkpoint.
 #pragma once
+#include <chrono>
 #include <optional>
 #include <string>
 #include <utility>
@@ -67,8 +68,11 @@ std::vector<std::pair<int, std::string>> incomplete_checkpoints(const std::strin
 // including other .tmp-* names and incomplete step_* directories, are never touched.
 void prune_checkpoints(const std::string& run_dir, int keep_last);
 // The stale-entry rule above alone, for the .tmp-* entries of `dir` whose final name starts with
-// one of `final_prefixes`: what a crashed writer of those names left behind.
-void remove_stale_temporaries(const std::string& dir, const std::vector<std::string>& final_prefixes);
+// one of `final_prefixes`: what a crashed writer of those names left behind. Entries written
+// within `min_age` are left too: where writers on other machines share the directory, a pid that
+// is not alive here says nothing about theirs.
+void remove_stale_temporaries(const std::string& dir, const std::vector<std::string>& final_prefixes,
+                              std::chrono::seconds min_age = std::chrono::seconds(0));
 
 // Whole files (metrics, exported configs, traces, token shards): writes a sibling .tmp-* file of
 // this writer's own, fsyncs, renames over `path`, fsyncs the parent. Readers see the old or the new

@@ -141,7 +141,7 @@ CheckpointInfo read_checkpoint_info(const std::string& dir) {
   const std::string state_path = (fs::path(dir) / kStateFile).string();
   std::ifstream in(state_path);
   if (!in) {
-    if (const auto newest = ckpt::newest_checkpoint(dir))  // a run directory given for one of its checkpoints
+    if (const auto newest = fs::is_directory(dir) ? ckpt::newest_checkpoint(dir) : std::nullopt)  // a run directory
       throw CheckpointError(dir + ": a run directory, not a checkpoint; its newest checkpoint is " + *newest);
     throw CheckpointError(dir + ": not a checkpoint (no readable " + kStateFile + ")");
   }

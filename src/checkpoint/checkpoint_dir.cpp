@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <chrono>
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
@@ -218,7 +219,8 @@ void prune_checkpoints(const std::string& run_dir, int keep_last) {
   remove_stale_temporaries(run_dir, {"step_", "old-step_", "del-step_", "config.json", "metrics.jsonl"});
 }
 
-void remove_stale_temporaries(const std::string& dir, const std::vector<std::string>& final_prefixes) {
+void remove_stale_temporaries(const std::string& dir, const std::vector<std::string>& final_prefixes,
+                              std::chrono::seconds min_age) {
   if (!fs::is_directory(dir)) return;
   for (const auto& e : fs::directory_iterator(dir)) {
     const std::string name = e.path().filename().string();
@@ -226,6 +228,9 @@ void remove_stale_temporaries(const std::string& dir, const std::vector<std::str
       return name.rfind(kTmpPrefix + prefix, 0) == 0;
     });
     if (!ours || is_live(name)) continue;
+    std::error_code ec;
+    const auto written = fs::last_write_time(e.path(), ec);
+    if (ec || fs::file_time_type::clock::now() - written < min_age) continue;
     const long pid = owner_pid(name);
     if (pid == static_cast<long>(::getpid()) || !process_alive(pid)) fs::remove_all(e.path());
   }

@@ -45,7 +45,8 @@ void ensure_quickstart_data(const Config& config) {
   if (present()) return;
   // The ranks of a quickstart under torchrun or `launch` all get here: one generates while the
   // others wait on the lock, then find the data there. Where the filesystem has no locks, each
-  // generates on its own (shard files are replaced whole, so that still gives whole shards).
+  // generates on its own (each build stages its shards and renames them into place whole, and all
+  // build the same shards, so that still gives whole shards).
   std::filesystem::create_directories(std::filesystem::path(kDataDir).parent_path());
   const std::string lock_path = std::string(kDataDir) + ".lock";
   const int lock = ::open(lock_path.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0644);

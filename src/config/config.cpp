@@ -43,6 +43,8 @@ Recompute parse_recompute(const json* v, const std::string& path, Recompute def)
   throw std::logic_error("parse_recompute: unhandled mode " + name);
 }
 
+constexpr int kMaxLayers = 1 << 16;
+
 ModelConfig parse_model(const json& j) {
   ObjectReader r(j, "model");
   ModelConfig m;
@@ -78,9 +80,12 @@ ModelConfig parse_model(const json& j) {
   require(m.rope_theta > 0, "model.rope_theta", "must be > 0, got " + num(m.rope_theta));
   require(m.norm_eps > 0, "model.norm_eps", "must be > 0, got " + num(m.norm_eps));
   require(m.init_std > 0, "model.init_std", "must be > 0, got " + num(m.init_std));
-  // Every rank holds all parameters and their gradients (at least 10 bytes each), so 2^40 is far
-  // past any device; checked before anything is laid out per layer (a huge n_layers would
-  // otherwise exhaust host memory building the parameter table).
+  // Checked before anything is laid out per layer: a huge n_layers would exhaust host memory
+  // building the parameter table (named entries per layer). Every rank holds all parameters and
+  // their gradients (at least 10 bytes each), so 2^40 is far past any device; 65,536 layers are
+  // some 500 times the deepest Llama.
+  require(m.n_layers <= kMaxLayers, r.path_of("n_layers"),
+          "must be <= " + std::to_string(kMaxLayers) + ", got " + std::to_string(m.n_layers));
   const double params = parameter_count(m);
   require(params < std::ldexp(1.0, 40), "model",
           fmt::format("{:.3g} parameters (dim {}, n_layers {}, ffn_hidden {}, vocab_size {}): more than 2^40, past "

@@ -46,9 +46,6 @@ LighthouseOptions parse_lighthouse_options(const nlohmann::json& options, const 
       if (layer < 0) throw ConfigError(at, "layer " + to_string(layer) + " must be >= 0");
       o.dense_layers.push_back(layer);
     }
-    if (context != nullptr && int(seen.size()) == context->n_layers)
-      throw ConfigError(list_path, "lists every layer (model.n_layers = " + to_string(context->n_layers) +
-                                       "): no layer would use Lighthouse; give the phase \"attention\": \"dense\"");
   }
   if (context != nullptr) {
     const std::string why = o.geometry(context->seq_len).problem();

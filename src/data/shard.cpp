@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -236,6 +237,10 @@ namespace {
 // writes (ckpt::remove_stale_temporaries cleans those of dead writers).
 const std::string kStagingStem = "shard-build";
 const std::vector<std::string> kBuildTemporaries = {kStagingStem, "train_", "val_"};
+// Builds of one directory may run on several machines at once (a multi-node quickstart where the
+// filesystem has no locks), and a live build touches its staging directory with every shard: one
+// untouched for an hour is a crashed build's.
+constexpr std::chrono::hours kCrashedBuildAge{1};
 }  // namespace
 
 bool is_split_shard_name(const std::string& file_name) {
@@ -245,7 +250,7 @@ bool is_split_shard_name(const std::string& file_name) {
 
 ShardBuild::ShardBuild(const std::string& out_dir) : out_dir_(out_dir) {
   fs::create_directories(out_dir_);
-  ckpt::remove_stale_temporaries(out_dir_, kBuildTemporaries);
+  ckpt::remove_stale_temporaries(out_dir_, kBuildTemporaries, kCrashedBuildAge);
   // A temporary name of the checkpoint writer's form (.tmp-<stem>-<pid>-<n>), created exclusively.
   for (int attempt = 0; staging_.empty(); ++attempt) {
     const std::string candidate = (fs::path(out_dir_) / (ckpt::temporary_prefix() + kStagingStem + "-" +

@@ -113,7 +113,7 @@ MqarSample make_mqar_sample(int length, int num_pairs, int num_queries, Rng& rng
   if (fill_queries) num_queries = num_pairs;
   if (num_pairs < 1 || num_pairs > kMaxKeys || num_queries > num_pairs ||
       (num_pairs + num_queries) * kItem + kOverhead > length) {
-    if (num_pairs < 1 && fill_pairs)
+    if (num_pairs < 1 && fill_pairs && fill_queries)
       throw std::invalid_argument(fmt::format("mqar: length {} holds not even one pair and its query (each item "
                                               "takes {} tokens, plus {})", length, kItem, kOverhead));
     throw std::invalid_argument(fmt::format("mqar: {} pairs and {} queries do not fit in length {} "

@@ -10,6 +10,7 @@
 #include <optional>
 #include <set>
 
+#include <time.h>
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
@@ -36,16 +37,25 @@ namespace fs = std::filesystem;
 namespace {
 
 // Set by SIGINT/SIGTERM; the loop finishes the current step, checkpoints and returns. A second
-// signal (Ctrl-C again during a long validation pass or save) exits at once: checkpoints are
-// written atomically, so the last complete one stays whole.
+// request some seconds later (Ctrl-C again during a long validation pass or save) exits at once:
+// checkpoints are written atomically, so the last complete one stays whole. Requests close
+// together are one: a terminal's Ctrl-C reaches every rank of `lighthouse launch` (or torchrun),
+// and the launcher forwards its own SIGTERM right after.
+constexpr long kSecondRequestAfterS = 2;
 volatile std::sig_atomic_t g_stop_requested = 0;
+volatile std::sig_atomic_t g_first_request_s = 0;  // CLOCK_MONOTONIC seconds
 extern "C" void request_stop(int sig) {
-  if (g_stop_requested) {
-    static const char kMessage[] = "\nsecond stop request: exiting now; the last complete checkpoint stays\n";
-    [[maybe_unused]] const ssize_t written = ::write(STDERR_FILENO, kMessage, sizeof(kMessage) - 1);
-    ::_exit(128 + sig);
+  timespec now{};
+  ::clock_gettime(CLOCK_MONOTONIC, &now);  // async-signal-safe
+  if (!g_stop_requested) {
+    g_first_request_s = std::sig_atomic_t(now.tv_sec);
+    g_stop_requested = 1;
+    return;
   }
-  g_stop_requested = 1;
+  if (now.tv_sec - g_first_request_s < kSecondRequestAfterS) return;
+  static const char kMessage[] = "\nsecond stop request: exiting now; the last complete checkpoint stays\n";
+  [[maybe_unused]] const ssize_t written = ::write(STDERR_FILENO, kMessage, sizeof(kMessage) - 1);
+  ::_exit(128 + sig);
 }
 
 class StopSignals {
@@ -154,7 +164,7 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
     check_disjoint(train_shards, val_shards);
     val_data.emplace(val_shards, cfg.model.vocab_size, T, B, rank, world_size, cfg.training.seed, /*shuffle=*/false);
   }
-  if (root) check_run_dir_usable(run_dir);
+  check_run_dir_usable(run_dir);  // every rank creates it (below), so every rank checks
 
   LlamaModel model(cfg.model, be, dp ? dp->padded_elements() : 0);
   model.init_weights(cfg.training.seed);  // the same seed on every rank: identical replicas
@@ -250,10 +260,15 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
   if (!past_stop_at || opt.dry_run) summary.memory = check_phases_fit(model, cfg, state.step);
   setup.all_succeeded();
   if (root)
-    for (size_t i = 1; i < cfg.attention.phases.size(); ++i)
-      if (cfg.attention.phases[i - 1].until_step >= cfg.training.steps)
+    for (size_t i = 0; i < cfg.attention.phases.size(); ++i) {  // phases that do not do what they say
+      const AttentionPhase& p = cfg.attention.phases[i];
+      if (i > 0 && cfg.attention.phases[i - 1].until_step >= cfg.training.steps)
         spdlog::warn("attention.phases[{}] ({}) starts after training.steps = {}: it does not run unless a resume "
-                     "extends the run", i, cfg.attention.phases[i].attention, cfg.training.steps);
+                     "extends the run", i, p.attention, cfg.training.steps);
+      const nlohmann::json* dense = p.options.contains("dense_layers") ? &p.options["dense_layers"] : nullptr;
+      if (p.attention == "lighthouse" && dense && dense->is_array() && int(dense->size()) == cfg.model.n_layers)
+        spdlog::warn("attention.phases[{}].options.dense_layers lists every layer: the phase runs dense attention", i);
+    }
   if (root)
     for (const PhaseMemory& m : summary.memory)
       spdlog::info("memory: {}", describe(m, cfg.attention.phases.size()));
