@@ -215,6 +215,22 @@ TEST_CASE("validation on training shards and an unusable run directory are refus
                     Catch::Contains("logging.dir") && Catch::Contains("a_file is not a directory"));
 }
 
+TEST_CASE("one run at a time in a run directory", "[cpu][train]") {
+  lh::testing::TempDir dir;
+  auto be = lh::make_cpu_backend();
+  const lh::Config cfg = lh::testing::small_run(dir.path(), 4);
+  {
+    const lh::ckpt::RunDirLock other_run((dir.path() / "run").string());  // as another process would
+    REQUIRE(other_run.problem().empty());
+    CHECK_THROWS_WITH(lh::train(cfg, *be, {false, true}), Catch::Contains("is in use by another run"));
+    CHECK_FALSE(fs::exists(dir.path() / "run" / "metrics.jsonl"));
+    lh::TrainOptions dry;
+    dry.dry_run = true;  // checks only, writes nothing: the other run is not disturbed
+    CHECK_NOTHROW(lh::train(cfg, *be, dry));
+  }
+  CHECK(lh::train(cfg, *be, {false, true}).steps_done == 4);  // free again
+}
+
 TEST_CASE("a run whose checkpoints are all damaged is not started over", "[cpu][train]") {
   lh::testing::TempDir dir;
   auto be = lh::make_cpu_backend();
@@ -315,6 +331,13 @@ TEST_CASE("a resume says what a changed config does to the next steps", "[cpu][t
   CHECK_THAT(moved[1], Catch::Contains("model.rope_theta 10000 -> 500000"));
   CHECK_THAT(moved[2], Catch::Contains("data.train differs"));
   CHECK_THAT(moved[3], Catch::Contains("training.seed"));
+  lh::Config retuned = then;  // settings without a warning of their own are still named
+  retuned.optimizer.weight_decay = 0.05;
+  retuned.attention.phases = {{40, "dense", nlohmann::json::object()}};
+  const std::vector<std::string> other = lh::resume_changes(then, retuned, 20);
+  REQUIRE(other.size() == 1);
+  CHECK_THAT(other[0], Catch::Contains("other settings differ") && Catch::Contains("optimizer.weight_decay 0.1 -> 0.05") &&
+                           Catch::Contains("attention.phases [] -> [{"));
   CHECK(lh::resume_changes(then, longer, 80).empty());  // nothing left to train: no lr to speak of
 }
 

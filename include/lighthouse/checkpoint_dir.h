@@ -87,6 +87,24 @@ void write_file_atomic(const std::string& path, const std::vector<FilePart>& par
 // The prefix of the temporary names above (".tmp-"), followed by the final name.
 std::string temporary_prefix();
 
+// Holds an exclusive lock on <run_dir>/.lock (created, with run_dir, if missing) for its lifetime,
+// so that a second run on the same directory stops instead of interleaving its metrics and
+// checkpoints with this one's. Throws std::runtime_error naming the directory when another process
+// holds it. Where the lock cannot be taken for another reason (a filesystem without locks),
+// problem() says why and the caller decides (train warns and goes on).
+class RunDirLock {
+ public:
+  explicit RunDirLock(const std::string& run_dir);
+  ~RunDirLock();
+  RunDirLock(const RunDirLock&) = delete;
+  RunDirLock& operator=(const RunDirLock&) = delete;
+  const std::string& problem() const { return problem_; }
+
+ private:
+  int fd_ = -1;
+  std::string problem_;
+};
+
 // fsync one file or directory; fsync_tree: every regular file and directory under `dir`
 // (children before parents), then `dir` itself.
 void fsync_path(const std::string& path);

@@ -1,10 +1,51 @@
 #include "train/resume_changes.h"
 
+#include <map>
+#include <set>
+#include <string>
+
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "lighthouse/schedule.h"
 
 namespace lh {
+namespace {
+
+// "a.b.c" -> value for every leaf of a config's JSON (lists are leaves).
+void flatten(const nlohmann::json& j, const std::string& path, std::map<std::string, nlohmann::json>& out) {
+  if (!j.is_object()) {
+    out[path] = j;
+    return;
+  }
+  for (const auto& [key, value] : j.items()) flatten(value, path.empty() ? key : path + "." + key, out);
+}
+
+std::string shortened(const nlohmann::json& v) {
+  const std::string text = v.dump();
+  return text.size() > 80 ? text.substr(0, 77) + "..." : text;
+}
+
+// Every changed key that the warnings of resume_changes do not already explain, or that is where
+// the run was found (logging.dir).
+std::string other_changes(const Config& then, const Config& now) {
+  static const std::set<std::string> explained = {"training.steps", "optimizer.lr", "data.train", "data.seq_len",
+                                                  "training.seed", "logging.dir"};
+  std::map<std::string, nlohmann::json> a, b;
+  flatten(then.to_json(), "", a);
+  flatten(now.to_json(), "", b);
+  std::string out;
+  for (const auto& [key, value] : b) {
+    if (explained.count(key) || key.rfind("schedule.", 0) == 0 || key.rfind("model.", 0) == 0) continue;
+    const auto was = a.find(key);
+    if (was != a.end() && was->second == value) continue;
+    out += fmt::format("{}{} {} -> {}", out.empty() ? "" : ", ", key,
+                       was == a.end() ? std::string("(unset)") : shortened(was->second), shortened(value));
+  }
+  return out;
+}
+
+}  // namespace
 
 std::vector<std::string> resume_changes(const Config& then, const Config& now, int next_step) {
   std::vector<std::string> out;
@@ -38,6 +79,8 @@ std::vector<std::string> resume_changes(const Config& then, const Config& now, i
   if (then.training.seed != now.training.seed)
     out.push_back(fmt::format("training.seed {} -> {}: the data order from here on follows the new seed's shuffle",
                               then.training.seed, now.training.seed));
+  if (const std::string other = other_changes(then, now); !other.empty())
+    out.push_back("other settings differ from the checkpoint's: " + other);
   if (then.data.seq_len != now.data.seq_len)
     out.push_back(fmt::format(
         "data.seq_len {} -> {}: the data position is kept as a window index over the new {}-token windows, so "

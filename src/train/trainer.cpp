@@ -165,6 +165,12 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
     val_data.emplace(val_shards, cfg.model.vocab_size, T, B, rank, world_size, cfg.training.seed, /*shuffle=*/false);
   }
   check_run_dir_usable(run_dir);  // every rank creates it (below), so every rank checks
+  std::optional<ckpt::RunDirLock> run_lock;  // rank 0 writes the run directory; a dry run writes nothing there
+  if (root && !opt.dry_run) {
+    run_lock.emplace(run_dir);
+    if (!run_lock->problem().empty())
+      spdlog::warn("{}; nothing stops another run from using {} at the same time", run_lock->problem(), run_dir);
+  }
 
   LlamaModel model(cfg.model, be, dp ? dp->padded_elements() : 0);
   model.init_weights(cfg.training.seed);  // the same seed on every rank: identical replicas

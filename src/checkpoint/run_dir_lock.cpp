@@ -1,0 +1,42 @@
+// One run per run directory: an exclusive flock on <run_dir>/.lock held while the run trains.
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+
+#include "lighthouse/checkpoint_dir.h"
+
+namespace lh::ckpt {
+
+RunDirLock::RunDirLock(const std::string& run_dir) {
+  std::filesystem::create_directories(run_dir);
+  const std::string path = (std::filesystem::path(run_dir) / ".lock").string();
+  // Close-on-exec: a child process (a launcher's rank, a test's) must not inherit the lock.
+  fd_ = ::open(path.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) {
+    problem_ = path + ": cannot open (" + std::strerror(errno) + ")";
+    return;
+  }
+  int rc;
+  do rc = ::flock(fd_, LOCK_EX | LOCK_NB);
+  while (rc != 0 && errno == EINTR);
+  if (rc == 0) return;
+  const int err = errno;
+  ::close(fd_);
+  fd_ = -1;
+  if (err == EWOULDBLOCK)
+    throw std::runtime_error("run directory " + run_dir + " is in use by another run (it holds " + path +
+                             "); two runs in one logging.dir would interleave their metrics and checkpoints");
+  problem_ = path + ": cannot lock (" + std::strerror(err) + ")";  // e.g. a filesystem without locks
+}
+
+RunDirLock::~RunDirLock() {
+  if (fd_ >= 0) ::close(fd_);  // closing releases the lock
+}
+
+}  // namespace lh::ckpt
