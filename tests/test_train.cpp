@@ -19,6 +19,7 @@
 #include "support/small_run.h"
 #include "support/temp_dir.h"
 #include "train/resume_changes.h"
+#include "train/run_checks.h"
 
 namespace fs = std::filesystem;
 
@@ -213,6 +214,21 @@ TEST_CASE("validation on training shards and an unusable run directory are refus
   under_file.logging.dir = (dir.path() / "a_file" / "run").string();
   CHECK_THROWS_WITH(lh::train(under_file, *be, dry),
                     Catch::Contains("logging.dir") && Catch::Contains("a_file is not a directory"));
+}
+
+TEST_CASE("phases that would not do what they say are named", "[cpu][train]") {
+  lh::testing::TempDir dir;
+  lh::Config cfg = lh::testing::small_run(dir.path(), 4);
+  CHECK(lh::idle_phase_warnings(cfg).empty());
+  const nlohmann::json all_dense = {{"dense_layers", nlohmann::json::array()}};
+  cfg.attention.phases = {{4, "dense", nlohmann::json::object()}, {8, "lighthouse", all_dense}};
+  for (int l = 0; l < cfg.model.n_layers; ++l) cfg.attention.phases[1].options["dense_layers"].push_back(l);
+  const std::vector<std::string> w = lh::idle_phase_warnings(cfg);
+  REQUIRE(w.size() == 2);
+  CHECK_THAT(w[0], Catch::Contains("attention.phases[1] (lighthouse) starts after training.steps = 4"));
+  CHECK_THAT(w[1], Catch::Contains("attention.phases[1].options.dense_layers lists every layer"));
+  cfg.training.steps = 6;  // now the second phase runs, though still densely
+  CHECK(lh::idle_phase_warnings(cfg).size() == 1);
 }
 
 TEST_CASE("one run at a time in a run directory", "[cpu][train]") {

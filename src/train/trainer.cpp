@@ -8,7 +8,6 @@
 #include <exception>
 #include <filesystem>
 #include <optional>
-#include <set>
 
 #include <time.h>
 #include <unistd.h>
@@ -28,6 +27,7 @@
 #include "lighthouse/dist.h"
 #include "train/data_parallel.h"
 #include "train/memory_check.h"
+#include "train/run_checks.h"
 #include "train/metrics.h"
 #include "train/resume_changes.h"
 #include "train/step_trace.h"
@@ -91,30 +91,6 @@ void print_progress(int step, int total, const std::string& phase, double loss, 
 // until it times out, so the ranks agree on the outcome in one collective: the failing rank while
 // its exception unwinds the stack (in this destructor), the others in all_succeeded(), which then
 // throws. The failing rank reports its own error.
-// Validation that scores shards the model trains on measures memorisation, not generalisation.
-// (A directory in data.train takes every *.bin inside, the val_* shards of a `data` build too.)
-void check_disjoint(const std::vector<std::string>& train, const std::vector<std::string>& val) {
-  std::set<std::string> trained;
-  for (const std::string& path : train) trained.insert(fs::weakly_canonical(path).string());
-  for (const std::string& path : val)
-    if (trained.count(fs::weakly_canonical(path).string()))
-      throw ConfigError("data.val", path + " is a training shard too (data.train); validation would score data the "
-                                           "model trains on. A directory in data.train takes every *.bin inside: "
-                                           "name the train_*.bin shards instead");
-}
-
-// logging.dir is created at the first step: a path that cannot be (a file on the way, a read-only
-// parent) fails now, dry runs included, naming the key rather than a raw filesystem error later.
-void check_run_dir_usable(const std::string& run_dir) {
-  fs::path probe = fs::absolute(run_dir);
-  while (!fs::exists(probe) && probe.has_parent_path() && probe != probe.parent_path()) probe = probe.parent_path();
-  const auto refuse = [&](const std::string& why) {
-    return ConfigError("logging.dir", run_dir + " cannot hold the run: " + why);
-  };
-  if (!fs::is_directory(probe)) throw refuse(probe.string() + " is not a directory");
-  if (::access(probe.c_str(), W_OK | X_OK) != 0) throw refuse(probe.string() + " is not writable");
-}
-
 class SetupAgreement {
  public:
   explicit SetupAgreement(DataParallel* dp) : dp_(dp) {}
@@ -266,15 +242,7 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
   if (!past_stop_at || opt.dry_run) summary.memory = check_phases_fit(model, cfg, state.step);
   setup.all_succeeded();
   if (root)
-    for (size_t i = 0; i < cfg.attention.phases.size(); ++i) {  // phases that do not do what they say
-      const AttentionPhase& p = cfg.attention.phases[i];
-      if (i > 0 && cfg.attention.phases[i - 1].until_step >= cfg.training.steps)
-        spdlog::warn("attention.phases[{}] ({}) starts after training.steps = {}: it does not run unless a resume "
-                     "extends the run", i, p.attention, cfg.training.steps);
-      const nlohmann::json* dense = p.options.contains("dense_layers") ? &p.options["dense_layers"] : nullptr;
-      if (p.attention == "lighthouse" && dense && dense->is_array() && int(dense->size()) == cfg.model.n_layers)
-        spdlog::warn("attention.phases[{}].options.dense_layers lists every layer: the phase runs dense attention", i);
-    }
+    for (const std::string& warning : idle_phase_warnings(cfg)) spdlog::warn("{}", warning);
   if (root)
     for (const PhaseMemory& m : summary.memory)
       spdlog::info("memory: {}", describe(m, cfg.attention.phases.size()));
