@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -305,6 +306,12 @@ TEST_CASE("cli: a stop request checkpoints and exits, also when a launcher doubl
   write(dir.path() / "tiny.json", kTinyConfig);
   REQUIRE(run_lighthouse("data synthetic --task toy --out data --length 33 --train-samples 64 --val-samples 8",
                          dir.path()).code == 0);
+  // The request lands between checkpoints (one is written for it) or, with a checkpoint every
+  // step, on a checkpoint step (that checkpoint serves; none is written twice).
+  std::string interval = "0", saying = "saving a checkpoint at step";
+  SECTION("between checkpoints") {}
+  SECTION("on a checkpoint step") { interval = "1", saying = "checkpoint already written at step"; }
+  const std::string interval_set = "training.checkpoint_interval=" + interval;
   const fs::path log = dir.path() / "train.log";
   const pid_t pid = ::fork();
   REQUIRE(pid >= 0);
@@ -312,7 +319,7 @@ TEST_CASE("cli: a stop request checkpoints and exits, also when a launcher doubl
     const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0 || ::chdir(dir.path().c_str()) != 0 || ::dup2(fd, 1) < 0 || ::dup2(fd, 2) < 0) ::_exit(126);
     ::execl(LH_BINARY, LH_BINARY, "train", "--config", "tiny.json", "--set", "training.steps=1000000", "--set",
-            "training.eval_interval=0", "--quiet", static_cast<char*>(nullptr));
+            "training.eval_interval=0", "--set", interval_set.c_str(), "--quiet", static_cast<char*>(nullptr));
     ::_exit(127);
   }
   const fs::path metrics = dir.path() / "runs/tiny/metrics.jsonl";
@@ -344,6 +351,13 @@ TEST_CASE("cli: a stop request checkpoints and exits, also when a launcher doubl
   CHECK(WEXITSTATUS(status) == 1);  // interrupted, so not a finished run
   CHECK_THAT(output, Catch::Contains("stop requested") && Catch::Contains("interrupted; resume with --resume"));
   CHECK_THAT(output, !Catch::Contains("second stop request"));
+  CHECK_THAT(output, Catch::Contains(saying));
+  std::vector<std::string> written;  // each "checkpoint written: <dir>" line
+  std::istringstream lines(output);
+  for (std::string line; std::getline(lines, line);)
+    if (line.find("checkpoint written:") != std::string::npos) written.push_back(line.substr(line.find("checkpoint written:")));
+  std::sort(written.begin(), written.end());
+  CHECK(std::adjacent_find(written.begin(), written.end()) == written.end());
   bool checkpoint = false;
   for (const auto& e : fs::directory_iterator(dir.path() / "runs/tiny"))
     checkpoint |= e.path().filename().string().rfind("step_", 0) == 0 && fs::exists(e.path() / "state.json");
