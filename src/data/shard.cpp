@@ -248,21 +248,10 @@ bool is_split_shard_name(const std::string& file_name) {
   return std::regex_match(file_name, shape);
 }
 
-ShardBuild::ShardBuild(const std::string& out_dir) : out_dir_(out_dir) {
-  fs::create_directories(out_dir_);
+ShardBuild::ShardBuild(const std::string& out_dir)
+    : out_dir_(out_dir), staging_((fs::path(out_dir) / kStagingStem).string()) {
+  // Leftovers of crashed builds; this build's own staging directory is live, so it stays.
   ckpt::remove_stale_temporaries(out_dir_, kBuildTemporaries, kCrashedBuildAge);
-  // A temporary name of the checkpoint writer's form (.tmp-<stem>-<pid>-<n>), created exclusively.
-  for (int attempt = 0; staging_.empty(); ++attempt) {
-    const std::string candidate = (fs::path(out_dir_) / (ckpt::temporary_prefix() + kStagingStem + "-" +
-                                                         std::to_string(::getpid()) + "-" + std::to_string(attempt)))
-                                      .string();
-    if (fs::create_directory(candidate)) staging_ = candidate;
-  }
-}
-
-ShardBuild::~ShardBuild() {
-  std::error_code ignored;
-  fs::remove_all(staging_, ignored);
 }
 
 void ShardBuild::publish(std::vector<std::string>& train, std::vector<std::string>& val) {

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "lighthouse/checkpoint_dir.h"  // StagedDir
+
 namespace lh::data {
 
 // Byte-level vocabulary: ids 0..255 are raw bytes, 256 marks the end of a document.
@@ -103,18 +105,16 @@ class ShardSequenceWriter {
 class ShardBuild {
  public:
   explicit ShardBuild(const std::string& out_dir);
-  ~ShardBuild();  // removes the staging directory (empty after publish())
-  ShardBuild(const ShardBuild&) = delete;
-  ShardBuild& operator=(const ShardBuild&) = delete;
 
-  const std::string& staging_dir() const { return staging_; }
+  const std::string& staging_dir() const { return staging_.path(); }
   // Moves the staged shards of both splits into out_dir (one rename each, replacing same-named
   // shards of an earlier build), rewrites the paths to their final names, and removes the
   // train_NNNNNN.bin / val_NNNNNN.bin files of an earlier, larger build that were not replaced.
   void publish(std::vector<std::string>& train, std::vector<std::string>& val);
 
  private:
-  std::string out_dir_, staging_;
+  std::string out_dir_;
+  ckpt::StagedDir staging_;  // never committed: removed on destruction (empty after publish())
 };
 
 // The names a build publishes: <train|val>_NNNNNN.bin.
