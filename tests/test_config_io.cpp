@@ -94,7 +94,16 @@ TEST_CASE("load_file", "[config]") {
   const std::string twice = write_temp_file("twice.json", R"({"data":{"train":["a"]},"model":{"dim":64},"model":{}})");
   expect_error([&] { Config::load_file(twice); }, twice, "\"model\" appears twice");
   const std::string nested_twice = write_temp_file("nested_twice.json", R"({"model":{"dim":64,"n_layers":2,"dim":32}})");
-  expect_error([&] { Config::load_file(nested_twice); }, nested_twice, "\"dim\" appears twice in the object under \"model\"");
+  expect_error([&] { Config::load_file(nested_twice); }, nested_twice, "\"dim\" appears twice in the object at \"model\"");
+  // Inside an array the element is named by its index, past values and arrays before it.
+  const std::string phase_twice = write_temp_file("phase_twice.json",
+      R"({"attention":{"phases":[{"until_step":5,"kind":"dense"},)"
+      R"({"kind":"lighthouse","lighthouse":{"levels":[1,2],"levels":[3]}}]}})");
+  expect_error([&] { Config::load_file(phase_twice); }, phase_twice,
+               "\"levels\" appears twice in the object at \"attention.phases[1].lighthouse\"");
+  const std::string nested_arrays = write_temp_file("nested_arrays.json",
+      R"({"a":[[0,{"x":1}],{"y":1,"y":2}]})");
+  expect_error([&] { Config::load_file(nested_arrays); }, nested_arrays, "\"y\" appears twice in the object at \"a[1]\"");
   expect_error([&] { Config::load_file(twice); }, twice, "in the top-level object (again at line 1)");
   // The line of the second one, past comments, strings that hold quotes and colons, and values
   // that look like keys.

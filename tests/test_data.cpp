@@ -312,6 +312,31 @@ TEST_CASE("text shards: a build that fails leaves the earlier dataset, inputs in
   CHECK_THROWS_WITH(build_text_shards({"/dev/null"}, dir / "o", 0.1), Contains("not a regular file"));
 }
 
+TEST_CASE("text shards: a build that stops while publishing leaves its directory refused until a build completes",
+          "[data]") {
+  TempDir dir;
+  write_text(dir / "raw/a.txt", "first document");
+  write_text(dir / "raw/b.txt", "second document");
+  build_text_shards({dir / "raw"}, dir / "data", 0.5);
+  CHECK_FALSE(fs::exists(fs::path(dir / "data") / lh::data::kPublishMarker));
+  CHECK(resolve_shards({dir / "data"}).size() == 2);
+
+  // A directory where the validation shard must go makes its rename fail after the training
+  // shard's: the directory now mixes two builds, as after a kill at that moment.
+  fs::remove(dir / "data/val_000000.bin");
+  fs::create_directories(dir / "data/val_000000.bin/in_the_way");
+  write_text(dir / "raw/c.txt", "third document");
+  CHECK_THROWS(build_text_shards({dir / "raw"}, dir / "data", 0.5));
+  CHECK(fs::exists(fs::path(dir / "data") / lh::data::kPublishMarker));
+  CHECK_THROWS_WITH(resolve_shards({dir / "data/train_000000.bin"}),
+                    Contains("data: a data build is publishing its shards here, or was killed while it did"));
+
+  fs::remove_all(dir / "data/val_000000.bin");
+  build_text_shards({dir / "raw"}, dir / "data", 0.5);
+  CHECK_FALSE(fs::exists(fs::path(dir / "data") / lh::data::kPublishMarker));
+  CHECK(resolve_shards({dir / "data"}).size() == 2);
+}
+
 namespace {
 
 // A shard whose token at position p is p, so a window is identified by its first token.

@@ -142,6 +142,11 @@ TEST_CASE("dist env: malformed torchrun variables are named", "[cpu][dist]") {
     ::unsetenv("MASTER_ADDR");
     expect_env_error("MASTER_ADDR is not set");
   }
+  SECTION("an out-of-range rank is reported before a missing MASTER_ADDR") {
+    env.set("RANK", "9");
+    ::unsetenv("MASTER_ADDR");
+    expect_env_error("RANK=9 is outside [0, WORLD_SIZE=4)");
+  }
   SECTION("missing MASTER_PORT") {
     ::unsetenv("MASTER_PORT");
     expect_env_error("MASTER_PORT is not set");

@@ -7,6 +7,7 @@
 
 #include "lighthouse/backend.h"
 #include "lighthouse/model.h"
+#include "lighthouse/optimizer.h"
 #include "lighthouse/rng.h"
 
 namespace {
@@ -297,5 +298,16 @@ TEST_CASE("a model that does not fit names its sizes", "[cpu][model]") {
   const std::vector<int32_t> tokens(size_t(B) * T, 1), targets(size_t(B) * T, 2);
   CHECK_THROWS_WITH(model.forward(tokens.data(), targets.data(), B, T),
                     Catch::Contains("a batch of 2 x 8 tokens (data.micro_batch x data.seq_len") &&
+                        Catch::Contains("out of memory"));
+}
+
+TEST_CASE("optimizer moments that do not fit say so", "[cpu][model]") {
+  const lh::ModelConfig m = tiny_model(false);
+  auto measure = lh::make_cpu_backend(lh::DType::F32);
+  { lh::LlamaModel probe(m, *measure); }
+  auto tight = lh::make_cpu_backend(lh::DType::F32, measure->peak_bytes() + 64);  // the model, not its moments
+  lh::LlamaModel model(m, *tight);
+  CHECK_THROWS_WITH(lh::AdamW(lh::OptimizerConfig{}, model.layout(), *tight),
+                    Catch::Contains("AdamW's two moments (" + std::to_string(model.layout().total()) + " fp32") &&
                         Catch::Contains("out of memory"));
 }

@@ -28,6 +28,17 @@ struct OutOfMemory : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Runs `allocate()`; if it runs out of memory, says what the memory was for (`purpose`) before the
+// allocator's own message.
+template <class Allocate>
+auto naming_purpose(const std::string& purpose, Allocate&& allocate) -> decltype(allocate()) {
+  try {
+    return allocate();
+  } catch (const OutOfMemory& e) {
+    throw OutOfMemory(purpose + " do not fit: " + e.what());
+  }
+}
+
 // "1.25 GiB", "3.0 MiB", "16.0 KiB": GiB for what a GPU holds, smaller units for small models.
 std::string format_bytes(size_t bytes);
 

@@ -132,29 +132,39 @@ json Config::load_json_file(const std::string& path) {
   if (scan.deepest > kMaxNesting)
     throw ConfigError(path, "arrays and objects nested more than " + std::to_string(kMaxNesting) + " levels deep");
   // A key given twice in one object would silently keep only its last value (a whole section,
-  // perhaps): refused. Per open object: its keys so far, and the key it stands under (the last key
-  // read in the enclosing object, for the message).
-  struct OpenObject {
+  // perhaps): refused. One frame per open object or array: an object's keys so far and its last
+  // key, an array's element count, and the frame's path for the message ("attention.phases[1]").
+  struct OpenFrame {
+    bool array = false;
+    std::string path;
     std::set<std::string> keys;
-    std::string under, last_key;
+    std::string last_key;
+    size_t elements = 0;
   };
-  std::vector<OpenObject> open;
+  std::vector<OpenFrame> open;
+  // The path of the value that starts now in the innermost open frame.
+  const auto child_path = [&]() -> std::string {
+    if (open.empty()) return "";
+    OpenFrame& parent = open.back();
+    if (parent.array) return parent.path + "[" + std::to_string(parent.elements++) + "]";
+    return parent.path + (parent.path.empty() ? "" : ".") + parent.last_key;
+  };
   size_t keys_seen = 0;
   const json::parser_callback_t no_duplicates = [&](int, json::parse_event_t event, json& parsed) {
-    if (event == json::parse_event_t::object_start) {
-      std::string under = open.empty() ? "" : open.back().under;
-      if (!open.empty() && !open.back().last_key.empty())
-        under += (under.empty() ? "" : ".") + open.back().last_key;
-      open.push_back({{}, under, ""});
-    } else if (event == json::parse_event_t::object_end) {
+    if (event == json::parse_event_t::object_start || event == json::parse_event_t::array_start) {
+      const std::string path = child_path();
+      open.push_back({event == json::parse_event_t::array_start, path, {}, "", 0});
+    } else if (event == json::parse_event_t::object_end || event == json::parse_event_t::array_end) {
       open.pop_back();
+    } else if (event == json::parse_event_t::value) {
+      if (!open.empty() && open.back().array) ++open.back().elements;
     } else if (event == json::parse_event_t::key) {
       const std::string key = parsed.get<std::string>();
       const size_t index = keys_seen++;
       if (!open.back().keys.insert(key).second)
         throw ConfigError(path, "key \"" + key + "\" appears twice in " +
-                                    (open.back().under.empty() ? std::string("the top-level object")
-                                                               : "the object under \"" + open.back().under + "\"") +
+                                    (open.back().path.empty() ? std::string("the top-level object")
+                                                              : "the object at \"" + open.back().path + "\"") +
                                     (index < scan.key_lines.size()
                                          ? " (again at line " + std::to_string(scan.key_lines[index]) + ")"
                                          : std::string()));

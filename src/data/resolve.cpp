@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <set>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -59,6 +60,14 @@ std::vector<std::string> resolve_shards(const std::vector<std::string>& specs) {
   }
   std::sort(all.begin(), all.end());
   all.erase(std::unique(all.begin(), all.end()), all.end());
+  std::set<std::string> dirs;
+  for (const auto& f : all) dirs.insert(fs::path(f).parent_path().string());
+  for (const auto& dir : dirs)
+    if (fs::exists(fs::path(dir.empty() ? "." : dir) / kPublishMarker))
+      throw std::runtime_error(fmt::format(
+          "{}: a data build is publishing its shards here, or was killed while it did ({} is still there): "
+          "its shards may mix two builds; wait for it, or run the build again",
+          dir.empty() ? "." : dir, kPublishMarker));
   return all;
 }
 

@@ -254,7 +254,12 @@ ShardBuild::ShardBuild(const std::string& out_dir)
   ckpt::remove_stale_temporaries(out_dir_, kBuildTemporaries, kCrashedBuildAge);
 }
 
+const char* const kPublishMarker = ".publishing";
+
 void ShardBuild::publish(std::vector<std::string>& train, std::vector<std::string>& val) {
+  const std::string marker = (fs::path(out_dir_) / kPublishMarker).string();
+  ckpt::write_file_atomic(marker, "a data build is moving its shards here; if no build is running, it was killed "
+                                  "half-way: run it again\n");
   std::set<std::string> published;
   for (std::vector<std::string>* split : {&train, &val})
     for (std::string& path : *split) {
@@ -267,6 +272,8 @@ void ShardBuild::publish(std::vector<std::string>& train, std::vector<std::strin
     const std::string name = entry.path().filename().string();
     if (entry.is_regular_file() && is_split_shard_name(name) && !published.count(name)) fs::remove(entry.path());
   }
+  ckpt::fsync_path(out_dir_);  // the shards are in place before the marker goes
+  fs::remove(marker);
   ckpt::fsync_path(out_dir_);
 }
 

@@ -80,6 +80,34 @@ std::optional<std::string> first_host(const std::string& list) {
   return list.substr(0, open) + first;
 }
 
+// The counts are checked as soon as they are read, before the rendezvous address: a wrong RANK is
+// the first thing to report, whatever else is missing.
+void validate_counts(const DistEnv& e) {
+  const bool t = e.source == "torchrun";
+  const char* world = t ? "WORLD_SIZE" : "SLURM_NTASKS";
+  const char* rank = t ? "RANK" : "SLURM_PROCID";
+  const char* local = t ? "LOCAL_RANK" : "SLURM_LOCALID";
+  const char* local_world = t ? "LOCAL_WORLD_SIZE" : "SLURM_NTASKS_PER_NODE";
+  auto fail = [](const std::string& m) { throw DistError(m); };
+  if (e.world_size < 1) fail(std::string(world) + "=" + std::to_string(e.world_size) + " must be >= 1");
+  if (e.rank < 0 || e.rank >= e.world_size)
+    fail(std::string(rank) + "=" + std::to_string(e.rank) + " is outside [0, " + world + "=" +
+         std::to_string(e.world_size) + ")");
+  if (e.local_world_size < 1 || e.local_world_size > e.world_size)
+    fail(std::string(local_world) + "=" + std::to_string(e.local_world_size) + " must be in [1, " + world +
+         "=" + std::to_string(e.world_size) + "]");
+  if (e.local_rank < 0 || e.local_rank >= e.local_world_size)
+    fail(std::string(local) + "=" + std::to_string(e.local_rank) + " is outside [0, " + local_world + "=" +
+         std::to_string(e.local_world_size) + ")");
+}
+
+void validate_port(const DistEnv& e) {
+  auto fail = [](const std::string& m) { throw DistError(m); };
+  if (e.world_size > 1 && (e.master_port < 1 || e.master_port > 65535))
+    fail((e.port_note.empty() ? "MASTER_PORT" : "the rendezvous port (" + e.port_note + ")") + "=" +
+         std::to_string(e.master_port) + " is not a TCP port (1..65535)");
+}
+
 DistEnv from_torchrun() {
   DistEnv e;
   e.source = "torchrun";
@@ -88,6 +116,7 @@ DistEnv from_torchrun() {
   // torchrun always sets these; a hand-written launch of one node may omit them.
   e.local_rank = get_int("LOCAL_RANK").value_or(e.rank);
   e.local_world_size = get_int("LOCAL_WORLD_SIZE").value_or(e.world_size);
+  validate_counts(e);
   if (e.world_size > 1) {
     auto addr = get("MASTER_ADDR");
     if (!addr) throw DistError("MASTER_ADDR is not set (needed when WORLD_SIZE > 1)");
@@ -122,6 +151,7 @@ DistEnv from_slurm() {
   } else {
     throw DistError("SLURM_NTASKS_PER_NODE and SLURM_TASKS_PER_NODE are not set; cannot tell ranks per node");
   }
+  validate_counts(e);
   if (e.world_size > 1) {
     // An explicit MASTER_ADDR (exported in the sbatch script) wins over guessing.
     if (auto addr = get("MASTER_ADDR")) {
@@ -148,28 +178,6 @@ DistEnv from_slurm() {
     }
   }
   return e;
-}
-
-void validate(const DistEnv& e) {
-  const bool t = e.source == "torchrun";
-  const char* world = t ? "WORLD_SIZE" : "SLURM_NTASKS";
-  const char* rank = t ? "RANK" : "SLURM_PROCID";
-  const char* local = t ? "LOCAL_RANK" : "SLURM_LOCALID";
-  const char* local_world = t ? "LOCAL_WORLD_SIZE" : "SLURM_NTASKS_PER_NODE";
-  auto fail = [](const std::string& m) { throw DistError(m); };
-  if (e.world_size < 1) fail(std::string(world) + "=" + std::to_string(e.world_size) + " must be >= 1");
-  if (e.rank < 0 || e.rank >= e.world_size)
-    fail(std::string(rank) + "=" + std::to_string(e.rank) + " is outside [0, " + world + "=" +
-         std::to_string(e.world_size) + ")");
-  if (e.local_world_size < 1 || e.local_world_size > e.world_size)
-    fail(std::string(local_world) + "=" + std::to_string(e.local_world_size) + " must be in [1, " + world +
-         "=" + std::to_string(e.world_size) + "]");
-  if (e.local_rank < 0 || e.local_rank >= e.local_world_size)
-    fail(std::string(local) + "=" + std::to_string(e.local_rank) + " is outside [0, " + local_world + "=" +
-         std::to_string(e.local_world_size) + ")");
-  if (e.world_size > 1 && (e.master_port < 1 || e.master_port > 65535))
-    fail((e.port_note.empty() ? "MASTER_PORT" : "the rendezvous port (" + e.port_note + ")") + "=" +
-         std::to_string(e.master_port) + " is not a TCP port (1..65535)");
 }
 
 }  // namespace
@@ -200,7 +208,7 @@ DistEnv detect_dist_env() {
     if (*seconds < 1) throw DistError("LH_DIST_TIMEOUT_S='" + std::to_string(*seconds) + "' must be at least 1 (seconds)");
     e.collective_timeout = std::chrono::seconds(*seconds);
   }
-  validate(e);
+  validate_port(e);
   return e;
 }
 

@@ -50,16 +50,15 @@ size_t layer_begin(const ParamLayout& layout, int l) {
 LlamaModel::LlamaModel(const ModelConfig& cfg, Backend& backend, size_t min_elements)
     : cfg_(cfg), be_(backend), layout_(cfg) {
   const size_t n = std::max(layout_.total(), min_elements);
-  try {
-    params_ = be_.allocate(be_.param_dtype(), n);
-    grads_ = be_.allocate(be_.param_dtype(), n);
-    if (be_.act_dtype() != be_.param_dtype()) compute_ = be_.allocate(be_.act_dtype(), n);
-  } catch (const OutOfMemory& e) {  // name the config that asked for it
-    throw OutOfMemory("the model's " + std::to_string(layout_.total()) + " parameters (model.dim " +
-                             std::to_string(cfg.dim) + ", n_layers " + std::to_string(cfg.n_layers) + ", ffn_hidden " +
-                             std::to_string(cfg.ffn_hidden) + ", vocab_size " + std::to_string(cfg.vocab_size) +
-                             ") do not fit: " + e.what());
-  }
+  // Names the config keys that size them.
+  naming_purpose("the model's " + std::to_string(layout_.total()) + " parameters (model.dim " + std::to_string(cfg.dim) +
+                     ", n_layers " + std::to_string(cfg.n_layers) + ", ffn_hidden " + std::to_string(cfg.ffn_hidden) +
+                     ", vocab_size " + std::to_string(cfg.vocab_size) + ")",
+                 [&] {
+                   params_ = be_.allocate(be_.param_dtype(), n);
+                   grads_ = be_.allocate(be_.param_dtype(), n);
+                   if (be_.act_dtype() != be_.param_dtype()) compute_ = be_.allocate(be_.act_dtype(), n);
+                 });
 }
 
 Tensor LlamaModel::weight(const std::string& name) const {

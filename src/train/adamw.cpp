@@ -17,8 +17,10 @@ AdamW::AdamW(const OptimizerConfig& cfg, const ParamLayout& layout, Backend& bac
     if (r.begin > r.end || r.end > layout.total() || r.local + (r.end - r.begin) > shard_elements)
       throw std::logic_error("AdamW: owned range [" + std::to_string(r.begin) + ", " + std::to_string(r.end) +
                              ") at " + std::to_string(r.local) + " does not fit the layout or the shard");
-  m_ = be_.allocate(be_.param_dtype(), shard_elements);
-  v_ = be_.allocate(be_.param_dtype(), shard_elements);
+  naming_purpose("AdamW's two moments (" + std::to_string(shard_elements) + " fp32 values each)", [&] {
+    m_ = be_.allocate(be_.param_dtype(), shard_elements);
+    v_ = be_.allocate(be_.param_dtype(), shard_elements);
+  });
 }
 
 bool AdamW::whole_layout() const {

@@ -11,8 +11,10 @@ DataParallel::DataParallel(Communicator& comm, Backend& be, const ModelConfig& m
     : comm_(comm), be_(be), total_(ParamLayout(model).total()),
       count_(shard_count(total_, comm.world_size(), kShardAlign)),
       buckets_(plan_shard_buckets(total_, comm.world_size(), kShardAlign, std::max<size_t>(1, bucket_bytes / sizeof(float)))) {
-  shard_grads_ = be_.allocate(be_.param_dtype(), count_);
-  scalar_ = be_.allocate(DType::F32, kMaxScalars);
+  naming_purpose("this rank's gradient shard (" + std::to_string(count_) + " fp32 values)", [&] {
+    shard_grads_ = be_.allocate(be_.param_dtype(), count_);
+    scalar_ = be_.allocate(DType::F32, kMaxScalars);
+  });
 }
 
 std::vector<OwnedRange> DataParallel::owned_ranges() const {
@@ -107,8 +109,11 @@ void DataParallel::gather_master(LlamaModel& model) {
 
 OptimizerMoments DataParallel::gather_moments(const AdamW& optimizer) {
   if (!full_m_.view().data) {
-    full_m_ = be_.allocate(be_.param_dtype(), padded_elements());
-    full_v_ = be_.allocate(be_.param_dtype(), padded_elements());
+    naming_purpose("the whole optimizer moments gathered for a checkpoint (2 x " + std::to_string(padded_elements()) +
+                       " fp32 values)", [&] {
+      full_m_ = be_.allocate(be_.param_dtype(), padded_elements());
+      full_v_ = be_.allocate(be_.param_dtype(), padded_elements());
+    });
   }
   void* stream = comm_after_compute();
   for (auto [shard, full] : {std::make_pair(optimizer.m(), full_m_.view()), std::make_pair(optimizer.v(), full_v_.view())}) {

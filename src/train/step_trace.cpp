@@ -7,6 +7,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "lighthouse/checkpoint_dir.h"
+
 namespace lh {
 
 std::string StepTrace::path_for_rank(const std::string& path, int rank) {
@@ -72,6 +74,11 @@ void StepTrace::write() {
   const std::string incomplete = tracer_->incomplete();
   tracer_.reset();
   write_chrome_trace(events, path_);
+  // What an earlier run killed while writing this same trace left: its writer's pid is gone, and
+  // an hour's age keeps a live writer on another machine of a shared filesystem safe.
+  const std::filesystem::path written(path_);
+  ckpt::remove_stale_temporaries(written.parent_path().empty() ? "." : written.parent_path().string(),
+                                 {written.filename().string()}, std::chrono::hours(1));
   if (!incomplete.empty()) spdlog::warn("trace {} may be incomplete: {}", path_, incomplete);
   const std::string summary = describe(summarize_trace(events));
   if (rank_ == 0)

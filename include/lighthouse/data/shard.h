@@ -73,7 +73,9 @@ std::vector<int32_t> read_shard(const std::string& path);
 void validate_tokens(const ShardView& shard, int vocab_size);
 
 // Expands shard specs: a file, a directory (every *.bin directly inside) or a glob(3) pattern.
-// A spec that matches nothing is an error naming it. The result is sorted and deduplicated.
+// A spec that matches nothing is an error naming it. The result is sorted and deduplicated. A
+// directory of the result that holds kPublishMarker (a build publishing, or killed doing it) is
+// refused.
 std::vector<std::string> resolve_shards(const std::vector<std::string>& specs);
 
 // Streams tokens into out_dir/<prefix>_000000.bin, <prefix>_000001.bin, ..., cutting exactly every
@@ -110,6 +112,7 @@ class ShardBuild {
   // Moves the staged shards of both splits into out_dir (one rename each, replacing same-named
   // shards of an earlier build), rewrites the paths to their final names, and removes the
   // train_NNNNNN.bin / val_NNNNNN.bin files of an earlier, larger build that were not replaced.
+  // Not atomic as a whole: kPublishMarker stands in out_dir until it has finished.
   void publish(std::vector<std::string>& train, std::vector<std::string>& val);
 
  private:
@@ -119,6 +122,11 @@ class ShardBuild {
 
 // The names a build publishes: <train|val>_NNNNNN.bin.
 bool is_split_shard_name(const std::string& file_name);
+
+// The file publish() holds in out_dir while it moves shards into place. One left behind means a
+// build was killed half-way through publishing: out_dir may mix two builds' shards, and
+// resolve_shards refuses it until a build completes there.
+extern const char* const kPublishMarker;
 
 // Byte-level encoding helpers shared by the text and synthetic generators and by evaluators.
 std::vector<int32_t> encode_bytes(const std::string& text);

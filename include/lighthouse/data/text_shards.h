@@ -23,8 +23,8 @@ struct TextShardStats {
 // in that order, round(n * val_fraction) of them (at least one when val_fraction > 0 and n >= 2,
 // never all). A single document is split instead: its last val_fraction of bytes become the val
 // document. Shards are written as out_dir/train_NNNNNN.bin and out_dir/val_NNNNNN.bin holding at
-// most shard_tokens tokens each; stale shards of those names already in out_dir are removed first
-// so that a directory spec never mixes two builds.
+// most shard_tokens tokens each, and published by ShardBuild: stale shards of those names already in
+// out_dir are removed then, so that a directory spec never mixes two builds.
 TextShardStats build_text_shards(const std::vector<std::string>& inputs, const std::string& out_dir,
                                  double val_fraction, uint64_t shard_tokens = kDefaultShardTokens);
 
