@@ -363,3 +363,56 @@ TEST_CASE("cli: a stop request checkpoints and exits, also when a launcher doubl
     checkpoint |= e.path().filename().string().rfind("step_", 0) == 0 && fs::exists(e.path() / "state.json");
   CHECK(checkpoint);
 }
+
+namespace {
+
+// `lighthouse <words> --help` with the binary's path shown as plain `lighthouse`, as
+// scripts/cli_reference.sh writes it into docs/cli.md.
+std::string help_text(const std::string& words) {
+  const auto r = run_lighthouse(words + (words.empty() ? "" : " ") + "--help");
+  REQUIRE(r.code == 0);
+  std::string text = r.output;
+  const size_t usage = text.find("Usage: "), name = text.find("lighthouse", usage);
+  REQUIRE(usage != std::string::npos);
+  REQUIRE(name != std::string::npos);
+  text.replace(usage + 7, name - usage - 7, "");
+  return text;
+}
+
+// The names listed under "Subcommands:" in a help text.
+std::vector<std::string> subcommands_in(const std::string& help) {
+  std::vector<std::string> names;
+  std::istringstream lines(help.substr(std::min(help.size(), help.find("\nSubcommands:"))));
+  std::string line;
+  std::getline(lines, line), std::getline(lines, line);
+  while (std::getline(lines, line) && line.rfind("  ", 0) == 0 && line.size() > 2 && line[2] != ' ')
+    names.push_back(line.substr(2, line.find(' ', 2) - 2));
+  return names;
+}
+
+}  // namespace
+
+TEST_CASE("cli: docs/cli.md is every subcommand's --help", "[cpu][cli]") {
+  std::ifstream in(std::string(LH_SOURCE_DIR) + "/docs/cli.md");
+  REQUIRE(in);
+  const std::string doc((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // Every command the binary has, found through the help texts themselves, depth first.
+  std::vector<std::string> commands{""};
+  for (size_t i = 0; i < commands.size(); ++i)
+    for (const std::string& sub : subcommands_in(help_text(commands[i])))
+      commands.push_back(commands[i].empty() ? sub : commands[i] + " " + sub);
+  CHECK(commands.size() > 10);
+  for (const std::string& words : commands) {
+    const std::string heading = "## `lighthouse" + (words.empty() ? "" : " " + words) + "`\n\n```text\n";
+    const size_t at = doc.find(heading);
+    INFO("docs/cli.md is out of date: run scripts/cli_reference.sh (section " << heading.substr(0, heading.find('\n'))
+                                                                            << ")");
+    REQUIRE(at != std::string::npos);
+    const size_t begin = at + heading.size(), end = doc.find("```\n", begin);
+    REQUIRE(end != std::string::npos);
+    CHECK(doc.substr(begin, end - begin) == help_text(words));
+  }
+  size_t sections = 0;
+  for (size_t at = doc.find("\n## "); at != std::string::npos; at = doc.find("\n## ", at + 1)) ++sections;
+  CHECK(sections == commands.size());  // none for a command that is gone
+}

@@ -36,10 +36,10 @@ void add_layer_shape(CLI::App* cmd, std::vector<int>& seq_lens, int& heads, int&
   cmd->add_option("--seq-lens", seq_lens, "Sequence lengths (space or comma separated)")
       ->delimiter(',')
       ->check(lh::cli::whole_at_least(1));
-  cmd->add_option("--heads", heads)->check(lh::cli::whole_at_least(1));
-  cmd->add_option("--kv-heads", kv_heads)->check(lh::cli::whole_at_least(1));
-  cmd->add_option("--head-dim", head_dim)->check(lh::cli::whole_at_least(1));
-  cmd->add_option("--iters", iters)->check(lh::cli::whole_at_least(1));
+  cmd->add_option("--heads", heads, "Query heads")->check(lh::cli::whole_at_least(1));
+  cmd->add_option("--kv-heads", kv_heads, "Key/value heads (GQA: fewer than --heads, dividing it)")->check(lh::cli::whole_at_least(1));
+  cmd->add_option("--head-dim", head_dim, "Head dimension d")->check(lh::cli::whole_at_least(1));
+  cmd->add_option("--iters", iters, "Timed runs per sequence length (the median is reported)")->check(lh::cli::whole_at_least(1));
 }
 
 // The backend of --device, as large as --device-memory says (the whole device by default).
@@ -61,7 +61,7 @@ void register_bench_command(CLI::App& app) {
   CLI::App* att = cmd->add_subcommand("attention", "Dense causal attention forward / forward+backward of one layer");
   add_layer_shape(att, a->attention.seq_lens, a->attention.heads, a->attention.kv_heads, a->attention.head_dim,
                   a->attention.iters);
-  att->add_option("--batch", a->attention.batch)->check(lh::cli::whole_at_least(1));
+  att->add_option("--batch", a->attention.batch, "Sequences per call (B)")->check(lh::cli::whole_at_least(1));
   att->add_flag("!--non-deterministic", a->attention.deterministic,
                 "Use the atomic (non-reproducible) attention backward");
   lh::cli::add_device_memory_option(att, a->device_memory_gib);
@@ -73,9 +73,9 @@ void register_bench_command(CLI::App& app) {
   CLI::App* lhb = cmd->add_subcommand("lighthouse", "Lighthouse attention layer forward+backward, per stage, vs dense");
   add_layer_shape(lhb, a->lighthouse.seq_lens, a->lighthouse.heads, a->lighthouse.kv_heads, a->lighthouse.head_dim,
                   a->lighthouse.iters);
-  lhb->add_option("--levels", a->lighthouse.levels)->check(lh::cli::whole_at_least(1));
-  lhb->add_option("--pooling", a->lighthouse.pooling)->check(lh::cli::whole_at_least(1));
-  lhb->add_option("--topk", a->lighthouse.topk)->check(lh::cli::whole_at_least(1));
+  lhb->add_option("--levels", a->lighthouse.levels, "Pyramid levels L")->check(lh::cli::whole_at_least(1));
+  lhb->add_option("--pooling", a->lighthouse.pooling, "Pooling factor p")->check(lh::cli::whole_at_least(1));
+  lhb->add_option("--topk", a->lighthouse.topk, "Selection budget k")->check(lh::cli::whole_at_least(1));
   lhb->add_option("--max-dense-len", a->lighthouse.max_dense_len,
                   "Time dense attention only up to this sequence length (its cost grows as N^2)")
       ->check(lh::cli::whole_at_least(0));
@@ -119,8 +119,8 @@ void register_bench_command(CLI::App& app) {
   CLI::App* tr = cmd->add_subcommand("train", "Training steps of a config on random tokens (tokens/s, MFU)");
   tr->add_option("-c,--config", a->config, "Config file")->required()->check(CLI::ExistingFile);
   tr->add_option("--set", a->overrides, "Config overrides, e.g. --set data.seq_len=4096");
-  tr->add_option("--steps", a->train.steps)->check(lh::cli::whole_at_least(1));
-  tr->add_option("--warmup", a->train.warmup)->check(lh::cli::whole_at_least(0));
+  tr->add_option("--steps", a->train.steps, "Timed steps (the median is reported)")->check(lh::cli::whole_at_least(1));
+  tr->add_option("--warmup", a->train.warmup, "Untimed steps first (plans, tuning, clocks)")->check(lh::cli::whole_at_least(0));
   tr->add_option("--peak-tflops", a->train.peak_tflops, "Peak dense bf16 TFLOP/s of the card, for MFU")
       ->check(lh::cli::number_above(0));
   tr->add_option("--trace", a->train.trace_path,

@@ -191,7 +191,7 @@ void register_dist_check_command(CLI::App& app) {
   cmd->add_option("--bandwidth", args->bandwidth_mb,
                   "With --nccl: time the trainer's collectives on this many MiB and print bus bandwidth")
       ->check(CLI::Range(0.0, 65536.0));
-  cmd->add_option("--fail-rank", args->fail_rank, "Make this rank fail at once (to test the launcher)");
-  cmd->add_option("--drop-rank", args->drop_rank, "With --nccl: this rank exits after NCCL init (to test timeouts)");
+  cmd->add_option("--fail-rank", args->fail_rank, "Make this rank fail at once (to test the launcher)")->default_str("");
+  cmd->add_option("--drop-rank", args->drop_rank, "With --nccl: this rank exits after NCCL init (to test timeouts)")->default_str("");
   cmd->callback([args]() { run_dist_check(*args); });
 }

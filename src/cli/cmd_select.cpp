@@ -190,11 +190,13 @@ void register_select_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("select", "Run the Lighthouse selection on score files or a model; draw it as SVG");
   cmd->add_option("--scores-q", a->scores_q, "Query scores, raw float32 [heads][seq_len]");
   cmd->add_option("--scores-k", a->scores_k, "Key scores, raw float32 [heads][seq_len]");
-  cmd->add_option("--heads", a->heads, "Heads in the score files")->check(lh::cli::whole_at_least(1));
-  cmd->add_option("--seq-len", a->seq_len, "Sequence length N of the score files")->check(lh::cli::whole_at_least(1));
-  cmd->add_option("--levels", a->levels, "Pyramid levels L");
-  cmd->add_option("--pooling", a->pooling, "Pooling factor p");
-  cmd->add_option("--topk", a->topk, "Selection budget k");
+  cmd->add_option("--heads", a->heads, "Heads in the score files")
+      ->default_str("")->check(lh::cli::whole_at_least(1));
+  cmd->add_option("--seq-len", a->seq_len, "Sequence length N of the score files")
+      ->default_str("")->check(lh::cli::whole_at_least(1));
+  cmd->add_option("--levels", a->levels, "Pyramid levels L (default in model mode: the checkpoint's Lighthouse phase)");
+  cmd->add_option("--pooling", a->pooling, "Pooling factor p (default in model mode: the checkpoint's Lighthouse phase)");
+  cmd->add_option("--topk", a->topk, "Selection budget k (default in model mode: the checkpoint's Lighthouse phase)");
   cmd->add_option("--out", a->out, "Write int32 [heads][S] pyramid indices (off(l) + i) in causal order");
   cmd->add_option("--checkpoint", a->checkpoint, "Checkpoint directory (model mode)")->check(CLI::ExistingDirectory);
   cmd->add_option("--tokens", a->tokens, "Token file: int32 B, T, then B*T ids (model mode)")->check(CLI::ExistingFile);

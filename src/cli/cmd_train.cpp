@@ -81,7 +81,8 @@ void register_train_command(CLI::App& app) {
                 "with a warning; so one job script serves every chunk)");
   cmd->add_option("--set", args->overrides, "Override a config key, e.g. --set training.steps=500 (repeatable)");
   cmd->add_option("--stop-at", args->stop_at, "Checkpoint and exit after this many steps (for job time limits; a run already there trains nothing)")
-      ->check(lh::cli::whole_at_least(1));
+      ->check(lh::cli::whole_at_least(1))
+      ->default_str("");  // not set: train to training.steps
   cmd->add_flag("-q,--quiet", args->quiet, "No per-step progress lines");
   lh::cli::add_device_memory_option(cmd, args->device_memory_gib);
   cmd->add_flag("--dry-run", args->dry_run,
@@ -92,8 +93,8 @@ void register_train_command(CLI::App& app) {
                   "Record the GPU kernels, copies and memsets of some steps (CUPTI) into this Chrome trace file "
                   "(rank r > 0 of a data-parallel run: the rank before the extension, t.json -> t.rank<r>.json) and log where "
                   "their time went");
-  cmd->add_option("--trace-from", args->trace_from, "First traced step, numbered from 1 (default 3: after warm-up)")
+  cmd->add_option("--trace-from", args->trace_from, "First traced step, numbered from 1 (the default is past warm-up)")
       ->check(lh::cli::whole_at_least(1));
-  cmd->add_option("--trace-steps", args->trace_steps, "How many steps to trace (default 2)")->check(lh::cli::whole_at_least(1));
+  cmd->add_option("--trace-steps", args->trace_steps, "How many steps to trace")->check(lh::cli::whole_at_least(1));
   cmd->callback([args]() { run_train(*args); });
 }

@@ -1,12 +1,14 @@
 // The `lighthouse` binary: data, train, eval, export.
 #include <cstdio>
 #include <exception>
+#include <memory>
 #include <new>
 #include <string>
 
 #include <spdlog/spdlog.h>
 
 #include "cli/commands.h"
+#include "cli/help_formatter.h"
 #include "lighthouse/provenance.h"
 
 int main(int argc, char** argv) {
@@ -14,6 +16,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Show help for every subcommand");
   app.set_version_flag("--version", lh::build_description());
+  app.formatter(std::make_shared<lh::cli::HelpFormatter>());  // inherited by every subcommand
+  app.option_defaults()->always_capture_default();              // so every --help shows the defaults
   register_data_command(app);
   register_train_command(app);
   register_eval_command(app);
