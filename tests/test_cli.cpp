@@ -6,6 +6,7 @@
 #include <array>
 #include <csignal>
 #include <chrono>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -23,6 +24,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lighthouse/provenance.h"
+#include "lighthouse/safetensors.h"
 #include "support/run_binary.h"
 #include "support/temp_dir.h"
 
@@ -41,6 +43,69 @@ const char* kTinyConfig = R"({
   "training": {"steps": 4, "grad_accum": 1, "eval_interval": 2, "eval_batches": 1, "device": "cpu"},
   "logging": {"dir": "runs/tiny", "interval": 1}
 })";
+
+// The weights of kTinyConfig, read from a checkpoint's model.safetensors: [rows, cols] fp32.
+std::vector<float> checkpoint_rows(const lh::safetensors::File& f, const std::string& name, int64_t row_begin,
+                                   int64_t rows) {
+  const auto& info = f.info(name);
+  std::vector<float> all(info.numel());
+  f.read(name, lh::DType::F32, info.shape, all.data());
+  const int64_t cols = info.shape.back();
+  return {all.begin() + row_begin * cols, all.begin() + (row_begin + rows) * cols};
+}
+
+// bf16 of an fp32 value, rounded to nearest even (finite values).
+uint16_t to_bf16(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  return uint16_t((u + 0x7FFF + ((u >> 16) & 1)) >> 16);
+}
+
+// The export holds Hugging Face Llama's tensors, each the checkpoint's rows that HF's layer
+// definition says (written out here from that definition, not from hf_export.cpp): q, k and v
+// are consecutive row blocks of the fused wqkv, gate and up those of w_gate_up.
+void check_hf_export(const fs::path& checkpoint, const fs::path& hf, bool bf16) {
+  const auto ours = lh::safetensors::File::open((checkpoint / "model.safetensors").string());
+  const auto theirs = lh::safetensors::File::open((hf / "model.safetensors").string());
+  const int64_t C = 32, F = 48, q = 32, kv = 16, V = 257;  // kTinyConfig: 2 heads, 1 kv head of 16
+  struct Expected {
+    std::string hf, ours;
+    int64_t row_begin, rows;
+  };
+  std::vector<Expected> expected = {
+      {"model.embed_tokens.weight", "embed", 0, V},
+      {"model.layers.0.input_layernorm.weight", "layers.0.attn_norm", 0, 1},
+      {"model.layers.0.self_attn.q_proj.weight", "layers.0.wqkv", 0, q},
+      {"model.layers.0.self_attn.k_proj.weight", "layers.0.wqkv", q, kv},
+      {"model.layers.0.self_attn.v_proj.weight", "layers.0.wqkv", q + kv, kv},
+      {"model.layers.0.self_attn.o_proj.weight", "layers.0.wo", 0, C},
+      {"model.layers.0.post_attention_layernorm.weight", "layers.0.mlp_norm", 0, 1},
+      {"model.layers.0.mlp.gate_proj.weight", "layers.0.w_gate_up", 0, F},
+      {"model.layers.0.mlp.up_proj.weight", "layers.0.w_gate_up", F, F},
+      {"model.layers.0.mlp.down_proj.weight", "layers.0.w_down", 0, C},
+      {"model.norm.weight", "final_norm", 0, 1}};
+  if (ours.contains("lm_head")) expected.push_back({"lm_head.weight", "lm_head", 0, V});
+  CHECK(theirs.names().size() == expected.size());
+  for (const Expected& e : expected) {
+    INFO(e.hf << " <- " << e.ours << " rows [" << e.row_begin << ", " << e.row_begin + e.rows << ")");
+    REQUIRE(theirs.contains(e.hf));
+    const std::vector<float> want = checkpoint_rows(ours, e.ours, e.row_begin, e.rows);
+    const auto& info = theirs.info(e.hf);
+    REQUIRE(info.numel() == want.size());
+    REQUIRE(info.dtype == (bf16 ? lh::DType::BF16 : lh::DType::F32));
+    if (bf16) {
+      std::vector<uint16_t> got(want.size());
+      theirs.read(e.hf, lh::DType::BF16, info.shape, got.data());
+      size_t differ = 0;
+      for (size_t i = 0; i < want.size(); ++i) differ += got[i] != to_bf16(want[i]);
+      CHECK(differ == 0);
+    } else {
+      std::vector<float> got(want.size());
+      theirs.read(e.hf, lh::DType::F32, info.shape, got.data());
+      CHECK(got == want);
+    }
+  }
+}
 
 }  // namespace
 
@@ -234,9 +299,10 @@ TEST_CASE("cli: data, train, resume, eval and export on a tiny model", "[cpu][cl
   r = run_lighthouse("export --checkpoint runs/tiny/step_00000004 --out hf", dir.path());
   REQUIRE(r.code == 0);
   CHECK(fs::exists(dir.path() / "hf/config.json"));
-  CHECK(fs::exists(dir.path() / "hf/model.safetensors"));
+  check_hf_export(dir.path() / "runs/tiny/step_00000004", dir.path() / "hf", /*bf16=*/false);
   r = run_lighthouse("export --checkpoint runs/tiny/step_00000004 --out hf --dtype bf16", dir.path());
   CHECK(r.code == 0);  // over an earlier export
+  check_hf_export(dir.path() / "runs/tiny/step_00000004", dir.path() / "hf", /*bf16=*/true);
   // Never over a checkpoint, a run directory or other files.
   for (const char* taken : {"runs/tiny/step_00000004", "runs/tiny"}) {
     r = run_lighthouse(std::string("export --checkpoint runs/tiny/step_00000004 --out ") + taken, dir.path());

@@ -1,6 +1,8 @@
 // Config --set overrides, file loading and the shipped configs (docs/config.md).
 #include <catch2/catch.hpp>
 
+#include <filesystem>
+
 #include <string>
 #include <vector>
 
@@ -97,10 +99,10 @@ TEST_CASE("load_file", "[config]") {
   expect_error([&] { Config::load_file(nested_twice); }, nested_twice, "\"dim\" appears twice in the object at \"model\"");
   // Inside an array the element is named by its index, past values and arrays before it.
   const std::string phase_twice = write_temp_file("phase_twice.json",
-      R"({"attention":{"phases":[{"until_step":5,"kind":"dense"},)"
-      R"({"kind":"lighthouse","lighthouse":{"levels":[1,2],"levels":[3]}}]}})");
+      R"({"attention":{"phases":[{"until_step":5,"attention":"dense"},)"
+      R"({"attention":"lighthouse","options":{"levels":3,"dense_layers":[0,1],"levels":4}}]}})");
   expect_error([&] { Config::load_file(phase_twice); }, phase_twice,
-               "\"levels\" appears twice in the object at \"attention.phases[1].lighthouse\"");
+               "\"levels\" appears twice in the object at \"attention.phases[1].options\"");
   const std::string nested_arrays = write_temp_file("nested_arrays.json",
       R"({"a":[[0,{"x":1}],{"y":1,"y":2}]})");
   expect_error([&] { Config::load_file(nested_arrays); }, nested_arrays, "\"y\" appears twice in the object at \"a[1]\"");
@@ -163,4 +165,20 @@ TEST_CASE("shipped configs parse", "[config]") {
   CHECK(big.phase_at(0).attention == "dense");
   CHECK(big.phase_at(big.training.steps - 1).attention == "dense");
   CHECK(Config::from_json(big.to_json()) == big);
+
+  // Every shipped config, whatever its name: it loads (every rule, the Lighthouse geometry
+  // against data.seq_len included), survives the round trip, and ends dense, so that what it
+  // trains exports as an ordinary Llama.
+  int shipped = 0, lighthouse = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    if (entry.path().extension() != ".json") continue;
+    INFO(entry.path());
+    const Config c = Config::load_file(entry.path().string());
+    CHECK(Config::from_json(c.to_json()) == c);
+    CHECK(c.phase_at(c.training.steps - 1).attention == "dense");
+    lighthouse += c.phase_at(0).attention == "lighthouse";
+    ++shipped;
+  }
+  CHECK(shipped >= 5);
+  CHECK(lighthouse >= 2);
 }

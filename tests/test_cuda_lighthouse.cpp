@@ -4,9 +4,11 @@
 // backends, and a 1M-token smoke run (S = 65,536: past any 16-bit grid limit). Skipped without a GPU.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <deque>
+#include <string>
 #include <tuple>
 #include <vector>
 
@@ -58,6 +60,16 @@ double rel_l2(const char* what, const Vec& a, const Vec& b) {
   return e;
 }
 
+// Level l of a [rows, P, D] pyramid (rows = batches x heads). Each level is checked on its own,
+// since level l carries only ~p^-2l of the whole pyramid's norm.
+Vec level_of(const Vec& pyr, const lhl::Geometry& g, int l, int D) {
+  const size_t P = g.pyramid_size(), rows = pyr.size() / (P * D);
+  const size_t begin = size_t(g.offset(l)) * D, end = size_t(g.offset(l) + g.level_size(l)) * D;
+  Vec out;
+  for (size_t r = 0; r < rows; ++r) out.insert(out.end(), pyr.begin() + r * P * D + begin, pyr.begin() + r * P * D + end);
+  return out;
+}
+
 lhl::Geometry geo(int N, int L, int p, int k) {
   lhl::Geometry g{N, L, p, k};
   g.validate();
@@ -82,9 +94,14 @@ TEST_CASE("cuda lighthouse: pyramid, scores, gather and scatter match the CPU re
     Buffer gqkv = up(*gpu, DType::BF16, qkv), gqp = gpu->allocate(DType::BF16, qp.size()),
            gkp = gpu->allocate(DType::BF16, kp.size()), gvp = gpu->allocate(DType::BF16, vp.size());
     gpu->lighthouse_pyramid_forward(gqp.view(), gkp.view(), gvp.view(), gqkv.view(), B, H, Hkv, D, g);
-    CHECK(rel_l2("pyramid q", down(*gpu, gqp), qp) < 1e-2);
-    CHECK(rel_l2("pyramid k", down(*gpu, gkp), kp) < 1e-2);
-    CHECK(rel_l2("pyramid v", down(*gpu, gvp), vp) < 1e-2);
+    const Vec got_q = down(*gpu, gqp), got_k = down(*gpu, gkp), got_v = down(*gpu, gvp);
+    for (int l = 0; l < g.L; ++l) {
+      CAPTURE(l);
+      const std::string at = " level " + std::to_string(l);
+      CHECK(rel_l2(("pyramid q" + at).c_str(), level_of(got_q, g, l, D), level_of(qp, g, l, D)) < 1e-2);
+      CHECK(rel_l2(("pyramid k" + at).c_str(), level_of(got_k, g, l, D), level_of(kp, g, l, D)) < 1e-2);
+      CHECK(rel_l2(("pyramid v" + at).c_str(), level_of(got_v, g, l, D), level_of(vp, g, l, D)) < 1e-2);
+    }
 
     // Level 0 of both pyramids holds the same bf16 values, and both sum the squares in the same
     // order: the scores must agree to the bit.
@@ -133,12 +150,27 @@ TEST_CASE("cuda lighthouse: pyramid, scores, gather and scatter match the CPU re
     CHECK(rel_l2("scatter backward", down(*gpu, gdsub), dsub) < 1e-2);
 
     const Vec dqp = bf16_normal(qp.size(), 9), dkp = bf16_normal(kp.size(), 10), dvp = bf16_normal(vp.size(), 11);
-    Vec dqkv(qkv_n);
-    lhl::pyramid_backward(dqkv.data(), dqp.data(), dkp.data(), dvp.data(), B, H, Hkv, D, g);
     Buffer gdqkv = gpu->allocate(DType::BF16, qkv_n);
-    gpu->lighthouse_pyramid_backward(gdqkv.view(), keep(DType::BF16, dqp), keep(DType::BF16, dkp),
-                                     keep(DType::BF16, dvp), B, H, Hkv, D, g);
-    CHECK(rel_l2("pyramid backward", down(*gpu, gdqkv), dqkv) < 1e-2);
+    // All levels at once, then each level's gradient alone (the others zero): a deep level's share
+    // of the whole is too small to show an error in it.
+    for (int only = -1; only < g.L; ++only) {
+      CAPTURE(only);
+      Vec q = dqp, k = dkp, v = dvp, dqkv(qkv_n);
+      if (only >= 0)
+        for (Vec* d : {&q, &k, &v}) {
+          const Vec kept = level_of(*d, g, only, D);
+          std::fill(d->begin(), d->end(), 0.0);
+          const size_t P = g.pyramid_size(), rows = d->size() / (P * D);
+          for (size_t r = 0; r < rows; ++r)
+            std::copy(kept.begin() + r * g.level_size(only) * D, kept.begin() + (r + 1) * g.level_size(only) * D,
+                      d->begin() + (r * P + g.offset(only)) * D);
+        }
+      lhl::pyramid_backward(dqkv.data(), q.data(), k.data(), v.data(), B, H, Hkv, D, g);
+      gpu->lighthouse_pyramid_backward(gdqkv.view(), keep(DType::BF16, q), keep(DType::BF16, k), keep(DType::BF16, v), B,
+                                       H, Hkv, D, g);
+      const std::string what = only < 0 ? "pyramid backward" : "pyramid backward level " + std::to_string(only);
+      CHECK(rel_l2(what.c_str(), down(*gpu, gdqkv), dqkv) < 1e-2);
+    }
   }
 }
 
@@ -262,7 +294,9 @@ TEST_CASE("cuda lighthouse: inner attention matches the CPU sdpa", "[gpu][lighth
 
 TEST_CASE("cuda lighthouse: the whole AttentionOp layer matches the CPU backend, GQA", "[gpu][lighthouse]") {
   LH_SKIP_WITHOUT_GPU();
-  const lh::AttentionShape s{1, 2048, 4, 2, 64};  // L=3 p=2 k=128: one tile of 512 coarsest entries, S = 1024
+  // L=3 p=2 k=128: one tile of 512 coarsest entries, S = 1024; two sequences, so that every stage's
+  // per-sequence offsets are used.
+  const lh::AttentionShape s{2, 2048, 4, 2, 64};
   lh::AttentionPhase phase{1, "lighthouse", {{"levels", 3}, {"pooling", 2}, {"topk", 128}}};
   lh::ModelConfig model;
   model.n_heads = s.H, model.n_kv_heads = s.Hkv, model.dim = s.H * s.D, model.n_layers = 1;
@@ -285,6 +319,19 @@ TEST_CASE("cuda lighthouse: the whole AttentionOp layer matches the CPU backend,
   run(*gpu, out_g2, dqkv_g2);
   CHECK(rel_l2("layer out", out_g, out_c) < 2e-2);
   CHECK(rel_l2("layer dqkv", dqkv_g, dqkv_c) < 3e-2);
+  // dQ, dK and dV of each sequence on their own.
+  const size_t W = size_t(s.H + 2 * s.Hkv) * s.D, bounds[4] = {0, size_t(s.H) * s.D, size_t(s.H + s.Hkv) * s.D, W};
+  const char* names[3][2] = {{"layer dq seq 0", "layer dq seq 1"}, {"layer dk seq 0", "layer dk seq 1"},
+                             {"layer dv seq 0", "layer dv seq 1"}};
+  for (int b = 0; b < s.B; ++b)
+    for (int part = 0; part < 3; ++part) {
+      Vec got, want;
+      for (size_t t = size_t(b) * s.T; t < size_t(b + 1) * s.T; ++t) {
+        got.insert(got.end(), dqkv_g.begin() + t * W + bounds[part], dqkv_g.begin() + t * W + bounds[part + 1]);
+        want.insert(want.end(), dqkv_c.begin() + t * W + bounds[part], dqkv_c.begin() + t * W + bounds[part + 1]);
+      }
+      CHECK(rel_l2(names[part][b], got, want) < 3e-2);
+    }
   CHECK(out_g2 == out_g);  // bit-reproducible: no atomics, deterministic cuDNN backward
   CHECK(dqkv_g2 == dqkv_g);
 }

@@ -93,6 +93,17 @@ TEST_CASE("data parallel on threads: 2 ranks follow 1 rank and resume exactly", 
     // The same global batch; only the order of the gradient sums differs (fp32 rounding).
     CHECK(std::abs(l1[i] - l2[i]) < 1e-4 * l1[i]);
   }
+  // AdamW (and clipping) would hide a gradient off by a constant factor (a mean over ranks or
+  // micro-batches taken twice, or not at all) from the losses; the global norm shows it.
+  const auto g1 = lh::testing::values_in(one.path() / "run/metrics.jsonl", "grad_norm");
+  const auto g2 = lh::testing::values_in(two.path() / "run/metrics.jsonl", "grad_norm");
+  REQUIRE(g1.size() == size_t(N));
+  REQUIRE(g2.size() == size_t(N));
+  for (int i = 0; i < N; ++i) {
+    INFO("step " << i + 1 << ": grad_norm 1 rank " << g1[i] << ", 2 ranks " << g2[i]);
+    CHECK(g1[i] > 0);
+    CHECK(std::abs(g1[i] - g2[i]) < 1e-3 * g1[i]);
+  }
   CHECK(lh::testing::losses_in(again.path() / "run/metrics.jsonl") == l2);
   // Bucketing changes which rank owns what, hence the order of the global norm's partial sums,
   // not the reduced gradients (the thread communicator sums in rank order either way).
@@ -113,6 +124,9 @@ TEST_CASE("data parallel on threads: 2 ranks follow 1 rank and resume exactly", 
     const auto l = lh::testing::losses_in(switched.path() / "run/metrics.jsonl");
     REQUIRE(l.size() == size_t(N));
     for (int i = 0; i < N; ++i) CHECK(std::abs(l[i] - l2[i]) < 1e-4 * l2[i]);
+    const auto g = lh::testing::values_in(switched.path() / "run/metrics.jsonl", "grad_norm");
+    REQUIRE(g.size() == size_t(N));
+    for (int i = 0; i < N; ++i) CHECK(std::abs(g[i] - g2[i]) < 1e-3 * g2[i]);
   }
 }
 

@@ -70,7 +70,9 @@ TEST_CASE("gpu monitor: the summary of a window of readings", "[cpu]") {
 TEST_CASE("gpu monitor: without a GPU it is unavailable and start/stop do nothing", "[cpu]") {
   lh::GpuMonitor m;
   if (lh::cuda_device_count() > 0) {
-    SUCCEED("a GPU is present: the [gpu] case below covers the monitor");
+    // Reported as skipped, not passed: this case checks nothing where there is a GPU.
+    lh::testing::record_skip(Catch::getResultCapture().getCurrentTestName().c_str(),
+                             "a GPU is present: the [gpu] case covers the monitor");
     return;
   }
   CHECK_FALSE(m.available());

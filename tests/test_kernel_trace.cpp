@@ -121,7 +121,9 @@ TEST_CASE("kernel trace: kernel names lose return type, parameters and template 
 
 TEST_CASE("kernel trace: without a GPU the tracer refuses and says why", "[cpu]") {
   if (lh::cuda_device_count() > 0) {
-    SUCCEED("a GPU is present: the [gpu] case below covers the tracer");
+    // Reported as skipped, not passed: this case checks nothing where there is a GPU.
+    lh::testing::record_skip(Catch::getResultCapture().getCurrentTestName().c_str(),
+                             "a GPU is present: the [gpu] case covers the tracer");
     return;
   }
   std::string why;

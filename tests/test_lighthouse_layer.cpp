@@ -83,7 +83,7 @@ TEST_CASE("lighthouse layer is causal given the selection", "[cpu][lighthouse]")
 
 TEST_CASE("lighthouse layer gradients match finite differences (double, GQA)", "[cpu][lighthouse]") {
   std::mt19937 rng(12);
-  const Shape shapes[] = {{{256, 2, 2, 128}, 1, 4, 2, 4}, {{512, 2, 2, 128}, 1, 2, 2, 2},
+  const Shape shapes[] = {{{256, 2, 2, 128}, 2, 4, 2, 4}, {{512, 2, 2, 128}, 1, 2, 2, 2},  // B = 2: per-sequence offsets
                           {{1024, 3, 2, 128}, 1, 2, 1, 2}};
   for (const Shape& s : shapes) {
     INFO("N=" << s.g.N << " L=" << s.g.L << " H=" << s.H << " Hkv=" << s.Hkv);

@@ -72,11 +72,15 @@ TEST_CASE("the lighthouse AttentionOp equals the reference composition and dense
     CHECK(std::equal(out.begin(), out.end(), out_b.view().as<double>()));
     CHECK(std::equal(dqkv.begin(), dqkv.end(), dqkv_b.view().as<double>()));
   }
-  SECTION("layer 0 is listed in dense_layers: exact causal attention") {
+  SECTION("layer 0 is listed in dense_layers: exact causal attention, forward and backward") {
     op->forward(*be, 0, out_b.view(), qkv_b.view(), s);
-    std::vector<double> out(n_out), lse(s.tokens() * s.H);
+    op->backward(*be, 0, dqkv_b.view(), dout_b.view(), qkv_b.view(), out_b.view(), s);
+    std::vector<double> out(n_out), lse(s.tokens() * s.H), dqkv(n_qkv, 0.0);
     lh::cpu::attention_forward(out.data(), lse.data(), qkv.data(), s.B, s.T, s.H, s.Hkv, s.D);
+    lh::cpu::attention_backward(dqkv.data(), dout.data(), qkv.data(), out.data(), lse.data(), s.B, s.T, s.H, s.Hkv,
+                                s.D);
     CHECK(std::equal(out.begin(), out.end(), out_b.view().as<double>()));
+    CHECK(std::equal(dqkv.begin(), dqkv.end(), dqkv_b.view().as<double>()));
   }
   SECTION("a sequence length the geometry cannot take is refused with its numbers") {
     const lh::AttentionShape bad{1, 200, 4, 2, 8};

@@ -34,7 +34,7 @@ int main(int argc, char* argv[]) {
   const int failed = session.run();
   if (failed != 0) return failed;
   if (!g_skipped.empty()) {
-    std::printf("%zu test case(s) skipped for lack of a GPU\n", g_skipped.size());
+    std::printf("%zu test case(s) skipped (SKIPPED lines above say why)\n", g_skipped.size());
     if (g_skipped.size() == g_started.size()) return 77;  // nothing but skips ran
   }
   return 0;

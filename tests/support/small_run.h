@@ -60,16 +60,18 @@ inline Config phased_run(const std::filesystem::path& dir, int steps, int bounda
 }
 
 // The training losses recorded in a metrics file, in order.
-inline std::vector<double> losses_in(const std::filesystem::path& metrics) {
+// The `key` field of every metrics record that has one, in order ("loss", "grad_norm", ...).
+inline std::vector<double> values_in(const std::filesystem::path& metrics, const std::string& key) {
   std::vector<double> out;
   std::ifstream in(metrics);
   std::string line;
   while (std::getline(in, line)) {
     const auto j = nlohmann::json::parse(line);
-    if (j.contains("loss")) out.push_back(j["loss"].get<double>());
+    if (j.contains(key)) out.push_back(j[key].get<double>());
   }
   return out;
 }
+inline std::vector<double> losses_in(const std::filesystem::path& metrics) { return values_in(metrics, "loss"); }
 
 inline std::string file_bytes(const std::filesystem::path& p) {
   std::ifstream in(p, std::ios::binary);
