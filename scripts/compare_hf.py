@@ -23,11 +23,15 @@ Exit status: 0 when rel_err < threshold, 1 when it is not (or a NaN appears), 2 
 --tokens/--logits are also given, exits 0 after that.
 """
 import argparse
+import importlib.util
 import json
 import struct
 import sys
 
-import numpy as np
+try:
+    import numpy as np
+except ImportError:
+    sys.exit("compare_hf.py needs numpy, torch and transformers (python3 -m pip install numpy torch transformers)")
 
 
 def read_header(f, count, path):
@@ -115,6 +119,10 @@ def main():
                     help="fail when the overall relative error is >= this (default 1e-4)")
     ap.add_argument("--check-config", action="store_true", help="print the config HF loaded")
     args = ap.parse_args()
+    missing = [m for m in ("torch", "transformers") if importlib.util.find_spec(m) is None]
+    if missing:
+        print(json.dumps({"error": f"{' and '.join(missing)} not installed: python3 -m pip install {' '.join(missing)}"}))
+        return 2
 
     if args.check_config:
         from transformers import AutoConfig

@@ -346,6 +346,11 @@ TEST_CASE("cli: data, train, resume, eval and export on a tiny model", "[cpu][cl
   CHECK(r.code != 0);  // nowhere to put the selection: no file appears unasked
   CHECK_THAT(r.output, Catch::Contains("needs --svg or --out"));
   CHECK_FALSE(fs::exists(dir.path() / "selection.svg"));
+  tokens("ok.bin", {1, 4, 1, 2, 3, 4});
+  r = run_lighthouse("select --checkpoint runs/tiny/step_00000004 --tokens ok.bin --layer 0 --head 0 --svg s.svg",
+                     dir.path());
+  CHECK(r.code != 0);  // a dense run has no geometry to draw with
+  CHECK_THAT(r.output, Catch::Contains("trained without a Lighthouse phase") && Catch::Contains("--levels, --pooling"));
 
   // A checkpoint whose state was edited into nonsense is refused, naming its state file.
   fs::copy(dir.path() / "runs/tiny/step_00000004", dir.path() / "edited", fs::copy_options::recursive);

@@ -51,6 +51,8 @@ TEST_CASE("malformed configs name the culprit's JSON path", "[config]") {
       {R"({"data":{"train":{"a":1}}})", "data.train", "expected a list of strings"},
       {R"({"data":{"val":[""]}})", "data.val[0]", "must not be empty"},
       {R"({"data":{"micro_batch":0}})", "data.micro_batch", ">= 1"},
+      {R"({"model":{"max_seq_len":1048576},"data":{"seq_len":1048576,"micro_batch":2048}})", "data.micro_batch",
+       "2048 x data.seq_len 1048576 tokens per micro-batch exceed 2147483647"},
       {R"({"optimizer":{"lr":0}})", "optimizer.lr", "> 0"},
       {R"({"optimizer":{"lr":"fast"}})", "optimizer.lr", "expected a number"},
       {R"({"optimizer":{"beta1":1.0}})", "optimizer.beta1", "[0, 1)"},

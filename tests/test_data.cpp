@@ -310,6 +310,13 @@ TEST_CASE("text shards: a build that fails leaves the earlier dataset, inputs in
     CHECK(e.path().filename().string().rfind(".tmp-", 0) != 0);  // no staging directory left
 
   CHECK_THROWS_WITH(build_text_shards({"/dev/null"}, dir / "o", 0.1), Contains("not a regular file"));
+
+  // A file with NUL bytes (a binary one, most likely) is named in the stats, for a warning.
+  write_text(dir / "mixed/a.txt", "text");
+  write_text(dir / "mixed/b.bin", std::string("bin\0ary", 7));
+  const auto mixed = build_text_shards({dir / "mixed"}, dir / "m", 0.0);
+  REQUIRE(mixed.binary_documents.size() == 1);
+  CHECK_THAT(mixed.binary_documents[0], Contains("b.bin"));
 }
 
 TEST_CASE("text shards: a build that stops while publishing leaves its directory refused until a build completes",

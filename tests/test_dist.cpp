@@ -194,8 +194,10 @@ TEST_CASE("dist env: Slurm variables", "[cpu][dist]") {
     env.set("SLURM_NTASKS_PER_NODE", "4").set("SLURM_TASKS_PER_NODE", "garbage");
     CHECK(lh::detect_dist_env().local_world_size == 4);
   }
-  SECTION("the launch node address wins over the node list, MASTER_ADDR over both") {
+  SECTION("the node list wins over the launch node (a login node under salloc), MASTER_ADDR over both") {
     env.set("SLURM_LAUNCH_NODE_IPADDR", "10.0.0.7");
+    CHECK(lh::detect_dist_env().master_addr == "gpu07");
+    env.set("SLURM_NODELIST", "rack[1-2]-node[1-4]");  // too complex to guess from
     CHECK(lh::detect_dist_env().master_addr == "10.0.0.7");
     env.set("MASTER_ADDR", "head").set("MASTER_PORT", "40000");
     e = lh::detect_dist_env();

@@ -8,10 +8,14 @@
 #include <string>
 #include <thread>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "lighthouse/device.h"
 #include "lighthouse/dist.h"
 #include "support/run_binary.h"
 
@@ -109,6 +113,38 @@ TEST_CASE("rendezvous: rank 0 times out naming the missing rank", "[cpu][dist]")
   CHECK(wait_exit(rank1, Clock::now() + 10s) == 0);
 }
 
+TEST_CASE("rendezvous: a connection that never speaks does not hold up the ranks behind it", "[cpu][dist]") {
+  const int port = lh::find_free_port();
+  // A stray client (a health check, a port scanner) connects first and then stays silent.
+  const pid_t stray = ::fork();
+  REQUIRE(stray >= 0);
+  if (stray == 0) {
+    std::this_thread::sleep_for(200ms);
+    for (int attempt = 0; attempt < 100; ++attempt) {
+      const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_port = htons(uint16_t(port));
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+        std::this_thread::sleep_for(40s);  // silent, until killed
+        ::_exit(0);
+      }
+      ::close(fd);
+      std::this_thread::sleep_for(20ms);
+    }
+    ::_exit(1);
+  }
+  const auto id = nccl_like_id();
+  const pid_t rank1 = fork_rank(loopback(1, 2, port), 800ms, 40s, id);
+  const auto t0 = Clock::now();
+  CHECK(lh::rendezvous_broadcast(loopback(0, 2, port), id, 40s) == id);
+  CHECK(Clock::now() - t0 < 20s);  // the stray was dropped after a few seconds, not at the deadline
+  CHECK(wait_exit(rank1, Clock::now() + 10s) == 0);
+  ::kill(stray, SIGKILL);
+  ::waitpid(stray, nullptr, 0);
+}
+
 TEST_CASE("rendezvous: a rank that cannot reach rank 0 names the master address", "[cpu][dist]") {
   const int port = lh::find_free_port();  // nobody listens there
   try {
@@ -156,6 +192,9 @@ TEST_CASE("launch: all ranks rendezvous through the launcher", "[cpu][dist]") {
                                                    std::to_string(rank) + "/3) via torchrun"));
     CHECK_THAT(r.output, Catch::Matchers::Contains("rank " + std::to_string(rank) + "/3 rendezvous ok"));
   }
+  if (lh::cuda_device_count() < 3)  // some rank has no device of its own: said at once, not at `train`
+    CHECK_THAT(r.output, Catch::Matchers::Contains("needs one CUDA device per rank") &&
+                             Catch::Matchers::Contains("only the rendezvous was checked"));
 }
 
 TEST_CASE("launch: a failing rank is named and stops the others", "[cpu][dist]") {

@@ -1,4 +1,4 @@
-// Lighthouse geometry and selection against the rules of shared/LIGHTHOUSE.md, with a brute-force
+// Lighthouse geometry and selection against the rules of docs/lighthouse.md, with a brute-force
 // cascade written here (independently of kernels/cpu/lighthouse_select.cpp) as the oracle.
 #include <catch2/catch.hpp>
 

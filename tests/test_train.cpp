@@ -182,6 +182,29 @@ TEST_CASE("a fresh run refuses a run directory that holds checkpoints", "[cpu][t
   const lh::Config cfg = lh::testing::small_run(dir.path(), 5);
   lh::train(cfg, *be, {false, true});
   CHECK_THROWS_WITH(lh::train(cfg, *be, {false, true}), Catch::Contains("--resume"));
+
+  SECTION("nor one that holds a config.json or metrics.jsonl of its own, which it would replace") {
+    lh::Config fresh = cfg;
+    fresh.logging.dir = (dir.path() / "project").string();
+    fs::create_directories(fresh.logging.dir);
+    std::ofstream(dir.path() / "project" / "config.json") << "// my notes\n{}";
+    CHECK_THROWS_WITH(lh::train(fresh, *be, {false, true}),
+                      Catch::Contains("logging.dir") && Catch::Contains("already holds config.json") &&
+                          Catch::Contains("--resume"));
+    CHECK(lh::testing::file_bytes(dir.path() / "project" / "config.json") == "// my notes\n{}");
+  }
+  SECTION("a damaged newest checkpoint is refused, naming the one before it") {
+    lh::Config longer = cfg;
+    longer.training.steps = 10;  // checkpoints at 5 and 10
+    lh::train(longer, *be, {true, true});
+    const fs::path newest = fs::path(cfg.logging.dir) / "step_00000010" / "model.safetensors";
+    fs::resize_file(newest, fs::file_size(newest) / 2);
+    longer.training.steps = 12;
+    CHECK_THROWS_WITH(lh::train(longer, *be, {true, true}),
+                      Catch::Contains("checksum mismatch") &&
+                          Catch::Contains("to resume from the checkpoint before it (" + cfg.logging.dir +
+                                          "/step_00000005), move " + cfg.logging.dir + "/step_00000010 out of"));
+  }
 }
 
 TEST_CASE("a resume drops a metrics record torn by a crash", "[cpu][train]") {
@@ -208,6 +231,15 @@ TEST_CASE("validation on training shards and an unusable run directory are refus
                                                         Catch::Contains("is a training shard too"));
   whole_dir.training.eval_interval = 0;  // no validation: nothing is scored twice
   CHECK_NOTHROW(lh::train(whole_dir, *be, dry));
+  // ... but training on shards named as validation data is said.
+  CHECK_THAT(lh::val_named_train_shards({"d/train_000000.bin", "d/val_000000.bin"}),
+             Catch::Contains("data.train takes 1 shard(s) named as validation data (d/val_000000.bin)"));
+  CHECK(lh::val_named_train_shards({"d/train_000000.bin", "d/interval_1.bin"}).empty());
+  // A misspelt shard list names its key.
+  lh::Config missing = cfg;
+  missing.data.train = {(dir.path() / "nothere" / "train_*.bin").string()};
+  CHECK_THROWS_WITH(lh::train(missing, *be, dry),
+                    Catch::Contains("data.train") && Catch::Contains("no shard file matches"));
 
   std::ofstream(dir.path() / "a_file") << "x";
   lh::Config under_file = cfg;
@@ -241,9 +273,12 @@ TEST_CASE("one run at a time in a run directory", "[cpu][train]") {
     CHECK_THROWS_WITH(lh::train(cfg, *be, {false, true}), Catch::Contains("is in use by another run"));
     CHECK_FALSE(fs::exists(dir.path() / "run" / "metrics.jsonl"));
     lh::TrainOptions dry;
-    dry.dry_run = true;  // checks only, writes nothing: the other run is not disturbed
-    CHECK_NOTHROW(lh::train(cfg, *be, dry));
+    dry.dry_run = true;  // checks only: says what the real run would, and leaves the other run's lock alone
+    CHECK_THROWS_WITH(lh::train(cfg, *be, dry), Catch::Contains("is in use by another run"));
   }
+  lh::TrainOptions dry;
+  dry.dry_run = true;
+  CHECK_NOTHROW(lh::train(cfg, *be, dry));  // the dry run's probe did not keep the lock
   CHECK(lh::train(cfg, *be, {false, true}).steps_done == 4);  // free again
 }
 
@@ -353,8 +388,20 @@ TEST_CASE("a resume says what a changed config does to the next steps", "[cpu][t
   const std::vector<std::string> other = lh::resume_changes(then, retuned, 20);
   REQUIRE(other.size() == 1);
   CHECK_THAT(other[0], Catch::Contains("other settings differ") && Catch::Contains("optimizer.weight_decay 0.1 -> 0.05") &&
-                           Catch::Contains("attention.phases [] -> [{"));
+                           Catch::Contains("attention.phases[0].until_step (unset) -> 40"));
   CHECK(lh::resume_changes(then, longer, 80).empty());  // nothing left to train: no lr to speak of
+
+  // A phase boundary moved past the checkpoint: the element and key are named, and going back from
+  // the dense tail to Lighthouse attention is said on its own.
+  lh::Config phased = then;
+  phased.attention.phases = {{10, "lighthouse", nlohmann::json::object()}, {40, "dense", nlohmann::json::object()}};
+  lh::Config moved_boundary = phased;
+  moved_boundary.attention.phases[0].until_step = 30;
+  const std::vector<std::string> back = lh::resume_changes(phased, moved_boundary, 20);
+  REQUIRE(back.size() == 2);
+  CHECK_THAT(back[0], Catch::Contains("was in its dense phase at step 20") &&
+                          Catch::Contains("step 21 runs lighthouse attention again"));
+  CHECK_THAT(back[1], Catch::Contains("attention.phases[0].until_step 10 -> 30"));
 }
 
 TEST_CASE("validation off leaves the validation shards unread, and a call that trains nothing keeps config.json",

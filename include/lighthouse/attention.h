@@ -1,6 +1,6 @@
 // Attention backends: causal self-attention over the fused, RoPE-rotated qkv activation
-// [B, T, (H + 2*Hkv) * D] producing [B, T, H * D]. One implementation per backend name ("dense" now,
-// "lighthouse" later); the trainer picks one per phase. A backend may keep per-layer state between
+// [B, T, (H + 2*Hkv) * D] producing [B, T, H * D]. One implementation per backend name ("dense",
+// "lighthouse"); the trainer picks one per phase. A backend may keep per-layer state between
 // forward and backward (softmax statistics, selections), so calls name their layer.
 #pragma once
 #include <memory>

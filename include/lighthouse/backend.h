@@ -1,7 +1,7 @@
 // The op API that model code is written against. A Backend owns device memory and runs the ops of
 // include/lighthouse/ops/cpu_reference.h on it; the model never knows which device it is on.
 // Implementations: CpuBackend<float> (the working fp32 reference), CpuBackend<double> (for
-// whole-model finite-difference tests) and, later, the CUDA backend.
+// whole-model finite-difference tests) and the CUDA backend (kernels/cuda/cuda_backend.cpp).
 //
 // Tensors are views (tensor.h) with explicit dimensions passed to each op, as in llm.c. The
 // contracts (which outputs accumulate, aliasing) are those documented in cpu_reference.h.
@@ -122,6 +122,8 @@ class Backend {
   // Takes now the scratch that matmuls of this shape and row stride will need (CUDA: the output
   // layer's zero-padded weight copy when ld > OC), for the same reason. A no-op on the CPU.
   virtual void prepare_matmul(int /*IC*/, int /*OC*/, int /*ld*/) {}
+  // Takes now what RoPE over T positions will read (CUDA: the cos/sin table), likewise.
+  virtual void prepare_rope(int /*T*/, int /*D*/, double /*theta*/) {}
   // The stream the backend queues work on (a cudaStream_t), for collectives; null on the CPU.
   virtual void* stream() { return nullptr; }
   // A second stream for communication that overlaps the compute stream (null on the CPU, where

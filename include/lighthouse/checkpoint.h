@@ -26,7 +26,6 @@ struct TrainState {
   int phase_index = 0;           // attention phase of the next step
   std::string attention = "dense";
   data::LoaderPosition loader;   // position of the training stream
-  std::string rng_state;         // the trainer's Rng (lh::Rng::state_string)
   int world_size = 1;
   double tokens_seen = 0;
 };
@@ -58,9 +57,10 @@ std::string save_checkpoint(const std::string& run_dir, const Config& config, co
 CheckpointInfo read_checkpoint_info(const std::string& dir);
 
 // Loads weights (and moments, when optimizer is not null) after verifying checksums, names,
-// dtypes and shapes of every tensor against the model. The model config in the checkpoint must
-// equal model.config(). On any error, throws CheckpointError and leaves model and optimizer as
-// they were.
+// dtypes and shapes of every tensor against the model. The checkpoint's architecture (the keys
+// that shape weights, config.h's architecture_changes) must equal model.config()'s; settings such
+// as max_seq_len may differ. On any error, throws CheckpointError and leaves model and optimizer
+// as they were.
 CheckpointInfo load_checkpoint(const std::string& dir, LlamaModel& model, AdamW* optimizer);
 // Weights only (evaluation, export, drawing).
 CheckpointInfo load_checkpoint_weights(const std::string& dir, LlamaModel& model);

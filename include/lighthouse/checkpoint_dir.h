@@ -99,6 +99,8 @@ class RunDirLock {
   RunDirLock(const RunDirLock&) = delete;
   RunDirLock& operator=(const RunDirLock&) = delete;
   const std::string& problem() const { return problem_; }
+  // Whether another process holds the lock now, found without creating anything (dry runs).
+  static bool held_elsewhere(const std::string& run_dir);
 
  private:
   int fd_ = -1;

@@ -90,7 +90,7 @@ struct TrainingConfig {
 };
 
 // One span of training steps and the attention backend used during it. `options` holds the
-// backend's own knobs (validated by the backend); dense has none yet.
+// backend's own knobs (validated with the config: src/config/attention_options.cpp); dense has none.
 struct AttentionPhase {
   int until_step = 0;  // exclusive end of the phase; phases cover [0, steps)
   std::string attention = "dense";

@@ -75,6 +75,9 @@ std::vector<uint8_t> rendezvous_broadcast(const DistEnv& env, const std::vector<
 // optimizer, one in-place all-gather per bucket spreads the updated weights. A rank's chunks add up
 // to shard_count() elements. The padding (fewer than world_size * align elements, at the end) is
 // zero in gradients and weights and stays zero.
+// The trainer's `align`: chunk boundaries are multiples of this many elements (256 bytes of fp32)
+// for aligned access.
+inline constexpr size_t kShardAlign = 64;
 size_t shard_count(size_t total, int world_size, size_t align);   // elements per rank, padded
 size_t padded_total(size_t total, int world_size, size_t align);  // world_size * shard_count
 
@@ -99,8 +102,10 @@ class Communicator {
   virtual ~Communicator() = default;
   virtual int rank() const = 0;
   virtual int world_size() const = 0;
-  // data[0, n) = sum over ranks of data[0, n), in place.
+  // data[0, n) = sum over ranks of data[0, n), in place. Doubles for host scalars (losses, the
+  // gradient norm's sum of squares), which keep their precision and range across ranks.
   virtual void all_reduce_sum(float* data, size_t n, void* stream) = 0;
+  virtual void all_reduce_sum(double* data, size_t n, void* stream) = 0;
   // out[0, n_per_rank) = sum over ranks of in[rank * n_per_rank, (rank + 1) * n_per_rank).
   // `in` holds world_size * n_per_rank elements; out may alias in + rank * n_per_rank.
   virtual void reduce_scatter_sum(const float* in, float* out, size_t n_per_rank, void* stream) = 0;
@@ -119,8 +124,10 @@ class Communicator {
   virtual void abort() = 0;
 };
 
-// The world-1 communicator for CPU runs and tests: reductions are identities (copies when the
-// output is a different buffer), barrier returns at once.
+// The world-1 communicator: the Communicator contract for one rank, reductions as identities
+// (copies when the output is a different buffer), barrier at once. A one-rank training run needs
+// no communicator at all (the trainer makes none); this one serves code and tests written against
+// the interface.
 std::unique_ptr<Communicator> make_local_communicator();
 
 // An NCCL communicator on CUDA device `device` (normally env.local_rank). Rank 0 creates the

@@ -11,7 +11,7 @@
 namespace lh {
 
 struct LighthouseOptions {
-  // Defaults: the paper's recipe at 98K tokens (shared/LIGHTHOUSE.md).
+  // Defaults: the paper's recipe at 98K tokens (docs/lighthouse.md).
   int levels = 3;                 // L >= 2
   int pooling = 4;                // p, a power of two >= 2
   int topk = 1536;                // k, a positive multiple of lighthouse::kTileSlots

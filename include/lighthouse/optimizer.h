@@ -49,8 +49,6 @@ class AdamW {
   void set_steps_taken(int n) { steps_ = n; }
   Tensor m() const { return m_.view(); }  // the shard buffer of first moments
   Tensor v() const { return v_.view(); }
-  const OptimizerConfig& config() const { return cfg_; }
-  void set_config(const OptimizerConfig& cfg) { cfg_ = cfg; }
 
  private:
   OptimizerConfig cfg_;

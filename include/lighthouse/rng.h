@@ -48,12 +48,6 @@ class Rng {
   // the state a plain 256-bit word).
   double normal();
 
-  std::array<uint64_t, 4> state() const { return s_; }
-  void set_state(const std::array<uint64_t, 4>& s) { s_ = s; }
-  // Hex text form for JSON (64-bit integers do not survive every JSON reader).
-  std::string state_string() const;
-  void set_state_string(const std::string& text);
-
  private:
   static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
   std::array<uint64_t, 4> s_{};

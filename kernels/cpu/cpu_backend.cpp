@@ -154,7 +154,7 @@ class CpuBackend final : public Backend {
  protected:
   void* raw_alloc(size_t bytes) override {
     if (bytes > allocatable_bytes())
-      throw std::runtime_error("out of memory: " + std::to_string(bytes) + " bytes requested, " +
+      throw OutOfMemory("out of memory: " + std::to_string(bytes) + " bytes requested, " +
                                std::to_string(allocatable_bytes()) + " of the backend's limit of " +
                                std::to_string(memory_limit_) + " left");
     // 64-byte alignment keeps rows cache-line aligned for the vectorised loops.

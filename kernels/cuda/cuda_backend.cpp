@@ -41,21 +41,21 @@ class CudaBackend final : public Backend {
   explicit CudaBackend(int device) : device_(select(device)) {
     // The attention backward where no config chooses one (tests, `bench attention`): auto, as in
     // training.attention_backward, unless LH_ATTENTION_BACKWARD says otherwise; a training run's
-    // configure_kernels overrides it. Checked before anything is allocated: a throw here skips the
-    // destructor.
+    // configure_kernels overrides it.
     const char* env = std::getenv("LH_ATTENTION_BACKWARD");
     set_attention_backward(env && *env ? attention_backward_named(env, "LH_ATTENTION_BACKWARD")
                                        : AttentionBackward::kAuto);
-    LH_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-    LH_CUDA_CHECK(cudaMalloc(&reduce_result_, sizeof(double)));
+    // A throw from a constructor skips the destructor (the members clean up after themselves): the
+    // raw stream and buffer are released here.
+    try {
+      LH_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+      LH_CUDA_CHECK(cudaMalloc(&reduce_result_, sizeof(double)));
+    } catch (...) {
+      release();
+      throw;
+    }
   }
-  ~CudaBackend() override {
-    if (scratch_) cudaFree(scratch_);
-    if (reduce_result_) cudaFree(reduce_result_);
-    if (order_event_) cudaEventDestroy(order_event_);
-    if (comm_stream_) cudaStreamDestroy(comm_stream_);
-    if (stream_) cudaStreamDestroy(stream_);
-  }
+  ~CudaBackend() override { release(); }
 
   Device device() const override { return Device::CUDA; }
   std::string name() const override { return "cuda:" + std::to_string(device_) + " (" + cuda_device_description(device_) + ")"; }
@@ -89,8 +89,10 @@ class CudaBackend final : public Backend {
     size_t free_bytes = 0, total_bytes = 0;
     cap_.info(&free_bytes, &total_bytes);
     // cuDNN's workspace is already taken (prepare_attention); the margin is for what is allocated
-    // lazily later (cuBLASLt and kernel scratch, communicator buffers) and for fragmentation.
-    const size_t margin = std::max(size_t(1) << 30, total_bytes / 64);
+    // lazily later (cuBLASLt and kernel scratch, communicator buffers) and for fragmentation: 1 GiB,
+    // or 1/64 of the device (2.2 GiB of an H200) where that is more.
+    constexpr size_t kMinMargin = size_t(1) << 30, kDeviceShareForMargin = 64;
+    const size_t margin = std::max(kMinMargin, total_bytes / kDeviceShareForMargin);
     return free_bytes > margin ? free_bytes - margin : 0;
   }
   void prepare_attention(int B, int T, int H, int Hkv, int D) override {
@@ -321,15 +323,32 @@ class CudaBackend final : public Backend {
   }
 
  protected:
-  void* raw_alloc(size_t bytes) override {
-    cap_.check(bytes, "buffer");
+  void* raw_alloc(size_t bytes) override { return device_malloc(bytes, "buffer"); }
+
+  // cudaMalloc under the --device-memory cap. Running out is an OutOfMemory (and cleared: it is not
+  // sticky); any other error, e.g. a sticky one left by an earlier kernel, is reported as itself,
+  // not as a lack of memory.
+  void* device_malloc(size_t bytes, const std::string& what) {
+    cap_.check(bytes, what);
     void* p = nullptr;
-    LH_CUDA_CHECK(cudaMalloc(&p, bytes));
+    const cudaError_t err = cudaMalloc(&p, bytes);
+    if (err == cudaErrorMemoryAllocation) {
+      cudaGetLastError();
+      throw OutOfMemory(what + ": out of device memory");
+    }
+    LH_CUDA_CHECK(err);
     return p;
   }
   void raw_free(void* p) override { cudaFree(p); }
 
  private:
+  void release() {
+    if (scratch_) cudaFree(scratch_);
+    if (reduce_result_) cudaFree(reduce_result_);
+    if (order_event_) cudaEventDestroy(order_event_);
+    if (comm_stream_) cudaStreamDestroy(comm_stream_);
+    if (stream_) cudaStreamDestroy(stream_);
+  }
   static int select(int device) {
     LH_CUDA_CHECK(cudaSetDevice(device));
     return device;
@@ -369,28 +388,27 @@ class CudaBackend final : public Backend {
       if (scratch_) LH_CUDA_CHECK(cudaFree(scratch_));
       scratch_ = nullptr;
       scratch_size_ = 0;
-      cap_.check(bytes, "CUDA kernel scratch");
-      if (cudaMalloc(&scratch_, bytes) != cudaSuccess) {
-        cudaGetLastError();
-        scratch_ = nullptr;
-        throw OutOfMemory("CUDA kernel scratch: cannot allocate " + format_bytes(bytes));
-      }
+      scratch_ = device_malloc(bytes, "CUDA kernel scratch of " + format_bytes(bytes));
       scratch_size_ = bytes;
     }
     return scratch_;
   }
 
-  // The (cos, sin) table of the CPU reference, uploaded once per (T, D, theta).
+  // The (cos, sin) table of the CPU reference, one per (D, theta), as long as the longest sequence
+  // so far: position t's row does not depend on the length, so shorter sequences read its start.
   const float* rope_table(int T, int D, double theta) {
-    auto& buf = rope_tables_[std::make_tuple(T, D, theta)];
-    if (!buf.view().data) {
+    RopeTable& table = rope_tables_[std::make_pair(D, theta)];
+    if (table.positions < T) {
       std::vector<float> host(size_t(T) * D);
       cpu::rope_cos_sin_table(host.data(), T, D, theta);
-      buf = allocate(DType::F32, host.size());
-      copy_from_host(buf.view(), host.data());
+      table.values = Buffer();  // the shorter table goes first (cudaFree waits for its readers)
+      table.values = allocate(DType::F32, host.size());
+      copy_from_host(table.values.view(), host.data());
+      table.positions = T;
     }
-    return static_cast<const float*>(buf.view().data);
+    return static_cast<const float*>(table.values.view().data);
   }
+  void prepare_rope(int T, int D, double theta) override { rope_table(T, D, theta); }
 
   int device_;
   cudaStream_t stream_ = nullptr;
@@ -402,7 +420,11 @@ class CudaBackend final : public Backend {
   size_t scratch_size_ = 0;
   cuda::MemoryCap cap_;  // limit_memory
   double* reduce_result_ = nullptr;
-  std::map<std::tuple<int, int, double>, Buffer> rope_tables_;
+  struct RopeTable {
+    int positions = 0;
+    Buffer values;  // [positions, D / 2, 2] fp32
+  };
+  std::map<std::pair<int, double>, RopeTable> rope_tables_;
 };
 
 }  // namespace

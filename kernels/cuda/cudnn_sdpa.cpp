@@ -32,6 +32,7 @@ Dims row_stats_strides(const SdpaShape& sh) { return strides(sh.stats); }
 // backward into key chunks): a quarter of the device's memory unless LH_CUDNN_WORKSPACE_LIMIT_MB
 // (MiB) says otherwise. Smaller calls run one after another, which costs occupancy (6% at 64K for
 // single heads); it is the price of fitting the deterministic backward at long lengths.
+constexpr size_t kDeviceShareForWorkspace = 4;  // the limit is total memory / this
 size_t default_workspace_limit() {
   if (const char* env = std::getenv("LH_CUDNN_WORKSPACE_LIMIT_MB")) {
     const int64_t mb = parse_int(env, "LH_CUDNN_WORKSPACE_LIMIT_MB");
@@ -40,7 +41,7 @@ size_t default_workspace_limit() {
   }
   size_t free_bytes = 0, total_bytes = 0;
   LH_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-  return total_bytes / 4;
+  return total_bytes / kDeviceShareForWorkspace;
 }
 
 // The [b, hq, s_q, s_kv] score tensor.
@@ -255,7 +256,7 @@ void CudnnSdpa::set_memory_cap(const MemoryCap& cap) {
   cap_ = cap;
   size_t free_bytes = 0, total_bytes = 0;
   cap_.info(&free_bytes, &total_bytes);
-  if (!std::getenv("LH_CUDNN_WORKSPACE_LIMIT_MB")) set_workspace_limit(total_bytes / 4);
+  if (!std::getenv("LH_CUDNN_WORKSPACE_LIMIT_MB")) set_workspace_limit(total_bytes / kDeviceShareForWorkspace);
 }
 
 void CudnnSdpa::release_workspace() {

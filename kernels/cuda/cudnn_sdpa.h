@@ -1,5 +1,6 @@
 // Causal scaled-dot-product attention through cuDNN's fused flash-attention engines, expressed as
-// a graph of matmul/pointwise/reduction ops (../shared/CUDNN_SDPA.md explains why not SDPA_FWD).
+// a graph of matmul/pointwise/reduction ops that cuDNN fuses (its dedicated SDPA_FWD operation has
+// no causal mask before cuDNN 9.21, and a graph holding SDPA_BWD fails to build).
 // Arbitrary strides, so it reads q/k/v straight from the fused qkv activation [B, T, (H+2Hkv)*D]
 // (dense layers) or from packed [B, H, S, D] buffers (Lighthouse's inner attention). GQA native:
 // K/V are never repeated in memory. Plans are cached per shape; backward is the deterministic

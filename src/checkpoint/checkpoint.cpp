@@ -45,7 +45,6 @@ nlohmann::json state_to_json(const TrainState& s) {
           {"phase_index", s.phase_index},
           {"attention", s.attention},
           {"loader", {{"epoch", s.loader.epoch}, {"cursor", s.loader.cursor}}},
-          {"rng", s.rng_state},
           {"world_size", s.world_size},
           {"tokens_seen", s.tokens_seen}};
 }
@@ -68,7 +67,8 @@ TrainState state_from_json(const nlohmann::json& j) {
   };
   s.loader.epoch = get_count("epoch");
   s.loader.cursor = get_count("cursor");
-  s.rng_state = j.at("rng").get<std::string>();
+  // "rng" (a trainer random state that nothing drew from) is no longer written, and ignored in
+  // checkpoints that have it.
   s.world_size = get_int("world_size");
   s.tokens_seen = j.at("tokens_seen").get<double>();
   auto require = [](bool ok, const std::string& what) {
@@ -137,7 +137,16 @@ std::string save_checkpoint(const std::string& run_dir, const Config& config, co
   return final_path;
 }
 
-CheckpointInfo read_checkpoint_info(const std::string& dir) {
+namespace {
+// state.json of a checkpoint, checked, with what it says (read once: the loader verifies the files
+// against the same checksums that were checked here).
+struct StateFile {
+  CheckpointInfo info;
+  std::string dtype;
+  nlohmann::json checksums, optimizer_steps;
+};
+
+StateFile read_state_file(const std::string& dir) {
   const std::string state_path = (fs::path(dir) / kStateFile).string();
   std::ifstream in(state_path);
   if (!in) {
@@ -156,7 +165,8 @@ CheckpointInfo read_checkpoint_info(const std::string& dir) {
   if (!j.contains("version") || !j["version"].is_number_integer() || j["version"] != kFormatVersion)
     throw CheckpointError(state_path + ": checkpoint format version " + j.value("version", nlohmann::json()).dump() +
                           " is not supported (expected " + std::to_string(kFormatVersion) + ")");
-  CheckpointInfo info;
+  StateFile file;
+  CheckpointInfo& info = file.info;
   info.path = dir;
   try {
     info.state = state_from_json(j.at("state"));
@@ -166,14 +176,20 @@ CheckpointInfo read_checkpoint_info(const std::string& dir) {
       throw std::invalid_argument("phase_index " + std::to_string(info.state.phase_index) + " but the config has " +
                                   std::to_string(phases) + " attention phase(s)");
     if (!j.contains("checksums") || !j.at("checksums").is_object()) throw std::invalid_argument("no checksums");
+    file.checksums = j.at("checksums");
+    file.dtype = j.value("dtype", std::string("?"));
+    file.optimizer_steps = j.value("optimizer_steps", nlohmann::json());
     info.provenance = j.value("provenance", nlohmann::json());
   } catch (const ConfigError& e) {
     throw CheckpointError(state_path + ": stored config is invalid: " + e.what());
   } catch (const std::exception& e) {
     throw CheckpointError(state_path + ": malformed state (" + e.what() + ")");
   }
-  return info;
+  return file;
 }
+}  // namespace
+
+CheckpointInfo read_checkpoint_info(const std::string& dir) { return read_state_file(dir).info; }
 
 CheckpointInfo load_checkpoint_weights(const std::string& dir, LlamaModel& model) {
   return load_checkpoint(dir, model, static_cast<OptimizerMoments*>(nullptr));
@@ -190,22 +206,21 @@ CheckpointInfo load_checkpoint(const std::string& dir, LlamaModel& model, AdamW*
 }
 
 CheckpointInfo load_checkpoint(const std::string& dir, LlamaModel& model, OptimizerMoments* optimizer) {
-  CheckpointInfo info = read_checkpoint_info(dir);
+  const StateFile state = read_state_file(dir);
+  const CheckpointInfo& info = state.info;
   const fs::path root(dir);
-  nlohmann::json j = nlohmann::json::parse(std::ifstream((root / kStateFile).string()));
   if (const std::vector<std::string> changed = architecture_changes(info.config.model, model.config()); !changed.empty())
     throw CheckpointError(dir + ": the checkpoint holds another architecture than the config's (" +
                           fmt::format("{}", fmt::join(changed, ", ")) + ")");
   Backend& be = model.backend();
-  if (j.value("dtype", "") != dtype_name(be.param_dtype()))
-    throw CheckpointError(dir + ": stored as " + j.value("dtype", std::string("?")) + ", the backend works in " +
-                          dtype_name(be.param_dtype()));
+  if (state.dtype != dtype_name(be.param_dtype()))
+    throw CheckpointError(dir + ": stored as " + state.dtype + ", the backend works in " + dtype_name(be.param_dtype()));
   try {
     std::vector<const char*> files = {kModelFile};
     if (optimizer) files.push_back(kOptimizerFile);
     for (const char* f : files) {
       const std::string path = (root / f).string();
-      const std::string want = j.at("checksums").at(f).get<std::string>();
+      const std::string want = state.checksums.at(f).get<std::string>();
       const std::string got = checksum_hex(checksum_file(path));
       if (want != got) throw CheckpointError(path + ": checksum mismatch (file is damaged): expected " + want + ", got " + got);
     }
@@ -225,7 +240,7 @@ CheckpointInfo load_checkpoint(const std::string& dir, LlamaModel& model, Optimi
     }
     int optimizer_steps = 0;
     if (optimizer) {
-      const nlohmann::json& steps = j.at("optimizer_steps");
+      const nlohmann::json& steps = state.optimizer_steps;
       if (!steps.is_number_unsigned() || steps.get<uint64_t>() > uint64_t(INT_MAX))
         throw CheckpointError(dir + ": optimizer_steps must be a whole number in [0, " + std::to_string(INT_MAX) +
                               "], got " + steps.dump());

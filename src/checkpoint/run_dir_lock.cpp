@@ -13,8 +13,19 @@
 
 namespace lh::ckpt {
 
+namespace {
+int try_lock(int fd) {
+  int rc;
+  do rc = ::flock(fd, LOCK_EX | LOCK_NB);
+  while (rc != 0 && errno == EINTR);
+  return rc == 0 ? 0 : errno;
+}
+}  // namespace
+
 RunDirLock::RunDirLock(const std::string& run_dir) {
-  std::filesystem::create_directories(run_dir);
+  std::error_code ec;
+  std::filesystem::create_directories(run_dir, ec);
+  if (ec) throw std::runtime_error("logging.dir " + run_dir + " cannot be created: " + ec.message());
   const std::string path = (std::filesystem::path(run_dir) / ".lock").string();
   // Close-on-exec: a child process (a launcher's rank, a test's) must not inherit the lock.
   fd_ = ::open(path.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
@@ -22,17 +33,23 @@ RunDirLock::RunDirLock(const std::string& run_dir) {
     problem_ = path + ": cannot open (" + std::strerror(errno) + ")";
     return;
   }
-  int rc;
-  do rc = ::flock(fd_, LOCK_EX | LOCK_NB);
-  while (rc != 0 && errno == EINTR);
-  if (rc == 0) return;
-  const int err = errno;
+  const int err = try_lock(fd_);
+  if (err == 0) return;
   ::close(fd_);
   fd_ = -1;
   if (err == EWOULDBLOCK)
     throw std::runtime_error("run directory " + run_dir + " is in use by another run (it holds " + path +
                              "); two runs in one logging.dir would interleave their metrics and checkpoints");
   problem_ = path + ": cannot lock (" + std::strerror(err) + ")";  // e.g. a filesystem without locks
+}
+
+bool RunDirLock::held_elsewhere(const std::string& run_dir) {
+  const std::string path = (std::filesystem::path(run_dir) / ".lock").string();
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;  // no lock file: nobody has run there (or it is unreadable: the run says so)
+  const bool held = try_lock(fd) == EWOULDBLOCK;
+  ::close(fd);  // releases the lock if this call took it
+  return held;
 }
 
 RunDirLock::~RunDirLock() {

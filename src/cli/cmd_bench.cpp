@@ -37,9 +37,11 @@ void add_layer_shape(CLI::App* cmd, std::vector<int>& seq_lens, int& heads, int&
       ->delimiter(',')
       ->check(lh::cli::whole_at_least(1));
   cmd->add_option("--heads", heads, "Query heads")->check(lh::cli::whole_at_least(1));
-  cmd->add_option("--kv-heads", kv_heads, "Key/value heads (GQA: fewer than --heads, dividing it)")->check(lh::cli::whole_at_least(1));
+  cmd->add_option("--kv-heads", kv_heads, "Key/value heads (GQA: fewer than --heads, dividing it)")
+      ->check(lh::cli::whole_at_least(1));
   cmd->add_option("--head-dim", head_dim, "Head dimension d")->check(lh::cli::whole_at_least(1));
-  cmd->add_option("--iters", iters, "Timed runs per sequence length (the median is reported)")->check(lh::cli::whole_at_least(1));
+  cmd->add_option("--iters", iters, "Timed runs per sequence length (the median is reported)")
+      ->check(lh::cli::whole_at_least(1));
 }
 
 // The backend of --device, as large as --device-memory says (the whole device by default).
@@ -75,7 +77,8 @@ void register_bench_command(CLI::App& app) {
                   a->lighthouse.iters);
   lhb->add_option("--levels", a->lighthouse.levels, "Pyramid levels L")->check(lh::cli::whole_at_least(1));
   lhb->add_option("--pooling", a->lighthouse.pooling, "Pooling factor p")->check(lh::cli::whole_at_least(1));
-  lhb->add_option("--topk", a->lighthouse.topk, "Selection budget k")->check(lh::cli::whole_at_least(1));
+  lhb->add_option("--topk", a->lighthouse.topk, "Selection budget k")
+      ->check(lh::cli::whole_at_least(1));
   lhb->add_option("--max-dense-len", a->lighthouse.max_dense_len,
                   "Time dense attention only up to this sequence length (its cost grows as N^2)")
       ->check(lh::cli::whole_at_least(0));
@@ -120,7 +123,8 @@ void register_bench_command(CLI::App& app) {
   tr->add_option("-c,--config", a->config, "Config file")->required()->check(CLI::ExistingFile);
   tr->add_option("--set", a->overrides, "Config overrides, e.g. --set data.seq_len=4096");
   tr->add_option("--steps", a->train.steps, "Timed steps (the median is reported)")->check(lh::cli::whole_at_least(1));
-  tr->add_option("--warmup", a->train.warmup, "Untimed steps first (plans, tuning, clocks)")->check(lh::cli::whole_at_least(0));
+  tr->add_option("--warmup", a->train.warmup, "Untimed steps first (plans, tuning, clocks)")
+      ->check(lh::cli::whole_at_least(0));
   tr->add_option("--peak-tflops", a->train.peak_tflops, "Peak dense bf16 TFLOP/s of the card, for MFU")
       ->check(lh::cli::number_above(0));
   tr->add_option("--trace", a->train.trace_path,

@@ -40,7 +40,18 @@ void register_text(CLI::App& parent) {
       ->capture_default_str()->check(lh::cli::whole_at_least(1));
   cmd->callback([args] {
     const auto st = data::build_text_shards(args->inputs, args->out, args->val_fraction, args->shard_tokens);
-    spdlog::info("{} documents: {} train, {} validation", st.documents, st.train_documents, st.val_documents);
+    if (st.documents == 1)
+      spdlog::info("1 document, split by bytes: its first {:.0f}% train, the rest validation",
+                   100.0 * (1.0 - args->val_fraction));
+    else
+      spdlog::info("{} documents: {} train, {} validation", st.documents, st.train_documents, st.val_documents);
+    if (st.documents > 1 && double(st.val_documents) > 2.0 * args->val_fraction * double(st.documents))
+      spdlog::warn("{} of {} documents went to validation, far more than --val-fraction {} (at least one is held "
+                   "out when the fraction is above 0): give more documents or --val-fraction 0",
+                   st.val_documents, st.documents, args->val_fraction);
+    if (!st.binary_documents.empty())
+      spdlog::warn("{} input file(s) hold NUL bytes and went in as bytes all the same (binary files?), e.g. {}",
+                   st.binary_documents.size(), st.binary_documents.front());
     report("train", st.train_shards, st.train_tokens);
     report("val", st.val_shards, st.val_tokens);
   });

@@ -11,6 +11,7 @@
 
 #include "cli/commands.h"
 #include "cli/validators.h"
+#include "lighthouse/config.h"
 #include "lighthouse/dist.h"
 
 namespace {
@@ -86,11 +87,12 @@ void check_collectives(lh::Communicator& comm) {
 // Times the collectives ZeRO-1 uses on a buffer of `mb` MiB (the fp32 gradients, or the gathered
 // weights) and prints, on rank 0, algorithm and bus bandwidth as nccl-tests defines them: bus
 // bandwidth = bytes / time * (world - 1) / world for reduce-scatter and all-gather, the figure to
-// hold against the links' peak. The bucketed reduce-scatter (32 MiB buckets as the trainer cuts
-// them, out of place into a shard buffer, in one group) moves the same data as one reduce-scatter.
+// hold against the links' peak. The bucketed reduce-scatter (buckets of training.grad_bucket_mb's
+// default, cut as the trainer cuts them, out of place into a shard buffer, in one group) moves the
+// same data as one reduce-scatter.
 void measure_bandwidth(lh::Communicator& comm, double mb) {
   const int r = comm.rank(), w = comm.world_size();
-  const size_t count = lh::shard_count(size_t(mb * double(1 << 20) / sizeof(float)), w, 64);
+  const size_t count = lh::shard_count(size_t(mb * double(1 << 20) / sizeof(float)), w, lh::kShardAlign);
   const size_t total = count * size_t(w), bytes = total * sizeof(float);
   float* dev = nullptr;
   cuda_ok(cudaMalloc(reinterpret_cast<void**>(&dev), bytes), "cudaMalloc");
@@ -100,7 +102,8 @@ void measure_bandwidth(lh::Communicator& comm, double mb) {
   cuda_ok(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
   cuda_ok(cudaEventCreate(&start), "cudaEventCreate");
   cuda_ok(cudaEventCreate(&stop), "cudaEventCreate");
-  const auto buckets = lh::plan_shard_buckets(total, w, 64, (size_t(32) << 20) / sizeof(float));
+  const size_t bucket_bytes = size_t(lh::TrainingConfig{}.grad_bucket_mb * double(1 << 20));
+  const auto buckets = lh::plan_shard_buckets(total, w, lh::kShardAlign, bucket_bytes / sizeof(float));
   float* shard = nullptr;
   cuda_ok(cudaMalloc(reinterpret_cast<void**>(&shard), count * sizeof(float)), "cudaMalloc");
   auto time_ms = [&](const std::function<void()>& op) {
@@ -162,6 +165,14 @@ void run_dist_check(const DistCheckArgs& a) {
   if (std::string(got.begin(), got.end()) != token)
     throw std::runtime_error("dist-check: rank " + std::to_string(env.rank) + " received a wrong payload");
   std::printf("dist-check: rank %d/%d rendezvous ok (%.0f ms)\n", env.rank, env.world_size, ms);
+  // The rendezvous needs no GPU, data-parallel training does: say so now rather than at `train`.
+  if (env.distributed()) {
+    try {
+      env.require_gpu("data-parallel training");
+    } catch (const std::exception& e) {
+      std::printf("dist-check: warning: %s; only the rendezvous was checked\n", e.what());
+    }
+  }
   std::fflush(stdout);
   if (!a.nccl) return;
   if (!env.distributed()) {  // one process: no collective to check
@@ -191,7 +202,9 @@ void register_dist_check_command(CLI::App& app) {
   cmd->add_option("--bandwidth", args->bandwidth_mb,
                   "With --nccl: time the trainer's collectives on this many MiB and print bus bandwidth")
       ->check(CLI::Range(0.0, 65536.0));
-  cmd->add_option("--fail-rank", args->fail_rank, "Make this rank fail at once (to test the launcher)")->default_str("");
-  cmd->add_option("--drop-rank", args->drop_rank, "With --nccl: this rank exits after NCCL init (to test timeouts)")->default_str("");
+  cmd->add_option("--fail-rank", args->fail_rank, "Make this rank fail at once (to test the launcher)")
+      ->default_str("");
+  cmd->add_option("--drop-rank", args->drop_rank, "With --nccl: this rank exits after NCCL init (to test timeouts)")
+      ->default_str("");
   cmd->callback([args]() { run_dist_check(*args); });
 }

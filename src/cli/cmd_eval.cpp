@@ -48,6 +48,7 @@ void run_eval(const EvalArgs& a) {
     throw std::runtime_error("eval: nothing to evaluate: " + a.checkpoint +
                              " was trained without data.val; give --val, --passkey-lengths or --logits-for");
   if (!a.logits_for.empty() && a.logits_out.empty()) throw std::runtime_error("--logits-for needs --logits-out");
+  if (a.logits_for.empty() && !a.logits_out.empty()) throw std::runtime_error("--logits-out needs --logits-for");
   // Passkey prompts are bytes (0-255) and end-of-document (256): a smaller vocabulary has no row
   // for them in the embedding table.
   if (!a.passkey_lengths.empty() && cfg.model.vocab_size <= lh::data::kEndOfDocument)
@@ -133,7 +134,7 @@ void register_eval_command(CLI::App& app) {
       ->check(lh::cli::whole_at_least(1));
   cmd->add_option("--passkey-lengths", a->passkey_lengths, "Passkey prompt lengths in tokens (space or comma separated)")
       ->delimiter(',')
-      ->check(CLI::Range(64, 1 << 24));
+      ->check(CLI::Range(lh::data::passkey_min_length(lh::data::kDefaultPasskeyDigits), 1 << 24));
   cmd->add_option("--passkey-depths", a->passkey_depths, "Key depths as fractions in [0, 1] (space or comma separated)")
       ->delimiter(',')
       ->check(CLI::Range(0.0, 1.0));

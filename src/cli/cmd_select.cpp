@@ -147,11 +147,18 @@ void from_model(const SelectArgs& a) {
   if (a.pooling) opts["pooling"] = a.pooling;
   if (a.topk) opts["topk"] = a.topk;
   const lh::LighthouseOptions lo = lh::config_detail::parse_lighthouse_options(opts, "options");
+  if (phase.attention == "lighthouse" && lo.is_dense(a.layer))
+    spdlog::warn("select: layer {} is in the Lighthouse phase's dense_layers: it always ran dense attention; this "
+                 "draws what the selection would have picked there",
+                 a.layer);
 
   if (a.tokens.empty()) throw std::runtime_error("select --checkpoint needs --tokens (the token file to run)");
   if (a.svg.empty() && a.out.empty())
     throw std::runtime_error("select --checkpoint needs --svg or --out (where to put the selection)");
   const lh::cli::TokenBatch batch = lh::cli::read_token_file(a.tokens, m.vocab_size);
+  if (phase.attention != "lighthouse" && !(a.levels && a.pooling && a.topk))
+    throw std::runtime_error("select: " + a.checkpoint + " was trained without a Lighthouse phase, so there is no "
+                             "geometry to take from it: give --levels, --pooling and --topk");
   const int T = batch.seq_len;
   const lhl::Geometry g = lo.geometry(T);
   g.validate();

@@ -25,12 +25,13 @@ class HelpFormatter : public CLI::Formatter {
   }
 
  private:
-  // Options that take a value and have one by default; flags (no value) and empty defaults have
-  // none, and a description that states its own default ("a free one" for a port 0) keeps it.
+  // Options that take a value and have one by default; flags (no value), required options and
+  // empty defaults have none, and a description that states its own default ("a free one" for a
+  // port 0) keeps it.
   static bool shows_default(const CLI::Option* opt) {
     const std::string& d = opt->get_default_str();
-    return opt->get_option_text().empty() && opt->get_type_size() != 0 && !d.empty() && d != "[]" &&
-           d != "\"\"" && opt->get_description().find("(default") == std::string::npos;
+    return opt->get_option_text().empty() && opt->get_type_size() != 0 && !opt->get_required() && !d.empty() &&
+           d != "[]" && d != "\"\"" && opt->get_description().find("(default") == std::string::npos;
   }
 };
 

@@ -42,7 +42,10 @@ void ensure_quickstart_data(const Config& config) {
       return false;
     }
   };
-  if (present()) return;
+  if (present()) {
+    spdlog::info("quickstart: using the shards already in {} (delete it to generate them anew)", kDataDir);
+    return;
+  }
   // The ranks of a quickstart under torchrun or `launch` all get here: one generates while the
   // others wait on the lock, then find the data there. Where the filesystem has no locks, each
   // generates on its own (each build stages its shards and renames them into place whole, and all
@@ -63,7 +66,10 @@ void ensure_quickstart_data(const Config& config) {
   if (locked != 0)
     spdlog::warn("{}: cannot lock the quickstart data ({}); generating it without the lock", lock_path,
                  std::strerror(errno));
-  if (present()) return;  // another process made it while this one waited
+  if (present()) {
+    spdlog::info("quickstart: using the shards already in {} (delete it to generate them anew)", kDataDir);
+    return;
+  }  // another process made it while this one waited
   data::SyntheticOptions o;
   o.task = data::SyntheticTask::Toy;
   o.length = config.data.seq_len + 1;

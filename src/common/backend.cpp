@@ -45,13 +45,18 @@ std::string format_bytes(size_t bytes) {
 Buffer Backend::allocate(DType dtype, size_t numel) {
   Tensor t{nullptr, dtype, numel};
   if (numel > 0) {
+    // Running out says how much was asked for, next to what is held already. Other failures (a
+    // device error surfacing here) pass through as what they are.
+    const auto out_of_memory = [&](const std::string& why) {
+      return OutOfMemory(name() + ": cannot allocate " + format_bytes(t.bytes()) + " (" + std::to_string(numel) + " " +
+                         dtype_name(dtype) + " elements) with " + format_bytes(bytes_in_use_) + " held already: " + why);
+    };
     try {
       t.data = raw_alloc(t.bytes());
-    } catch (const std::exception& e) {  // say how much, next to what is held already
-      const bool host_oom = dynamic_cast<const std::bad_alloc*>(&e) != nullptr;
-      throw OutOfMemory(name() + ": cannot allocate " + format_bytes(t.bytes()) + " (" + std::to_string(numel) + " " +
-                        dtype_name(dtype) + " elements) with " + format_bytes(bytes_in_use_) + " held already: " +
-                        (host_oom ? std::string("out of memory") : std::string(e.what())));
+    } catch (const OutOfMemory& e) {
+      throw out_of_memory(e.what());
+    } catch (const std::bad_alloc&) {
+      throw out_of_memory("out of memory");
     }
     bytes_in_use_ += t.bytes();
     peak_bytes_ = std::max(peak_bytes_, bytes_in_use_);

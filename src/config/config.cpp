@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 
 #include <fmt/format.h>
 
@@ -118,6 +119,10 @@ DataConfig parse_data(const json& j, const ModelConfig& m) {
               std::to_string(m.max_seq_len));
   require(d.micro_batch >= 1, "data.micro_batch",
           "must be >= 1, got " + std::to_string(d.micro_batch));
+  // Token counts of a micro-batch are ints throughout the model (N = B * T).
+  require(int64_t(d.micro_batch) * d.seq_len <= std::numeric_limits<int>::max(), "data.micro_batch",
+          std::to_string(d.micro_batch) + " x data.seq_len " + std::to_string(d.seq_len) +
+              " tokens per micro-batch exceed " + std::to_string(std::numeric_limits<int>::max()));
   return d;
 }
 

@@ -10,6 +10,8 @@
 
 #include <fmt/format.h>
 
+#include "lighthouse/data/byte_codec.h"
+
 namespace lh::data {
 namespace {
 

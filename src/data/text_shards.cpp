@@ -1,4 +1,4 @@
-// Text files -> byte-level train/val shards, plus the byte codec shared by all generators.
+// Text files -> byte-level train/val shards.
 #include "lighthouse/data/text_shards.h"
 
 #include <algorithm>
@@ -11,27 +11,12 @@
 #include <fmt/format.h>
 
 #include "lighthouse/checkpoint_dir.h"
+#include "lighthouse/data/byte_codec.h"
 #include "lighthouse/data/shard.h"
 
 namespace fs = std::filesystem;
 
 namespace lh::data {
-
-std::vector<int32_t> encode_bytes(const std::string& text) {
-  std::vector<int32_t> out(text.size());
-  for (size_t i = 0; i < text.size(); ++i) out[i] = static_cast<unsigned char>(text[i]);
-  return out;
-}
-
-std::string decode_bytes(const std::vector<int32_t>& tokens) {
-  std::string out;
-  for (const int32_t t : tokens) {
-    if (t >= 0 && t < kByteVocab) out.push_back(static_cast<char>(t));
-    else if (t == kEndOfDocument) out += "<|eod|>";
-    else out += fmt::format("<|{}|>", t);
-  }
-  return out;
-}
 
 namespace {
 
@@ -122,9 +107,14 @@ TextShardStats build_text_shards(const std::vector<std::string>& inputs, const s
   TextShardStats stats;
   stats.documents = docs.size();
 
+  const auto read_document = [&](const std::string& path) {
+    std::string bytes = read_file(path);
+    if (bytes.find('\0') != std::string::npos) stats.binary_documents.push_back(path);
+    return bytes;
+  };
   if (docs.size() == 1) {
     // A single document cannot be assigned whole; its tail becomes the val document instead.
-    const std::string bytes = read_file(docs[0]);
+    const std::string bytes = read_document(docs[0]);
     const uint64_t k = val_count(bytes.size(), val_fraction);
     train.append(document_tokens(bytes.substr(0, bytes.size() - k)));
     stats.train_documents = 1;
@@ -136,7 +126,7 @@ TextShardStats build_text_shards(const std::vector<std::string>& inputs, const s
     const uint64_t k = val_count(docs.size(), val_fraction);
     for (uint64_t i = 0; i < docs.size(); ++i) {
       const bool to_val = is_val(i, docs.size(), k);
-      (to_val ? val : train).append(document_tokens(read_file(docs[i])));
+      (to_val ? val : train).append(document_tokens(read_document(docs[i])));
       ++(to_val ? stats.val_documents : stats.train_documents);
     }
   }

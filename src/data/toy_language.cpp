@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "lighthouse/data/byte_codec.h"
 #include "lighthouse/data/synthetic.h"
 
 namespace lh::data {

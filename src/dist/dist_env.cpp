@@ -153,20 +153,22 @@ DistEnv from_slurm() {
   }
   validate_counts(e);
   if (e.world_size > 1) {
-    // An explicit MASTER_ADDR (exported in the sbatch script) wins over guessing.
+    // An explicit MASTER_ADDR (exported in the sbatch script) wins over guessing. Rank 0 runs on
+    // the step's first node; the node srun was started from (SLURM_LAUNCH_NODE_IPADDR) is only a
+    // fallback, since under salloc that can be a login node that runs no rank.
+    auto list = get("SLURM_STEP_NODELIST") ? get("SLURM_STEP_NODELIST")
+                : get("SLURM_NODELIST")    ? get("SLURM_NODELIST")
+                                           : get("SLURM_JOB_NODELIST");
+    auto host = list ? first_host(*list) : std::nullopt;
     if (auto addr = get("MASTER_ADDR")) {
       e.master_addr = *addr;
+    } else if (host) {
+      e.master_addr = *host;
     } else if (auto ip = get("SLURM_LAUNCH_NODE_IPADDR")) {
       e.master_addr = *ip;
     } else {
-      auto list = get("SLURM_STEP_NODELIST") ? get("SLURM_STEP_NODELIST")
-                  : get("SLURM_NODELIST")    ? get("SLURM_NODELIST")
-                                             : get("SLURM_JOB_NODELIST");
-      auto host = list ? first_host(*list) : std::nullopt;
-      if (!host)
-        throw DistError("cannot tell rank 0's host from SLURM_LAUNCH_NODE_IPADDR or SLURM_NODELIST" +
-                        (list ? "='" + *list + "'" : std::string()) + "; export MASTER_ADDR");
-      e.master_addr = *host;
+      throw DistError("cannot tell rank 0's host from SLURM_NODELIST" + (list ? "='" + *list + "'" : std::string()) +
+                      " or SLURM_LAUNCH_NODE_IPADDR; export MASTER_ADDR");
     }
     // Every rank of the job derives the same port from the job id, so none needs to be exported.
     if (auto port = get_int("MASTER_PORT")) {

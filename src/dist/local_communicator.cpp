@@ -1,7 +1,6 @@
 // The world-1 communicator: every collective over one rank is an identity, so only copies remain
-// (when output and input differ). Buffers may be host memory (CPU backend) or device memory (a
-// single-GPU run that goes through the same data-parallel code path), so copies ask CUDA what the
-// pointers are and fall back to memmove on machines without a GPU.
+// (when output and input differ). Buffers may be host memory (CPU backend) or device memory, so
+// copies ask CUDA what the pointers are and fall back to memmove on machines without a GPU.
 #include <cstring>
 
 #include <cuda_runtime_api.h>
@@ -37,6 +36,7 @@ class LocalCommunicator final : public Communicator {
   int rank() const override { return 0; }
   int world_size() const override { return 1; }
   void all_reduce_sum(float*, size_t, void*) override { check("all_reduce_sum"); }
+  void all_reduce_sum(double*, size_t, void*) override { check("all_reduce_sum"); }
   void reduce_scatter_sum(const float* in, float* out, size_t n_per_rank, void* stream) override {
     check("reduce_scatter_sum");
     device_work_ |= copy(out, in, n_per_rank * sizeof(float), stream, "reduce_scatter_sum");

@@ -53,6 +53,10 @@ class NcclCommunicator final : public Communicator {
     begin("all_reduce_sum", n);
     after_call(ncclAllReduce(data, data, n, ncclFloat32, ncclSum, comm_, s(stream)));
   }
+  void all_reduce_sum(double* data, size_t n, void* stream) override {
+    begin("all_reduce_sum", n);
+    after_call(ncclAllReduce(data, data, n, ncclFloat64, ncclSum, comm_, s(stream)));
+  }
   void reduce_scatter_sum(const float* in, float* out, size_t n_per_rank, void* stream) override {
     begin("reduce_scatter_sum", n_per_rank);
     after_call(ncclReduceScatter(in, out, n_per_rank, ncclFloat32, ncclSum, comm_, s(stream)));
@@ -105,6 +109,7 @@ class NcclCommunicator final : public Communicator {
     cuda(cudaSetDevice(device), "cudaSetDevice(" + std::to_string(device) + ")");
     cuda(cudaStreamCreateWithFlags(&own_stream_, cudaStreamNonBlocking), "cudaStreamCreate");
     cuda(cudaMalloc(&scratch_, sizeof(float)), "cudaMalloc");
+    cuda(cudaMemset(scratch_, 0, sizeof(float)), "cudaMemset");  // the barrier's all-reduce reads it
     // Rank 0 makes the id (it embeds rank 0's bootstrap address) and hands it to every rank.
     ncclUniqueId id{};
     if (rank_ == 0) {

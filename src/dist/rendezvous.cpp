@@ -89,11 +89,15 @@ class Server {
   }
 
  private:
-  // Reads one hello. Strays (port scanners, a client that hung up) are dropped; a lighthouse rank
-  // that disagrees with this one fails the whole rendezvous.
+  // Reads one hello. Strays (port scanners, a client that hung up or never speaks) are dropped; a
+  // lighthouse rank that disagrees with this one fails the whole rendezvous. A rank sends its hello
+  // as soon as it connects, so a connection silent for kHelloWait is a stray, not a slow rank: it
+  // must not hold up the ranks behind it until the rendezvous deadline.
   bool admit(Socket s) {
     uint8_t hello[16];
-    if (tcp::recv_all(s, hello, sizeof(hello), deadline_) != Io::ok || tcp::get_u32(hello) != kMagic) return false;
+    const Clock::time_point hello_deadline = std::min(deadline_, Clock::now() + kHelloWait);
+    if (tcp::recv_all(s, hello, sizeof(hello), hello_deadline) != Io::ok || tcp::get_u32(hello) != kMagic)
+      return false;
     const uint32_t version = tcp::get_u32(hello + 4);
     const int world = int(tcp::get_u32(hello + 8));
     const int rank = int(tcp::get_u32(hello + 12));
@@ -133,6 +137,7 @@ class Server {
   }
 
   static Clock::time_point short_deadline() { return Clock::now() + std::chrono::milliseconds(500); }
+  static constexpr std::chrono::seconds kHelloWait{5};
 
   const DistEnv& env_;
   std::chrono::milliseconds timeout_;

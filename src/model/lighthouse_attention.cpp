@@ -19,7 +19,9 @@ namespace {
 
 class LighthouseAttention final : public AttentionOp {
  public:
-  explicit LighthouseAttention(LighthouseOptions options) : opt_(std::move(options)), dense_(make_dense_attention()) {}
+  // The dense backend of the layers listed in dense_layers keeps softmax statistics for those only.
+  explicit LighthouseAttention(LighthouseOptions options)
+      : opt_(std::move(options)), dense_(make_dense_attention([this](int layer) { return opt_.is_dense(layer); })) {}
   std::string name() const override { return "lighthouse"; }
 
   // The dense backend's (full-length) workspace only where some layer runs dense.

@@ -136,6 +136,7 @@ void LlamaModel::ensure_capacity(int B, int T, bool backward_workspace) {
       acts_.reset();  // release a smaller arena before sizing the new one
       if (auto_layout() || backward_workspace) attention_->prepare_workspace(be_, cfg_.n_layers, shape);
       be_.prepare_matmul(cfg_.dim, cfg_.vocab_size, cfg_.logits_row_stride());  // the output layer's scratch
+      be_.prepare_rope(T, cfg_.head_dim(), cfg_.rope_theta);
       acts_ = std::make_unique<Activations>(be_, cfg_, B, T, resolve_recompute(B, T));
     }
   } catch (const OutOfMemory& e) {  // name the settings that size a batch's buffers

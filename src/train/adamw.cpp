@@ -30,7 +30,7 @@ bool AdamW::whole_layout() const {
 double AdamW::grad_norm(const Tensor& grads) { return std::sqrt(be_.sum_squares(grads)); }
 
 double AdamW::clip_scale(double norm) const {
-  // The small constant keeps the factor finite when the norm is exactly the threshold.
+  // As PyTorch's clip_grad_norm_: grad_clip / (norm + 1e-6), a hair under the threshold.
   return cfg_.grad_clip > 0.0 && norm > cfg_.grad_clip ? cfg_.grad_clip / (norm + 1e-6) : 1.0;
 }
 

@@ -13,7 +13,7 @@ DataParallel::DataParallel(Communicator& comm, Backend& be, const ModelConfig& m
       buckets_(plan_shard_buckets(total_, comm.world_size(), kShardAlign, std::max<size_t>(1, bucket_bytes / sizeof(float)))) {
   naming_purpose("this rank's gradient shard (" + std::to_string(count_) + " fp32 values)", [&] {
     shard_grads_ = be_.allocate(be_.param_dtype(), count_);
-    scalar_ = be_.allocate(DType::F32, kMaxScalars);
+    scalar_ = be_.allocate(DType::F64, kMaxScalars);
   });
 }
 
@@ -66,16 +66,15 @@ std::vector<double> DataParallel::means(const std::vector<double>& values) {
   if (values.empty() || values.size() > kMaxScalars)
     throw std::logic_error("DataParallel::means takes 1 to " + std::to_string(kMaxScalars) + " values");
   const size_t n = values.size();
-  std::vector<float> v(values.begin(), values.end());
+  std::vector<double> v = values;
   be_.copy_from_host(scalar_.slice(0, n), v.data());
   void* stream = comm_after_compute();
-  comm_.all_reduce_sum(scalar_.view().as<float>(), n, stream);
+  comm_.all_reduce_sum(scalar_.view().as<double>(), n, stream);
   comm_.synchronize(stream);
   compute_after_comm();
   be_.copy_to_host(v.data(), scalar_.slice(0, n));
-  std::vector<double> out(n);
-  for (size_t i = 0; i < n; ++i) out[i] = double(v[i]) / comm_.world_size();
-  return out;
+  for (double& x : v) x /= comm_.world_size();
+  return v;
 }
 
 double DataParallel::step(LlamaModel& model, AdamW& optimizer, double lr) {

@@ -26,9 +26,6 @@ namespace lh {
 
 class DataParallel {
  public:
-  // Chunk boundaries are multiples of this many elements (256 bytes of fp32) for aligned access.
-  static constexpr size_t kShardAlign = 64;
-
   // bucket_bytes: fp32 gradient bytes per bucket (training.grad_bucket_mb).
   DataParallel(Communicator& comm, Backend& be, const ModelConfig& model, size_t bucket_bytes);
   // The padded element count the model must allocate (LlamaModel's min_elements).
@@ -74,7 +71,7 @@ class DataParallel {
   std::vector<ShardBucket> buckets_;  // in backward order
   size_t next_bucket_ = 0;            // buckets_[0, next_bucket_) are launched for this step
   Buffer shard_grads_;                // [count_]: this rank's reduced gradients
-  Buffer scalar_;                     // one float, for all-reducing host scalars
+  Buffer scalar_;                     // [kMaxScalars] doubles, for all-reducing host scalars
   Buffer full_m_, full_v_;            // gathered moments, allocated on first checkpoint
 };
 

@@ -12,13 +12,16 @@
 namespace lh {
 namespace {
 
-// "a.b.c" -> value for every leaf of a config's JSON (lists are leaves).
+// "a.b[1].c" -> value for every leaf of a config's JSON. Lists of objects (attention.phases) are
+// walked by index, so a change names its element; other lists (dense_layers) are leaves.
 void flatten(const nlohmann::json& j, const std::string& path, std::map<std::string, nlohmann::json>& out) {
-  if (!j.is_object()) {
+  if (j.is_object()) {
+    for (const auto& [key, value] : j.items()) flatten(value, path.empty() ? key : path + "." + key, out);
+  } else if (j.is_array() && !j.empty() && j.front().is_object()) {
+    for (size_t i = 0; i < j.size(); ++i) flatten(j[i], path + "[" + std::to_string(i) + "]", out);
+  } else {
     out[path] = j;
-    return;
   }
-  for (const auto& [key, value] : j.items()) flatten(value, path.empty() ? key : path + "." + key, out);
 }
 
 std::string shortened(const nlohmann::json& v) {
@@ -34,13 +37,17 @@ std::string other_changes(const Config& then, const Config& now) {
   std::map<std::string, nlohmann::json> a, b;
   flatten(then.to_json(), "", a);
   flatten(now.to_json(), "", b);
+  std::set<std::string> keys;
+  for (const auto* side : {&a, &b})
+    for (const auto& entry : *side) keys.insert(entry.first);
   std::string out;
-  for (const auto& [key, value] : b) {
+  for (const std::string& key : keys) {
     if (explained.count(key) || key.rfind("schedule.", 0) == 0 || key.rfind("model.", 0) == 0) continue;
-    const auto was = a.find(key);
-    if (was != a.end() && was->second == value) continue;
+    const auto was = a.find(key), is = b.find(key);
+    if (was != a.end() && is != b.end() && was->second == is->second) continue;
     out += fmt::format("{}{} {} -> {}", out.empty() ? "" : ", ", key,
-                       was == a.end() ? std::string("(unset)") : shortened(was->second), shortened(value));
+                       was == a.end() ? std::string("(unset)") : shortened(was->second),
+                       is == b.end() ? std::string("(unset)") : shortened(is->second));
   }
   return out;
 }
@@ -79,6 +86,12 @@ std::vector<std::string> resume_changes(const Config& then, const Config& now, i
   if (then.training.seed != now.training.seed)
     out.push_back(fmt::format("training.seed {} -> {}: the data order from here on follows the new seed's shuffle",
                               then.training.seed, now.training.seed));
+  // A run that had reached its dense tail and now goes back to Lighthouse attention (a phase
+  // boundary moved past the checkpoint) no longer ends as it was meant to: said on its own.
+  if (next_step > 0 && next_step < now.training.steps && then.phase_at(next_step - 1).attention == "dense" &&
+      now.phase_at(next_step).attention != "dense")
+    out.push_back(fmt::format("the checkpoint's run was in its dense phase at step {}; with this config step {} runs "
+                              "{} attention again", next_step, next_step + 1, now.phase_at(next_step).attention));
   if (const std::string other = other_changes(then, now); !other.empty())
     out.push_back("other settings differ from the checkpoint's: " + other);
   if (then.data.seq_len != now.data.seq_len)

@@ -21,6 +21,16 @@ void check_disjoint(const std::vector<std::string>& train, const std::vector<std
                                            "name the train_*.bin shards instead");
 }
 
+std::string val_named_train_shards(const std::vector<std::string>& train) {
+  std::vector<std::string> named;
+  for (const auto& shard : train)
+    if (fs::path(shard).filename().string().rfind("val_", 0) == 0) named.push_back(shard);
+  if (named.empty()) return "";
+  return fmt::format("data.train takes {} shard(s) named as validation data ({}{}): they are trained on; name the "
+                     "train_*.bin shards if that is not meant",
+                     named.size(), named.front(), named.size() > 1 ? ", ..." : "");
+}
+
 void check_run_dir_usable(const std::string& run_dir) {
   fs::path probe = fs::absolute(run_dir);  // the nearest part of it that exists
   while (!fs::exists(probe) && probe.has_parent_path() && probe != probe.parent_path()) probe = probe.parent_path();
@@ -29,6 +39,17 @@ void check_run_dir_usable(const std::string& run_dir) {
   };
   if (!fs::is_directory(probe)) throw refuse(probe.string() + " is not a directory");
   if (::access(probe.c_str(), W_OK | X_OK) != 0) throw refuse(probe.string() + " is not writable");
+}
+
+void check_no_run_files(const std::string& run_dir) {
+  std::vector<std::string> present;
+  for (const char* name : {"config.json", "metrics.jsonl"})
+    if (fs::exists(fs::path(run_dir) / name)) present.push_back(name);
+  if (present.empty()) return;
+  throw ConfigError("logging.dir", fmt::format("{} already holds {} (an earlier run's, or files of your own) that a "
+                                               "new run would replace; pass --resume to continue or restart the run "
+                                               "there, or set logging.dir to a new directory",
+                                               run_dir, fmt::join(present, " and ")));
 }
 
 std::vector<std::string> idle_phase_warnings(const Config& cfg) {

@@ -22,7 +22,6 @@
 #include "lighthouse/model.h"
 #include "lighthouse/optimizer.h"
 #include "lighthouse/provenance.h"
-#include "lighthouse/rng.h"
 #include "lighthouse/schedule.h"
 #include "lighthouse/dist.h"
 #include "train/data_parallel.h"
@@ -131,21 +130,37 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
   const int accum = cfg.grad_accum_steps(world_size);
   const std::string& run_dir = cfg.logging.dir;
 
-  const std::vector<std::string> train_shards = data::resolve_shards(cfg.data.train);
+  // Shard lists that resolve to nothing name their config key, and how shards are made.
+  const auto resolve = [](const std::vector<std::string>& specs, const char* key) {
+    try {
+      return data::resolve_shards(specs);
+    } catch (const std::exception& e) {
+      throw ConfigError(key, std::string(e.what()) + " (shards are made with `lighthouse data text` or `lighthouse "
+                                                     "data synthetic`; `lighthouse train` without --config makes "
+                                                     "the quickstart's)");
+    }
+  };
+  const std::vector<std::string> train_shards = resolve(cfg.data.train, "data.train");
+  if (const std::string warning = val_named_train_shards(train_shards); !warning.empty() && root)
+    spdlog::warn("{}", warning);
   data::DataLoader train_data(train_shards, cfg.model.vocab_size, T, B, rank, world_size, cfg.training.seed,
                               /*shuffle=*/true);
   std::optional<data::DataLoader> val_data;  // only where validation runs: a small set must not stop a run without it
   if (!cfg.data.val.empty() && cfg.training.eval_interval > 0) {
-    const std::vector<std::string> val_shards = data::resolve_shards(cfg.data.val);
+    const std::vector<std::string> val_shards = resolve(cfg.data.val, "data.val");
     check_disjoint(train_shards, val_shards);
     val_data.emplace(val_shards, cfg.model.vocab_size, T, B, rank, world_size, cfg.training.seed, /*shuffle=*/false);
   }
+  const bool run_dir_existed = fs::exists(run_dir);  // before the lock creates it
   check_run_dir_usable(run_dir);  // every rank creates it (below), so every rank checks
   std::optional<ckpt::RunDirLock> run_lock;  // rank 0 writes the run directory; a dry run writes nothing there
   if (root && !opt.dry_run) {
     run_lock.emplace(run_dir);
     if (!run_lock->problem().empty())
       spdlog::warn("{}; nothing stops another run from using {} at the same time", run_lock->problem(), run_dir);
+  } else if (root && ckpt::RunDirLock::held_elsewhere(run_dir)) {
+    throw std::runtime_error("run directory " + run_dir + " is in use by another run (it holds " + run_dir +
+                             "/.lock): the real run would stop here");
   }
 
   LlamaModel model(cfg.model, be, dp ? dp->padded_elements() : 0);
@@ -154,7 +169,6 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
   configure_kernels(be, cfg.training);
   AdamW optimizer = dp ? AdamW(cfg.optimizer, model.layout(), be, dp->owned_ranges(), dp->shard_elements())
                        : AdamW(cfg.optimizer, model.layout(), be);
-  Rng rng(cfg.training.seed);
   TrainState state;
   state.world_size = world_size;
 
@@ -176,16 +190,26 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
       throw std::runtime_error("run directory " + run_dir + " already holds checkpoints (newest: " + *existing +
                                "); pass --resume to continue it, or set logging.dir to a new directory");
     if (!damaged.empty()) throw refuse_over_damaged("a new run");
+    check_no_run_files(run_dir);
   } else {
     if (auto newest = ckpt::newest_checkpoint(run_dir)) {
       CheckpointInfo info;
-      if (dp) {  // checkpoints hold whole-layout moments: load them, keep this rank's shard
-        Buffer m = be.allocate(DType::F32, model.layout().total()), v = be.allocate(DType::F32, model.layout().total());
-        OptimizerMoments full{m.view(), v.view(), 0};
-        info = load_checkpoint(*newest, model, &full);
-        dp->scatter_moments(full, optimizer);
-      } else {
-        info = load_checkpoint(*newest, model, &optimizer);
+      try {
+        if (dp) {  // checkpoints hold whole-layout moments: load them, keep this rank's shard
+          Buffer m = be.allocate(DType::F32, model.layout().total()), v = be.allocate(DType::F32, model.layout().total());
+          OptimizerMoments full{m.view(), v.view(), 0};
+          info = load_checkpoint(*newest, model, &full);
+          dp->scatter_moments(full, optimizer);
+        } else {
+          info = load_checkpoint(*newest, model, &optimizer);
+        }
+      } catch (const CheckpointError& e) {
+        // Never a silent fallback (the user decides what happens to a damaged checkpoint), but the
+        // way forward is named: the one before it.
+        const auto all = ckpt::list_checkpoints(run_dir);
+        if (all.size() < 2) throw;
+        throw CheckpointError(fmt::format("{}; to resume from the checkpoint before it ({}), move {} out of {}",
+                                          e.what(), all[all.size() - 2].second, *newest, run_dir));
       }
       state = info.state;
       if (state.world_size != world_size)
@@ -201,7 +225,6 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
             "{}, {}): {}", *newest, info.config.data.micro_batch, info.config.data.seq_len, info.state.world_size, B, T,
             world_size, e.what()));
       }
-      rng.set_state_string(state.rng_state);
       resumed_from = *newest;
       spdlog::info("resumed from {} (step {})", *newest, state.step);
       for (const auto& [step, skipped] : damaged)
@@ -216,7 +239,10 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
       }
     } else {
       if (!damaged.empty()) throw refuse_over_damaged("--resume without a complete checkpoint");
-      spdlog::warn("no complete checkpoint in {}: starting the run", run_dir);
+      if (run_dir_existed)
+        spdlog::warn("no complete checkpoint in {}: starting the run", run_dir);
+      else
+        spdlog::warn("--resume: {} does not exist (a typo in logging.dir?): starting a new run there", run_dir);
     }
   }
   if (state.step >= cfg.training.steps)
@@ -268,7 +294,6 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
   if (gpu) gpu->start();
   auto save = [&]() {
     state.loader = train_data.position();
-    state.rng_state = rng.state_string();
     if (dp) {
       dp->gather_master(model);  // every rank takes part in both gathers
       const OptimizerMoments full = dp->gather_moments(optimizer);
@@ -333,7 +358,9 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
 
     const double elapsed = seconds_since(start);
     const double tok_s = double(tokens_per_step) * (state.step - first_step) / elapsed;
-    const double eta = elapsed / (state.step - first_step) * (cfg.training.steps - state.step);
+    // To the end of this call: a job chunk (--stop-at) ends before training.steps.
+    const int end_step = opt.stop_at_step >= 0 ? std::min(opt.stop_at_step, cfg.training.steps) : cfg.training.steps;
+    const double eta = elapsed / (state.step - first_step) * std::max(0, end_step - state.step);
     summary.last_loss = loss;
     if (state.step % cfg.logging.interval == 0 || state.step == cfg.training.steps) {
       if (metrics) {

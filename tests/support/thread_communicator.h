@@ -53,11 +53,8 @@ class ThreadCommunicator final : public Communicator {
   int rank() const override { return rank_; }
   int world_size() const override { return g_->world(); }
 
-  void all_reduce_sum(float* data, size_t n, void*) override {
-    std::vector<float> sum = reduce(data, 0, n);
-    g_->barrier();  // everyone has read every input
-    std::memcpy(data, sum.data(), n * sizeof(float));
-  }
+  void all_reduce_sum(float* data, size_t n, void*) override { all_reduce(data, n); }
+  void all_reduce_sum(double* data, size_t n, void*) override { all_reduce(data, n); }
   void reduce_scatter_sum(const float* in, float* out, size_t n, void*) override {
     std::vector<float> sum = reduce(in, size_t(rank_) * n, n);
     g_->barrier();
@@ -80,12 +77,17 @@ class ThreadCommunicator final : public Communicator {
     g_->slots()[rank_] = p;
     g_->barrier();
   }
+  template <typename T> void all_reduce(T* data, size_t n) {
+    std::vector<T> sum = reduce(data, 0, n);
+    g_->barrier();  // everyone has read every input
+    std::memcpy(data, sum.data(), n * sizeof(T));
+  }
   // sum over ranks (in rank order) of their elements [offset, offset + n)
-  std::vector<float> reduce(const float* mine, size_t offset, size_t n) {
+  template <typename T> std::vector<T> reduce(const T* mine, size_t offset, size_t n) {
     publish(mine);
-    std::vector<float> sum(n, 0.0f);
+    std::vector<T> sum(n, T(0));
     for (int q = 0; q < world_size(); ++q) {
-      const float* src = static_cast<const float*>(g_->slots()[q]) + offset;
+      const T* src = static_cast<const T*>(g_->slots()[q]) + offset;
       for (size_t i = 0; i < n; ++i) sum[i] += src[i];
     }
     return sum;

@@ -128,9 +128,4 @@ bool is_split_shard_name(const std::string& file_name);
 // resolve_shards refuses it until a build completes there.
 extern const char* const kPublishMarker;
 
-// Byte-level encoding helpers shared by the text and synthetic generators and by evaluators.
-std::vector<int32_t> encode_bytes(const std::string& text);
-// Inverse of encode_bytes; kEndOfDocument is rendered as "<|eod|>", other ids >= 256 as "<|id|>".
-std::string decode_bytes(const std::vector<int32_t>& tokens);
-
 }  // namespace lh::data

@@ -16,6 +16,8 @@ struct TextShardStats {
   uint64_t val_tokens = 0;
   std::vector<std::string> train_shards;
   std::vector<std::string> val_shards;
+  // Documents holding a NUL byte: binary files, most likely, that went in as bytes all the same.
+  std::vector<std::string> binary_documents;
 };
 
 // Every file under `inputs` (files, or directories searched recursively; sorted by path) is one

@@ -1,4 +1,4 @@
-// The shape arithmetic of Lighthouse attention (shared/LIGHTHOUSE.md, docs/lighthouse.md): level
+// The shape arithmetic of Lighthouse attention (docs/lighthouse.md): level
 // sizes, pyramid offsets, the sub-sequence length S, tiles, and the validity rules. Header-only
 // except for the messages, so that the Backend interface, the config validation and the CLI can
 // all speak about one Geometry without pulling in the kernels.

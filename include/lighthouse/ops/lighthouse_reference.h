@@ -1,4 +1,4 @@
-// The fp32/fp64 CPU reference of Lighthouse attention (shared/LIGHTHOUSE.md), stage by stage. It is
+// The fp32/fp64 CPU reference of Lighthouse attention (docs/lighthouse.md), stage by stage. It is
 // the oracle of the CUDA kernels, so every stage is a separate, plainly written function with a
 // documented layout, and the whole layer (layer_forward/backward) is nothing but their composition.
 // Conventions are those of cpu_reference.h: row-major, deterministic for any thread count
