@@ -121,6 +121,7 @@ class CudaBackend final : public Backend {
     if (scratch_) LH_CUDA_CHECK(cudaFree(scratch_));
     scratch_ = nullptr;
     scratch_size_ = 0;
+    rope_tables_.clear();  // taken again, at the next phase's length, by prepare_rope
   }
   void prepare_matmul(int IC, int OC, int ld) override {
     if (ld > OC) scratch_bytes(padded_weight_bytes(IC, ld));
