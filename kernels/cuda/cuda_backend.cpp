@@ -403,6 +403,7 @@ class CudaBackend final : public Backend {
       std::vector<float> host(size_t(T) * D);
       cpu::rope_cos_sin_table(host.data(), T, D, theta);
       table.values = Buffer();  // the shorter table goes first (cudaFree waits for its readers)
+      table.positions = 0;      // none, should the allocation below fail
       table.values = allocate(DType::F32, host.size());
       copy_from_host(table.values.view(), host.data());
       table.positions = T;

@@ -40,7 +40,7 @@ void register_text(CLI::App& parent) {
       ->capture_default_str()->check(lh::cli::whole_at_least(1));
   cmd->callback([args] {
     const auto st = data::build_text_shards(args->inputs, args->out, args->val_fraction, args->shard_tokens);
-    if (st.documents == 1)
+    if (st.documents == 1 && st.val_documents == 1)
       spdlog::info("1 document, split by bytes: its first {:.0f}% train, the rest validation",
                    100.0 * (1.0 - args->val_fraction));
     else

@@ -210,7 +210,7 @@ static void check_new_config(const Config& c) {
                       std::to_string(c.training.steps) + " ends before attention.phases[" + std::to_string(last) +
                           "] (dense) starts at step " + std::to_string(phases[last - 1].until_step + 1) +
                           ": the model would never train dense. Shorten the phases too (e.g. --set attention.phases[" +
-                          std::to_string(last - 1) + "].until_step=" + std::to_string(c.training.steps * 4 / 5) +
+                          std::to_string(last - 1) + "].until_step=" + std::to_string(std::max(1, c.training.steps * 4 / 5)) +
                           "), or keep training.steps and stop early with --stop-at");
   }
   const ScheduleConfig& s = c.schedule;

@@ -196,7 +196,13 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
       CheckpointInfo info;
       try {
         if (dp) {  // checkpoints hold whole-layout moments: load them, keep this rank's shard
-          Buffer m = be.allocate(DType::F32, model.layout().total()), v = be.allocate(DType::F32, model.layout().total());
+          Buffer m, v;
+          naming_purpose("the checkpoint's whole optimizer moments (2 x " + std::to_string(model.layout().total()) +
+                             " fp32 values, read before this rank keeps its shard)",
+                         [&] {
+                           m = be.allocate(DType::F32, model.layout().total());
+                           v = be.allocate(DType::F32, model.layout().total());
+                         });
           OptimizerMoments full{m.view(), v.view(), 0};
           info = load_checkpoint(*newest, model, &full);
           dp->scatter_moments(full, optimizer);
@@ -205,9 +211,13 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
         }
       } catch (const CheckpointError& e) {
         // Never a silent fallback (the user decides what happens to a damaged checkpoint), but the
-        // way forward is named: the one before it.
+        // way forward is named: the one before it. Only for damage: a checkpoint of another
+        // architecture or dtype is no better than the ones before it.
+        const std::string why = e.what();
+        const bool damaged_files = why.find("checksum mismatch") != std::string::npos ||
+                                   why.find("cannot load") != std::string::npos;
         const auto all = ckpt::list_checkpoints(run_dir);
-        if (all.size() < 2) throw;
+        if (!damaged_files || all.size() < 2) throw;
         throw CheckpointError(fmt::format("{}; to resume from the checkpoint before it ({}), move {} out of {}",
                                           e.what(), all[all.size() - 2].second, *newest, run_dir));
       }
