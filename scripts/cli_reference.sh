@@ -6,8 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${1:-build/lighthouse}
 
-# The help of `lighthouse <words>`, with the binary's path shown as plain `lighthouse`.
-help_of() { "$bin" "$@" --help | sed "s|^Usage: [^ ]*lighthouse|Usage: lighthouse|"; }
+# The help of `lighthouse <words>` (the app is named: its usage line says `lighthouse`).
+help_of() { "$bin" "$@" --help; }
 # The subcommand names listed under "Subcommands:" in a help text.
 subcommands_of() { help_of "$@" | awk '/^Subcommands:/ {on = 1; next} on && /^  [a-z]/ {print $1}'; }
 

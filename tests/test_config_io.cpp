@@ -181,18 +181,4 @@ TEST_CASE("shipped configs parse", "[config]") {
   }
   CHECK(shipped >= 5);
   CHECK(lighthouse >= 2);
-
-  // Cut short, a Lighthouse config would never reach its dense tail: refused with the fix.
-  const std::string lh_config = dir + "quickstart_lighthouse.json";
-  try {
-    Config::load_file(lh_config, {"training.steps=30"});
-    FAIL("a run that never reaches its dense phase was accepted");
-  } catch (const lh::ConfigError& e) {
-    CHECK(e.path == "training.steps");
-    CHECK_THAT(e.what(), Catch::Contains("30 ends before attention.phases[1] (dense) starts at step 121") &&
-                             Catch::Contains("--set attention.phases[0].until_step=24"));
-  }
-  CHECK(Config::load_file(lh_config, {"training.steps=30", "attention.phases[0].until_step=24"})
-            .phase_at(29)
-            .attention == "dense");
 }

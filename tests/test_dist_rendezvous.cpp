@@ -136,13 +136,18 @@ TEST_CASE("rendezvous: a connection that never speaks does not hold up the ranks
     ::_exit(1);
   }
   const auto id = nccl_like_id();
-  const pid_t rank1 = fork_rank(loopback(1, 2, port), 800ms, 40s, id);
+  const pid_t rank1 = fork_rank(loopback(1, 2, port), 1500ms, 40s, id);  // well after the stray
   const auto t0 = Clock::now();
   CHECK(lh::rendezvous_broadcast(loopback(0, 2, port), id, 40s) == id);
-  CHECK(Clock::now() - t0 < 20s);  // the stray was dropped after a few seconds, not at the deadline
+  // Rank 0 waited out the stray's silence (so the case under test happened), then dropped it a few
+  // seconds in, not at the deadline.
+  CHECK(Clock::now() - t0 >= 4s);
+  CHECK(Clock::now() - t0 < 20s);
   CHECK(wait_exit(rank1, Clock::now() + 10s) == 0);
   ::kill(stray, SIGKILL);
-  ::waitpid(stray, nullptr, 0);
+  int status = 0;
+  ::waitpid(stray, &status, 0);
+  CHECK((WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL));  // it had connected and was still silent
 }
 
 TEST_CASE("rendezvous: a rank that cannot reach rank 0 names the master address", "[cpu][dist]") {

@@ -189,9 +189,19 @@ TEST_CASE("a fresh run refuses a run directory that holds checkpoints", "[cpu][t
     fs::create_directories(fresh.logging.dir);
     std::ofstream(dir.path() / "project" / "config.json") << "// my notes\n{}";
     CHECK_THROWS_WITH(lh::train(fresh, *be, {false, true}),
-                      Catch::Contains("logging.dir") && Catch::Contains("already holds config.json") &&
-                          Catch::Contains("--resume"));
+                      Catch::Contains("logging.dir") && Catch::Contains("holds config.json that no run wrote"));
+    CHECK_THROWS_WITH(lh::train(fresh, *be, {true, true}), Catch::Contains("that no run wrote"));  // --resume too
     CHECK(lh::testing::file_bytes(dir.path() / "project" / "config.json") == "// my notes\n{}");
+    // An earlier run's files (a run that stopped before its first checkpoint): --resume restarts it.
+    lh::Config early = cfg;
+    early.logging.dir = (dir.path() / "early").string();
+    fs::create_directories(early.logging.dir);
+    std::ofstream(dir.path() / "early" / "config.json") << early.to_json().dump();
+    std::ofstream(dir.path() / "early" / "metrics.jsonl") << R"({"step": 1, "loss": 5.5})" << "\n";
+    CHECK_THROWS_WITH(lh::train(early, *be, {false, true}),
+                      Catch::Contains("already holds an earlier run's config.json and metrics.jsonl") &&
+                          Catch::Contains("--resume"));
+    CHECK(lh::train(early, *be, {true, true}).steps_done == 5);
   }
   SECTION("a damaged newest checkpoint is refused, naming the one before it") {
     lh::Config longer = cfg;
@@ -261,6 +271,34 @@ TEST_CASE("phases that would not do what they say are named", "[cpu][train]") {
   CHECK_THAT(w[1], Catch::Contains("attention.phases[1].options.dense_layers lists every layer"));
   cfg.training.steps = 6;  // now the second phase runs, though still densely
   CHECK(lh::idle_phase_warnings(cfg).size() == 1);
+}
+
+TEST_CASE("a run cut short of its dense tail is refused with a fix that works, and warned on resume", "[cpu][train]") {
+  lh::testing::TempDir dir;
+  lh::Config cfg = lh::testing::small_run(dir.path(), 30);
+  const auto phase = [](int until, const char* kind) { return lh::AttentionPhase{until, kind, nlohmann::json::object()}; };
+  cfg.attention.phases = {phase(60, "dense"), phase(120, "dense"), phase(150, "dense")};
+  CHECK(lh::missing_dense_tail(cfg).empty());  // ends in a dense phase anyway
+  cfg.attention.phases = {phase(60, "lighthouse"), phase(120, "lighthouse"), phase(150, "dense")};
+  const std::string problem = lh::missing_dense_tail(cfg);
+  CHECK_THAT(problem, Catch::Contains("training.steps = 30 ends before attention.phases[2] (dense) starts at step 121") &&
+                          Catch::Contains("--stop-at") && Catch::Contains("without the dense one"));
+  // The advice scales every boundary into the first 80% of the run, and the config it gives is valid.
+  CHECK_THAT(problem, Catch::Contains("--set attention.phases[0].until_step=12 --set attention.phases[1].until_step=24"));
+  lh::Config fixed = cfg;
+  fixed.attention.phases[0].until_step = 12, fixed.attention.phases[1].until_step = 24;
+  CHECK(lh::missing_dense_tail(fixed).empty());
+  cfg.training.steps = 2;  // too short for two phases and a dense tail: no boundaries to suggest
+  CHECK_THAT(lh::missing_dense_tail(cfg), !Catch::Contains("--set"));
+
+  lh::Config two = lh::testing::small_run(dir.path(), 4);
+  two.attention.phases = {phase(8, "dense"), phase(12, "dense")};
+  two.attention.phases[0].attention = "lighthouse";
+  two.attention.phases[0].options = {{"levels", 2}, {"pooling", 2}, {"topk", 128}};
+  auto be = lh::make_cpu_backend();
+  lh::TrainOptions dry;
+  dry.dry_run = true;
+  CHECK_THROWS_WITH(lh::train(two, *be, dry), Catch::Contains("training.steps") && Catch::Contains("never train dense"));
 }
 
 TEST_CASE("one run at a time in a run directory", "[cpu][train]") {
@@ -388,7 +426,8 @@ TEST_CASE("a resume says what a changed config does to the next steps", "[cpu][t
   const std::vector<std::string> other = lh::resume_changes(then, retuned, 20);
   REQUIRE(other.size() == 1);
   CHECK_THAT(other[0], Catch::Contains("other settings differ") && Catch::Contains("optimizer.weight_decay 0.1 -> 0.05") &&
-                           Catch::Contains("attention.phases[0].until_step (unset) -> 40"));
+                           Catch::Contains("attention.phases[0].until_step (unset) -> 40") &&
+                           !Catch::Contains("attention.phases [] ->"));
   CHECK(lh::resume_changes(then, longer, 80).empty());  // nothing left to train: no lr to speak of
 
   // A phase boundary moved past the checkpoint: the element and key are named, and going back from
@@ -402,6 +441,10 @@ TEST_CASE("a resume says what a changed config does to the next steps", "[cpu][t
   CHECK_THAT(back[0], Catch::Contains("was in its dense phase at step 20") &&
                           Catch::Contains("step 21 runs lighthouse attention again"));
   CHECK_THAT(back[1], Catch::Contains("attention.phases[0].until_step 10 -> 30"));
+  // A checkpoint at the end of a leading dense phase, config unchanged: nothing goes back.
+  lh::Config dense_first = then;
+  dense_first.attention.phases = {{20, "dense", nlohmann::json::object()}, {40, "lighthouse", nlohmann::json::object()}};
+  CHECK(lh::resume_changes(dense_first, dense_first, 20).empty());
 }
 
 TEST_CASE("validation off leaves the validation shards unread, and a call that trains nothing keeps config.json",

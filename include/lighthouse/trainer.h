@@ -22,6 +22,9 @@ struct TrainOptions {
   // Check the config, the data, the checkpoint to resume (with resume) and that every phase left
   // fits the device's memory, then return without training or writing to logging.dir.
   bool dry_run = false;
+  // resume was not asked for but is the default (the quickstart): a start without a checkpoint is
+  // expected then, and not warned about. (Last: callers initialise the first fields by position.)
+  bool resume_by_default = false;
 };
 
 // What one attention phase of a run holds on the device, laid out before the first step

@@ -45,6 +45,9 @@ nlohmann::json state_to_json(const TrainState& s) {
           {"phase_index", s.phase_index},
           {"attention", s.attention},
           {"loader", {{"epoch", s.loader.epoch}, {"cursor", s.loader.cursor}}},
+          // Nothing reads this any more (a trainer RNG nothing drew from); written so that builds
+          // before 2026-11-30, which require the key, still load these checkpoints.
+          {"rng", std::string(64, '0')},
           {"world_size", s.world_size},
           {"tokens_seen", s.tokens_seen}};
 }
@@ -67,8 +70,7 @@ TrainState state_from_json(const nlohmann::json& j) {
   };
   s.loader.epoch = get_count("epoch");
   s.loader.cursor = get_count("cursor");
-  // "rng" (a trainer random state that nothing drew from) is no longer written, and ignored in
-  // checkpoints that have it.
+  // "rng" is ignored (see state_to_json).
   s.world_size = get_int("world_size");
   s.tokens_seen = j.at("tokens_seen").get<double>();
   auto require = [](bool ok, const std::string& what) {

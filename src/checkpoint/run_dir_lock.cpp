@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <thread>
 #include <cstring>
 #include <filesystem>
 #include <stdexcept>
@@ -33,7 +35,11 @@ RunDirLock::RunDirLock(const std::string& run_dir) {
     problem_ = path + ": cannot open (" + std::strerror(errno) + ")";
     return;
   }
-  const int err = try_lock(fd_);
+  int err = try_lock(fd_);
+  if (err == EWOULDBLOCK) {  // held_elsewhere (a dry run's probe) holds it for an instant: look again
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    err = try_lock(fd_);
+  }
   if (err == 0) return;
   ::close(fd_);
   fd_ = -1;

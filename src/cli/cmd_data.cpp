@@ -102,14 +102,21 @@ void register_info(CLI::App& parent) {
   cmd->add_option("shards", *specs, "Shard files, directories or glob patterns")->required();
   cmd->callback([specs] {
     uint64_t total = 0;
+    size_t bad = 0;
     const auto paths = data::resolve_shards(*specs);
-    for (const auto& path : paths) {
-      const data::ShardView shard = data::open_shard(path);
-      spdlog::info("{}: {} tokens, uint{}, max id {}", path, shard.size(), 8 * shard.token_bytes(),
-                   shard.max_token());
-      total += shard.size();
+    for (const auto& path : paths) {  // every shard is looked at: a bad one does not hide the rest
+      try {
+        const data::ShardView shard = data::open_shard(path);
+        spdlog::info("{}: {} tokens, uint{}, max id {}", path, shard.size(), 8 * shard.token_bytes(),
+                     shard.max_token());
+        total += shard.size();
+      } catch (const std::exception& e) {
+        spdlog::error("{}", e.what());
+        ++bad;
+      }
     }
-    spdlog::info("{} shard(s), {} tokens", paths.size(), total);
+    spdlog::info("{} shard(s), {} tokens", paths.size() - bad, total);
+    if (bad) throw std::runtime_error(std::to_string(bad) + " of " + std::to_string(paths.size()) + " shards are not valid");
   });
 }
 

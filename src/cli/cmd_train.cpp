@@ -52,6 +52,7 @@ void run_train(const TrainArgs& a) {
   lh::TrainOptions options{resume, a.quiet, a.stop_at};
   options.trace_path = a.trace, options.trace_from = a.trace_from, options.trace_steps = a.trace_steps;
   options.dry_run = a.dry_run;
+  options.resume_by_default = quickstart && !a.resume;
   const lh::TrainSummary s = lh::train(cfg, *backend, options, comm.get());
   if (a.dry_run) {
     const std::string memory = s.memory.empty() ? "nothing is left to train"

@@ -12,7 +12,8 @@
 #include "lighthouse/provenance.h"
 
 int main(int argc, char** argv) {
-  CLI::App app{"lighthouse: Llama-3 pretraining with Lighthouse attention"};
+  // Named, so that help texts say `lighthouse` wherever the binary lives (docs/cli.md is them).
+  CLI::App app{"lighthouse: Llama-3 pretraining with Lighthouse attention", "lighthouse"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Show help for every subcommand");
   app.set_version_flag("--version", lh::build_description());

@@ -201,18 +201,6 @@ Config Config::load_file(const std::string& path, const std::vector<std::string>
 // Checks for configs a user writes, not for those stored in checkpoints (which must keep loading
 // after a rule is added): a wsd decay that starts inside the warm-up drops the lr mid-ramp.
 static void check_new_config(const Config& c) {
-  // A final dense phase that the run never reaches (training.steps cut short) would leave a model
-  // that never trained dense: the export would be a Lighthouse-trained model with no dense tail.
-  const auto& phases = c.attention.phases;
-  if (phases.size() > 1 && phases.back().attention == "dense" && c.phase_at(c.training.steps - 1).attention != "dense") {
-    const size_t last = phases.size() - 1;
-    throw ConfigError("training.steps",
-                      std::to_string(c.training.steps) + " ends before attention.phases[" + std::to_string(last) +
-                          "] (dense) starts at step " + std::to_string(phases[last - 1].until_step + 1) +
-                          ": the model would never train dense. Shorten the phases too (e.g. --set attention.phases[" +
-                          std::to_string(last - 1) + "].until_step=" + std::to_string(std::max(1, c.training.steps * 4 / 5)) +
-                          "), or keep training.steps and stop early with --stop-at");
-  }
   const ScheduleConfig& s = c.schedule;
   if (s.decay != "wsd") return;
   const int steps = c.training.steps;

@@ -167,7 +167,9 @@ ShardView open_shard(const std::string& path) {
   } else if (header[0] == kShardMagicU32) {
     view.token_bytes_ = 4;
   } else {
-    throw std::runtime_error(fmt::format("{}: unknown shard magic {}", path, header[0]));
+    throw std::runtime_error(fmt::format("{}: unknown shard magic {}: not an llm.c token shard (those start with {} or "
+                                         "{}); text is made into shards with `lighthouse data text`",
+                                         path, header[0], kShardMagicU16, kShardMagicU32));
   }
   if (header[1] != kShardVersion)
     throw std::runtime_error(fmt::format("{}: unsupported shard version {} (expected {})", path,

@@ -13,11 +13,11 @@ namespace lh {
 namespace {
 
 // "a.b[1].c" -> value for every leaf of a config's JSON. Lists of objects (attention.phases) are
-// walked by index, so a change names its element; other lists (dense_layers) are leaves.
+// walked by index, so a change names its element; other non-empty lists (dense_layers) are leaves.
 void flatten(const nlohmann::json& j, const std::string& path, std::map<std::string, nlohmann::json>& out) {
   if (j.is_object()) {
     for (const auto& [key, value] : j.items()) flatten(value, path.empty() ? key : path + "." + key, out);
-  } else if (j.is_array() && !j.empty() && j.front().is_object()) {
+  } else if (j.is_array() && (j.empty() || j.front().is_object())) {  // an empty list has no leaves
     for (size_t i = 0; i < j.size(); ++i) flatten(j[i], path + "[" + std::to_string(i) + "]", out);
   } else {
     out[path] = j;
@@ -89,7 +89,7 @@ std::vector<std::string> resume_changes(const Config& then, const Config& now, i
   // A run that had reached its dense tail and now goes back to Lighthouse attention (a phase
   // boundary moved past the checkpoint) no longer ends as it was meant to: said on its own.
   if (next_step > 0 && next_step < now.training.steps && then.phase_at(next_step - 1).attention == "dense" &&
-      now.phase_at(next_step).attention != "dense")
+      then.phase_at(next_step).attention == "dense" && now.phase_at(next_step).attention != "dense")
     out.push_back(fmt::format("the checkpoint's run was in its dense phase at step {}; with this config step {} runs "
                               "{} attention again", next_step, next_step + 1, now.phase_at(next_step).attention));
   if (const std::string other = other_changes(then, now); !other.empty())

@@ -3,9 +3,12 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <set>
+#include <string>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 namespace lh {
 namespace fs = std::filesystem;
@@ -41,15 +44,64 @@ void check_run_dir_usable(const std::string& run_dir) {
   if (::access(probe.c_str(), W_OK | X_OK) != 0) throw refuse(probe.string() + " is not writable");
 }
 
-void check_no_run_files(const std::string& run_dir) {
-  std::vector<std::string> present;
-  for (const char* name : {"config.json", "metrics.jsonl"})
-    if (fs::exists(fs::path(run_dir) / name)) present.push_back(name);
-  if (present.empty()) return;
-  throw ConfigError("logging.dir", fmt::format("{} already holds {} (an earlier run's, or files of your own) that a "
-                                               "new run would replace; pass --resume to continue or restart the run "
-                                               "there, or set logging.dir to a new directory",
-                                               run_dir, fmt::join(present, " and ")));
+namespace {
+// Whether a run wrote this file: config.json loads as a config; metrics.jsonl is empty or starts
+// with a record of ours.
+bool written_by_a_run(const fs::path& file) {
+  try {
+    if (file.filename() == "config.json") {
+      Config::from_json(Config::load_json_file(file.string()));
+      return true;
+    }
+    std::ifstream in(file);
+    std::string first;
+    if (!std::getline(in, first)) return true;
+    const nlohmann::json record = nlohmann::json::parse(first);
+    return record.is_object() && record.contains("step");
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+}  // namespace
+
+void check_run_files(const std::string& run_dir, bool resuming) {
+  std::vector<std::string> runs, others;
+  for (const char* name : {"config.json", "metrics.jsonl"}) {
+    const fs::path file = fs::path(run_dir) / name;
+    if (fs::exists(file)) (written_by_a_run(file) ? runs : others).push_back(name);
+  }
+  if (!others.empty())
+    throw ConfigError("logging.dir", fmt::format("{} holds {} that no run wrote and a run would replace: move them "
+                                                 "away, or set logging.dir to a new directory",
+                                                 run_dir, fmt::join(others, " and ")));
+  if (!resuming && !runs.empty())
+    throw ConfigError("logging.dir", fmt::format("{} already holds an earlier run's {} (it has no checkpoint); pass "
+                                                 "--resume to restart that run there, or set logging.dir to a new "
+                                                 "directory",
+                                                 run_dir, fmt::join(runs, " and ")));
+}
+
+std::string missing_dense_tail(const Config& cfg) {
+  const auto& phases = cfg.attention.phases;
+  const int steps = cfg.training.steps;
+  if (phases.size() < 2 || phases.back().attention != "dense" || cfg.phase_at(steps - 1).attention == "dense")
+    return "";
+  const size_t last = phases.size() - 1;
+  std::string fix;
+  // Every earlier boundary scaled to the first 80% of the run (boundaries must rise from 1 on).
+  const int tail_start = std::max(int(last), steps * 4 / 5);
+  if (tail_start < steps) {
+    fix = "shorten the phases with the run, e.g.";
+    for (size_t i = 0; i < last; ++i) {
+      const int until = std::max(int(i + 1), int(int64_t(phases[i].until_step) * tail_start / phases[last - 1].until_step));
+      fix += fmt::format(" --set attention.phases[{}].until_step={}", i, until);
+    }
+    fix += "; ";
+  }
+  return fmt::format("training.steps = {} ends before attention.phases[{}] (dense) starts at step {}: the model would "
+                     "never train dense. To run part of the plan, keep training.steps and stop early with --stop-at; "
+                     "else {}or give phases without the dense one",
+                     steps, last, phases[last - 1].until_step + 1, fix);
 }
 
 std::vector<std::string> idle_phase_warnings(const Config& cfg) {

@@ -20,10 +20,17 @@ std::string val_named_train_shards(const std::vector<std::string>& train);
 // (a file on the way, a parent that is not writable).
 void check_run_dir_usable(const std::string& run_dir);
 
-// A new run (no --resume) writes config.json and metrics.jsonl into logging.dir: throws ConfigError
-// (logging.dir) where either is there already (an earlier run's, or a user's own file), rather
-// than replacing it.
-void check_no_run_files(const std::string& run_dir);
+// A run that starts (fresh, or --resume without a checkpoint) writes config.json and metrics.jsonl
+// into logging.dir, replacing what is there. Throws ConfigError (logging.dir) where that would
+// replace files no run wrote (a user's own config.json), and, for a fresh run, files of an earlier
+// run too (--resume restarts that run).
+void check_run_files(const std::string& run_dir, bool resuming);
+
+// A run whose last phase is dense but whose training.steps end before that phase starts (a
+// phased config cut short) would never train dense, and its export would not be the dense model the
+// config plans: the problem and what to do instead, or "". A fresh run stops on it; a resume
+// (perhaps of a run started before this rule) is warned.
+std::string missing_dense_tail(const Config& cfg);
 
 // Attention phases that do not do what they say: one that starts after training.steps, a
 // Lighthouse phase whose dense_layers lists every layer. One warning each.

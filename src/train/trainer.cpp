@@ -129,6 +129,10 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
   const int B = cfg.data.micro_batch, T = cfg.data.seq_len;
   const int accum = cfg.grad_accum_steps(world_size);
   const std::string& run_dir = cfg.logging.dir;
+  if (const std::string problem = missing_dense_tail(cfg); !problem.empty()) {
+    if (!opt.resume) throw ConfigError("training.steps", problem);
+    if (root) spdlog::warn("{}", problem);
+  }
 
   // Shard lists that resolve to nothing name their config key, and how shards are made.
   const auto resolve = [](const std::vector<std::string>& specs, const char* key) {
@@ -190,7 +194,7 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
       throw std::runtime_error("run directory " + run_dir + " already holds checkpoints (newest: " + *existing +
                                "); pass --resume to continue it, or set logging.dir to a new directory");
     if (!damaged.empty()) throw refuse_over_damaged("a new run");
-    check_no_run_files(run_dir);
+    check_run_files(run_dir, /*resuming=*/false);
   } else {
     if (auto newest = ckpt::newest_checkpoint(run_dir)) {
       CheckpointInfo info;
@@ -249,7 +253,10 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
       }
     } else {
       if (!damaged.empty()) throw refuse_over_damaged("--resume without a complete checkpoint");
-      if (run_dir_existed)
+      check_run_files(run_dir, /*resuming=*/true);
+      if (opt.resume_by_default)
+        spdlog::info("no checkpoint in {} yet: starting the run", run_dir);
+      else if (run_dir_existed)
         spdlog::warn("no complete checkpoint in {}: starting the run", run_dir);
       else
         spdlog::warn("--resume: {} does not exist (a typo in logging.dir?): starting a new run there", run_dir);
