@@ -92,6 +92,10 @@ std::string temporary_prefix();
 // checkpoints with this one's. Throws std::runtime_error naming the directory when another process
 // holds it. Where the lock cannot be taken for another reason (a filesystem without locks),
 // problem() says why and the caller decides (train warns and goes on).
+// flock(fd, operation), retried when a signal interrupts it: 0, or the errno of the failure
+// (EWOULDBLOCK with LOCK_NB when another open file holds the lock).
+int flock_retrying(int fd, int operation);
+
 class RunDirLock {
  public:
   explicit RunDirLock(const std::string& run_dir);

@@ -15,13 +15,15 @@
 
 namespace lh::ckpt {
 
-namespace {
-int try_lock(int fd) {
+int flock_retrying(int fd, int operation) {
   int rc;
-  do rc = ::flock(fd, LOCK_EX | LOCK_NB);
+  do rc = ::flock(fd, operation);
   while (rc != 0 && errno == EINTR);
   return rc == 0 ? 0 : errno;
 }
+
+namespace {
+int try_lock(int fd) { return flock_retrying(fd, LOCK_EX | LOCK_NB); }
 }  // namespace
 
 RunDirLock::RunDirLock(const std::string& run_dir) {

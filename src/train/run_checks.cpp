@@ -45,13 +45,14 @@ void check_run_dir_usable(const std::string& run_dir) {
 }
 
 namespace {
-// Whether a run wrote this file: config.json loads as a config; metrics.jsonl is empty or starts
+// Whether a run wrote this file: config.json is a JSON object with a config's model and data
+// sections (not a full load: another build's keys may differ); metrics.jsonl is empty or starts
 // with a record of ours.
 bool written_by_a_run(const fs::path& file) {
   try {
     if (file.filename() == "config.json") {
-      Config::from_json(Config::load_json_file(file.string()));
-      return true;
+      const nlohmann::json j = Config::load_json_file(file.string());
+      return j.is_object() && j.contains("model") && j.contains("data") && j.contains("training");
     }
     std::ifstream in(file);
     std::string first;
