@@ -281,7 +281,7 @@ TEST_CASE("a run cut short of its dense tail is refused with a fix that works, a
   CHECK(lh::missing_dense_tail(cfg).empty());  // ends in a dense phase anyway
   cfg.attention.phases = {phase(60, "lighthouse"), phase(120, "lighthouse"), phase(150, "dense")};
   const std::string problem = lh::missing_dense_tail(cfg);
-  CHECK_THAT(problem, Catch::Contains("training.steps = 30 ends before attention.phases[2] (dense) starts at step 121") &&
+  CHECK_THAT(problem, Catch::Contains("30 ends before attention.phases[2] (dense) starts at step 121") &&
                           Catch::Contains("--stop-at") && Catch::Contains("without the dense one"));
   // The advice scales every boundary into the first 80% of the run, and the config it gives is valid.
   CHECK_THAT(problem, Catch::Contains("--set attention.phases[0].until_step=12 --set attention.phases[1].until_step=24"));

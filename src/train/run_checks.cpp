@@ -99,7 +99,7 @@ std::string missing_dense_tail(const Config& cfg) {
     }
     fix += "; ";
   }
-  return fmt::format("training.steps = {} ends before attention.phases[{}] (dense) starts at step {}: the model would "
+  return fmt::format("{} ends before attention.phases[{}] (dense) starts at step {}: the model would "
                      "never train dense. To run part of the plan, keep training.steps and stop early with --stop-at; "
                      "else {}or give phases without the dense one",
                      steps, last, phases[last - 1].until_step + 1, fix);

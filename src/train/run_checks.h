@@ -28,8 +28,9 @@ void check_run_files(const std::string& run_dir, bool resuming);
 
 // A run whose last phase is dense but whose training.steps end before that phase starts (a
 // phased config cut short) would never train dense, and its export would not be the dense model the
-// config plans: the problem and what to do instead, or "". A fresh run stops on it; a resume
-// (perhaps of a run started before this rule) is warned.
+// config plans: the problem and what to do instead (said of training.steps), or "". A fresh run
+// stops on it (ConfigError on training.steps); a resume (perhaps of a run started before this
+// rule) is warned.
 std::string missing_dense_tail(const Config& cfg);
 
 // Attention phases that do not do what they say: one that starts after training.steps, a

@@ -131,7 +131,7 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
   const std::string& run_dir = cfg.logging.dir;
   if (const std::string problem = missing_dense_tail(cfg); !problem.empty()) {
     if (!opt.resume) throw ConfigError("training.steps", problem);
-    if (root) spdlog::warn("{}", problem);
+    if (root) spdlog::warn("training.steps: {}", problem);
   }
 
   // Shard lists that resolve to nothing name their config key, and how shards are made.
