@@ -19,6 +19,10 @@ namespace lh {
 
 struct CheckpointError : std::runtime_error {
   using std::runtime_error::runtime_error;
+  CheckpointError(const std::string& what, bool damaged) : std::runtime_error(what), damaged_files(damaged) {}
+  // The checkpoint's files are damaged (a checksum mismatch, an unreadable tensor), as opposed to a
+  // whole checkpoint that does not fit this run (another architecture or dtype).
+  bool damaged_files = false;
 };
 
 struct TrainState {

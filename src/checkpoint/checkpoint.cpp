@@ -224,7 +224,9 @@ CheckpointInfo load_checkpoint(const std::string& dir, LlamaModel& model, Optimi
       const std::string path = (root / f).string();
       const std::string want = state.checksums.at(f).get<std::string>();
       const std::string got = checksum_hex(checksum_file(path));
-      if (want != got) throw CheckpointError(path + ": checksum mismatch (file is damaged): expected " + want + ", got " + got);
+      if (want != got)
+        throw CheckpointError(path + ": checksum mismatch (file is damaged): expected " + want + ", got " + got,
+                              /*damaged=*/true);
     }
     const auto weights = read_all(safetensors::File::open((root / kModelFile).string()), model.layout(), be.param_dtype(), "");
     std::vector<char> m, v;
@@ -260,7 +262,7 @@ CheckpointInfo load_checkpoint(const std::string& dir, LlamaModel& model, Optimi
   } catch (const CheckpointError&) {
     throw;
   } catch (const std::exception& e) {
-    throw CheckpointError(dir + ": cannot load: " + e.what());
+    throw CheckpointError(dir + ": cannot load: " + e.what(), /*damaged=*/true);
   }
   return info;
 }

@@ -22,10 +22,6 @@ int flock_retrying(int fd, int operation) {
   return rc == 0 ? 0 : errno;
 }
 
-namespace {
-int try_lock(int fd) { return flock_retrying(fd, LOCK_EX | LOCK_NB); }
-}  // namespace
-
 RunDirLock::RunDirLock(const std::string& run_dir) {
   std::error_code ec;
   std::filesystem::create_directories(run_dir, ec);
@@ -37,10 +33,10 @@ RunDirLock::RunDirLock(const std::string& run_dir) {
     problem_ = path + ": cannot open (" + std::strerror(errno) + ")";
     return;
   }
-  int err = try_lock(fd_);
+  int err = flock_retrying(fd_, LOCK_EX | LOCK_NB);
   if (err == EWOULDBLOCK) {  // held_elsewhere (a dry run's probe) holds it for an instant: look again
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    err = try_lock(fd_);
+    err = flock_retrying(fd_, LOCK_EX | LOCK_NB);
   }
   if (err == 0) return;
   ::close(fd_);
@@ -55,7 +51,7 @@ bool RunDirLock::held_elsewhere(const std::string& run_dir) {
   const std::string path = (std::filesystem::path(run_dir) / ".lock").string();
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return false;  // no lock file: nobody has run there (or it is unreadable: the run says so)
-  const bool held = try_lock(fd) == EWOULDBLOCK;
+  const bool held = flock_retrying(fd, LOCK_EX | LOCK_NB) == EWOULDBLOCK;
   ::close(fd);  // releases the lock if this call took it
   return held;
 }

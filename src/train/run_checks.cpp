@@ -94,7 +94,8 @@ std::string missing_dense_tail(const Config& cfg) {
   if (tail_start < steps) {
     fix = "shorten the phases with the run, e.g.";
     for (size_t i = 0; i < last; ++i) {
-      const int until = std::max(int(i + 1), int(int64_t(phases[i].until_step) * tail_start / phases[last - 1].until_step));
+      const int64_t scaled = int64_t(phases[i].until_step) * tail_start / phases[last - 1].until_step;
+      const int until = std::max(int(i + 1), int(scaled));
       fix += fmt::format(" --set attention.phases[{}].until_step={}", i, until);
     }
     fix += "; ";
@@ -108,9 +109,11 @@ std::string missing_dense_tail(const Config& cfg) {
 std::vector<std::string> idle_phase_warnings(const Config& cfg) {
   std::vector<std::string> out;
   const auto& phases = cfg.attention.phases;
+  const bool dense_tail_missing = !missing_dense_tail(cfg).empty();  // the last phase: said there
   for (size_t i = 0; i < phases.size(); ++i) {
     const AttentionPhase& p = phases[i];
-    if (i > 0 && phases[i - 1].until_step >= cfg.training.steps)
+    const bool said_elsewhere = dense_tail_missing && i + 1 == phases.size();
+    if (i > 0 && phases[i - 1].until_step >= cfg.training.steps && !said_elsewhere)
       out.push_back(fmt::format("attention.phases[{}] ({}) starts after training.steps = {}: it does not run unless a "
                                 "resume extends the run", i, p.attention, cfg.training.steps));
     const auto dense = p.options.find("dense_layers");

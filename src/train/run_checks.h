@@ -33,8 +33,9 @@ void check_run_files(const std::string& run_dir, bool resuming);
 // rule) is warned.
 std::string missing_dense_tail(const Config& cfg);
 
-// Attention phases that do not do what they say: one that starts after training.steps, a
-// Lighthouse phase whose dense_layers lists every layer. One warning each.
+// Attention phases that do not do what they say: one that starts after training.steps (but the
+// dense last phase that missing_dense_tail speaks of), a Lighthouse phase whose dense_layers lists
+// every layer. One warning each.
 std::vector<std::string> idle_phase_warnings(const Config& cfg);
 
 }  // namespace lh

@@ -217,13 +217,11 @@ TrainSummary train(const Config& cfg, Backend& be, const TrainOptions& opt, Comm
         // Never a silent fallback (the user decides what happens to a damaged checkpoint), but the
         // way forward is named: the one before it. Only for damage: a checkpoint of another
         // architecture or dtype is no better than the ones before it.
-        const std::string why = e.what();
-        const bool damaged_files = why.find("checksum mismatch") != std::string::npos ||
-                                   why.find("cannot load") != std::string::npos;
         const auto all = ckpt::list_checkpoints(run_dir);
-        if (!damaged_files || all.size() < 2) throw;
+        if (!e.damaged_files || all.size() < 2) throw;
         throw CheckpointError(fmt::format("{}; to resume from the checkpoint before it ({}), move {} out of {}",
-                                          e.what(), all[all.size() - 2].second, *newest, run_dir));
+                                          e.what(), all[all.size() - 2].second, *newest, run_dir),
+                              /*damaged=*/true);
       }
       state = info.state;
       if (state.world_size != world_size)
